@@ -1,0 +1,1437 @@
+"""Scarlet: the tested helpers behind ``Scarlet.ipynb``.
+
+One flat module, in the order the notebook uses it: frames, faces, data, model, training,
+metrics, one video. Arrays are ``(T, H, W, 3)`` uint8 RGB clips unless said otherwise; model
+inputs are ``(B, T, C, H, W)`` float tensors normalised with the checkpoint's mean/std.
+
+The module never prints: it logs to the ``scarlet`` logger and returns reports the notebook shows.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import logging
+import multiprocessing
+import os
+import random
+import tempfile
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+logger = logging.getLogger("scarlet")
+
+DEFAULT_MODEL = "facebook/timesformer-base-finetuned-k400"
+# The k400 TimeSformer checkpoint's preprocessor_config.json normalises with these values.
+KINETICS_MEAN = (0.45, 0.45, 0.45)
+KINETICS_STD = (0.225, 0.225, 0.225)
+CLASS_NAMES = ("Real", "Fake")
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".mpg", ".mpeg", ".webm", ".m4v")
+
+
+class VideoReadError(RuntimeError):
+    """A video that cannot be decoded; the message names the file and the cause."""
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be loaded into the model asked for; the message says why."""
+
+
+def _atomic_path(path: Path) -> Path:
+    """A temp name in the same folder as ``path``, so ``os.replace`` onto it is atomic."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temp file and a rename: never a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _atomic_path(path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def write_json_atomic(path: str | Path, obj: Any) -> Path:
+    """``json.dump`` with indentation, written atomically."""
+    return write_text_atomic(path, json.dumps(obj, indent=2) + "\n")
+
+
+# ----------------------------------------------------------------------------------------------
+# Configuration
+# ----------------------------------------------------------------------------------------------
+
+ENV_PREFIX = "SCARLET_"
+MODES = ("kaggle", "demo", "sample")
+KAGGLE_INPUT = Path("/kaggle/input")
+KAGGLE_WORKING = Path("/kaggle/working")
+DATASET_DIR_NAME = "FaceForensics++_C23"
+
+
+def _parse_env_value(name: str, text: str, default: Any) -> Any:
+    """Parse an environment string into the type of the knob's default."""
+    text = text.strip()
+    if text.lower() in ("", "none", "null"):
+        return None
+    try:
+        if isinstance(default, bool):
+            if text.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                raise ValueError(text)
+            return text.lower() in ("1", "true", "yes", "on")
+        if isinstance(default, int):
+            return int(text)
+        if isinstance(default, float):
+            return float(text)
+        if isinstance(default, (list, tuple)):
+            return [part.strip() for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ValueError(f"{ENV_PREFIX}{name}={text!r}: expected a {type(default).__name__}") from None
+    return text
+
+
+def find_data_root(search_dirs: Sequence[str | Path] = (KAGGLE_INPUT,), name: str = DATASET_DIR_NAME,
+                   max_depth: int = 5) -> Path | None:
+    """The first folder called ``name`` (any case) below ``search_dirs`` that holds a dataset layout.
+
+    Kaggle has mounted datasets at ``/kaggle/input/<slug>/`` and at deeper paths over time, so
+    the search walks down instead of assuming one path.
+    """
+    for top in map(Path, search_dirs):
+        if not top.is_dir():
+            continue
+        for dirpath, dirnames, _ in os.walk(top, followlinks=True):
+            depth = len(Path(dirpath).relative_to(top).parts)
+            if depth >= max_depth:
+                dirnames[:] = []
+            if Path(dirpath).name.lower() == name.lower():
+                try:
+                    detect_layout(dirpath)
+                    return Path(dirpath)
+                except FileNotFoundError:
+                    continue
+            dirnames.sort()
+    return None
+
+
+def sized_split(n_real: int, n_fake: int) -> tuple[int, int]:
+    """``(n_train, n_val)`` using the whole balanced pool of a small tree, half each side."""
+    pool = 2 * min(n_real, n_fake)
+    if pool < 2:
+        raise ValueError(f"need at least one real and one fake video, found {n_real} real, {n_fake} fake")
+    n_val = max(1, pool // 2)
+    return pool - n_val, n_val
+
+
+def resolve_config(defaults: dict[str, Any], environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """The run's configuration: ``defaults``, then the mode's presets, then ``SCARLET_<NAME>``
+    environment variables (which always win, so CI can run the same notebook headless).
+
+    ``MODE`` None picks ``kaggle`` where the dataset is found, else ``demo``. ``demo`` and
+    ``sample`` switch to a tiny model, a small split and few epochs, and write to their own
+    output folders, never to ``models/video``.
+    """
+    environ = dict(os.environ if environ is None else environ)
+    unknown = sorted(k for k in environ if k.startswith(ENV_PREFIX) and k[len(ENV_PREFIX):] not in defaults)
+    if unknown:
+        raise KeyError(f"unknown configuration variables {unknown}; known: {sorted(defaults)}")
+    env = {k: _parse_env_value(k, environ[ENV_PREFIX + k], v) for k, v in defaults.items() if ENV_PREFIX + k in environ}
+    cfg = {**defaults, **env}
+    on_kaggle = KAGGLE_WORKING.is_dir()
+    if cfg.get("DATA_ROOT") is None and cfg.get("MODE") in (None, "kaggle"):
+        found = find_data_root()
+        cfg["DATA_ROOT"] = str(found) if found else None
+    mode = cfg.get("MODE") or ("kaggle" if cfg.get("DATA_ROOT") else "demo")
+    if mode not in MODES:
+        raise ValueError(f"MODE must be one of {MODES}, got {mode!r}")
+    presets: dict[str, Any] = {"MODE": mode}
+    if mode == "kaggle":
+        if cfg.get("DATA_ROOT") is None:
+            raise FileNotFoundError(
+                f"no {DATASET_DIR_NAME} folder found under {KAGGLE_INPUT}: attach the dataset, "
+                f"or set {ENV_PREFIX}DATA_ROOT, or run {ENV_PREFIX}MODE=demo"
+            )
+        presets["OUTPUT_DIR"] = str(KAGGLE_WORKING / "models" / "video") if on_kaggle else "models/video"
+        presets["CACHE_DIR"] = str(KAGGLE_WORKING / "frame_cache") if on_kaggle else ".scarlet_cache"
+    else:
+        # The tiny model and its settings: minutes on a laptop CPU, never a real result.
+        presets.update(MODEL="tiny", NUM_FRAMES=8, SIZE=64, BATCH_SIZE=4, LR=5e-4, FACE_CROP=False)
+        presets["OUTPUT_DIR"] = f"{mode}_output"
+        presets["CACHE_DIR"] = f"{mode}_output/frame_cache"
+        if mode == "demo":
+            presets.update(DATA_ROOT=f"{mode}_output/synthetic_data", METHODS=["Deepfakes"], N_TRAIN=32, N_VAL=32, EPOCHS=8)
+        else:
+            if cfg.get("DATA_ROOT") is None:
+                raise ValueError(f"MODE=sample needs {ENV_PREFIX}DATA_ROOT, a small FF++ tree")
+            methods = available_methods(cfg["DATA_ROOT"])
+            items = list_videos(cfg["DATA_ROOT"], methods)
+            n_train, n_val = sized_split(sum(i.label == 0 for i in items), sum(i.label == 1 for i in items))
+            presets.update(METHODS=methods, N_TRAIN=n_train, N_VAL=n_val, EPOCHS=2)
+    for key, value in presets.items():
+        if key not in env and key in defaults:
+            cfg[key] = value
+    return cfg
+
+
+def device_report() -> dict[str, Any]:
+    """The compute device, its precision, and the library versions, for the notebook to print."""
+    import sklearn
+    import transformers
+
+    cuda = torch.cuda.is_available()
+    device = torch.device("cuda" if cuda else "cpu")
+    dtype = autocast_dtype(device)
+    return {
+        "device": str(device),
+        "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else [],
+        "precision": {torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast + GradScaler"}.get(dtype, "fp32"),
+        "cpus": default_workers(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "opencv": cv2.__version__,
+        "numpy": np.__version__,
+        "scikit-learn": sklearn.__version__,
+    }
+
+
+def format_table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
+    """A plain-text table (no pandas needed) for the notebook to print."""
+    cells = [[str(h) for h in headers]] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------
+# Frames
+# ----------------------------------------------------------------------------------------------
+
+
+def sample_frame_indices(total_frames: int, num_frames: int = 8) -> list[int]:
+    """``num_frames`` indices spread uniformly from the first to the last frame.
+
+    A video shorter than ``num_frames`` repeats indices (``[0, 0, 1, 1, ...]``) so every clip
+    has the same length.
+    """
+    if total_frames < 1:
+        raise ValueError(f"total_frames must be >= 1, got {total_frames}")
+    if num_frames < 1:
+        raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+    return [int(i) for i in np.linspace(0, total_frames - 1, num_frames).round()]
+
+
+def resize_short_side_center_crop(frame: np.ndarray, size: int) -> np.ndarray:
+    """``(H, W, 3)`` -> ``(size, size, 3)``: shortest side to ``size``, then a centre crop.
+
+    This is what the k400 processor does (``shortest_edge`` then ``crop_size``); squashing the
+    frame to a square would distort faces the pretrained backbone has never seen distorted.
+    """
+    h, w = frame.shape[:2]
+    scale = size / min(h, w)
+    new_w, new_h = max(size, round(w * scale)), max(size, round(h * scale))
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    resized = cv2.resize(frame, (new_w, new_h), interpolation=interp)
+    top, left = (new_h - size) // 2, (new_w - size) // 2
+    return resized[top : top + size, left : left + size]
+
+
+def _check_file(path: Path) -> None:
+    """Raise ``VideoReadError`` for a path that is not a readable, non-empty file."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise VideoReadError(f"{path}: file not found") from None
+    except PermissionError:
+        raise VideoReadError(f"{path}: permission denied") from None
+    except OSError as exc:  # a symlink loop, a name too long, ...
+        raise VideoReadError(f"{path}: cannot stat the file ({exc.strerror})") from None
+    if path.is_dir():
+        raise VideoReadError(f"{path}: is a directory, not a video file")
+    if st.st_size == 0:
+        raise VideoReadError(f"{path}: empty file (0 bytes)")
+    try:
+        with open(path, "rb") as fh:
+            fh.read(1)
+    except OSError as exc:
+        raise VideoReadError(f"{path}: cannot read the file ({exc.strerror})") from None
+
+
+def _open_capture(path: Path) -> cv2.VideoCapture:
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        cap.release()
+        raise VideoReadError(
+            f"{path}: OpenCV cannot open it as a video (not a video, truncated, or an unsupported codec)"
+        )
+    return cap
+
+
+def _count_frames(path: Path) -> int:
+    """Count decodable frames by grabbing them all (no colour conversion): the slow, sure way."""
+    cap = _open_capture(path)
+    n = 0
+    try:
+        while cap.grab():
+            n += 1
+    finally:
+        cap.release()
+    return n
+
+
+def _grab_frames(path: Path, indices: Sequence[int]) -> tuple[list[np.ndarray], int]:
+    """Decode the frames at sorted ``indices`` as BGR; ``grab()`` skips the rest cheaply.
+
+    Returns the frames for the distinct indices reached and how many frames were grabbed, which
+    is less than ``max(indices) + 1`` when the stream ends (or breaks) early, and one more than
+    that when the stream goes on past the last index (the count it was sampled from is too low).
+    """
+    wanted = sorted(set(indices))
+    frames: list[np.ndarray] = []
+    cap = _open_capture(path)
+    pos = 0
+    try:
+        for idx in wanted:
+            while pos <= idx:
+                if not cap.grab():
+                    return frames, pos
+                pos += 1
+            ok, frame = cap.retrieve()
+            if not ok or frame is None:
+                raise VideoReadError(f"{path}: frame {idx} could be grabbed but not decoded")
+            frames.append(frame)
+        if cap.grab():
+            pos += 1
+    finally:
+        cap.release()
+    return frames, pos
+
+
+@dataclass
+class Clip:
+    """What reading a video produced: ``frames`` ``(T, size, size, 3)`` uint8 RGB and how."""
+
+    frames: np.ndarray
+    indices: list[int]
+    total_frames: int
+    faces_missing: int = 0  # frames where face crop found no face and fell back to a centre crop
+
+
+def read_clip(
+    path: str | Path,
+    num_frames: int = 8,
+    size: int = 224,
+    face_crop: bool = False,
+    frame_count: int | None = None,
+) -> Clip:
+    """Read ``num_frames`` uniformly spaced frames of a video as a ``Clip``.
+
+    ``frame_count`` is a hint (e.g. from a dataset's metadata); like ``CAP_PROP_FRAME_COUNT`` it
+    is verified while decoding and replaced by the real count when it is wrong.
+    Raises ``VideoReadError`` naming the file and the cause.
+    """
+    path = Path(path)
+    _check_file(path)
+    if frame_count is None or frame_count < 1:
+        cap = _open_capture(path)
+        frame_count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        cap.release()
+    if frame_count < 1:
+        # Some containers (and streams with broken headers) report 0 or a negative count.
+        frame_count = _count_frames(path)
+        if frame_count < 1:
+            raise VideoReadError(f"{path}: the video has no decodable frames")
+
+    indices = sample_frame_indices(frame_count, num_frames)
+    frames, reached = _grab_frames(path, indices)
+    if len(frames) < len(set(indices)):
+        # The header promised more frames than the stream holds (common for truncated or
+        # re-muxed files): resample over the frames that really decode.
+        if reached < 1:
+            raise VideoReadError(f"{path}: the video has no decodable frames")
+        logger.warning("%s: header says %d frames, only %d decode; resampling", path, frame_count, reached)
+        frame_count = reached
+        indices = sample_frame_indices(frame_count, num_frames)
+        frames, reached = _grab_frames(path, indices)
+        if len(frames) < len(set(indices)):
+            raise VideoReadError(f"{path}: decoding is not repeatable (stream broke at frame {reached})")
+    elif reached > frame_count:
+        # The stream goes on past the count (a stale metadata hint): count for real, resample.
+        real_count = _count_frames(path)
+        logger.warning("%s: count says %d frames, %d decode; resampling", path, frame_count, real_count)
+        frame_count = real_count
+        indices = sample_frame_indices(frame_count, num_frames)
+        frames, reached = _grab_frames(path, indices)
+        if len(frames) < len(set(indices)):
+            raise VideoReadError(f"{path}: decoding is not repeatable (stream broke at frame {reached})")
+
+    by_index = dict(zip(sorted(set(indices)), frames))
+    rgb = [cv2.cvtColor(by_index[i], cv2.COLOR_BGR2RGB) for i in indices]
+    faces_missing = 0
+    if face_crop:
+        crops, faces_missing = crop_faces(rgb, size)
+    else:
+        crops = [resize_short_side_center_crop(f, size) for f in rgb]
+    return Clip(np.stack(crops), list(indices), frame_count, faces_missing)
+
+
+def read_video_frames(
+    path: str | Path, num_frames: int = 8, size: int = 224, face_crop: bool = False
+) -> np.ndarray:
+    """``(num_frames, size, size, 3)`` uint8 RGB frames spread over the whole video.
+
+    Whole frames follow the k400 processor (shortest side to ``size``, centre crop); with
+    ``face_crop`` each frame is cropped around the largest detected face (see ``crop_faces``).
+    Raises ``VideoReadError`` for a missing, empty or undecodable file.
+    """
+    clip = read_clip(path, num_frames, size, face_crop)
+    if clip.faces_missing:
+        logger.warning("%s: no face in %d/%d frames; used a centre crop there", path, clip.faces_missing, num_frames)
+    return clip.frames
+
+
+# ----------------------------------------------------------------------------------------------
+# Faces
+# ----------------------------------------------------------------------------------------------
+
+FACE_DETECT_SHORT_SIDE = 360  # detect on a downscaled grey frame: ~10x faster, same faces on FF++
+FACE_MARGIN = 1.3  # square box 1.3x the detected face: keeps hairline, jaw and blending seams
+
+
+@lru_cache(maxsize=1)
+def _face_detector() -> Any | None:
+    """OpenCV's Haar frontal-face cascade, or None where this OpenCV build ships none."""
+    classifier = getattr(cv2, "CascadeClassifier", None)
+    data = getattr(cv2, "data", None)
+    cascade_dir = getattr(data, "haarcascades", None)
+    if classifier is None or cascade_dir is None:
+        logger.warning("OpenCV has no Haar cascades (opencv-python>=5?): face crop falls back to centre crops")
+        return None
+    detector = classifier(os.path.join(cascade_dir, "haarcascade_frontalface_default.xml"))
+    if detector.empty():
+        logger.warning("Haar cascade file missing from %s: face crop falls back to centre crops", cascade_dir)
+        return None
+    return detector
+
+
+def detect_face(frame: np.ndarray) -> tuple[float, float, float] | None:
+    """Largest face in an ``(H, W, 3)`` RGB frame as ``(centre_x, centre_y, side)`` in pixels."""
+    detector = _face_detector()
+    if detector is None:
+        return None
+    h, w = frame.shape[:2]
+    scale = min(1.0, FACE_DETECT_SHORT_SIDE / min(h, w))
+    grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+    if scale < 1.0:
+        grey = cv2.resize(grey, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+    faces = detector.detectMultiScale(grey, scaleFactor=1.1, minNeighbors=5, minSize=(30, 30))
+    if len(faces) == 0:
+        return None
+    x, y, fw, fh = max(faces, key=lambda f: f[2] * f[3])
+    return ((x + fw / 2) / scale, (y + fh / 2) / scale, max(fw, fh) / scale)
+
+
+def _smooth_boxes(boxes: list[tuple[float, float, float] | None]) -> list[tuple[float, float, float] | None]:
+    """Median of each detected box with its detected neighbours: one spurious box cannot win."""
+    found = [i for i, b in enumerate(boxes) if b is not None]
+    out: list[tuple[float, float, float] | None] = list(boxes)
+    for k, i in enumerate(found):
+        window = [boxes[j] for j in found[max(0, k - 1) : k + 2]]
+        out[i] = tuple(float(v) for v in np.median(np.array(window), axis=0))  # type: ignore[assignment]
+    return out
+
+
+def crop_faces(frames: Sequence[np.ndarray], size: int) -> tuple[list[np.ndarray], int]:
+    """Crop each ``(H, W, 3)`` frame to a square around the clip's face, resized to ``size``.
+
+    The box is the largest Haar face, 1.3x margin, smoothed over the clip. Frames with no face
+    get the whole-frame centre crop; returns the crops and how many frames fell back.
+    """
+    boxes = _smooth_boxes([detect_face(f) for f in frames])
+    crops, missing = [], 0
+    for frame, box in zip(frames, boxes):
+        if box is None:
+            missing += 1
+            crops.append(resize_short_side_center_crop(frame, size))
+            continue
+        h, w = frame.shape[:2]
+        cx, cy, side = box
+        side = min(side * FACE_MARGIN, h, w)  # a box larger than the frame cannot be square
+        x0 = int(round(min(max(cx - side / 2, 0), w - side)))  # shift inside rather than pad
+        y0 = int(round(min(max(cy - side / 2, 0), h - side)))
+        s = int(round(side))
+        crop = frame[y0 : y0 + s, x0 : x0 + s]
+        interp = cv2.INTER_AREA if s > size else cv2.INTER_LINEAR
+        crops.append(cv2.resize(crop, (size, size), interpolation=interp))
+    return crops, missing
+
+
+# ----------------------------------------------------------------------------------------------
+# Data
+# ----------------------------------------------------------------------------------------------
+
+REAL_FOLDER = "original"
+KNOWN_METHODS = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures", "FaceShifter", "DeepFakeDetection")
+LAYOUT_HELP = (
+    "expected one of these layouts under the data root:\n"
+    "  Kaggle mirror:  ROOT/original/NNN.mp4 and ROOT/<Method>/TTT_SSS.mp4 (e.g. ROOT/Deepfakes/000_003.mp4)\n"
+    "  FF++ official:  ROOT/original_sequences/youtube/c23/videos/NNN.mp4 and\n"
+    "                  ROOT/manipulated_sequences/<Method>/c23/videos/TTT_SSS.mp4"
+)
+
+
+@dataclass(frozen=True)
+class VideoItem:
+    """One labelled video: ``label`` 0 is real, 1 is fake; ``video_id`` is the file stem."""
+
+    path: Path
+    label: int
+    method: str
+    video_id: str
+    frame_count: int | None = None  # from the dataset's metadata where it has one; a hint only
+
+
+def _video_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS and not p.name.startswith("."))
+
+
+def _read_kaggle_metadata(root: Path) -> dict[str, int]:
+    """Frame counts by relative path from the Kaggle mirror's ``csv/FF++_Metadata.csv``, if any."""
+    import csv
+
+    meta = root / "csv" / "FF++_Metadata.csv"
+    counts: dict[str, int] = {}
+    if not meta.is_file():
+        return counts
+    with open(meta, newline="", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            row = {k.strip(): (v or "").strip() for k, v in row.items() if k}
+            rel, n = row.get("File Path", ""), row.get("Frame Count", "")
+            if rel and n.lstrip("-").isdigit():
+                counts[rel.replace("\\", "/")] = int(n)
+    return counts
+
+
+def detect_layout(root: str | Path) -> str:
+    """``"kaggle"`` or ``"official"``; a root with neither raises ``FileNotFoundError``."""
+    root = Path(root)
+    if (root / "original_sequences").is_dir():
+        return "official"
+    if (root / REAL_FOLDER).is_dir():
+        return "kaggle"
+    raise FileNotFoundError(f"{root}: not a FaceForensics++ data root; {LAYOUT_HELP}")
+
+
+def _layout_folders(root: Path, layout: str, method: str) -> Path:
+    if layout == "kaggle":
+        return root / method
+    if method == REAL_FOLDER:
+        return root / "original_sequences" / "youtube" / "c23" / "videos"
+    return root / "manipulated_sequences" / method / "c23" / "videos"
+
+
+def available_methods(root: str | Path) -> list[str]:
+    """Manipulation methods with a video folder under ``root`` (either layout)."""
+    root = Path(root)
+    layout = detect_layout(root)
+    return [m for m in KNOWN_METHODS if _layout_folders(root, layout, m).is_dir()]
+
+
+def list_videos(root: str | Path, methods: Iterable[str] = ("Deepfakes",)) -> list[VideoItem]:
+    """Every real video and every fake of ``methods`` under ``root``, sorted by path.
+
+    Reads the Kaggle mirror (``original/``, ``<Method>/``) and the official FF++ layout
+    (``original_sequences/youtube/c23/videos``, ``manipulated_sequences/<Method>/c23/videos``).
+    """
+    root = Path(root)
+    layout = detect_layout(root)
+    methods = list(methods)
+    hints = _read_kaggle_metadata(root) if layout == "kaggle" else {}
+    items: list[VideoItem] = []
+    for method in [REAL_FOLDER, *methods]:
+        folder = _layout_folders(root, layout, method)
+        if not folder.is_dir():
+            found = available_methods(root)
+            raise FileNotFoundError(
+                f"{folder}: no folder for {method!r} under {root} ({layout} layout); methods found: {found or 'none'}"
+            )
+        label = 0 if method == REAL_FOLDER else 1
+        for p in _video_files(folder):
+            hint = hints.get(f"{p.parent.name}/{p.name}")
+            items.append(VideoItem(p, label, method, p.stem, hint))
+    if not any(i.label == 0 for i in items) or not any(i.label == 1 for i in items):
+        counts = Counter(i.method for i in items)
+        raise FileNotFoundError(f"{root}: need real and fake videos, found {dict(counts) or 'none'}; {LAYOUT_HELP}")
+    return sorted(items, key=lambda i: str(i.path))
+
+
+@dataclass
+class Split:
+    """The videos on each side of a split (``test`` is empty unless the strategy makes one)."""
+
+    train: list[VideoItem]
+    val: list[VideoItem]
+    test: list[VideoItem] = field(default_factory=list)
+    strategy: str = "random"
+    seed: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        side = lambda items: [{**asdict(i), "path": str(i.path)} for i in items]  # noqa: E731
+        return {"strategy": self.strategy, "seed": self.seed, "train": side(self.train), "val": side(self.val), "test": side(self.test)}
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> "Split":
+        side = lambda rows: [VideoItem(**{**r, "path": Path(r["path"])}) for r in rows]  # noqa: E731
+        return cls(side(obj["train"]), side(obj["val"]), side(obj.get("test", [])), obj.get("strategy", "random"), obj.get("seed", 0))
+
+
+def save_split(split: Split, path: str | Path) -> Path:
+    """Write ``split.json`` so evaluation can be rerun on exactly the same videos."""
+    return write_json_atomic(path, split.to_json())
+
+
+def load_split(path: str | Path) -> Split:
+    return Split.from_json(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+def make_split(
+    items: Sequence[VideoItem], n_train: int = 600, n_val: int = 800, seed: int = 0, strategy: str = "random"
+) -> Split:
+    """The original protocol: a balanced pool of ``(n_train + n_val) / 2`` real and as many fake
+    videos, drawn and shuffled with ``seed``; the first ``n_train`` train, the next ``n_val`` validate.
+
+    Sizes larger than the pool raise ``ValueError`` (never a silent shrink).
+    """
+    if strategy != "random":
+        raise ValueError(f"unknown split strategy {strategy!r}; expected 'random'")
+    if n_train < 0 or n_val < 1 or (n_train + n_val) % 2:
+        raise ValueError(f"n_train + n_val must be even and n_val >= 1 (balanced pool); got {n_train} + {n_val}")
+    per_class = (n_train + n_val) // 2
+    rng = random.Random(seed)
+    pool: list[VideoItem] = []
+    for label in (0, 1):
+        # Sorted first, so the split depends on the files, not on the order the OS lists them.
+        cls_items = sorted((i for i in items if i.label == label), key=lambda i: str(i.path))
+        if len(cls_items) < per_class:
+            raise ValueError(
+                f"split of {n_train} train + {n_val} val needs {per_class} {CLASS_NAMES[label].lower()} videos, "
+                f"only {len(cls_items)} available; lower n_train / n_val"
+            )
+        pool += rng.sample(cls_items, per_class)
+    rng.shuffle(pool)
+    return Split(pool[:n_train], pool[n_train:], strategy=strategy, seed=seed)
+
+
+def cache_dir_for(root: str | Path, num_frames: int = 8, size: int = 224, face_crop: bool = False) -> Path:
+    """The cache folder for one extraction setting, so changing a knob never reuses stale clips."""
+    return Path(root) / f"f{num_frames}_s{size}_{'face' if face_crop else 'full'}"
+
+
+def cache_path(item: VideoItem, cache_dir: str | Path) -> Path:
+    """Where ``item``'s clip lives in ``cache_dir``: ``<method>/<video_id>.npy``."""
+    return Path(cache_dir) / item.method / f"{item.video_id}.npy"
+
+
+@dataclass
+class ExtractionReport:
+    """What ``extract_frames`` did: video ids done now, skipped (cached) and failed with causes."""
+
+    done: list[VideoItem] = field(default_factory=list)
+    skipped: list[VideoItem] = field(default_factory=list)
+    failed: list[tuple[VideoItem, str]] = field(default_factory=list)
+    faces_missing: dict[str, int] = field(default_factory=dict)  # path -> frames without a face
+
+    @property
+    def ok(self) -> list[VideoItem]:
+        """Videos with a clip in the cache."""
+        return self.done + self.skipped
+
+
+def _extract_one(item: VideoItem, dest: Path, num_frames: int, size: int, face_crop: bool) -> tuple[str | None, int]:
+    """Decode one video into ``dest`` (temp name, then rename). Returns (error or None, faces missing)."""
+    cv2.setNumThreads(1)  # one decoder thread per worker process: the pool is the parallelism
+    try:
+        clip = read_clip(item.path, num_frames, size, face_crop, item.frame_count)
+    except VideoReadError as exc:
+        return str(exc), 0
+    except Exception as exc:  # a decoder bug must not stop the other videos: report it
+        return f"{item.path}: {type(exc).__name__}: {exc}", 0
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _atomic_path(dest)
+    try:
+        with open(tmp, "wb") as fh:
+            np.save(fh, clip.frames)
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return None, clip.faces_missing
+
+
+def default_workers() -> int:
+    """Worker processes for extraction: the CPUs this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def extract_frames(
+    items: Sequence[VideoItem],
+    cache_dir: str | Path,
+    num_frames: int = 8,
+    size: int = 224,
+    face_crop: bool = False,
+    workers: int | None = None,
+) -> ExtractionReport:
+    """Decode each video once into ``cache_dir/<method>/<video_id>.npy`` ``(T, size, size, 3)`` uint8.
+
+    Clips already in the cache are skipped; new ones are written to a temp name and renamed, so
+    an interrupted run never leaves a partial clip. Videos are decoded in a process pool
+    (``workers`` defaults to the CPU count; 0 or 1 decodes in this process). A video that fails
+    is listed in the report with its cause and never stops the others.
+    """
+    report = ExtractionReport()
+    todo: list[tuple[VideoItem, Path]] = []
+    for item in items:
+        dest = cache_path(item, cache_dir)
+        if dest.is_file():
+            report.skipped.append(item)
+        else:
+            todo.append((item, dest))
+    workers = default_workers() if workers is None else workers
+    workers = min(workers, len(todo))
+
+    def record(item: VideoItem, result: tuple[str | None, int]) -> None:
+        error, missing = result
+        if error is not None:
+            report.failed.append((item, error))
+            return
+        report.done.append(item)
+        if missing:
+            report.faces_missing[str(item.path)] = missing
+
+    bar = tqdm(total=len(todo), desc="extracting frames", unit="video", disable=not todo)
+    try:
+        if workers <= 1:
+            for item, dest in todo:
+                record(item, _extract_one(item, dest, num_frames, size, face_crop))
+                bar.update()
+        else:
+            # spawn, not fork: forking a process that already runs OpenCV/torch threads can deadlock.
+            ctx = multiprocessing.get_context("spawn")
+            with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+                futures = {pool.submit(_extract_one, it, d, num_frames, size, face_crop): it for it, d in todo}
+                for fut in concurrent.futures.as_completed(futures):
+                    item = futures[fut]
+                    try:
+                        record(item, fut.result())
+                    except Exception as exc:  # a worker killed by the OS (out of memory, a crash)
+                        record(item, (f"{item.path}: worker process failed: {type(exc).__name__}: {exc}", 0))
+                    bar.update()
+    finally:
+        bar.close()
+    for item, cause in report.failed:
+        logger.warning("skipped %s", cause)
+    return report
+
+
+class FrameClipDataset(Dataset):
+    """Cached clips as model inputs: ``pixel_values`` ``(T, C, H, W)`` float32 normalised, and the label.
+
+    ``cache_dir`` is the folder ``extract_frames`` wrote; ``augment`` flips the whole clip
+    horizontally with probability 0.5 (the same flip for every frame keeps motion consistent).
+    """
+
+    def __init__(
+        self,
+        items: Sequence[VideoItem],
+        cache_dir: str | Path,
+        mean: Sequence[float] = KINETICS_MEAN,
+        std: Sequence[float] = KINETICS_STD,
+        augment: bool = False,
+    ) -> None:
+        self.items = list(items)
+        self.cache_dir = Path(cache_dir)
+        missing = [str(cache_path(i, cache_dir)) for i in self.items if not cache_path(i, cache_dir).is_file()]
+        if missing:
+            raise FileNotFoundError(f"{len(missing)} clips missing from the cache (run extract_frames first): {missing[:3]}")
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+        self.augment = augment
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        item = self.items[index]
+        frames = np.load(cache_path(item, self.cache_dir))
+        return clip_to_tensor(frames, self.mean, self.std, flip=self.augment and random.random() < 0.5), item.label
+
+
+def clip_to_tensor(
+    frames: np.ndarray, mean: Sequence[float] | torch.Tensor, std: Sequence[float] | torch.Tensor, flip: bool = False
+) -> torch.Tensor:
+    """``(T, H, W, 3)`` uint8 -> ``(T, 3, H, W)`` float32, scaled to [0, 1] and normalised."""
+    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div_(255.0)
+    if flip:
+        x = x.flip(-1)
+    mean = torch.as_tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+    std = torch.as_tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+# -- Demo data: a synthetic real/fake dataset, so the notebook runs with nothing downloaded ----
+# Real clips animate matplotlib's public-domain Grace Hopper portrait with a smooth virtual camera
+# (pan, zoom, roll), slow lighting drift and sensor noise. A fake ``T_S`` replays real ``T``'s
+# exact camera motion (FF++'s "target") and pastes a warped, colour-mismatched face over it through
+# a soft elliptical mask whose geometry, colour and alignment jitter frame to frame: the temporal
+# flicker real face swaps show.
+
+SYNTH_FACE_FRAC = 0.5  # detected face box side / frame side at zoom 1
+_SYNTH_FALLBACK_BOX = (0.303, 0.175, 0.434, 0.370)  # x, y, w, h relative; Haar result on the 512x600 photo
+
+
+@lru_cache(maxsize=1)
+def _photo() -> tuple[np.ndarray, tuple[float, float, float]]:
+    """Load the portrait (BGR uint8, read-only) and its face box as (cx, cy, side) in pixels."""
+    from matplotlib import cbook
+
+    src = cbook.get_sample_data("grace_hopper.jpg")  # str/Path on old matplotlib, open binary file on new
+    if isinstance(src, (str, os.PathLike)):
+        data = Path(src).read_bytes()
+    else:
+        with src:
+            data = src.read()
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    h, w = img.shape[:2]
+    x, y, bw, bh = (_SYNTH_FALLBACK_BOX[0] * w, _SYNTH_FALLBACK_BOX[1] * h, _SYNTH_FALLBACK_BOX[2] * w, _SYNTH_FALLBACK_BOX[3] * h)
+    cascade = _face_detector()
+    if cascade is not None:
+        faces = cascade.detectMultiScale(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY), 1.1, 5, minSize=(w // 6, w // 6))
+        if len(faces):
+            x, y, bw, bh = max(faces, key=lambda f: f[2] * f[3])
+        else:
+            logger.warning("Haar cascade found no face in grace_hopper.jpg; using hard-coded box")
+    img.setflags(write=False)
+    return img, (x + bw / 2, y + bh / 2, float(max(bw, bh)))
+
+
+def _smooth(rng: np.random.Generator, n: int, amp: float) -> np.ndarray:
+    """Smooth random curve of length n (sum of 3 slow sinusoids), peak roughly +-amp."""
+    t = np.arange(n, dtype=np.float32)[:, None] / 32  # speed per frame, independent of clip length
+    f, ph, w = rng.uniform(0.1, 0.7, 3), rng.uniform(0, 2 * np.pi, 3), rng.dirichlet(np.ones(3))
+    return (amp * (w * np.sin(2 * np.pi * f * t + ph)).sum(1)).astype(np.float32)
+
+
+def _motion(rng: np.random.Generator, n: int, size: int) -> dict:
+    """Per-real-video camera / lighting / colour parameters (also reused as a fake's target)."""
+    k = rng.uniform(-0.08, 0.08)  # colour temperature: warm (+) boosts red, cuts blue (BGR order)
+    return dict(
+        flip=bool(rng.random() < 0.5),
+        gains=np.array([1 - k, 1.0, 1 + k], np.float32) * rng.uniform(0.95, 1.05, 3).astype(np.float32),
+        pan=np.stack([_smooth(rng, n, 0.06 * size) + rng.uniform(-0.04, 0.04) * size for _ in range(2)], 1),
+        zoom=rng.uniform(1.0, 1.25) * np.exp(_smooth(rng, n, 0.08)),
+        rot=_smooth(rng, n, 6.0) + rng.uniform(-4, 4),  # degrees
+        bright=_smooth(rng, n, 0.06) + rng.uniform(-0.05, 0.05),
+        contrast=1 + _smooth(rng, n, 0.1) + rng.uniform(-0.1, 0.1),
+        gamma=np.exp(_smooth(rng, n, 0.12) + rng.uniform(-0.15, 0.15)),
+        elastic=rng.normal(0, 0.015, (4, 4, 2)).astype(np.float32),  # identity warp when used as a source
+    )
+
+
+def _swap(rng: np.random.Generator, n: int, size: int) -> dict:
+    """Per-fake blending parameters: per-video offsets plus per-frame i.i.d. jitter (the flicker)."""
+    px = size / 96
+    return dict(
+        shift=rng.normal(0, 0.6 * px, (n, 2)) + rng.normal(0, 1.0 * px, 2),  # alignment error
+        scale=1 + rng.normal(0, 0.015, n) + rng.normal(0, 0.02),
+        rot=rng.normal(0, 1.0, n) + rng.normal(0, 1.5),
+        axes=np.array([rng.uniform(0.36, 0.42), rng.uniform(0.46, 0.52)]) * (1 + rng.normal(0, 0.04, (n, 1))),
+        mask_off=rng.normal(0, 0.5 * px, (n, 2)) + [0, rng.uniform(0, 0.05) * size],
+        feather=np.clip(rng.uniform(0.25, 0.45) * (1 + rng.normal(0, 0.2, n)), 0.08, None),
+        gain=1 + rng.normal(0, 0.03, 3) + rng.normal(0, 0.012, (n, 3)),  # residual after colour transfer
+        offset=rng.normal(0, 2.0, (n, 3)) + rng.normal(0, 3.0, 3),  # in 0-255 units
+        blur=rng.uniform(0.25, 0.6) * px,  # generator output is softer than the target
+    )
+
+
+def _prepare(size: int, flip: bool, gains: np.ndarray,
+             elastic: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Portrait scaled so the face spans SYNTH_FACE_FRAC*size, flipped/tinted/warped; returns (float image, face centre)."""
+    img, (cx, cy, side) = _photo()
+    s0 = SYNTH_FACE_FRAC * size / side
+    im = cv2.resize(img, None, fx=s0, fy=s0, interpolation=cv2.INTER_AREA).astype(np.float32)
+    cx, cy = cx * s0, cy * s0
+    if flip:
+        im, cx = im[:, ::-1], im.shape[1] - 1 - cx
+    im = np.ascontiguousarray(im * gains)
+    if elastic is not None:  # low-frequency displacement field gives the source a slightly different face shape
+        h, w = im.shape[:2]
+        d = cv2.resize(elastic * SYNTH_FACE_FRAC * size, (w, h), interpolation=cv2.INTER_CUBIC)
+        gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+        im = cv2.remap(im, gx + d[..., 0], gy + d[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    return im, np.array([cx, cy], np.float32)
+
+
+def _affine(center: np.ndarray, zoom: float, rot_deg: float, dst: np.ndarray) -> np.ndarray:
+    """2x3 similarity mapping `center` to `dst` with the given zoom and roll."""
+    a = np.deg2rad(rot_deg)
+    A = zoom * np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]], np.float32)
+    return np.hstack([A, (dst - A @ center)[:, None]]).astype(np.float32)
+
+
+def _render(size: int, m: dict, noise: np.random.Generator,
+            sw: dict | None = None, src: dict | None = None) -> Iterator[np.ndarray]:
+    """Yield uint8 BGR frames of one clip; with `sw`/`src` the face is swapped (fake)."""
+    base, c = _prepare(size, m["flip"], m["gains"])
+    if sw is not None:
+        # Source face: other id's flip + identity warp, target's tint (a colour-transfer step would do that).
+        face_im, fc = _prepare(size, src["flip"], m["gains"], src["elastic"])
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    warp = dict(dsize=(size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    for t in range(len(m["zoom"])):
+        dst = size / 2 + m["pan"][t]  # analytic face centre in this frame
+        frame = cv2.warpAffine(base, _affine(c, m["zoom"][t], m["rot"][t], dst), **warp)
+        if sw is not None:
+            M = _affine(fc, m["zoom"][t] * sw["scale"][t], m["rot"][t] + sw["rot"][t], dst + sw["shift"][t])
+            face = cv2.GaussianBlur(cv2.warpAffine(face_im, M, **warp), (0, 0), sw["blur"])
+            face = face * sw["gain"][t].astype(np.float32) + sw["offset"][t].astype(np.float32)
+            side = SYNTH_FACE_FRAC * size * m["zoom"][t]
+            mc = dst + sw["mask_off"][t]
+            ax, ay = sw["axes"][t] * side
+            r = np.sqrt(((xx - mc[0]) / ax) ** 2 + ((yy - mc[1]) / ay) ** 2)
+            alpha = np.clip((1 - r) / sw["feather"][t], 0, 1)[..., None]  # soft elliptical mask, 1 inside
+            frame = alpha * face + (1 - alpha) * frame
+        x = np.clip(frame / 255, 0, 1) ** m["gamma"][t]
+        x = (x - 0.5) * m["contrast"][t] + 0.5 + m["bright"][t]
+        x = x * 255 + noise.normal(0, 2.0, x.shape).astype(np.float32)  # sensor noise
+        yield np.clip(x, 0, 255).astype(np.uint8)
+
+
+def _write(path: Path, frames: Iterable[np.ndarray], size: int, fps: int) -> None:
+    """Encode frames to a hidden temp .mp4 beside `path`, then atomically rename it into place."""
+    tmp = path.with_name(f".{path.stem}.tmp.mp4")  # must end in .mp4 so FFmpeg picks the container
+    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (size, size))
+    try:
+        if not writer.isOpened():
+            raise RuntimeError(f"cv2.VideoWriter could not open {tmp}")
+        for f in frames:
+            writer.write(f)
+        writer.release()
+        os.replace(tmp, path)
+    finally:
+        writer.release()
+        tmp.unlink(missing_ok=True)
+
+
+def make_synthetic_dataset(root: str | Path, n_per_class: int = 24, num_frames: int = 32, size: int = 96,
+                           fps: int = 16, seed: int = 0) -> Path:
+    """Write a small synthetic FF++-layout real/fake video dataset under `root` and return it.
+
+    Creates `root/original/NNN.mp4` (real) and `root/Deepfakes/T_S.mp4` (fake: target T's
+    camera motion with source S's face swapped in; every real id is the target of exactly one
+    fake, S != T). Deterministic for a given `seed`; only missing files are (re)written, so a
+    second call with the same arguments is a fast no-op. Files are written atomically.
+    """
+    if not 2 <= n_per_class <= 1000:
+        raise ValueError("n_per_class must be in [2, 1000] (3-digit ids, source != target)")
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    ids = [f"{i:03d}" for i in range(n_per_class)]
+    order = rng.permutation(n_per_class)  # one random cycle -> derangement: source != target
+    src_of = {int(order[j]): int(order[(j + 1) % n_per_class]) for j in range(n_per_class)}
+    real = {i: root / "original" / f"{ids[i]}.mp4" for i in range(n_per_class)}
+    fake = {i: root / "Deepfakes" / f"{ids[i]}_{ids[src_of[i]]}.mp4" for i in range(n_per_class)}
+    if all(p.exists() for p in [*real.values(), *fake.values()]):
+        return root
+    # All parameters come from generators spawned up front, so a partially written dataset is
+    # completed with exactly the clips a fresh run would produce.
+    motions = [_motion(g, num_frames, size) for g in rng.spawn(n_per_class)]
+    swaps = [_swap(g, num_frames, size) for g in rng.spawn(n_per_class)]
+    noises = rng.spawn(2 * n_per_class)
+    for d in ("original", "Deepfakes"):
+        (root / d).mkdir(parents=True, exist_ok=True)
+    for i in range(n_per_class):
+        if not real[i].exists():
+            _write(real[i], _render(size, motions[i], noises[i]), size, fps)
+        if not fake[i].exists():
+            frames = _render(size, motions[i], noises[n_per_class + i], swaps[i], motions[src_of[i]])
+            _write(fake[i], frames, size, fps)
+    logger.info("synthetic dataset ready at %s (%d real, %d fake)", root, n_per_class, n_per_class)
+    return root
+
+
+# ----------------------------------------------------------------------------------------------
+# Model
+# ----------------------------------------------------------------------------------------------
+
+CHECKPOINT_FORMAT = "scarlet-checkpoint-v1"
+
+
+def _label_maps(num_labels: int) -> tuple[dict[int, str], dict[str, int]]:
+    names = list(CLASS_NAMES) if num_labels == 2 else [f"LABEL_{i}" for i in range(num_labels)]
+    return dict(enumerate(names)), {n: i for i, n in enumerate(names)}
+
+
+def build_model(source: Any = DEFAULT_MODEL, num_labels: int = 2) -> torch.nn.Module:
+    """TimeSformer with its classifier swapped for a fresh ``num_labels``-way head.
+
+    ``source`` is a hub id, a local directory, or a ``TimesformerConfig`` (a random model, as the
+    tests and the demo use). The backbone weights load unchanged; only ``classifier`` is new.
+    """
+    from transformers import TimesformerConfig, TimesformerForVideoClassification
+
+    id2label, label2id = _label_maps(num_labels)
+    if isinstance(source, TimesformerConfig):
+        config = TimesformerConfig.from_dict({**source.to_dict(), "id2label": id2label, "label2id": label2id})
+        return TimesformerForVideoClassification(config)
+    # ignore_mismatched_sizes: the 400-class Kinetics head cannot load into a 2-class one; it is
+    # re-initialised and every other weight is copied as is (the HF video-classification recipe).
+    return TimesformerForVideoClassification.from_pretrained(
+        str(source), num_labels=num_labels, id2label=id2label, label2id=label2id, ignore_mismatched_sizes=True
+    )
+
+
+def normalization_for(source: Any = DEFAULT_MODEL) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """``(mean, std)`` from the checkpoint's ``preprocessor_config.json`` where it has one.
+
+    Falls back to the k400 values (0.45 / 0.225) for configs and for sources without the file.
+    """
+    if isinstance(source, (str, Path)):
+        candidate = Path(source) / "preprocessor_config.json"
+        try:
+            if not candidate.is_file():
+                from huggingface_hub import hf_hub_download
+
+                candidate = Path(hf_hub_download(str(source), "preprocessor_config.json"))
+            cfg = json.loads(candidate.read_text(encoding="utf-8"))
+            return tuple(cfg["image_mean"]), tuple(cfg["image_std"])
+        except Exception as exc:  # offline, no such file, or a config without mean/std
+            logger.info("no preprocessor config for %s (%s); using the k400 mean/std", source, exc)
+    return KINETICS_MEAN, KINETICS_STD
+
+
+def count_parameters(model: torch.nn.Module) -> dict[str, int]:
+    """Total and trainable parameter counts."""
+    return {
+        "total": sum(p.numel() for p in model.parameters()),
+        "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
+    }
+
+
+def tiny_config(num_frames: int = 8, image_size: int = 64, hidden_size: int = 64, num_layers: int = 2) -> Any:
+    """A small random TimeSformer config for the CPU demo and tests: no download, seconds per epoch."""
+    from transformers import TimesformerConfig
+
+    return TimesformerConfig(
+        image_size=image_size, patch_size=16, num_frames=num_frames, hidden_size=hidden_size,
+        num_hidden_layers=num_layers, num_attention_heads=max(1, hidden_size // 32),
+        intermediate_size=hidden_size * 4,
+    )
+
+
+def model_source(name: str, num_frames: int = 8, size: int = 224) -> Any:
+    """The ``MODEL`` knob as ``build_model`` takes it: ``"tiny"`` becomes ``tiny_config``, else as is."""
+    return tiny_config(num_frames, size) if name == "tiny" else name
+
+
+def check_input_size(model: torch.nn.Module, num_frames: int, size: int) -> None:
+    """Raise ``ValueError`` unless the model was built for clips of ``num_frames`` x ``size`` px.
+
+    TimeSformer's layers reshape by the configured frame count, so another count fails deep
+    inside the forward pass; say it here instead.
+    """
+    cfg = model.config
+    if (cfg.num_frames, cfg.image_size) != (num_frames, size):
+        raise ValueError(
+            f"the model is built for {cfg.num_frames} frames at {cfg.image_size} px, the data has "
+            f"{num_frames} frames at {size} px: set NUM_FRAMES / SIZE to match the model"
+        )
+
+
+def _plain(obj: Any) -> Any:
+    """NumPy scalars and arrays as Python numbers and lists: ``torch.load(weights_only=True)``
+    refuses NumPy objects, so a checkpoint holding one could be saved but never loaded."""
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_plain(v) for v in obj) if type(obj) in (list, tuple) else [_plain(v) for v in obj]
+    if isinstance(obj, (np.generic, np.ndarray)):
+        return obj.tolist()
+    return obj
+
+
+def save_checkpoint(model: torch.nn.Module, path: str | Path, **extra: Any) -> Path:
+    """Write ``Scarlet.pt``: the state dict plus the model config (as JSON text), atomically.
+
+    With the config inside, evaluation rebuilds the model with no download. ``extra`` holds
+    plain values (epoch, score, mean/std) kept beside the weights.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "config": model.config.to_json_string(),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "extra": _plain(extra),
+    }
+    tmp = _atomic_path(path)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _torch_load(path: Path) -> Any:
+    try:
+        # weights_only: a checkpoint is data; unpickling arbitrary objects can run arbitrary code.
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: checkpoint not found") from None
+    except Exception as exc:
+        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+            raise CheckpointError(
+                f"{path}: refused: the file holds Python objects other than tensors and plain values, "
+                "and loading those could run code. Expected a Scarlet.pt or a plain state dict."
+            ) from None
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({type(exc).__name__}: {exc})") from None
+
+
+def _shape_hint(key: str, want: tuple[int, ...], got: tuple[int, ...]) -> str:
+    if key.endswith("time_embeddings"):
+        return f"the checkpoint was trained on {got[1]} frames, the model expects {want[1]}"
+    if key.endswith("position_embeddings"):
+        return f"the checkpoint has {got[1] - 1} patches per frame, the model {want[1] - 1} (another image size or patch size)"
+    return f"{key}: checkpoint {tuple(got)}, model {tuple(want)}"
+
+
+def load_checkpoint(path: str | Path, model: torch.nn.Module | None = None, source: Any = None) -> torch.nn.Module:
+    """Load ``Scarlet.pt`` into ``model``, or into a model rebuilt from its stored config.
+
+    Accepts Scarlet's own format and a plain state dict (the original run's ``Scarlet.pt``;
+    then pass ``model``, or ``source`` to build one with ``build_model``). Always
+    ``torch.load(weights_only=True)``. A checkpoint for another frame count, image size or
+    architecture raises ``CheckpointError`` saying which.
+    """
+    path = Path(path)
+    obj = _torch_load(path)
+    if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
+        state, config_json = obj["state_dict"], obj["config"]
+    elif isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        state, config_json = obj, None
+    else:
+        raise CheckpointError(f"{path}: not a Scarlet checkpoint or a state dict (found {type(obj).__name__})")
+    # A model wrapped in DataParallel saves its keys as "module.<name>".
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    if model is None and config_json is None and source is not None:
+        model = build_model(source)
+    if model is None:
+        if config_json is None:
+            raise CheckpointError(f"{path}: a plain state dict has no config; pass model= or source= to load it")
+        from transformers import TimesformerConfig
+
+        model = build_model(TimesformerConfig.from_dict(json.loads(config_json)), num_labels=len(json.loads(config_json)["id2label"]))
+    own = model.state_dict()
+    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{path}: weights do not match a TimeSformer of this configuration (another architecture?): "
+            f"{len(missing)} missing, e.g. {missing[:3]}; {len(unexpected)} unexpected, e.g. {unexpected[:3]}"
+        )
+    wrong = [(k, tuple(own[k].shape), tuple(v.shape)) for k, v in state.items() if tuple(v.shape) != tuple(own[k].shape)]
+    if wrong:
+        raise CheckpointError(f"{path}: " + "; ".join(_shape_hint(*w) for w in wrong[:3]))
+    model.load_state_dict(state)
+    return model
+
+
+def checkpoint_extra(path: str | Path) -> dict[str, Any]:
+    """The ``extra`` values stored by ``save_checkpoint`` (empty for a plain state dict)."""
+    obj = _torch_load(Path(path))
+    return dict(obj.get("extra", {})) if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT else {}
+
+
+# ----------------------------------------------------------------------------------------------
+# Training
+# ----------------------------------------------------------------------------------------------
+
+
+def autocast_dtype(device: torch.device | str) -> torch.dtype | None:
+    """Mixed precision for the device: bf16 on GPUs that have it, fp16 on older ones (the T4),
+    none (fp32) on the CPU."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def make_grad_scaler(device: torch.device | str) -> torch.amp.GradScaler | None:
+    """A GradScaler where training runs in fp16 (its small range underflows gradients), else None."""
+    return torch.amp.GradScaler("cuda") if autocast_dtype(device) == torch.float16 else None
+
+
+def _autocast(device: torch.device):
+    dtype = autocast_dtype(device)
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+
+
+def _num_batches(loader: Iterable[Any]) -> int | None:
+    try:
+        return len(loader)  # type: ignore[arg-type]
+    except TypeError:
+        return None
+
+
+def train_one_epoch(
+    model: torch.nn.Module,
+    loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    optimizer: torch.optim.Optimizer,
+    device: torch.device | str,
+    scaler: torch.amp.GradScaler | None = None,
+) -> dict[str, float]:
+    """One pass over ``loader`` with cross-entropy; returns mean loss and training accuracy."""
+    device = torch.device(device)
+    if scaler is None and autocast_dtype(device) == torch.float16:
+        scaler = make_grad_scaler(device)
+    model.train()
+    total_loss, correct, seen = 0.0, 0, 0
+    # The bar counts batches but never holds the loader's iterator: an iterator kept alive by a
+    # notebook's progress widget is inherited by the next epoch's forked workers and breaks them.
+    bar = tqdm(total=_num_batches(loader), desc="train", unit="batch", leave=False)
+    for pixel_values, labels in loader:
+        pixel_values = pixel_values.to(device, non_blocking=True)
+        labels = labels.to(device, non_blocking=True)
+        with _autocast(device):
+            logits = model(pixel_values=pixel_values).logits
+        loss = torch.nn.functional.cross_entropy(logits.float(), labels)
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        n = labels.numel()
+        total_loss += loss.item() * n
+        correct += (logits.argmax(-1) == labels).sum().item()
+        seen += n
+        bar.update()
+        bar.set_postfix(loss=f"{total_loss / seen:.4f}")
+    bar.close()
+    if seen == 0:
+        raise ValueError("the training loader yielded no batches")
+    return {"loss": total_loss / seen, "accuracy": correct / seen}
+
+
+@torch.no_grad()
+def predict_probs(
+    model: torch.nn.Module, loader: Iterable[tuple[torch.Tensor, torch.Tensor]], device: torch.device | str
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(y_true, y_prob)``: labels and P(fake) (softmax of the logits, class 1) for every clip."""
+    device = torch.device(device)
+    model.eval()
+    y_true, y_prob = [], []
+    bar = tqdm(total=_num_batches(loader), desc="predict", unit="batch", leave=False)
+    for pixel_values, labels in loader:
+        with _autocast(device):
+            logits = model(pixel_values=pixel_values.to(device, non_blocking=True)).logits
+        y_prob.append(logits.float().softmax(-1)[:, 1].cpu().numpy())
+        y_true.append(np.asarray(labels))
+        bar.update()
+    bar.close()
+    if not y_prob:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+    return np.concatenate(y_true).astype(np.int64), np.concatenate(y_prob).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------------------------
+# Metrics
+# ----------------------------------------------------------------------------------------------
+
+
+def compute_metrics(y_true: Sequence[int], y_prob: Sequence[float], threshold: float = 0.5) -> dict[str, Any]:
+    """Accuracy, per-class / macro / weighted precision, recall and F1, ROC AUC, confusion matrix.
+
+    A clip is called fake when P(fake) >= ``threshold``. ROC AUC is None when only one class is present.
+    """
+    from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, log_loss, roc_auc_score
+
+    y_true = np.asarray(y_true, dtype=np.int64)
+    y_prob = np.asarray(y_prob, dtype=np.float64)
+    if y_true.shape != y_prob.shape or y_true.ndim != 1 or len(y_true) == 0:
+        raise ValueError(f"y_true and y_prob must be equal-length 1-D and non-empty, got {y_true.shape} and {y_prob.shape}")
+    y_pred = (y_prob >= threshold).astype(np.int64)
+    report = classification_report(
+        y_true, y_pred, labels=[0, 1], target_names=list(CLASS_NAMES), output_dict=True, zero_division=0
+    )
+    both = len(np.unique(y_true)) == 2
+    return {
+        "n": int(len(y_true)),
+        "threshold": float(threshold),
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "roc_auc": float(roc_auc_score(y_true, y_prob)) if both else None,
+        "log_loss": float(log_loss(y_true, np.clip(y_prob, 1e-7, 1 - 1e-7), labels=[0, 1])),
+        "per_class": {name: {k: float(v) for k, v in report[name].items()} for name in CLASS_NAMES},
+        "macro_avg": {k: float(v) for k, v in report["macro avg"].items()},
+        "weighted_avg": {k: float(v) for k, v in report["weighted avg"].items()},
+        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=[0, 1]).tolist(),
+        "support": {name: int(report[name]["support"]) for name in CLASS_NAMES},
+    }
+
+
+def plot_confusion_matrix(cm: Sequence[Sequence[int]], title: str = "Confusion matrix"):
+    """A labelled seaborn heatmap of a 2x2 confusion matrix (rows true, columns predicted)."""
+    import seaborn as sns
+    from matplotlib.figure import Figure
+
+    # A bare Figure, not pyplot: no global state, and it renders the same under any backend.
+    fig = Figure(figsize=(5, 4.2), dpi=120)
+    ax = fig.add_subplot()
+    cm = np.asarray(cm)
+    sns.heatmap(cm, annot=True, fmt="d", cmap="Blues", cbar=True, ax=ax, square=True,
+                xticklabels=CLASS_NAMES, yticklabels=CLASS_NAMES, annot_kws={"size": 14})
+    ax.set_xlabel("Predicted label")
+    ax.set_ylabel("True label")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def _round_floats(obj: Any, digits: int = 6) -> Any:
+    """Round every float in a nested structure: a CPU's last-bit noise (thread scheduling changes
+    summation order) must not make two evaluations of the same weights differ."""
+    if isinstance(obj, float):
+        return round(obj, digits)
+    if isinstance(obj, dict):
+        return {k: _round_floats(v, digits) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_round_floats(v, digits) for v in obj]
+    return obj
+
+
+def save_reports(
+    y_true: Sequence[int], y_prob: Sequence[float], out_dir: str | Path, threshold: float = 0.5
+) -> dict[str, Any]:
+    """Write ``metrics.json``, ``classification_report.txt`` and ``confusion_matrix.png`` to
+    ``out_dir`` (as the original run did); returns the metrics."""
+    from sklearn.metrics import classification_report
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    metrics = _round_floats(compute_metrics(y_true, y_prob, threshold))
+    write_json_atomic(out_dir / "metrics.json", metrics)
+    y_pred = (np.asarray(y_prob) >= threshold).astype(np.int64)
+    text = classification_report(np.asarray(y_true), y_pred, labels=[0, 1], target_names=list(CLASS_NAMES), zero_division=0)
+    write_text_atomic(out_dir / "classification_report.txt", text)
+    title = f"Confusion matrix (n={metrics['n']}, accuracy {metrics['accuracy']:.1%})"
+    save_figure(plot_confusion_matrix(metrics["confusion_matrix"], title), out_dir / "confusion_matrix.png")
+    return metrics
+
+
+def save_predictions(items: Sequence[VideoItem], y_prob: Sequence[float], path: str | Path) -> Path:
+    """``predictions.csv``: one row per video with its label and P(fake), for error analysis."""
+    rows = ["path,method,label,p_fake"]
+    rows += [f'"{i.path}",{i.method},{i.label},{p:.6f}' for i, p in zip(items, y_prob, strict=True)]
+    return write_text_atomic(path, "\n".join(rows) + "\n")
+
+
+def save_figure(fig: Any, path: str | Path) -> Path:
+    """Save a matplotlib figure as PNG through a temp name and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _atomic_path(path)
+    try:
+        fig.savefig(tmp, format="png")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def plot_history(history: Sequence[dict[str, float]]):
+    """Training loss and validation accuracy / F1 / ROC AUC per epoch, side by side."""
+    from matplotlib.figure import Figure
+
+    epochs = [h["epoch"] for h in history]
+    fig = Figure(figsize=(10, 3.8), dpi=110)
+    ax_loss, ax_val = fig.subplots(1, 2)
+    ax_loss.plot(epochs, [h["train_loss"] for h in history], "o-", label="train loss")
+    if all("val_loss" in h for h in history):
+        ax_loss.plot(epochs, [h["val_loss"] for h in history], "s--", label="validation loss")
+    ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="Loss")
+    ax_loss.legend()
+    for key, style in (("val_accuracy", "o-"), ("val_f1", "s--"), ("val_roc_auc", "^:")):
+        values = [h.get(key) for h in history]
+        if any(v is not None for v in values):
+            ax_val.plot(epochs, [np.nan if v is None else v for v in values], style, label=key.removeprefix("val_"))
+    ax_val.set(xlabel="epoch", ylabel="score", title="Validation", ylim=(0, 1.02))
+    ax_val.legend(loc="lower right")
+    for ax in (ax_loss, ax_val):
+        ax.grid(alpha=0.3)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    fig.tight_layout()
+    return fig
+
+
+def plot_frame_grid(clips: Sequence[np.ndarray], titles: Sequence[str], max_frames: int = 8):
+    """One row per clip ``(T, H, W, 3)`` uint8 RGB, frames left to right, titled by row."""
+    from matplotlib.figure import Figure
+
+    cols = min(max_frames, max(len(c) for c in clips))
+    fig = Figure(figsize=(1.6 * cols, 1.8 * len(clips)), dpi=100)
+    axes = np.atleast_2d(fig.subplots(len(clips), cols, squeeze=False))
+    for row, (clip, title) in enumerate(zip(clips, titles)):
+        for col in range(cols):
+            ax = axes[row, col]
+            ax.axis("off")
+            if col < len(clip):
+                ax.imshow(clip[col])
+        axes[row, 0].set_title(title, loc="left", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------
+# One video
+# ----------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def predict_video(
+    model: torch.nn.Module,
+    path: str | Path,
+    num_frames: int | None = None,
+    size: int | None = None,
+    face_crop: bool = False,
+    mean: Sequence[float] = KINETICS_MEAN,
+    std: Sequence[float] = KINETICS_STD,
+    device: torch.device | str | None = None,
+) -> float:
+    """P(fake) for one video file. ``num_frames`` and ``size`` default to the model's own
+    (TimeSformer's layers are built for one frame count); others raise ``ValueError``."""
+    num_frames = num_frames or model.config.num_frames
+    size = size or model.config.image_size
+    check_input_size(model, num_frames, size)
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    frames = read_video_frames(path, num_frames, size, face_crop)
+    x = clip_to_tensor(frames, mean, std).unsqueeze(0).to(device)
+    model.eval()
+    with _autocast(device):
+        logits = model(pixel_values=x).logits
+    return float(logits.float().softmax(-1)[0, 1])
