@@ -1,0 +1,160 @@
+"""Shared fixtures for the scarlet_utils tests: tiny models, synthetic videos, the shared FF++ sample."""
+
+from __future__ import annotations
+
+import os
+
+# Never reach the model hub from a test (the tests build tiny models locally).
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from pathlib import Path  # noqa: E402
+from types import SimpleNamespace  # noqa: E402
+from typing import Callable, Sequence  # noqa: E402
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+# CI clones the repository with ../shared beside it; the videos are never copied into the repo.
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+FFPP_SAMPLE = SHARED_DATA / "ffpp_c23_sample"
+
+# The shared FF++ sample: (method, video_id). "original" is the real folder.
+FFPP_VIDEOS = (
+    ("original", "004"),
+    ("original", "519"),
+    ("original", "634"),
+    ("Deepfakes", "519_515"),
+    ("Face2Face", "750_743"),
+    ("FaceSwap", "634_660"),
+    ("NeuralTextures", "004_982"),
+)
+FFPP_METHODS = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures")
+
+
+def official_path(method: str, video_id: str) -> Path:
+    """Where a sample video lives in the official FF++ layout under ``FFPP_SAMPLE``."""
+    if method == "original":
+        return FFPP_SAMPLE / "original_sequences" / "youtube" / "c23" / "videos" / f"{video_id}.mp4"
+    return FFPP_SAMPLE / "manipulated_sequences" / method / "c23" / "videos" / f"{video_id}.mp4"
+
+
+@pytest.fixture(scope="session")
+def ffpp_root() -> Path:
+    """The shared FF++ c23 sample (official layout); skips when the shared data is absent."""
+    missing = [official_path(m, v) for m, v in FFPP_VIDEOS if not official_path(m, v).is_file()]
+    if missing:
+        pytest.skip(f"shared FF++ sample not found (expected {len(FFPP_VIDEOS)} videos under {FFPP_SAMPLE}; "
+                    f"missing e.g. {missing[0]}): clone the repo with ../shared/data beside it")
+    return FFPP_SAMPLE
+
+
+@pytest.fixture(scope="session")
+def ffpp_videos(ffpp_root: Path) -> dict[tuple[str, str], Path]:
+    """``{(method, video_id): path}`` for the 7 sample videos in the official layout."""
+    return {(m, v): official_path(m, v) for m, v in FFPP_VIDEOS}
+
+
+@pytest.fixture
+def kaggle_root(ffpp_root: Path, tmp_path: Path) -> Path:
+    """The Kaggle mirror's layout built from symlinks to the shared sample:
+    ``ROOT/original/004.mp4``, ``ROOT/Deepfakes/519_515.mp4``, ... (no video is copied)."""
+    root = tmp_path / "FaceForensics++_C23"
+    for method, video_id in FFPP_VIDEOS:
+        link = root / method / f"{video_id}.mp4"
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(official_path(method, video_id))
+    return root
+
+
+@pytest.fixture
+def make_config() -> Callable[..., object]:
+    """Factory for a tiny random TimeSformer config (seconds on a CPU, no download)."""
+    from transformers import TimesformerConfig
+
+    def factory(num_frames: int = 4, image_size: int = 32, **overrides: object) -> TimesformerConfig:
+        kwargs = dict(image_size=image_size, patch_size=16, num_frames=num_frames, hidden_size=32,
+                      num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+        kwargs.update(overrides)
+        return TimesformerConfig(**kwargs)
+
+    return factory
+
+
+def _write_video(path: Path, frames_rgb: Sequence[np.ndarray], fps: int = 10, fourcc: str = "mp4v") -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    h, w = frames_rgb[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (w, h))
+    if not writer.isOpened():
+        pytest.skip(f"this OpenCV build cannot write {fourcc!r} videos")
+    try:
+        for frame in frames_rgb:
+            assert frame.shape == (h, w, 3) and frame.dtype == np.uint8
+            writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    finally:
+        writer.release()
+    assert path.stat().st_size > 0, f"VideoWriter wrote nothing to {path}"
+    return path
+
+
+@pytest.fixture
+def write_video(tmp_path: Path) -> Callable[..., Path]:
+    """``write_video(name, frames_rgb, fps=10, fourcc="mp4v")``: a small video in ``tmp_path``
+    from ``(H, W, 3)`` uint8 RGB frames; returns its path."""
+
+    def factory(name: str, frames_rgb: Sequence[np.ndarray], fps: int = 10, fourcc: str = "mp4v") -> Path:
+        return _write_video(tmp_path / name, frames_rgb, fps, fourcc)
+
+    return factory
+
+
+# Index-coded videos: frame i shows i in binary as black/white vertical bands (16 px wide, so
+# they survive mp4v's lossy 8x8 blocks exactly) in the top half, and one solid colour in the
+# bottom half (to check the RGB channel order).
+CODE_BITS = 6
+CODE_SIZE = 16 * CODE_BITS  # 96 x 96 frames
+CODE_COLOUR = (220, 40, 90)  # RGB
+
+
+def coded_frame(i: int) -> np.ndarray:
+    frame = np.zeros((CODE_SIZE, CODE_SIZE, 3), np.uint8)
+    for bit in range(CODE_BITS):
+        if (i >> bit) & 1:
+            frame[: CODE_SIZE // 2, bit * 16 : (bit + 1) * 16] = 255
+    frame[CODE_SIZE // 2 :] = CODE_COLOUR
+    return frame
+
+
+def decode_index(frame: np.ndarray) -> int:
+    """The frame index ``coded_frame`` drew, read back from a decoded ``CODE_SIZE`` frame."""
+    row = CODE_SIZE // 4
+    return sum(1 << bit for bit in range(CODE_BITS) if frame[row, bit * 16 + 8].mean() > 128)
+
+
+@pytest.fixture
+def index_code() -> SimpleNamespace:
+    """The index-coded frame helpers: ``frame(i)``, ``decode(frame)``, ``size``, ``colour``."""
+    return SimpleNamespace(frame=coded_frame, decode=decode_index, size=CODE_SIZE, colour=CODE_COLOUR)
+
+
+@pytest.fixture
+def coded_video(write_video: Callable[..., Path]) -> Callable[[int], Path]:
+    """``coded_video(n)``: an mp4v video of ``n`` index-coded frames (``n`` < 64)."""
+
+    def factory(n: int, name: str | None = None) -> Path:
+        assert n < 2**CODE_BITS
+        return write_video(name or f"coded_{n}.mp4", [coded_frame(i) for i in range(n)])
+
+    return factory
+
+
+@pytest.fixture
+def reset_face_detector():
+    """Clear ``_face_detector``'s lru_cache before and after a test that changes what it sees."""
+    import scarlet_utils
+
+    scarlet_utils._face_detector.cache_clear()
+    yield
+    scarlet_utils._face_detector.cache_clear()

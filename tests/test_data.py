@@ -1,0 +1,353 @@
+"""Data: listing both FF++ layouts, the balanced split, frame extraction and the clip dataset."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import scarlet_utils as su
+
+REAL_IDS = ["004", "519", "634"]
+FAKES = {"Deepfakes": "519_515", "Face2Face": "750_743", "FaceSwap": "634_660", "NeuralTextures": "004_982"}
+ALL_METHODS = list(FAKES)
+
+# -- list_videos -----------------------------------------------------------------------------------
+
+
+def _check_listing(items, root: Path, methods):
+    assert [str(i.path) for i in items] == sorted(str(i.path) for i in items)  # sorted by path
+    assert sorted(i.video_id for i in items if i.label == 0) == REAL_IDS
+    assert all(i.method == "original" for i in items if i.label == 0)
+    assert sorted((i.method, i.video_id) for i in items if i.label == 1) == sorted((m, FAKES[m]) for m in methods)
+    assert len(items) == len(REAL_IDS) + len(methods)
+    for i in items:
+        assert i.path.is_file() and i.path.stem == i.video_id
+        assert root in i.path.parents
+
+
+@pytest.mark.real_video
+def test_list_videos_official_layout(ffpp_root):
+    assert su.detect_layout(ffpp_root) == "official"
+    assert su.available_methods(ffpp_root) == ALL_METHODS
+    _check_listing(su.list_videos(ffpp_root), ffpp_root, ["Deepfakes"])  # default: Deepfakes only
+    items = su.list_videos(ffpp_root, ALL_METHODS)
+    _check_listing(items, ffpp_root, ALL_METHODS)
+    assert all(i.frame_count is None for i in items)
+    real = next(i for i in items if i.video_id == "004")
+    assert real.path == ffpp_root / "original_sequences/youtube/c23/videos/004.mp4"
+
+
+@pytest.mark.real_video
+def test_list_videos_kaggle_layout(kaggle_root):
+    assert su.detect_layout(kaggle_root) == "kaggle"
+    assert su.available_methods(kaggle_root) == ALL_METHODS
+    items = su.list_videos(kaggle_root, ["FaceSwap", "Face2Face"])
+    _check_listing(items, kaggle_root, ["FaceSwap", "Face2Face"])
+    assert all(i.frame_count is None for i in items)  # no metadata CSV: no hints, and no error
+    swap = next(i for i in items if i.method == "FaceSwap")
+    assert swap.path == kaggle_root / "FaceSwap" / "634_660.mp4" and swap.path.is_symlink()
+    assert [i.label for i in items] == [0 if i.method == "original" else 1 for i in items]
+
+
+def _write_metadata(root: Path, rows):
+    meta = root / "csv" / "FF++_Metadata.csv"
+    meta.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["File Path,Label,Frame Count,Width,Height,Codec,File Size(MB)"]
+    lines += [",".join(map(str, r)) for r in rows]
+    meta.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return meta
+
+
+@pytest.mark.real_video
+def test_kaggle_metadata_csv_gives_frame_count_hints(kaggle_root):
+    _write_metadata(kaggle_root, [
+        ("original/004.mp4", "REAL", 309, 1280, 720, "h264", 0.17),
+        ("original/519.mp4", "REAL", 751, 640, 480, "h264", 2.21),
+        ("Deepfakes/519_515.mp4", "FAKE", 751, 640, 480, "h264", 2.21),
+        ("Face2Face\\750_743.mp4", "FAKE", 311, 1920, 1080, "h264", 3.63),  # Windows separator
+        ("NeuralTextures/004_982.mp4", "FAKE", "", 1280, 720, "h264", 1.19),  # no count
+        ("Deepfakes/999_998.mp4", "FAKE", 100, 640, 480, "h264", 1.0),  # listed, not on disk
+    ])
+    items = {(i.method, i.video_id): i for i in su.list_videos(kaggle_root, ALL_METHODS)}
+    assert len(items) == 7
+    hints = {k: i.frame_count for k, i in items.items()}
+    assert hints == {
+        ("original", "004"): 309, ("original", "519"): 751, ("original", "634"): None,
+        ("Deepfakes", "519_515"): 751, ("Face2Face", "750_743"): 311, ("FaceSwap", "634_660"): None,
+        ("NeuralTextures", "004_982"): None,
+    }
+
+
+@pytest.mark.real_video
+def test_extract_frames_passes_the_metadata_hint_and_survives_a_wrong_one(kaggle_root, tmp_path, monkeypatch):
+    _write_metadata(kaggle_root, [("original/004.mp4", "REAL", 5000, 1280, 720, "h264", 0.17)])  # wrong: 309
+    items = [i for i in su.list_videos(kaggle_root) if i.video_id == "004"]
+    assert items[0].frame_count == 5000
+    expected = su.read_video_frames(items[0].path, 4, 32)
+    seen = []
+    real_read_clip = su.read_clip
+
+    def spy(path, num_frames, size, face_crop, frame_count):
+        seen.append(frame_count)
+        return real_read_clip(path, num_frames, size, face_crop, frame_count)
+
+    monkeypatch.setattr(su, "read_clip", spy)
+    report = su.extract_frames(items, tmp_path / "cache", num_frames=4, size=32, workers=0)
+    assert seen == [5000]
+    assert report.done == items and not report.failed
+    cached = np.load(su.cache_path(items[0], tmp_path / "cache"))
+    np.testing.assert_array_equal(cached, expected)
+
+
+def test_root_with_neither_layout(tmp_path):
+    (tmp_path / "videos").mkdir()
+    with pytest.raises(FileNotFoundError, match="not a FaceForensics\\+\\+ data root") as info:
+        su.list_videos(tmp_path)
+    message = str(info.value)
+    assert str(tmp_path) in message
+    assert "ROOT/original/NNN.mp4" in message and "ROOT/<Method>/TTT_SSS.mp4" in message
+    assert "ROOT/original_sequences/youtube/c23/videos/NNN.mp4" in message
+
+
+@pytest.mark.real_video
+@pytest.mark.parametrize("layout", ["official", "kaggle"])
+def test_unknown_method_names_the_methods_found(ffpp_root, kaggle_root, layout):
+    root = ffpp_root if layout == "official" else kaggle_root
+    with pytest.raises(FileNotFoundError, match=r"no folder for 'FaceShifter'.*methods found: "
+                       r"\['Deepfakes', 'Face2Face', 'FaceSwap', 'NeuralTextures'\]"):
+        su.list_videos(root, ["Deepfakes", "FaceShifter"])
+
+
+def test_root_without_fakes_raises(tmp_path):
+    (tmp_path / "original").mkdir()
+    (tmp_path / "original" / "000.mp4").write_bytes(b"x")
+    with pytest.raises(FileNotFoundError, match=r"need real and fake videos, found \{'original': 1\}"):
+        su.list_videos(tmp_path, [])
+    with pytest.raises(FileNotFoundError, match="methods found: none"):
+        su.list_videos(tmp_path, ["Deepfakes"])
+
+
+# -- make_split ------------------------------------------------------------------------------------
+
+
+def _items(n_real=20, n_fake=30):
+    real = [su.VideoItem(Path(f"/d/original/{i:03d}.mp4"), 0, "original", f"{i:03d}") for i in range(n_real)]
+    fake = [su.VideoItem(Path(f"/d/Deepfakes/{i:03d}_{i + 1:03d}.mp4"), 1, "Deepfakes", f"{i:03d}_{i + 1:03d}")
+            for i in range(n_fake)]
+    return real + fake
+
+
+def test_make_split_sizes_and_balanced_pool():
+    split = su.make_split(_items(), n_train=10, n_val=6, seed=0)
+    assert len(split.train) == 10 and len(split.val) == 6 and split.test == []
+    pool = split.train + split.val
+    assert sum(i.label == 0 for i in pool) == 8 and sum(i.label == 1 for i in pool) == 8
+    assert len(set(pool)) == 16  # no video twice
+    assert not set(split.train) & set(split.val)
+    assert split.seed == 0 and split.strategy == "random"
+
+
+def test_make_split_deterministic_per_seed_and_independent_of_input_order():
+    items = _items()
+    a = su.make_split(items, 10, 6, seed=3)
+    shuffled = list(items)
+    random.Random(99).shuffle(shuffled)
+    for other in (su.make_split(items, 10, 6, seed=3), su.make_split(shuffled, 10, 6, seed=3),
+                  su.make_split(list(reversed(items)), 10, 6, seed=3)):
+        assert other.train == a.train and other.val == a.val
+    b = su.make_split(items, 10, 6, seed=4)
+    assert (b.train, b.val) != (a.train, a.val)
+
+
+def test_make_split_uses_whole_pool_when_exact():
+    split = su.make_split(_items(5, 5), n_train=6, n_val=4)
+    assert sorted(split.train + split.val, key=lambda i: str(i.path)) == sorted(_items(5, 5), key=lambda i: str(i.path))
+
+
+def test_make_split_pool_too_small_raises_instead_of_shrinking():
+    with pytest.raises(ValueError, match="needs 21 real videos, only 20 available"):
+        su.make_split(_items(20, 30), n_train=30, n_val=12)
+    with pytest.raises(ValueError, match="needs 12 fake videos, only 11 available"):
+        su.make_split(_items(20, 11), n_train=12, n_val=12)
+
+
+@pytest.mark.parametrize(("n_train", "n_val"), [(5, 6), (10, 1), (4, 0), (-2, 4)])
+def test_make_split_rejects_odd_or_invalid_sizes(n_train, n_val):
+    with pytest.raises(ValueError, match="must be even and n_val >= 1"):
+        su.make_split(_items(), n_train, n_val)
+
+
+def test_make_split_unknown_strategy():
+    with pytest.raises(ValueError, match="unknown split strategy 'official'"):
+        su.make_split(_items(), 4, 4, strategy="official")
+
+
+def test_split_json_round_trip(tmp_path):
+    items = [su.VideoItem(i.path, i.label, i.method, i.video_id, 300 + n) for n, i in enumerate(_items(6, 6))]
+    split = su.make_split(items, 6, 4, seed=7)
+    split.test = items[:2]
+    path = su.save_split(split, tmp_path / "out" / "split.json")
+    assert sorted(p.name for p in path.parent.iterdir()) == ["split.json"]  # no temp file left
+    raw = json.loads(path.read_text())
+    assert raw["seed"] == 7 and raw["train"][0]["path"] == str(split.train[0].path)
+    loaded = su.load_split(path)
+    assert loaded == split
+    assert all(isinstance(i.path, Path) for i in loaded.train + loaded.val + loaded.test)
+
+
+# -- extract_frames (real sample) ------------------------------------------------------------------
+
+NUM_FRAMES, SIZE = 4, 32
+
+
+@pytest.fixture(scope="module")
+def sample_items(ffpp_root):
+    return su.list_videos(ffpp_root, ALL_METHODS)
+
+
+@pytest.fixture(scope="module")
+def reference_clips(sample_items):
+    """``read_video_frames`` of each sample video, the ground truth for the cache."""
+    return {i.path: su.read_video_frames(i.path, NUM_FRAMES, SIZE) for i in sample_items}
+
+
+def _all_files(folder: Path):
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+
+
+@pytest.mark.real_video
+@pytest.mark.parametrize("workers", [0, 2], ids=["in-process", "2-workers"])
+def test_extract_frames_real_sample(sample_items, reference_clips, tmp_path, caplog, workers):
+    bad_path = tmp_path / "bad" / "999_000.mp4"
+    bad_path.parent.mkdir()
+    bad_path.write_text("not a video\n")
+    bad = su.VideoItem(bad_path, 1, "Deepfakes", "999_000")
+    items = sample_items + [bad]
+    cache = su.cache_dir_for(tmp_path / "cache", NUM_FRAMES, SIZE)
+
+    with caplog.at_level(logging.WARNING, logger="scarlet"):
+        report = su.extract_frames(items, cache, NUM_FRAMES, SIZE, workers=workers)
+    assert sorted(report.done, key=str) == sorted(sample_items, key=str)
+    assert report.skipped == [] and report.faces_missing == {}
+    assert len(report.failed) == 1
+    failed_item, cause = report.failed[0]
+    assert failed_item == bad
+    assert str(bad_path) in cause and "OpenCV cannot open it as a video" in cause
+    assert any(str(bad_path) in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+    assert sorted(report.ok, key=str) == sorted(sample_items, key=str)
+
+    # exactly one .npy per good video and nothing else: no temp files, no clip for the bad one
+    assert _all_files(cache) == sorted(f"{i.method}/{i.video_id}.npy" for i in sample_items)
+    for item in sample_items:
+        cached = np.load(su.cache_path(item, cache))
+        assert cached.shape == (NUM_FRAMES, SIZE, SIZE, 3) and cached.dtype == np.uint8
+        np.testing.assert_array_equal(cached, reference_clips[item.path])
+
+    # a rerun decodes nothing that is cached; the bad file is tried (and fails) again
+    again = su.extract_frames(items, cache, NUM_FRAMES, SIZE, workers=workers)
+    assert again.skipped == sample_items and again.done == []
+    assert [(i, c) for i, c in again.failed] == [(bad, cause)]
+    assert _all_files(cache) == sorted(f"{i.method}/{i.video_id}.npy" for i in sample_items)
+
+
+def test_extract_frames_write_failure_leaves_no_partial_clip(write_video, tmp_path, monkeypatch):
+    path = write_video("000.mp4", [np.full((32, 32, 3), 90, np.uint8)] * 5)
+    item = su.VideoItem(path, 0, "original", "000")
+
+    def broken_save(fh, arr):
+        fh.write(b"\x93NUMPY partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(su.np, "save", broken_save)
+    with pytest.raises(OSError, match="No space left on device"):
+        su.extract_frames([item], tmp_path / "cache", 4, 32, workers=0)
+    assert _all_files(tmp_path / "cache") == []  # neither a half clip nor its temp file
+
+
+def test_cache_locations():
+    item = su.VideoItem(Path("/x/Deepfakes/000_003.mp4"), 1, "Deepfakes", "000_003")
+    assert su.cache_dir_for("/c", 8, 224, False) == Path("/c/f8_s224_full")
+    assert su.cache_dir_for("/c", 16, 112, True) == Path("/c/f16_s112_face")
+    assert su.cache_path(item, "/c/f8_s224_full") == Path("/c/f8_s224_full/Deepfakes/000_003.npy")
+
+
+# -- FrameClipDataset ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cached_items(tmp_path):
+    """Two items with hand-made clips in a cache: (items, cache_dir, clips)."""
+    rng = np.random.default_rng(1)
+    items = [su.VideoItem(Path("/d/original/000.mp4"), 0, "original", "000"),
+             su.VideoItem(Path("/d/Deepfakes/000_001.mp4"), 1, "Deepfakes", "000_001")]
+    clips = [rng.integers(0, 256, (4, 8, 8, 3), dtype=np.uint8) for _ in items]
+    clips[0][1, 2, 3] = (255, 0, 128)
+    for item, clip in zip(items, clips):
+        dest = su.cache_path(item, tmp_path)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        np.save(dest, clip)
+    return items, tmp_path, clips
+
+
+def test_dataset_shapes_labels_and_normalisation(cached_items):
+    items, cache, clips = cached_items
+    ds = su.FrameClipDataset(items, cache)
+    assert len(ds) == 2
+    x, label = ds[0]
+    assert x.shape == (4, 3, 8, 8) and x.dtype == torch.float32 and label == 0
+    assert ds[1][1] == 1
+    expected = [(255 / 255 - 0.45) / 0.225, (0 / 255 - 0.45) / 0.225, (128 / 255 - 0.45) / 0.225]
+    assert x[1, :, 2, 3].tolist() == pytest.approx(expected, abs=1e-6)
+    # every pixel, channel-first
+    manual = (torch.from_numpy(clips[0]).float() / 255 - 0.45) / 0.225
+    torch.testing.assert_close(x, manual.permute(0, 3, 1, 2), rtol=0, atol=1e-6)
+
+
+def test_dataset_custom_mean_std(cached_items):
+    items, cache, clips = cached_items
+    ds = su.FrameClipDataset(items, cache, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.5))
+    x, _ = ds[0]
+    expected = [(1.0 - 0.5) / 0.2, (0.0 - 0.4) / 0.25, (128 / 255 - 0.3) / 0.5]
+    assert x[1, :, 2, 3].tolist() == pytest.approx(expected, abs=1e-6)
+
+
+def test_dataset_augment_flips_the_whole_clip(cached_items):
+    items, cache, _ = cached_items
+    plain = su.FrameClipDataset(items, cache)[0][0]
+    flipped = plain.flip(-1)
+    assert not torch.equal(plain, flipped)
+    ds = su.FrameClipDataset(items, cache, augment=True)
+    random.seed(1234)
+    outcomes = []
+    for _ in range(40):
+        x, _ = ds[0]
+        if torch.equal(x, plain):
+            outcomes.append(False)
+        elif torch.equal(x, flipped):  # every frame flipped together: never a mix
+            outcomes.append(True)
+        else:
+            pytest.fail("augmented clip is neither the clip nor the whole clip flipped")
+    assert 5 <= sum(outcomes) <= 35, outcomes
+    random.seed(1234)
+    assert [torch.equal(ds[0][0], flipped) for _ in range(40)] == outcomes  # seeded by `random`
+    assert all(torch.equal(su.FrameClipDataset(items, cache)[0][0], plain) for _ in range(5))  # off by default
+
+
+def test_dataset_missing_cache_raises(cached_items):
+    items, cache, _ = cached_items
+    extra = su.VideoItem(Path("/d/Deepfakes/007_008.mp4"), 1, "Deepfakes", "007_008")
+    with pytest.raises(FileNotFoundError, match=r"1 clips missing from the cache \(run extract_frames first\).*007_008\.npy"):
+        su.FrameClipDataset(items + [extra], cache)
+
+
+def test_dataset_batches_through_a_dataloader(cached_items):
+    items, cache, _ = cached_items
+    x, y = next(iter(torch.utils.data.DataLoader(su.FrameClipDataset(items, cache), batch_size=2)))
+    assert x.shape == (2, 4, 3, 8, 8) and y.tolist() == [0, 1]
