@@ -103,14 +103,15 @@ def _parse_env_value(name: str, text: str, default: Any) -> Any:
     return text
 
 
-def find_data_root(search_dirs: Sequence[str | Path] = (KAGGLE_INPUT,), name: str = DATASET_DIR_NAME,
+def find_data_root(search_dirs: Sequence[str | Path] | None = None, name: str = DATASET_DIR_NAME,
                    max_depth: int = 5) -> Path | None:
-    """The first folder called ``name`` (any case) below ``search_dirs`` that holds a dataset layout.
+    """The first folder called ``name`` (any case) below ``search_dirs`` (default ``/kaggle/input``)
+    that holds a dataset layout.
 
     Kaggle has mounted datasets at ``/kaggle/input/<slug>/`` and at deeper paths over time, so
     the search walks down instead of assuming one path.
     """
-    for top in map(Path, search_dirs):
+    for top in map(Path, search_dirs or (KAGGLE_INPUT,)):
         if not top.is_dir():
             continue
         for dirpath, dirnames, _ in os.walk(top, followlinks=True):
@@ -516,7 +517,7 @@ def _read_kaggle_metadata(root: Path) -> dict[str, int]:
     counts: dict[str, int] = {}
     if not meta.is_file():
         return counts
-    with open(meta, newline="", encoding="utf-8") as fh:
+    with open(meta, newline="", encoding="utf-8-sig") as fh:  # -sig: CSVs saved by Excel start with a BOM
         for row in csv.DictReader(fh):
             row = {k.strip(): (v or "").strip() for k, v in row.items() if k}
             rel, n = row.get("File Path", ""), row.get("Frame Count", "")
@@ -558,7 +559,8 @@ def list_videos(root: str | Path, methods: Iterable[str] = ("Deepfakes",)) -> li
     """
     root = Path(root)
     layout = detect_layout(root)
-    methods = list(methods)
+    # A bare string is one method, not a sequence of letters; repeats would duplicate videos.
+    methods = list(dict.fromkeys([methods] if isinstance(methods, str) else methods))
     hints = _read_kaggle_metadata(root) if layout == "kaggle" else {}
     items: list[VideoItem] = []
     for method in [REAL_FOLDER, *methods]:
@@ -1104,7 +1106,9 @@ def _torch_load(path: Path) -> Any:
     except FileNotFoundError:
         raise CheckpointError(f"{path}: checkpoint not found") from None
     except Exception as exc:
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+        # Only a refused class or function means "objects"; torch's message for any other failure
+        # (a text file, a plain pickle) also says "weights_only", so that word proves nothing.
+        if "GLOBAL" in str(exc) or "allowlisted" in str(exc):
             raise CheckpointError(
                 f"{path}: refused: the file holds Python objects other than tensors and plain values, "
                 "and loading those could run code. Expected a Scarlet.pt or a plain state dict."
@@ -1304,7 +1308,7 @@ def plot_confusion_matrix(cm: Sequence[Sequence[int]], title: str = "Confusion m
     fig = Figure(figsize=(5, 4.2), dpi=120)
     ax = fig.add_subplot()
     cm = np.asarray(cm)
-    sns.heatmap(cm, annot=True, fmt="d", cmap="Blues", cbar=True, ax=ax, square=True,
+    sns.heatmap(cm, annot=True, fmt="d", cmap="Blues", cbar=True, ax=ax, square=True, vmin=0,
                 xticklabels=CLASS_NAMES, yticklabels=CLASS_NAMES, annot_kws={"size": 14})
     ax.set_xlabel("Predicted label")
     ax.set_ylabel("True label")
