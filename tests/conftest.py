@@ -15,6 +15,11 @@ from typing import Callable, Sequence  # noqa: E402
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+import torch  # noqa: E402
+
+# The tests' models are tiny: intra-op threads gain nothing, and on a busy 2-core machine
+# OpenMP's spinning threads make each step ~100x slower (1 s instead of 10 ms).
+torch.set_num_threads(1)
 
 # CI clones the repository with ../shared beside it; the videos are never copied into the repo.
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
