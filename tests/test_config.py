@@ -1,0 +1,148 @@
+"""The notebook's configuration and display helpers: modes, environment overrides, the data-root
+search, the sized split of small trees, tables and plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+import scarlet_utils as su
+
+DEFAULTS = {
+    "MODE": None, "DATA_ROOT": None, "OUTPUT_DIR": None, "CACHE_DIR": None, "METHODS": ["Deepfakes"],
+    "NUM_FRAMES": 8, "SIZE": 224, "FACE_CROP": False, "BATCH_SIZE": 2, "LR": 3e-5, "EPOCHS": 24,
+    "N_TRAIN": 600, "N_VAL": 800, "MODEL": su.DEFAULT_MODEL, "TRAIN": True, "WORKERS": None,
+}
+
+
+@pytest.fixture(autouse=True)
+def not_on_kaggle(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Point the Kaggle paths at empty temp folders, whatever machine runs the tests."""
+    monkeypatch.setattr(su, "KAGGLE_INPUT", tmp_path / "no_kaggle_input")
+    monkeypatch.setattr(su, "KAGGLE_WORKING", tmp_path / "no_kaggle_working")
+
+
+def test_no_dataset_means_demo_with_its_own_output_folder() -> None:
+    cfg = su.resolve_config(DEFAULTS, environ={})
+    assert cfg["MODE"] == "demo"
+    assert cfg["MODEL"] == "tiny" and cfg["OUTPUT_DIR"] == "demo_output"
+    assert not cfg["OUTPUT_DIR"].startswith("models")
+    assert cfg["N_TRAIN"] < 600 and cfg["EPOCHS"] < 24
+    assert cfg["LR"] != DEFAULTS["LR"]
+
+
+def test_environment_overrides_parse_to_the_knobs_types_and_beat_mode_presets() -> None:
+    env = {"SCARLET_MODE": "demo", "SCARLET_EPOCHS": "3", "SCARLET_LR": "1e-4", "SCARLET_TRAIN": "0",
+           "SCARLET_METHODS": "Deepfakes, FaceSwap", "SCARLET_FACE_CROP": "yes", "SCARLET_WORKERS": "none",
+           "SCARLET_OUTPUT_DIR": "/tmp/x"}
+    cfg = su.resolve_config(DEFAULTS, environ=env)
+    assert cfg["EPOCHS"] == 3 and cfg["LR"] == 1e-4 and cfg["TRAIN"] is False
+    assert cfg["METHODS"] == ["Deepfakes", "FaceSwap"] and cfg["FACE_CROP"] is True
+    assert cfg["WORKERS"] is None and cfg["OUTPUT_DIR"] == "/tmp/x"
+    assert cfg["N_TRAIN"] == 32  # not overridden: the demo preset stays
+
+
+@pytest.mark.parametrize("env, match", [
+    ({"SCARLET_EPOCHS": "many"}, r"SCARLET_EPOCHS='many': expected a int"),
+    ({"SCARLET_TRAIN": "maybe"}, r"SCARLET_TRAIN='maybe': expected a bool"),
+    ({"SCARLET_MODE": "turbo"}, r"MODE must be one of"),
+])
+def test_bad_values_are_named(env: dict[str, str], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        su.resolve_config(DEFAULTS, environ=env)
+
+
+def test_a_misspelt_variable_is_an_error_not_ignored() -> None:
+    with pytest.raises(KeyError, match="SCARLET_EPOCH"):
+        su.resolve_config(DEFAULTS, environ={"SCARLET_EPOCH": "2"})
+
+
+def test_kaggle_mode_without_a_dataset_says_what_to_do() -> None:
+    with pytest.raises(FileNotFoundError, match="attach the dataset"):
+        su.resolve_config(DEFAULTS, environ={"SCARLET_MODE": "kaggle"})
+
+
+def test_dataset_found_under_kaggle_input_picks_kaggle_mode(monkeypatch: pytest.MonkeyPatch, kaggle_root: Path,
+                                                            tmp_path: Path) -> None:
+    # Kaggle mounts datasets at varying depths: put the tree two levels down.
+    mount = tmp_path / "input"
+    target = mount / "some-user" / "ff-c23" / kaggle_root.name
+    target.parent.mkdir(parents=True)
+    target.symlink_to(kaggle_root, target_is_directory=True)
+    (mount / "other-dataset" / "FaceForensics++_C23").mkdir(parents=True)  # right name, no layout
+    monkeypatch.setattr(su, "KAGGLE_INPUT", mount)
+    working = tmp_path / "working"
+    working.mkdir()
+    monkeypatch.setattr(su, "KAGGLE_WORKING", working)
+
+    assert su.find_data_root([mount]) == target
+    cfg = su.resolve_config(DEFAULTS, environ={})
+    assert cfg["MODE"] == "kaggle" and cfg["DATA_ROOT"] == str(target)
+    assert cfg["OUTPUT_DIR"] == str(working / "models" / "video")
+    assert cfg["CACHE_DIR"] == str(working / "frame_cache")
+    assert cfg["MODEL"] == su.DEFAULT_MODEL and cfg["EPOCHS"] == 24 and cfg["N_TRAIN"] == 600
+
+
+def test_find_data_root_returns_none_when_absent(tmp_path: Path) -> None:
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    assert su.find_data_root([tmp_path, tmp_path / "missing"]) is None
+
+
+def test_sample_mode_uses_every_method_and_the_whole_balanced_pool(kaggle_root: Path) -> None:
+    cfg = su.resolve_config(DEFAULTS, environ={"SCARLET_MODE": "sample", "SCARLET_DATA_ROOT": str(kaggle_root)})
+    assert cfg["METHODS"] == ["Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures"]
+    assert (cfg["N_TRAIN"], cfg["N_VAL"]) == (3, 3)  # 3 real + 3 of the 4 fakes
+    assert cfg["OUTPUT_DIR"] == "sample_output" and cfg["MODEL"] == "tiny"
+
+
+def test_sample_mode_needs_a_data_root() -> None:
+    with pytest.raises(ValueError, match="SCARLET_DATA_ROOT"):
+        su.resolve_config(DEFAULTS, environ={"SCARLET_MODE": "sample"})
+
+
+@pytest.mark.parametrize("n_real, n_fake, expected", [(3, 4, (3, 3)), (10, 10, (10, 10)), (1, 5, (1, 1)), (5, 2, (2, 2))])
+def test_sized_split(n_real: int, n_fake: int, expected: tuple[int, int]) -> None:
+    assert su.sized_split(n_real, n_fake) == expected
+
+
+def test_sized_split_needs_both_classes() -> None:
+    with pytest.raises(ValueError, match="at least one real and one fake"):
+        su.sized_split(0, 4)
+
+
+def test_model_source_and_input_size_check() -> None:
+    assert su.model_source("facebook/x", 8, 224) == "facebook/x"
+    config = su.model_source("tiny", 4, 32)
+    assert (config.num_frames, config.image_size) == (4, 32)
+    model = su.build_model(config)
+    su.check_input_size(model, 4, 32)
+    with pytest.raises(ValueError, match="built for 4 frames at 32 px, the data has 8 frames at 32 px"):
+        su.check_input_size(model, 8, 32)
+
+
+def test_format_table_aligns_columns() -> None:
+    text = su.format_table([("a", 1), ("long name", 22)], ["video", "n"])
+    assert text.splitlines() == ["video      n", "---------  --", "a          1", "long name  22"]
+
+
+def test_device_report_on_cpu() -> None:
+    report = su.device_report()
+    assert report["device"] in ("cpu", "cuda")
+    if report["device"] == "cpu":
+        assert report["precision"] == "fp32" and report["gpus"] == []
+    assert report["torch"] and report["transformers"]
+
+
+def test_history_and_frame_grid_plots_render(tmp_path: Path) -> None:
+    history = [{"epoch": e, "train_loss": 1 / e, "val_loss": 1.1 / e, "val_accuracy": 0.5 + e / 20,
+                "val_f1": 0.4 + e / 20, "val_roc_auc": None if e == 1 else 0.6} for e in range(1, 5)]
+    png = su.save_figure(su.plot_history(history), tmp_path / "curves.png")
+    image = cv2.imread(str(png))
+    assert image is not None and image.shape[1] > image.shape[0] > 300
+    clips = [np.full((3, 16, 16, 3), v, np.uint8) for v in (0, 255)]
+    grid = su.save_figure(su.plot_frame_grid(clips, ["dark", "bright"]), tmp_path / "grid.png")
+    assert cv2.imread(str(grid)).shape[0] > 100
+    assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temp files
