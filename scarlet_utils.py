@@ -235,6 +235,24 @@ def sample_frame_indices(total_frames: int, num_frames: int = 8) -> list[int]:
     return [int(i) for i in np.linspace(0, total_frames - 1, num_frames).round()]
 
 
+def sample_clip_indices(total_frames: int, num_frames: int = 8, num_clips: int = 1) -> list[list[int]]:
+    """Frame indices of ``num_clips`` clips: the video cut into that many equal segments, each
+    sampled uniformly first to last. One clip is exactly ``sample_frame_indices``."""
+    if num_clips < 1:
+        raise ValueError(f"num_clips must be >= 1, got {num_clips}")
+    if num_clips == 1:
+        return [sample_frame_indices(total_frames, num_frames)]
+    if total_frames < 1:
+        raise ValueError(f"total_frames must be >= 1, got {total_frames}")
+    edges = np.linspace(0, total_frames, num_clips + 1)
+    clips = []
+    for k in range(num_clips):
+        first, last = int(np.ceil(edges[k])), max(int(np.ceil(edges[k + 1])) - 1, int(np.ceil(edges[k])))
+        first, last = min(first, total_frames - 1), min(last, total_frames - 1)
+        clips.append([int(i) for i in np.linspace(first, last, num_frames).round()])
+    return clips
+
+
 def resize_short_side_center_crop(frame: np.ndarray, size: int) -> np.ndarray:
     """``(H, W, 3)`` -> ``(size, size, 3)``: shortest side to ``size``, then a centre crop.
 
@@ -337,8 +355,10 @@ def read_clip(
     size: int = 224,
     face_crop: bool = False,
     frame_count: int | None = None,
+    num_clips: int = 1,
 ) -> Clip:
-    """Read ``num_frames`` uniformly spaced frames of a video as a ``Clip``.
+    """Read ``num_frames`` uniformly spaced frames of a video as a ``Clip``; with ``num_clips`` > 1,
+    that many clips from consecutive equal segments, ``frames`` ``(num_clips, T, size, size, 3)``.
 
     ``frame_count`` is a hint (e.g. from a dataset's metadata); like ``CAP_PROP_FRAME_COUNT`` it
     is verified while decoding and replaced by the real count when it is wrong.
@@ -356,25 +376,22 @@ def read_clip(
         if frame_count < 1:
             raise VideoReadError(f"{path}: the video has no decodable frames")
 
-    indices = sample_frame_indices(frame_count, num_frames)
+    def sample(total: int) -> list[int]:
+        return [i for clip in sample_clip_indices(total, num_frames, num_clips) for i in clip]
+
+    indices = sample(frame_count)
     frames, reached = _grab_frames(path, indices)
-    if len(frames) < len(set(indices)):
-        # The header promised more frames than the stream holds (common for truncated or
-        # re-muxed files): resample over the frames that really decode.
-        if reached < 1:
+    ended_early = len(frames) < len(set(indices))
+    if ended_early or reached > frame_count:
+        # The count was wrong: too high (truncated or re-muxed files end early) or too low (a
+        # stale hint; the stream goes on). Resample over the frames that really decode.
+        if ended_early and reached < 1:
             raise VideoReadError(f"{path}: the video has no decodable frames")
-        logger.warning("%s: header says %d frames, only %d decode; resampling", path, frame_count, reached)
-        frame_count = reached
-        indices = sample_frame_indices(frame_count, num_frames)
-        frames, reached = _grab_frames(path, indices)
-        if len(frames) < len(set(indices)):
-            raise VideoReadError(f"{path}: decoding is not repeatable (stream broke at frame {reached})")
-    elif reached > frame_count:
-        # The stream goes on past the count (a stale metadata hint): count for real, resample.
-        real_count = _count_frames(path)
-        logger.warning("%s: count says %d frames, %d decode; resampling", path, frame_count, real_count)
+        real_count = reached if ended_early else _count_frames(path)
+        logger.warning("%s: header says %d frames, %s %d decode; resampling",
+                       path, frame_count, "only" if ended_early else "but", real_count)
         frame_count = real_count
-        indices = sample_frame_indices(frame_count, num_frames)
+        indices = sample(frame_count)
         frames, reached = _grab_frames(path, indices)
         if len(frames) < len(set(indices)):
             raise VideoReadError(f"{path}: decoding is not repeatable (stream broke at frame {reached})")
@@ -386,7 +403,10 @@ def read_clip(
         crops, faces_missing = crop_faces(rgb, size)
     else:
         crops = [resize_short_side_center_crop(f, size) for f in rgb]
-    return Clip(np.stack(crops), list(indices), frame_count, faces_missing)
+    clip = np.stack(crops)
+    if num_clips > 1:
+        clip = clip.reshape(num_clips, num_frames, size, size, 3)
+    return Clip(clip, list(indices), frame_count, faces_missing)
 
 
 def read_video_frames(
@@ -485,6 +505,7 @@ def crop_faces(frames: Sequence[np.ndarray], size: int) -> tuple[list[np.ndarray
 # ----------------------------------------------------------------------------------------------
 
 REAL_FOLDER = "original"
+ACTORS_FOLDER = "actors"  # DeepFakeDetection's real videos (its own actors, not youtube ids)
 KNOWN_METHODS = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures", "FaceShifter", "DeepFakeDetection")
 LAYOUT_HELP = (
     "expected one of these layouts under the data root:\n"
@@ -539,8 +560,8 @@ def detect_layout(root: str | Path) -> str:
 def _layout_folders(root: Path, layout: str, method: str) -> Path:
     if layout == "kaggle":
         return root / method
-    if method == REAL_FOLDER:
-        return root / "original_sequences" / "youtube" / "c23" / "videos"
+    if method in (REAL_FOLDER, ACTORS_FOLDER):
+        return root / "original_sequences" / ("youtube" if method == REAL_FOLDER else "actors") / "c23" / "videos"
     return root / "manipulated_sequences" / method / "c23" / "videos"
 
 
@@ -556,6 +577,8 @@ def list_videos(root: str | Path, methods: Iterable[str] = ("Deepfakes",)) -> li
 
     Reads the Kaggle mirror (``original/``, ``<Method>/``) and the official FF++ layout
     (``original_sequences/youtube/c23/videos``, ``manipulated_sequences/<Method>/c23/videos``).
+    With ``DeepFakeDetection`` its originals are real videos too, method ``"actors"``
+    (``original_sequences/actors/c23/videos``, or ``actors/`` in the Kaggle mirror), where present.
     """
     root = Path(root)
     layout = detect_layout(root)
@@ -574,6 +597,14 @@ def list_videos(root: str | Path, methods: Iterable[str] = ("Deepfakes",)) -> li
         for p in _video_files(folder):
             hint = hints.get(f"{p.parent.name}/{p.name}")
             items.append(VideoItem(p, label, method, p.stem, hint))
+    if "DeepFakeDetection" in methods:
+        folder = _layout_folders(root, layout, ACTORS_FOLDER)
+        if folder.is_dir():
+            items += [VideoItem(p, 0, ACTORS_FOLDER, p.stem, hints.get(f"{p.parent.name}/{p.name}"))
+                      for p in _video_files(folder)]
+        else:
+            logger.warning("%s: no DeepFakeDetection originals (actors) here, so the DeepFakeDetection fakes have "
+                           "no matching real videos", folder)
     if not any(i.label == 0 for i in items) or not any(i.label == 1 for i in items):
         counts = Counter(i.method for i in items)
         raise FileNotFoundError(f"{root}: need real and fake videos, found {dict(counts) or 'none'}; {LAYOUT_HELP}")
@@ -609,37 +640,316 @@ def load_split(path: str | Path) -> Split:
     return Split.from_json(json.loads(Path(path).read_text(encoding="utf-8")))
 
 
+# -- Split helpers: identities, the official FF++ lists, leakage -------------------------------
+# A fake ``T_S`` shows target T's video with source S's face, so it carries both identities; a
+# split that puts 000_003 in training and 003 (or 003_000) in validation leaks a face. The
+# "identity" strategy keeps every identity on one side; "official" uses FF++'s own lists.
+
+SPLIT_STRATEGIES = ("random", "identity", "official")
+SPLIT_PARTS = ("train", "val", "test")
+_ACTOR_METHODS = (ACTORS_FOLDER, "DeepFakeDetection")  # DFD ids are actors "01".."28", not youtube ids
+
+# The official FF++ splits (github.com/ondyari/FaceForensics, dataset/splits/{train,val,test}.json):
+# 360 / 70 / 70 [target, source] pairs of youtube ids, in file order; every id 000-999 occurs once.
+_OFFICIAL_PAIRS = {
+    "train": (
+        "071_054 087_081 881_856 187_234 645_688 754_758 811_920 710_788 628_568 312_021 950_836 059_050 "
+        "524_580 751_752 918_934 604_703 296_293 518_131 536_540 969_897 372_413 357_432 809_799 092_098 "
+        "302_323 981_985 512_495 088_060 795_907 535_587 297_270 838_810 850_764 476_400 268_269 033_097 "
+        "226_491 784_769 195_442 678_460 320_328 451_449 409_382 556_588 027_009 196_310 241_210 295_099 "
+        "043_110 753_789 716_712 508_831 005_010 276_185 498_433 294_292 105_180 984_967 318_334 356_324 "
+        "344_020 289_228 022_489 137_165 095_053 999_960 481_469 534_490 543_559 150_153 598_178 475_265 "
+        "671_677 204_230 863_853 561_998 163_031 655_444 038_125 735_774 184_205 499_539 717_684 878_866 "
+        "127_129 286_267 032_944 681_711 236_237 989_993 537_563 814_871 509_525 221_206 808_829 696_686 "
+        "431_447 737_719 609_596 408_424 976_954 156_243 434_438 627_658 025_067 635_642 523_541 572_554 "
+        "215_208 651_835 975_978 792_903 931_936 846_845 899_914 209_016 398_457 797_844 360_437 738_804 "
+        "694_767 790_014 657_644 374_407 728_673 193_030 876_891 553_545 331_260 873_872 109_107 121_093 "
+        "143_140 778_798 983_113 504_502 709_390 940_941 894_848 311_387 562_626 330_162 112_892 765_867 "
+        "124_085 665_679 414_385 555_516 072_037 086_090 202_348 341_340 333_377 082_103 569_921 750_743 "
+        "211_177 770_791 329_327 613_685 007_132 304_300 860_905 986_994 378_368 761_766 232_248 136_285 "
+        "601_653 693_698 359_317 246_258 500_592 776_676 262_301 307_365 600_505 833_826 361_448 473_366 "
+        "885_802 277_335 667_446 522_337 018_019 430_459 886_877 456_435 239_218 771_849 065_089 654_648 "
+        "151_225 152_149 229_247 624_570 290_240 011_805 461_250 251_375 639_841 602_397 028_068 338_336 "
+        "964_174 782_787 478_506 313_283 659_749 690_689 893_913 197_224 253_183 373_394 803_017 305_513 "
+        "051_332 238_282 621_546 401_395 510_528 410_411 049_946 663_231 477_487 252_266 952_882 315_322 "
+        "216_164 061_080 603_575 828_830 723_704 870_001 201_203 652_773 108_052 272_396 040_997 988_966 "
+        "281_474 077_100 146_256 972_718 303_309 582_172 222_168 884_968 217_117 118_120 242_182 858_861 "
+        "101_096 697_581 763_930 839_864 542_520 122_144 687_615 544_532 721_715 179_212 591_605 275_887 "
+        "996_056 825_074 530_594 757_573 611_760 189_200 392_339 734_699 977_075 879_963 910_911 889_045 "
+        "962_929 515_519 062_066 937_888 199_181 785_736 079_076 155_576 748_355 819_786 577_593 464_463 "
+        "439_441 574_547 747_854 403_497 965_948 726_713 943_942 160_928 496_417 700_813 756_503 213_083 "
+        "039_058 781_806 620_619 351_346 959_957 264_271 006_002 391_406 631_551 501_326 412_274 641_662 "
+        "111_094 166_167 130_139 938_987 055_147 990_008 013_883 614_616 772_708 840_800 415_484 287_426 "
+        "680_486 057_070 590_034 194_235 291_874 902_901 343_363 279_298 393_405 674_744 244_822 133_148 "
+        "636_578 637_427 041_063 869_780 733_935 259_345 069_961 783_916 191_188 526_436 123_119 207_908 "
+        "796_740 815_730 173_171 383_353 458_722 533_450 618_629 646_643 531_549 428_466 859_843 692_610"
+    ),
+    "val": (
+        "720_672 939_115 284_263 402_453 820_818 762_832 834_852 922_898 104_126 106_198 159_175 416_342 "
+        "857_909 599_585 443_514 566_617 472_511 325_492 816_649 583_558 933_925 419_824 465_482 565_589 "
+        "261_254 992_980 157_245 571_746 947_951 926_900 493_538 468_470 915_895 362_354 440_364 640_638 "
+        "827_817 793_768 837_890 004_982 192_134 745_777 299_145 742_775 586_223 483_370 779_794 971_564 "
+        "273_807 991_064 664_668 823_584 656_666 557_560 471_455 042_084 979_875 316_369 091_116 023_923 "
+        "702_612 904_046 647_622 958_956 606_567 632_548 927_912 350_349 595_597 727_729"
+    ),
+    "test": (
+        "953_974 012_026 078_955 623_630 919_015 367_371 847_906 529_633 418_507 227_169 389_480 821_812 "
+        "670_661 158_379 423_421 352_319 579_701 488_399 695_422 288_321 705_707 306_278 865_739 995_233 "
+        "755_759 467_462 314_347 741_731 970_973 634_660 494_445 706_479 186_170 176_190 380_358 214_255 "
+        "454_527 425_485 388_308 384_932 035_036 257_420 924_917 114_102 732_691 550_452 280_249 842_714 "
+        "625_650 024_073 044_945 896_128 862_047 607_683 517_521 682_669 138_142 552_851 376_381 000_003 "
+        "048_029 724_725 608_675 386_154 220_219 801_855 161_141 949_868 880_135 429_404"
+    ),
+}
+
+
+@lru_cache(maxsize=1)
+def _parsed_official_pairs() -> dict[str, tuple[tuple[str, str], ...]]:
+    return {part: tuple((t, s) for t, s in (tok.split("_") for tok in text.split()))
+            for part, text in _OFFICIAL_PAIRS.items()}
+
+
+def official_pairs() -> dict[str, list[tuple[str, str]]]:
+    """The official FF++ split lists: ``{"train": [(target, source), ...], "val": ..., "test": ...}``
+    with 360 / 70 / 70 pairs of youtube ids (a fresh copy; the text is parsed once)."""
+    return {part: list(pairs) for part, pairs in _parsed_official_pairs().items()}
+
+
+@lru_cache(maxsize=1)
+def _official_index() -> dict[frozenset[str], str]:
+    """``{frozenset({T, S}): part}`` for each official pair and ``{frozenset({T}): part}`` for each id."""
+    index: dict[frozenset[str], str] = {}
+    for part, pairs in _parsed_official_pairs().items():
+        for t, s in pairs:
+            index[frozenset((t, s))] = index[frozenset((t,))] = index[frozenset((s,))] = part
+    return index
+
+
+def video_identities(item_or_id: VideoItem | str) -> frozenset[str]:
+    """The people a video shows: real ``"T"`` -> ``{"T"}``; fake ``"T_S"`` -> ``{"T", "S"}``.
+
+    DeepFakeDetection videos (fakes ``"01_02__exit_phone_room__YVGY8LOK"``, originals
+    ``"01__exit_phone_room"``, any id with ``"__"`` or an item of method ``actors`` /
+    ``DeepFakeDetection``) name actors, not youtube videos: their ids come back as ``"actor:01"``,
+    ``"actor:02"``, so actor 01 never collides with youtube video 001's person.
+    """
+    if isinstance(item_or_id, VideoItem):
+        vid = item_or_id.video_id
+        actor = item_or_id.method in _ACTOR_METHODS or "__" in vid
+    else:
+        vid = str(item_or_id)
+        actor = "__" in vid
+    head = vid.split("__", 1)[0] if actor else vid
+    people = [p for p in head.split("_") if p] or [vid]
+    return frozenset(f"actor:{p}" if actor else p for p in people)
+
+
+def official_part(item_or_id: VideoItem | str) -> str | None:
+    """``"train"``, ``"val"`` or ``"test"``: the official FF++ list holding this video; ``None`` for
+    a video outside the lists (DeepFakeDetection, or a fake ``T_S`` whose pair is not official)."""
+    return _official_index().get(video_identities(item_or_id))
+
+
+def count_identity_leaks(train: Iterable[VideoItem], other: Iterable[VideoItem]) -> int:
+    """How many videos of ``other`` share at least one identity (see ``video_identities``) with a
+    video of ``train``: 0 means no face seen in training comes back in ``other``."""
+    seen: set[str] = set()
+    for item in train:
+        seen |= video_identities(item)
+    return sum(1 for item in other if video_identities(item) & seen)
+
+
+def ffpp_id_space(methods: Iterable[str] | str = ("Deepfakes",)) -> list[VideoItem]:
+    """Synthetic items (no files) for FF++'s whole id space, sorted by path: the 1000 reals
+    ``ffpp/original/000.mp4`` .. ``999.mp4`` and, per method, the 1000 fakes ``ffpp/<method>/T_S.mp4``
+    of the official pairs (both ``T_S`` and ``S_T`` for each of the 500 pairs). For leakage counts."""
+    methods = list(dict.fromkeys([methods] if isinstance(methods, str) else methods))
+    if "DeepFakeDetection" in methods:
+        raise ValueError("DeepFakeDetection is not in FF++'s youtube id space (its videos are of actors)")
+    root = Path("ffpp")
+    items = [VideoItem(root / REAL_FOLDER / f"{n:03d}.mp4", 0, REAL_FOLDER, f"{n:03d}") for n in range(1000)]
+    for method in methods:
+        for pairs in _parsed_official_pairs().values():
+            for t, s in pairs:
+                for vid in (f"{t}_{s}", f"{s}_{t}"):
+                    items.append(VideoItem(root / method / f"{vid}.mp4", 1, method, vid))
+    return sorted(items, key=lambda i: str(i.path))
+
+
+def _spread(available: dict[str, int], total: int) -> dict[str, int]:
+    """``total`` spread as evenly as possible over ``available``'s keys (sorted: the remainder goes to
+    the first), none above what it has; a short key's shortfall goes to the others."""
+    if total > sum(available.values()):
+        raise ValueError(f"cannot take {total} from {dict(available)}")
+    quota: dict[str, int] = {}
+    left = total
+    by_size = sorted(available, key=lambda k: (available[k], k))
+    for n, k in enumerate(by_size):  # keys below the even share give all they have
+        if available[k] > left // (len(by_size) - n):
+            break
+        quota[k] = available[k]
+        left -= available[k]
+    rest = [k for k in sorted(available) if k not in quota]
+    for n, k in enumerate(rest):
+        quota[k] = left // len(rest) + (n < left % len(rest))
+    return {k: quota[k] for k in sorted(available)}
+
+
+def _sample_fakes(rng: random.Random, fakes: Sequence[VideoItem], n: int) -> list[VideoItem]:
+    """``n`` of ``fakes`` (sorted by path) drawn evenly across methods. With one method this is
+    exactly ``rng.sample(fakes, n)``, the original protocol's draw."""
+    by_method: dict[str, list[VideoItem]] = {}
+    for item in fakes:
+        by_method.setdefault(item.method, []).append(item)
+    if len(by_method) <= 1:
+        return rng.sample(list(fakes), n)
+    quota = _spread({m: len(v) for m, v in by_method.items()}, n)
+    return [item for m in quota for item in rng.sample(by_method[m], quota[m])]
+
+
+def _describe_needs(need: dict[tuple[int, str], int]) -> str:
+    parts = [f"{n} {'real' if label == 0 else method}" for (label, method), n in sorted(need.items()) if n]
+    return ", ".join(parts) or "nothing"
+
+
+def _identity_split(items: Sequence[VideoItem], n_train: int, n_val: int, rng: random.Random) -> tuple[list, list]:
+    """Train / val lists for ``make_split(strategy="identity")`` (sizes already checked)."""
+    per_class = (n_train + n_val) // 2
+    reals = [i for i in items if i.label == 0]
+    fakes = [i for i in items if i.label == 1]
+    fake_quota = _spread(Counter(i.method for i in fakes), per_class)
+    train_fake = _spread(fake_quota, n_train - n_train // 2)
+    need = [
+        {(0, ""): n_train // 2, **{(1, m): q for m, q in train_fake.items()}},
+        {(0, ""): per_class - n_train // 2, **{(1, m): fake_quota[m] - train_fake[m] for m in fake_quota}},
+    ]
+    # Connected components over shared identities (union-find): a component never spans both sides.
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for item in reals + fakes:
+        first, *rest = sorted(video_identities(item))
+        for other in rest:
+            parent[find(other)] = find(first)
+    groups: dict[str, list[VideoItem]] = {}
+    for item in sorted(reals + fakes, key=lambda i: str(i.path)):
+        groups.setdefault(find(min(video_identities(item))), []).append(item)
+    components = sorted(groups.values(), key=lambda g: str(g[0].path))
+    rng.shuffle(components)
+    sides: tuple[list[VideoItem], list[VideoItem]] = ([], [])
+    for component in components:
+        by_key: dict[tuple[int, str], list[VideoItem]] = {}
+        for item in component:
+            by_key.setdefault((item.label, "" if item.label == 0 else item.method), []).append(item)
+        for side, side_need in zip(sides, need):
+            if any(side_need.get(k, 0) > 0 for k in by_key):  # train first, then val
+                for k in sorted(by_key):
+                    take = min(side_need.get(k, 0), len(by_key[k]))
+                    if take:
+                        side += rng.sample(by_key[k], take)
+                        side_need[k] -= take
+                break
+        if not any(n for side_need in need for n in side_need.values()):
+            break
+    if any(n for side_need in need for n in side_need.values()):
+        raise ValueError(
+            f"identity split of {n_train} train + {n_val} val cannot be met without sharing an identity "
+            f"across sides: after all {len(components)} identity groups, train still needs {_describe_needs(need[0])} "
+            f"and val still needs {_describe_needs(need[1])}; lower n_train / n_val"
+        )
+    return sides
+
+
+def _official_split(items: Sequence[VideoItem], rng: random.Random) -> dict[str, list[VideoItem]]:
+    """The ``train`` / ``val`` / ``test`` lists for ``make_split(strategy="official")``."""
+    parts: dict[str, list[VideoItem]] = {p: [] for p in SPLIT_PARTS}
+    for item in items:
+        part = official_part(item)
+        if part is not None:
+            parts[part].append(item)
+    left_out = len(items) - sum(map(len, parts.values()))
+    if left_out:
+        logger.info("official split: %d of %d videos are not in the official FF++ lists, left out",
+                    left_out, len(items))
+    for part, members in parts.items():
+        reals = [i for i in members if i.label == 0]
+        fakes = [i for i in members if i.label == 1]
+        n = min(len(reals), len(fakes))
+        chosen = rng.sample(reals, n) + _sample_fakes(rng, fakes, n)
+        rng.shuffle(chosen)
+        parts[part] = chosen
+    empty = [p for p in ("train", "val") if not parts[p]]
+    if empty:
+        raise ValueError(f"official split: no balanced real/fake videos for {' and '.join(empty)} among "
+                         f"{len(items)} videos (the official lists hold youtube ids 000-999 and their pairs)")
+    return parts
+
+
 def make_split(
     items: Sequence[VideoItem], n_train: int = 600, n_val: int = 800, seed: int = 0, strategy: str = "random"
 ) -> Split:
-    """The original protocol: a balanced pool of ``(n_train + n_val) / 2`` real and as many fake
-    videos, drawn and shuffled with ``seed``; the first ``n_train`` train, the next ``n_val`` validate.
+    """Train / val (/ test) videos by ``strategy``, deterministic for ``seed`` and the input's order:
 
-    Sizes larger than the pool raise ``ValueError`` (never a silent shrink).
+    - ``"random"``, the original protocol: a balanced pool of ``(n_train + n_val) / 2`` real and as
+      many fake videos, drawn and shuffled with ``seed``; the first ``n_train`` train, the next
+      ``n_val`` validate. Identities leak: a fake ``T_S`` may train while real ``T`` validates.
+    - ``"identity"``: the same sizes and balanced pool, but every identity (``video_identities``)
+      lives on one side only: videos are grouped into connected components over shared
+      identities, the components are shuffled, and they fill train's quotas, then val's (a
+      component may be used in part, never on both sides). Train holds ``n_train // 2`` reals and
+      the rest fakes; val the remainder of the pool.
+    - ``"official"``: FF++'s own lists (``official_pairs``) give train / val / test: real ``T``
+      goes where its pair is, fake ``T_S`` where pair (T, S) or (S, T) is. ``n_train`` / ``n_val``
+      are ignored; each part is balanced by sub-sampling its larger class to its smaller one.
+      Videos not in the lists (DeepFakeDetection, the actors, odd pairs) are left out.
+
+    With several methods the fakes are drawn evenly across methods (the remainder to the first
+    methods by name; a method with too few gives its shortfall to the others); with one method
+    ``"random"`` draws exactly as it always has, so saved splits reproduce. Sizes larger than the
+    pool, or identity quotas that cannot be met, raise ``ValueError`` (never a silent shrink).
     """
-    if strategy != "random":
-        raise ValueError(f"unknown split strategy {strategy!r}; expected 'random'")
+    if strategy not in SPLIT_STRATEGIES:
+        expected = ", ".join(map(repr, SPLIT_STRATEGIES))
+        raise ValueError(f"unknown split strategy {strategy!r}; expected one of {expected}")
+    rng = random.Random(seed)
+    # Sorted first, so the split depends on the files, not on the order the OS lists them.
+    items = sorted(items, key=lambda i: str(i.path))
+    if strategy == "official":
+        parts = _official_split(items, rng)
+        return Split(parts["train"], parts["val"], parts["test"], strategy=strategy, seed=seed)
     if n_train < 0 or n_val < 1 or (n_train + n_val) % 2:
         raise ValueError(f"n_train + n_val must be even and n_val >= 1 (balanced pool); got {n_train} + {n_val}")
     per_class = (n_train + n_val) // 2
-    rng = random.Random(seed)
-    pool: list[VideoItem] = []
     for label in (0, 1):
-        # Sorted first, so the split depends on the files, not on the order the OS lists them.
-        cls_items = sorted((i for i in items if i.label == label), key=lambda i: str(i.path))
-        if len(cls_items) < per_class:
+        available = sum(i.label == label for i in items)
+        if available < per_class:
             raise ValueError(
                 f"split of {n_train} train + {n_val} val needs {per_class} {CLASS_NAMES[label].lower()} videos, "
-                f"only {len(cls_items)} available; lower n_train / n_val"
+                f"only {available} available; lower n_train / n_val"
             )
-        pool += rng.sample(cls_items, per_class)
+    if strategy == "identity":
+        train, val = _identity_split(items, n_train, n_val, rng)
+        rng.shuffle(train)
+        rng.shuffle(val)
+        return Split(train, val, strategy=strategy, seed=seed)
+    pool = rng.sample([i for i in items if i.label == 0], per_class)
+    pool += _sample_fakes(rng, [i for i in items if i.label == 1], per_class)
     rng.shuffle(pool)
     return Split(pool[:n_train], pool[n_train:], strategy=strategy, seed=seed)
 
 
-def cache_dir_for(root: str | Path, num_frames: int = 8, size: int = 224, face_crop: bool = False) -> Path:
+def cache_dir_for(
+    root: str | Path, num_frames: int = 8, size: int = 224, face_crop: bool = False, num_clips: int = 1
+) -> Path:
     """The cache folder for one extraction setting, so changing a knob never reuses stale clips."""
-    return Path(root) / f"f{num_frames}_s{size}_{'face' if face_crop else 'full'}"
+    clips = f"_c{num_clips}" if num_clips > 1 else ""
+    return Path(root) / f"f{num_frames}_s{size}_{'face' if face_crop else 'full'}{clips}"
 
 
 def cache_path(item: VideoItem, cache_dir: str | Path) -> Path:
@@ -662,11 +972,13 @@ class ExtractionReport:
         return self.done + self.skipped
 
 
-def _extract_one(item: VideoItem, dest: Path, num_frames: int, size: int, face_crop: bool) -> tuple[str | None, int]:
+def _extract_one(
+    item: VideoItem, dest: Path, num_frames: int, size: int, face_crop: bool, num_clips: int = 1
+) -> tuple[str | None, int]:
     """Decode one video into ``dest`` (temp name, then rename). Returns (error or None, faces missing)."""
     cv2.setNumThreads(1)  # one decoder thread per worker process: the pool is the parallelism
     try:
-        clip = read_clip(item.path, num_frames, size, face_crop, item.frame_count)
+        clip = read_clip(item.path, num_frames, size, face_crop, item.frame_count, num_clips)
     except VideoReadError as exc:
         return str(exc), 0
     except Exception as exc:  # a decoder bug must not stop the other videos: report it
@@ -697,8 +1009,10 @@ def extract_frames(
     size: int = 224,
     face_crop: bool = False,
     workers: int | None = None,
+    num_clips: int = 1,
 ) -> ExtractionReport:
-    """Decode each video once into ``cache_dir/<method>/<video_id>.npy`` ``(T, size, size, 3)`` uint8.
+    """Decode each video once into ``cache_dir/<method>/<video_id>.npy`` ``(T, size, size, 3)`` uint8
+    (``(num_clips, T, size, size, 3)`` with several clips per video; see ``read_clip``).
 
     Clips already in the cache are skipped; new ones are written to a temp name and renamed, so
     an interrupted run never leaves a partial clip. Videos are decoded in a process pool
@@ -729,13 +1043,14 @@ def extract_frames(
     try:
         if workers <= 1:
             for item, dest in todo:
-                record(item, _extract_one(item, dest, num_frames, size, face_crop))
+                record(item, _extract_one(item, dest, num_frames, size, face_crop, num_clips))
                 bar.update()
         else:
             # spawn, not fork: forking a process that already runs OpenCV/torch threads can deadlock.
             ctx = multiprocessing.get_context("spawn")
             with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-                futures = {pool.submit(_extract_one, it, d, num_frames, size, face_crop): it for it, d in todo}
+                futures = {pool.submit(_extract_one, it, d, num_frames, size, face_crop, num_clips): it
+                           for it, d in todo}
                 for fut in concurrent.futures.as_completed(futures):
                     item = futures[fut]
                     try:
@@ -745,13 +1060,18 @@ def extract_frames(
                     bar.update()
     finally:
         bar.close()
+    # Workers finish in any order; report in the order asked, so reruns list videos identically.
+    order = {id(item): k for k, item in enumerate(items)}
+    report.done.sort(key=lambda i: order[id(i)])
+    report.failed.sort(key=lambda f: order[id(f[0])])
     for item, cause in report.failed:
         logger.warning("skipped %s", cause)
     return report
 
 
 class FrameClipDataset(Dataset):
-    """Cached clips as model inputs: ``pixel_values`` ``(T, C, H, W)`` float32 normalised, and the label.
+    """Cached clips as model inputs: ``pixel_values`` ``(T, C, H, W)`` float32 normalised, and the label
+    (``(num_clips, T, C, H, W)`` from a several-clips cache; ``predict_probs`` averages those).
 
     ``cache_dir`` is the folder ``extract_frames`` wrote; ``augment`` flips the whole clip
     horizontally with probability 0.5 (the same flip for every frame keeps motion consistent).
@@ -786,12 +1106,13 @@ class FrameClipDataset(Dataset):
 def clip_to_tensor(
     frames: np.ndarray, mean: Sequence[float] | torch.Tensor, std: Sequence[float] | torch.Tensor, flip: bool = False
 ) -> torch.Tensor:
-    """``(T, H, W, 3)`` uint8 -> ``(T, 3, H, W)`` float32, scaled to [0, 1] and normalised."""
-    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div_(255.0)
+    """``(..., T, H, W, 3)`` uint8 -> ``(..., T, 3, H, W)`` float32, scaled to [0, 1] and normalised
+    (a leading clips axis, as several clips per video have, is kept)."""
+    x = torch.from_numpy(np.ascontiguousarray(frames)).movedim(-1, -3).float().div_(255.0)
     if flip:
         x = x.flip(-1)
-    mean = torch.as_tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
-    std = torch.as_tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+    mean = torch.as_tensor(mean, dtype=torch.float32).view(3, 1, 1)
+    std = torch.as_tensor(std, dtype=torch.float32).view(3, 1, 1)
     return (x - mean) / std
 
 
@@ -1170,6 +1491,74 @@ def checkpoint_extra(path: str | Path) -> dict[str, Any]:
     return dict(obj.get("extra", {})) if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT else {}
 
 
+def preprocessor_config(image_size: int, mean: Sequence[float], std: Sequence[float]) -> dict[str, Any]:
+    """The ``preprocessor_config.json`` of Scarlet's preprocessing, as the k400 checkpoint writes
+    it: shortest side to ``image_size``, centre crop, pixels / 255, then ``(x - mean) / std``.
+    (Scarlet resizes with OpenCV, area-averaging when it shrinks; ``resample`` 2 is bilinear.)"""
+    return {
+        "image_processor_type": "VideoMAEImageProcessor",
+        "do_resize": True,
+        "size": {"shortest_edge": int(image_size)},
+        "resample": 2,
+        "do_center_crop": True,
+        "crop_size": {"height": int(image_size), "width": int(image_size)},
+        "do_rescale": True,
+        "rescale_factor": 1 / 255,
+        "do_normalize": True,
+        "image_mean": [float(v) for v in mean],
+        "image_std": [float(v) for v in std],
+    }
+
+
+def export_pretrained(model: torch.nn.Module, out_dir: str | Path, mean: Sequence[float], std: Sequence[float]) -> Path:
+    """Write a hub-ready folder: ``config.json`` (``id2label`` Real/Fake), ``model.safetensors``
+    and ``preprocessor_config.json`` (mean/std as given), loadable with
+    ``TimesformerForVideoClassification.from_pretrained(out_dir)``, ``build_model(out_dir)`` and
+    ``normalization_for(out_dir)``.
+
+    Written into ``<out_dir>.tmp-*`` beside it, then renamed into place: a previous export is
+    moved aside and deleted only after the new one is in, so a reader finds the old export or
+    the new one (or, between the two renames, none), never a partial one; a failed write leaves
+    the old export as it was. A non-empty ``out_dir`` that is not an export (no
+    ``config.json``) is refused rather than replaced.
+    """
+    import shutil
+
+    model = getattr(model, "module", model)  # DataParallel
+    out_dir = Path(out_dir)
+    if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / "config.json").is_file())):
+        raise FileExistsError(f"{out_dir}: exists and is not a model export; refusing to replace it")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        config = json.loads((tmp / "config.json").read_text(encoding="utf-8"))
+        if len(config.get("id2label", {})) == 2:  # Real / Fake, whatever names the model was built with
+            id2label, label2id = _label_maps(2)
+            config.update(id2label={str(k): v for k, v in id2label.items()}, label2id=label2id)
+            write_json_atomic(tmp / "config.json", config)
+        write_json_atomic(tmp / "preprocessor_config.json", preprocessor_config(model.config.image_size, mean, std))
+        for f in tmp.iterdir():
+            f.chmod(0o644)  # mkstemp / mkdtemp make owner-only files; an export is for sharing
+        tmp.chmod(0o755)
+        if out_dir.exists():
+            old = out_dir.with_name(tmp.name.replace(".tmp-", ".old-", 1))
+            os.rename(out_dir, old)
+            try:
+                os.rename(tmp, out_dir)
+            except BaseException:
+                os.rename(old, out_dir)
+                raise
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, out_dir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    logger.info("exported the model to %s", out_dir)
+    return out_dir
+
+
 # ----------------------------------------------------------------------------------------------
 # Training
 # ----------------------------------------------------------------------------------------------
@@ -1247,15 +1636,22 @@ def train_one_epoch(
 def predict_probs(
     model: torch.nn.Module, loader: Iterable[tuple[torch.Tensor, torch.Tensor]], device: torch.device | str
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(y_true, y_prob)``: labels and P(fake) (softmax of the logits, class 1) for every clip."""
+    """``(y_true, y_prob)``: labels and P(fake) (softmax of the logits, class 1) for every video.
+
+    Batches of ``(B, T, C, H, W)`` score one clip per video; ``(B, K, T, C, H, W)`` score K clips
+    per video and average their P(fake) (the several-clips protocol).
+    """
     device = torch.device(device)
     model.eval()
     y_true, y_prob = [], []
     bar = tqdm(total=_num_batches(loader), desc="predict", unit="batch", leave=False)
     for pixel_values, labels in loader:
+        clips = pixel_values.shape[1] if pixel_values.ndim == 6 else 1
         with _autocast(device):
-            logits = model(pixel_values=pixel_values.to(device, non_blocking=True)).logits
-        y_prob.append(logits.float().softmax(-1)[:, 1].cpu().numpy())
+            pixel_values = pixel_values.to(device, non_blocking=True)
+            logits = model(pixel_values=pixel_values.flatten(0, 1) if clips > 1 else pixel_values).logits
+        probs = logits.float().softmax(-1)[:, 1].view(-1, clips).mean(1)
+        y_prob.append(probs.cpu().numpy())
         y_true.append(np.asarray(labels))
         bar.update()
     bar.close()
@@ -1269,27 +1665,116 @@ def predict_probs(
 # ----------------------------------------------------------------------------------------------
 
 
-def compute_metrics(y_true: Sequence[int], y_prob: Sequence[float], threshold: float = 0.5) -> dict[str, Any]:
-    """Accuracy, per-class / macro / weighted precision, recall and F1, ROC AUC, confusion matrix.
-
-    A clip is called fake when P(fake) >= ``threshold``. ROC AUC is None when only one class is present.
-    """
-    from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, log_loss, roc_auc_score
-
+def _scores(y_true: Sequence[int], y_prob: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """``(y_true, y_prob)`` as int64 / float64 arrays, or ``ValueError`` unless equal-length 1-D and non-empty."""
     y_true = np.asarray(y_true, dtype=np.int64)
     y_prob = np.asarray(y_prob, dtype=np.float64)
     if y_true.shape != y_prob.shape or y_true.ndim != 1 or len(y_true) == 0:
         raise ValueError(f"y_true and y_prob must be equal-length 1-D and non-empty, got {y_true.shape} and {y_prob.shape}")
+    return y_true, y_prob
+
+
+def _roc(y_true: np.ndarray, y_prob: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(fpr, tpr, thresholds)`` at every distinct score (no point dropped), highest threshold first."""
+    from sklearn.metrics import roc_curve
+
+    return roc_curve(y_true, y_prob, drop_intermediate=False)
+
+
+def _equal_error_rate(fpr: np.ndarray, tpr: np.ndarray, thresholds: np.ndarray) -> tuple[float, float]:
+    """``(EER, threshold)``: where the ROC, drawn as straight segments between its points, crosses
+    FPR == FNR (FNR = 1 - TPR). The threshold is interpolated between the two bracketing scores at
+    the same fraction; sklearn's first threshold is +inf, so there the lower score is taken."""
+    gap = fpr - (1.0 - tpr)  # -1 at (0, 0), +1 at (1, 1), strictly increasing point to point
+    i = int(np.argmax(gap >= 0))
+    if gap[i] == 0 or i == 0:
+        return float(fpr[i]), float(thresholds[i])
+    t = -gap[i - 1] / (gap[i] - gap[i - 1])
+    eer = fpr[i - 1] + t * (fpr[i] - fpr[i - 1])
+    upper = thresholds[i - 1] if np.isfinite(thresholds[i - 1]) else thresholds[i]
+    return float(eer), float(upper + t * (thresholds[i] - upper))
+
+
+def _draw_counts(rng: np.random.Generator, n: int, b: int) -> np.ndarray:
+    """``(b, n)``: how often each of ``n`` items is drawn in each of ``b`` resamples of size ``n``."""
+    if n == 0:
+        return np.zeros((b, 0), dtype=np.int64)
+    idx = rng.integers(0, n, size=(b, n)) + (np.arange(b) * n)[:, None]
+    return np.bincount(idx.ravel(), minlength=b * n).reshape(b, n)
+
+
+def bootstrap_ci(
+    y_true: Sequence[int], y_prob: Sequence[float], threshold: float = 0.5, n_bootstrap: int = 1000, seed: int = 0
+) -> dict[str, list[float] | None]:
+    """Percentile-bootstrap 95% intervals ``{"accuracy": [lo, hi], "roc_auc": [lo, hi]}``.
+
+    Videos are resampled with replacement within each class (the real and the fake counts stay
+    fixed, so every resample has both classes); ``roc_auc`` is None with one class. Vectorised:
+    a resample is the number of times it draws each video, accuracy is a dot product with those
+    counts, and ROC AUC is the Mann-Whitney U (ties count 1/2) from cumulative draw counts of the
+    real scores in sorted order, so no resample is sorted or passed to sklearn. Each class is
+    sorted by score before drawing, so the interval depends on the scores alone, not on the order
+    of the videos (which may differ between runs, e.g. after a parallel frame extraction).
+    """
+    y_true, y_prob = _scores(y_true, y_prob)
+    if n_bootstrap < 1:
+        raise ValueError(f"n_bootstrap must be >= 1, got {n_bootstrap}")
+    rng = np.random.default_rng(seed)
+    p0, p1 = np.sort(y_prob[y_true == 0]), np.sort(y_prob[y_true == 1])
+    n0, n1 = len(p0), len(p1)
+    right0, right1 = (p0 < threshold).astype(np.int64), (p1 >= threshold).astype(np.int64)
+    below = np.searchsorted(p0, p1, "left")  # per fake: reals scored lower sit before it in p0
+    above = np.searchsorted(p0, p1, "right")  # ... and tied ones between below and above
+    both = n0 > 0 and n1 > 0
+    accuracy, auc = np.empty(n_bootstrap), np.empty(n_bootstrap)
+    chunk = max(1, 4_000_000 // len(y_true))  # bounds memory at a few (chunk, n) arrays
+    for start in range(0, n_bootstrap, chunk):
+        b = min(chunk, n_bootstrap - start)
+        c0, c1 = _draw_counts(rng, n0, b), _draw_counts(rng, n1, b)
+        accuracy[start : start + b] = (c0 @ right0 + c1 @ right1) / len(y_true)
+        if both:
+            cum = np.zeros((b, n0 + 1), dtype=np.int64)
+            np.cumsum(c0, axis=1, out=cum[:, 1:])
+            lower, tied = cum[:, below], cum[:, above] - cum[:, below]  # (b, n1) drawn reals per fake
+            auc[start : start + b] = ((2 * lower + tied) * c1).sum(axis=1) / (2.0 * n0 * n1)
+    interval = lambda v: [float(x) for x in np.percentile(v, [2.5, 97.5])]  # noqa: E731
+    return {"accuracy": interval(accuracy), "roc_auc": interval(auc) if both else None}
+
+
+def compute_metrics(
+    y_true: Sequence[int], y_prob: Sequence[float], threshold: float = 0.5, n_bootstrap: int = 1000, seed: int = 0
+) -> dict[str, Any]:
+    """Accuracy, per-class / macro / weighted precision, recall and F1, ROC AUC, average precision,
+    equal error rate, confusion matrix, and bootstrap 95% intervals for accuracy and ROC AUC.
+
+    A clip is called fake when P(fake) >= ``threshold``. ROC AUC, average precision and the EER
+    are None when only one class is present. ``eer`` is where FPR == FNR on the ROC (its points
+    joined by straight lines) and ``eer_threshold`` the score there. ``ci95`` comes from
+    ``bootstrap_ci`` with ``n_bootstrap`` class-stratified resamples of the videos
+    (``np.random.default_rng(seed)``); ``n_bootstrap=0`` skips it (None).
+    """
+    from sklearn.metrics import (accuracy_score, average_precision_score, classification_report, confusion_matrix,
+                                 log_loss, roc_auc_score)
+
+    y_true, y_prob = _scores(y_true, y_prob)
+    if n_bootstrap < 0:
+        raise ValueError(f"n_bootstrap must be >= 0, got {n_bootstrap}")
     y_pred = (y_prob >= threshold).astype(np.int64)
     report = classification_report(
         y_true, y_pred, labels=[0, 1], target_names=list(CLASS_NAMES), output_dict=True, zero_division=0
     )
     both = len(np.unique(y_true)) == 2
+    eer, eer_threshold = _equal_error_rate(*_roc(y_true, y_prob)) if both else (None, None)
     return {
         "n": int(len(y_true)),
         "threshold": float(threshold),
         "accuracy": float(accuracy_score(y_true, y_pred)),
         "roc_auc": float(roc_auc_score(y_true, y_prob)) if both else None,
+        "average_precision": float(average_precision_score(y_true, y_prob)) if both else None,
+        "eer": eer,
+        "eer_threshold": eer_threshold,
+        "ci95": bootstrap_ci(y_true, y_prob, threshold, n_bootstrap, seed) if n_bootstrap else None,
+        "bootstrap": {"n_resamples": int(n_bootstrap), "seed": int(seed), "stratified": True} if n_bootstrap else None,
         "log_loss": float(log_loss(y_true, np.clip(y_prob, 1e-7, 1 - 1e-7), labels=[0, 1])),
         "per_class": {name: {k: float(v) for k, v in report[name].items()} for name in CLASS_NAMES},
         "macro_avg": {k: float(v) for k, v in report["macro avg"].items()},
@@ -1317,6 +1802,54 @@ def plot_confusion_matrix(cm: Sequence[Sequence[int]], title: str = "Confusion m
     return fig
 
 
+def plot_roc_curve(y_true: Sequence[int], y_prob: Sequence[float], title: str = "ROC curve"):
+    """The ROC curve with its AUC, the equal-error point (FPR == FNR) marked, and the chance
+    diagonal; with one class only, a figure that says the curve is undefined."""
+    from matplotlib.figure import Figure
+    from sklearn.metrics import roc_auc_score
+
+    y_true, y_prob = _scores(y_true, y_prob)
+    fig = Figure(figsize=(5, 5), dpi=120)
+    ax = fig.add_subplot()
+    ax.plot([0, 1], [0, 1], "--", color="0.55", lw=1, label="chance (AUC 0.5)")
+    if len(np.unique(y_true)) == 2:
+        fpr, tpr, thresholds = _roc(y_true, y_prob)
+        eer, eer_threshold = _equal_error_rate(fpr, tpr, thresholds)
+        ax.plot([0, 1], [1, 0], ":", color="0.75", lw=1, label="FPR = FNR")
+        ax.plot(fpr, tpr, "-", color="C0", lw=2, label=f"ROC (AUC {roc_auc_score(y_true, y_prob):.3f})")
+        ax.plot([eer], [1 - eer], "o", color="C3", ms=8, zorder=3,
+                label=f"EER {eer:.1%} (P(fake) >= {eer_threshold:.3f})")
+    else:
+        ax.text(0.5, 0.55, "undefined: only one class present", ha="center", va="center", transform=ax.transAxes)
+    ax.set(xlim=(-0.01, 1.01), ylim=(-0.01, 1.01), aspect="equal", title=f"{title} (n={len(y_true)})",
+           xlabel="False positive rate (real videos called fake)", ylabel="True positive rate (fakes caught)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_score_histogram(y_true: Sequence[int], y_prob: Sequence[float], threshold: float = 0.5,
+                         title: str = "Scores by true class"):
+    """Histograms of P(fake) for the real and the fake videos on shared bins, with the threshold."""
+    from matplotlib.figure import Figure
+
+    y_true, y_prob = _scores(y_true, y_prob)
+    fig = Figure(figsize=(6, 4), dpi=120)
+    ax = fig.add_subplot()
+    bins = np.linspace(min(0.0, y_prob.min()), max(1.0, y_prob.max()), 26)
+    for label, (name, colour) in enumerate(zip(CLASS_NAMES, ("C0", "C3"))):
+        scores = y_prob[y_true == label]
+        ax.hist(scores, bins=bins, color=colour, alpha=0.5, edgecolor=colour, label=f"{name} (n={len(scores)})")
+    ax.axvline(threshold, color="k", ls="--", lw=1.5, label=f"threshold {threshold:g}")
+    ax.set(xlabel="P(fake)", ylabel="videos", title=f"{title} (n={len(y_true)})")
+    ax.set_ylim(0, ax.get_ylim()[1] * 1.25)  # headroom: the one-row legend sits above the bars
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper center", ncol=3, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def _round_floats(obj: Any, digits: int = 6) -> Any:
     """Round every float in a nested structure: a CPU's last-bit noise (thread scheduling changes
     summation order) must not make two evaluations of the same weights differ."""
@@ -1330,22 +1863,68 @@ def _round_floats(obj: Any, digits: int = 6) -> Any:
 
 
 def save_reports(
-    y_true: Sequence[int], y_prob: Sequence[float], out_dir: str | Path, threshold: float = 0.5
+    y_true: Sequence[int],
+    y_prob: Sequence[float],
+    out_dir: str | Path,
+    threshold: float = 0.5,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write ``metrics.json``, ``classification_report.txt`` and ``confusion_matrix.png`` to
-    ``out_dir`` (as the original run did); returns the metrics."""
+    ``out_dir`` (as the original run did), plus ``roc_curve.png`` and ``score_histogram.png``;
+    returns the metrics as written.
+
+    ``extra`` (e.g. ``{"split_strategy": ..., "config": {...}}``) is merged into ``metrics.json``
+    unrounded (values JSON cannot hold, such as paths, are written as strings); a key that is
+    already a metric raises ``ValueError``.
+    """
     from sklearn.metrics import classification_report
 
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     metrics = _round_floats(compute_metrics(y_true, y_prob, threshold))
+    if extra:
+        clash = sorted(set(extra) & set(metrics))
+        if clash:
+            raise ValueError(f"extra keys {clash} would overwrite metrics of the same name")
+        metrics.update(json.loads(json.dumps(_plain(dict(extra)), default=str)))
+    out_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out_dir / "metrics.json", metrics)
     y_pred = (np.asarray(y_prob) >= threshold).astype(np.int64)
     text = classification_report(np.asarray(y_true), y_pred, labels=[0, 1], target_names=list(CLASS_NAMES), zero_division=0)
     write_text_atomic(out_dir / "classification_report.txt", text)
     title = f"Confusion matrix (n={metrics['n']}, accuracy {metrics['accuracy']:.1%})"
     save_figure(plot_confusion_matrix(metrics["confusion_matrix"], title), out_dir / "confusion_matrix.png")
+    save_figure(plot_roc_curve(y_true, y_prob), out_dir / "roc_curve.png")
+    save_figure(plot_score_histogram(y_true, y_prob, threshold), out_dir / "score_histogram.png")
     return metrics
+
+
+def cross_method_metrics(
+    items: Sequence[VideoItem], y_prob: Sequence[float], n_bootstrap: int = 1000, seed: int = 0, threshold: float = 0.5
+) -> list[dict[str, Any]]:
+    """One row per manipulation method among the fakes of ``items`` (scored with ``y_prob``,
+    P(fake) in the same order), then a row ``"all"``: that method's fakes against ALL the real
+    items. Each row: ``method``, ``n_real``, ``n_fake``, ``accuracy``, ``recall_fake`` (share of
+    the method's fakes called fake), ``roc_auc``, ``average_precision``, ``eer`` and ``ci95``
+    (as ``compute_metrics``, same ``seed`` for every row). Methods come in ``KNOWN_METHODS``
+    order, then any others alphabetically."""
+    y_prob = np.asarray(y_prob, dtype=np.float64)
+    if y_prob.ndim != 1 or len(y_prob) != len(items):
+        raise ValueError(f"need one score per item: {len(items)} items, y_prob of shape {y_prob.shape}")
+    labels = np.array([i.label for i in items], dtype=np.int64)
+    methods = np.array([i.method for i in items], dtype=object)
+    found = set(methods[labels == 1])
+    order = [m for m in KNOWN_METHODS if m in found] + sorted(found - set(KNOWN_METHODS))
+    rows = []
+    for name in [*order, "all"]:
+        keep = (labels == 0) | ((labels == 1) & ((methods == name) if name != "all" else True))
+        m = compute_metrics(labels[keep], y_prob[keep], threshold, n_bootstrap, seed)
+        fakes = y_prob[keep & (labels == 1)]
+        rows.append({
+            "method": name, "n_real": m["support"]["Real"], "n_fake": m["support"]["Fake"],
+            "accuracy": m["accuracy"], "recall_fake": float(np.mean(fakes >= threshold)) if len(fakes) else None,
+            "roc_auc": m["roc_auc"], "average_precision": m["average_precision"], "eer": m["eer"], "ci95": m["ci95"],
+        })
+    return rows
 
 
 def save_predictions(items: Sequence[VideoItem], y_prob: Sequence[float], path: str | Path) -> Path:
@@ -1426,16 +2005,22 @@ def predict_video(
     mean: Sequence[float] = KINETICS_MEAN,
     std: Sequence[float] = KINETICS_STD,
     device: torch.device | str | None = None,
+    num_clips: int = 1,
 ) -> float:
-    """P(fake) for one video file. ``num_frames`` and ``size`` default to the model's own
-    (TimeSformer's layers are built for one frame count); others raise ``ValueError``."""
+    """P(fake) for one video file, averaged over ``num_clips`` clips spread over the video.
+
+    ``num_frames`` and ``size`` default to the model's own (TimeSformer's layers are built for
+    one frame count); others raise ``ValueError``. Unreadable files raise ``VideoReadError``.
+    """
     num_frames = num_frames or model.config.num_frames
     size = size or model.config.image_size
     check_input_size(model, num_frames, size)
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    frames = read_video_frames(path, num_frames, size, face_crop)
-    x = clip_to_tensor(frames, mean, std).unsqueeze(0).to(device)
+    clip = read_clip(path, num_frames, size, face_crop, num_clips=num_clips)
+    if clip.faces_missing:
+        logger.warning("%s: no face in %d frames; used a centre crop there", path, clip.faces_missing)
+    x = clip_to_tensor(clip.frames, mean, std).view(-1, num_frames, 3, size, size).to(device)
     model.eval()
     with _autocast(device):
         logits = model(pixel_values=x).logits
-    return float(logits.float().softmax(-1)[0, 1])
+    return float(logits.float().softmax(-1)[:, 1].mean())

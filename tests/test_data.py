@@ -93,9 +93,9 @@ def test_extract_frames_passes_the_metadata_hint_and_survives_a_wrong_one(kaggle
     seen = []
     real_read_clip = su.read_clip
 
-    def spy(path, num_frames, size, face_crop, frame_count):
+    def spy(path, num_frames, size, face_crop, frame_count, num_clips=1):
         seen.append(frame_count)
-        return real_read_clip(path, num_frames, size, face_crop, frame_count)
+        return real_read_clip(path, num_frames, size, face_crop, frame_count, num_clips)
 
     monkeypatch.setattr(su, "read_clip", spy)
     report = su.extract_frames(items, tmp_path / "cache", num_frames=4, size=32, workers=0)
@@ -184,8 +184,8 @@ def test_make_split_rejects_odd_or_invalid_sizes(n_train, n_val):
 
 
 def test_make_split_unknown_strategy():
-    with pytest.raises(ValueError, match="unknown split strategy 'official'"):
-        su.make_split(_items(), 4, 4, strategy="official")
+    with pytest.raises(ValueError, match="unknown split strategy 'stratified'"):
+        su.make_split(_items(), 4, 4, strategy="stratified")
 
 
 def test_split_json_round_trip(tmp_path):

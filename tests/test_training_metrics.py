@@ -158,10 +158,13 @@ def test_compute_metrics_bad_shapes(y_true, y_prob):
 # -- save_reports ----------------------------------------------------------------------------------
 
 
-def test_save_reports_writes_the_three_files(tmp_path):
+REPORT_FILES = ["classification_report.txt", "confusion_matrix.png", "metrics.json", "roc_curve.png", "score_histogram.png"]
+
+
+def test_save_reports_writes_the_report_files(tmp_path):
     out = tmp_path / "models" / "video"
     metrics = su.save_reports(Y_TRUE, Y_PROB, out)
-    assert sorted(p.name for p in out.iterdir()) == ["classification_report.txt", "confusion_matrix.png", "metrics.json"]
+    assert sorted(p.name for p in out.iterdir()) == REPORT_FILES
     assert json.loads((out / "metrics.json").read_text()) == metrics
     assert metrics.keys() == su.compute_metrics(Y_TRUE, Y_PROB).keys()
     assert metrics["accuracy"] == 0.6 and metrics["confusion_matrix"] == [[1, 1], [1, 2]]
@@ -187,7 +190,7 @@ def test_save_reports_overwrites_atomically(tmp_path):
     su.save_reports(Y_TRUE, Y_PROB, tmp_path)
     metrics = su.save_reports([0, 1], [0.2, 0.9], tmp_path)
     assert json.loads((tmp_path / "metrics.json").read_text()) == metrics and metrics["accuracy"] == 1.0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["classification_report.txt", "confusion_matrix.png", "metrics.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == REPORT_FILES
 
 
 # -- predict_video ---------------------------------------------------------------------------------

@@ -1,0 +1,348 @@
+"""Evaluation rigour: EER, average precision, bootstrap intervals, the ROC / score plots,
+per-method (cross-manipulation) metrics and the hub-ready export."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from matplotlib.figure import Figure
+from sklearn.metrics import roc_auc_score
+from transformers import TimesformerForVideoClassification
+
+import scarlet_utils as su
+
+# 2 real, 3 fake; at 0.5 predicted [0, 1, 0, 1, 1] (the compute_metrics known-answer case)
+Y_TRUE = [0, 0, 1, 1, 1]
+Y_PROB = [0.1, 0.6, 0.4, 0.8, 0.9]
+
+
+def _overlapping(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` scores, about half fake, with overlapping classes (AUC about 0.85)."""
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < 0.5).astype(np.int64)
+    y[:2] = [0, 1]
+    return y, 1 / (1 + np.exp(-rng.normal(-1.0 + 2.0 * y, 1.0)))
+
+
+# -- EER and average precision ---------------------------------------------------------------------
+
+
+def test_perfect_separation():
+    m = su.compute_metrics([0, 0, 0, 1, 1, 1], [0.1, 0.2, 0.3, 0.7, 0.8, 0.9])
+    assert m["roc_auc"] == 1.0 and m["average_precision"] == 1.0
+    assert m["eer"] == 0.0
+    assert m["eer_threshold"] == 0.7  # the lowest fake: every fake caught, no real called fake
+    assert m["ci95"] == {"accuracy": [1.0, 1.0], "roc_auc": [1.0, 1.0]}
+
+
+def test_fully_inverted():
+    m = su.compute_metrics([0, 0, 0, 1, 1, 1], [0.7, 0.8, 0.9, 0.1, 0.2, 0.3])
+    assert m["roc_auc"] == 0.0 and m["eer"] == 1.0
+    assert m["ci95"]["roc_auc"] == [0.0, 0.0] and m["ci95"]["accuracy"] == [0.0, 0.0]
+
+
+def test_eer_interpolates_between_roc_points():
+    # ROC points (FPR, TPR) from the highest threshold down: inf (0, 0), 0.9 (0, 1/3), 0.8 (0, 2/3),
+    # 0.6 (1/2, 2/3), 0.4 (1/2, 1), 0.1 (1, 1). FPR - FNR is -1/3 at 0.8 and +1/6 at 0.6: the
+    # segment between them crosses FPR == FNR 2/3 of the way along, at FPR = 2/3 * 1/2 = 1/3
+    # (FNR stays 1/3), and the threshold interpolated the same way is 0.8 - 2/3 * 0.2.
+    m = su.compute_metrics(Y_TRUE, Y_PROB)
+    assert m["eer"] == pytest.approx(1 / 3)
+    assert m["eer_threshold"] == pytest.approx(0.8 - 2 / 3 * 0.2)
+
+
+def test_eer_of_tied_scores_is_a_half():
+    # one ROC segment from (0, 0) straight to (1, 1): it crosses FPR == FNR at 1/2
+    m = su.compute_metrics([0, 1, 0, 1], [0.5, 0.5, 0.5, 0.5])
+    assert m["eer"] == 0.5 and m["roc_auc"] == 0.5 and m["eer_threshold"] == 0.5
+
+
+def test_average_precision_by_hand():
+    # ranked 0.9 F, 0.8 F, 0.6 R, 0.4 F, 0.1 R: recall rises by 1/3 at each fake, where precision
+    # is 1/1, 2/2 and 3/4; AP = sum of (recall step x precision) = 1/3 + 1/3 + 1/4
+    m = su.compute_metrics(Y_TRUE, Y_PROB)
+    assert m["average_precision"] == pytest.approx(1 / 3 + 1 / 3 + 1 / 4)
+
+
+def test_one_class_has_no_ranking_metrics():
+    m = su.compute_metrics([1, 1, 1], [0.9, 0.2, 0.7])
+    assert m["roc_auc"] is None and m["average_precision"] is None
+    assert m["eer"] is None and m["eer_threshold"] is None
+    assert m["ci95"]["roc_auc"] is None
+    lo, hi = m["ci95"]["accuracy"]
+    assert 0 <= lo <= m["accuracy"] <= hi <= 1
+    json.dumps(m)
+
+
+# -- bootstrap intervals ---------------------------------------------------------------------------
+
+
+def test_ci_contains_the_estimate_and_is_plain_json():
+    y, p = _overlapping(200)
+    m = su.compute_metrics(y, p)
+    for key in ("accuracy", "roc_auc"):
+        lo, hi = m["ci95"][key]
+        assert isinstance(lo, float) and isinstance(hi, float)
+        assert lo < m[key] < hi
+    assert m["bootstrap"] == {"n_resamples": 1000, "seed": 0, "stratified": True}
+    json.dumps(m)
+
+
+def test_ci_narrows_with_more_data():
+    y, p = _overlapping(50)
+    small = su.compute_metrics(y, p)["ci95"]
+    big = su.compute_metrics(np.tile(y, 16), np.tile(p, 16))["ci95"]  # same estimates, 16x the videos
+    for key in ("accuracy", "roc_auc"):
+        width_small, width_big = np.diff(small[key])[0], np.diff(big[key])[0]
+        assert 0 < width_big < width_small / 2  # about 1/4: the width goes as 1 / sqrt(n)
+
+
+def test_ci_is_reproducible_by_seed():
+    y, p = _overlapping(120)
+    a = su.compute_metrics(y, p, seed=7)["ci95"]
+    assert su.compute_metrics(y, p, seed=7)["ci95"] == a
+    assert su.compute_metrics(y, p, seed=8)["ci95"] != a
+
+
+def test_ci_ignores_the_order_of_the_videos():
+    """The notebook's evaluation order can change between runs (a parallel frame extraction
+    lists videos as they finish): the interval, like the point estimates, must not."""
+    y, p = _overlapping(120)
+    shuffled = np.random.default_rng(9).permutation(len(y))
+    assert su.compute_metrics(y[shuffled], p[shuffled])["ci95"] == su.compute_metrics(y, p)["ci95"]
+
+
+def test_ci_ignores_last_bit_noise():
+    """Scores that tie within a class and differ only in the last bits on a rerun (CPU
+    summation order) give the same interval."""
+    rng = np.random.default_rng(2)
+    y = np.r_[np.zeros(40, np.int64), np.ones(40, np.int64)]
+    # no real ties a fake, no score sits on the 0.5 threshold
+    p = np.r_[rng.integers(0, 6, 40) * 0.1 + 0.05, rng.integers(3, 10, 40) * 0.1 + 0.02]
+    noisy = p + rng.normal(0, 1e-12, len(p))  # reorders the tied scores of each class
+    assert not np.array_equal(np.argsort(p[:40], kind="stable"), np.argsort(noisy[:40], kind="stable"))
+    a, b = su.compute_metrics(y, p)["ci95"], su.compute_metrics(y, noisy)["ci95"]
+    for key in ("accuracy", "roc_auc"):
+        assert a[key] == pytest.approx(b[key], abs=1e-9)
+
+
+def test_no_bootstrap():
+    m = su.compute_metrics(Y_TRUE, Y_PROB, n_bootstrap=0)
+    assert m["ci95"] is None and m["bootstrap"] is None
+    assert m["roc_auc"] == pytest.approx(5 / 6)  # everything else unchanged
+    with pytest.raises(ValueError, match="n_bootstrap"):
+        su.compute_metrics(Y_TRUE, Y_PROB, n_bootstrap=-1)
+
+
+def test_bootstrap_matches_sklearn_on_the_same_resamples():
+    """The vectorised accuracy and Mann-Whitney AUC equal sklearn's on each resample, ties included."""
+    rng = np.random.default_rng(5)
+    y = (rng.random(60) < 0.4).astype(np.int64)
+    p = rng.integers(0, 6, 60) / 10 + 0.3 * y  # few distinct values: many ties across classes
+    n_boot, seed = 200, 3
+    ci = su.bootstrap_ci(y, p, 0.5, n_boot, seed)
+    # the same draws: reals, then fakes (each class sorted by score), from the same generator
+    draw = np.random.default_rng(seed)
+    p0, p1 = np.sort(p[y == 0]), np.sort(p[y == 1])
+    c0, c1 = su._draw_counts(draw, len(p0), n_boot), su._draw_counts(draw, len(p1), n_boot)
+    accuracy, auc = [], []
+    for k in range(n_boot):
+        scores = np.r_[np.repeat(p0, c0[k]), np.repeat(p1, c1[k])]
+        labels = np.r_[np.zeros(len(p0)), np.ones(len(p1))]
+        accuracy.append(np.mean((scores >= 0.5) == labels))
+        auc.append(roc_auc_score(labels, scores))
+    assert ci["accuracy"] == pytest.approx(list(np.percentile(accuracy, [2.5, 97.5])), abs=1e-12)
+    assert ci["roc_auc"] == pytest.approx(list(np.percentile(auc, [2.5, 97.5])), abs=1e-12)
+
+
+# -- reports and plots -----------------------------------------------------------------------------
+
+
+def test_save_reports_writes_five_files_and_merges_extra(tmp_path):
+    y, p = _overlapping(300)
+    extra = {"split_strategy": "by_source", "config": {"LR": 3e-5, "WEIGHT_DECAY": 1e-8, "DATA_ROOT": tmp_path}}
+    metrics = su.save_reports(y, p, tmp_path, extra=extra)
+    assert sorted(f.name for f in tmp_path.iterdir()) == [
+        "classification_report.txt", "confusion_matrix.png", "metrics.json", "roc_curve.png", "score_histogram.png"]
+    on_disk = json.loads((tmp_path / "metrics.json").read_text())
+    assert on_disk == metrics
+    assert on_disk["split_strategy"] == "by_source"
+    # extra is not rounded (1e-8 would become 0.0) and a path is written as its string
+    assert on_disk["config"] == {"LR": 3e-5, "WEIGHT_DECAY": 1e-8, "DATA_ROOT": str(tmp_path)}
+    assert on_disk["eer"] is not None and len(on_disk["ci95"]["roc_auc"]) == 2
+    for name, shape in (("roc_curve.png", (600, 600, 3)), ("score_histogram.png", (480, 720, 3))):
+        image = cv2.imread(str(tmp_path / name))
+        assert image is not None and image.shape == shape, name
+        assert image.std() > 20, name  # a drawn figure, not a blank canvas
+
+
+def test_save_reports_refuses_extra_that_shadows_a_metric(tmp_path):
+    with pytest.raises(ValueError, match="accuracy"):
+        su.save_reports(Y_TRUE, Y_PROB, tmp_path, extra={"accuracy": 1.0})
+
+
+def test_plots_are_bare_figures():
+    import matplotlib.pyplot as plt
+
+    before = plt.get_fignums()
+    roc = su.plot_roc_curve(Y_TRUE, Y_PROB)
+    hist = su.plot_score_histogram(Y_TRUE, Y_PROB, 0.5)
+    assert isinstance(roc, Figure) and isinstance(hist, Figure)
+    assert plt.get_fignums() == before  # not registered with pyplot
+    ax = roc.axes[0]
+    assert "False positive rate" in ax.get_xlabel() and "True positive rate" in ax.get_ylabel()
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any("AUC 0.833" in t for t in legend) and any("EER 33.3%" in t for t in legend)
+    ax = hist.axes[0]
+    assert ax.get_xlabel() == "P(fake)"
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["Real (n=2)", "Fake (n=3)", "threshold 0.5"]
+    # one class: still a figure, saying why there is no curve
+    single = su.plot_roc_curve([1, 1], [0.2, 0.3])
+    assert any("only one class" in t.get_text() for t in single.axes[0].texts)
+
+
+# -- cross-manipulation table ----------------------------------------------------------------------
+
+
+def _items(spec: list[tuple[str, float]]) -> tuple[list[su.VideoItem], list[float]]:
+    items = [su.VideoItem(Path(f"{m}/{i:03d}.mp4"), 0 if m == "original" else 1, m, f"{i:03d}")
+             for i, (m, _) in enumerate(spec)]
+    return items, [s for _, s in spec]
+
+
+CROSS = [
+    ("FaceSwap", 0.25), ("original", 0.1), ("Deepfakes", 0.9), ("original", 0.2), ("Face2Face", 0.35),
+    ("original", 0.3), ("FaceSwap", 0.45), ("Deepfakes", 0.8), ("Face2Face", 0.05), ("original", 0.4),
+    ("FaceSwap", 0.3), ("MyMethod", 0.6),
+]
+
+
+def test_cross_method_metrics_by_hand():
+    items, scores = _items(CROSS)
+    rows = su.cross_method_metrics(items, scores, n_bootstrap=0)
+    # KNOWN_METHODS order, then other methods alphabetically, then "all"
+    assert [r["method"] for r in rows] == ["Deepfakes", "Face2Face", "FaceSwap", "MyMethod", "all"]
+    by = {r["method"]: r for r in rows}
+    assert all(r["n_real"] == 4 for r in rows)  # every row uses ALL the reals: 0.1, 0.2, 0.3, 0.4
+    assert [by[m]["n_fake"] for m in ("Deepfakes", "Face2Face", "FaceSwap", "MyMethod", "all")] == [2, 2, 3, 1, 8]
+    # (real, fake) pairs ranked right, ties 1/2, out of 4 x n_fake:
+    assert by["Deepfakes"]["roc_auc"] == 1.0  # 0.9 and 0.8 beat every real
+    assert by["Face2Face"]["roc_auc"] == pytest.approx(3 / 8)  # 0.35 beats 3 reals, 0.05 none
+    assert by["FaceSwap"]["roc_auc"] == pytest.approx((2 + 4 + 2.5) / 12)  # 0.25: 2, 0.45: 4, 0.3: 2 + tie
+    assert by["MyMethod"]["roc_auc"] == 1.0
+    assert by["all"]["roc_auc"] == pytest.approx((4 + 4 + 3 + 0 + 2 + 4 + 2.5 + 4) / 32)
+    # at 0.5 every real is right; fakes right: Deepfakes 2, Face2Face 0, FaceSwap 0, MyMethod 1
+    assert by["Deepfakes"]["accuracy"] == 1.0 and by["Face2Face"]["accuracy"] == pytest.approx(4 / 6)
+    assert by["FaceSwap"]["accuracy"] == pytest.approx(4 / 7) and by["all"]["accuracy"] == pytest.approx(7 / 12)
+    assert by["Deepfakes"]["recall_fake"] == 1.0 and by["FaceSwap"]["recall_fake"] == 0.0
+    assert by["all"]["recall_fake"] == pytest.approx(3 / 8)
+    assert all(r["ci95"] is None for r in rows)
+    json.dumps(rows)
+
+
+def test_cross_method_metrics_intervals():
+    items, scores = _items(CROSS)
+    rows = {r["method"]: r for r in su.cross_method_metrics(items, scores, n_bootstrap=500, seed=1)}
+    assert rows["Deepfakes"]["ci95"] == {"accuracy": [1.0, 1.0], "roc_auc": [1.0, 1.0]}
+    for row in rows.values():
+        for key in ("accuracy", "roc_auc"):
+            lo, hi = row["ci95"][key]
+            assert lo <= row[key] <= hi
+    assert su.cross_method_metrics(items, scores, n_bootstrap=500, seed=1) == list(rows.values())
+
+
+def test_cross_method_metrics_needs_one_score_per_item():
+    items, scores = _items(CROSS)
+    with pytest.raises(ValueError, match="one score per item"):
+        su.cross_method_metrics(items, scores[:-1])
+
+
+# -- hub-ready export ------------------------------------------------------------------------------
+
+MEAN, STD = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
+
+
+@pytest.fixture
+def trained(make_config):
+    """A tiny model with a non-default head (as if trained), in eval mode."""
+    torch.manual_seed(0)
+    model = su.build_model(make_config())
+    with torch.no_grad():
+        model.classifier.weight.normal_(0, 1.0)
+        model.classifier.bias.copy_(torch.tensor([0.3, -0.2]))
+    return model.eval()
+
+
+def _input(seed: int = 0) -> torch.Tensor:
+    return torch.randn(2, 4, 3, 32, 32, generator=torch.Generator().manual_seed(seed))
+
+
+def test_export_round_trip(trained, tmp_path):
+    out = su.export_pretrained(trained, tmp_path / "export" / "scarlet-timesformer", MEAN, STD)
+    assert out == tmp_path / "export" / "scarlet-timesformer"
+    assert sorted(f.name for f in out.iterdir()) == ["config.json", "model.safetensors", "preprocessor_config.json"]
+    assert sorted(f.name for f in out.parent.iterdir()) == [out.name]  # no temp folder left behind
+
+    reloaded = TimesformerForVideoClassification.from_pretrained(out).eval()
+    x = _input()
+    with torch.no_grad():
+        assert torch.equal(reloaded(pixel_values=x).logits, trained(pixel_values=x).logits)
+    assert reloaded.config.id2label == {0: "Real", 1: "Fake"}
+    config = json.loads((out / "config.json").read_text())
+    assert config["id2label"] == {"0": "Real", "1": "Fake"} and config["label2id"] == {"Real": 0, "Fake": 1}
+
+    pre = json.loads((out / "preprocessor_config.json").read_text())
+    assert pre == {
+        "image_processor_type": "VideoMAEImageProcessor", "do_resize": True, "size": {"shortest_edge": 32},
+        "resample": 2, "do_center_crop": True, "crop_size": {"height": 32, "width": 32}, "do_rescale": True,
+        "rescale_factor": 1 / 255, "do_normalize": True, "image_mean": list(MEAN), "image_std": list(STD),
+    }
+    assert su.normalization_for(out) == (MEAN, STD)
+
+    # build_model keeps the trained head: 2 labels, so nothing mismatches and nothing is re-initialised
+    rebuilt = su.build_model(out).eval()
+    assert torch.equal(rebuilt.classifier.weight, trained.classifier.weight)
+    assert torch.equal(rebuilt.classifier.bias, trained.classifier.bias)
+    with torch.no_grad():
+        assert torch.equal(rebuilt(pixel_values=x).logits, trained(pixel_values=x).logits)
+
+
+def test_export_preprocessor_matches_scarlet_normalisation(trained, tmp_path):
+    """The exported processor turns frames already at the model's size into Scarlet's input."""
+    from transformers import VideoMAEImageProcessor
+
+    out = su.export_pretrained(trained, tmp_path / "export", MEAN, STD)
+    processor = VideoMAEImageProcessor.from_pretrained(out)
+    frames = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    theirs = processor(list(frames), return_tensors="pt")["pixel_values"]
+    ours = su.clip_to_tensor(frames, MEAN, STD).unsqueeze(0)
+    assert theirs.shape == ours.shape == (1, 4, 3, 32, 32)
+    assert torch.allclose(theirs.float(), ours, atol=1e-5)
+
+
+def test_export_replaces_a_previous_export(trained, make_config, tmp_path):
+    out = tmp_path / "export"
+    su.export_pretrained(su.build_model(make_config()), out, (0.45,) * 3, (0.225,) * 3)
+    (out / "stale.txt").write_text("from the old export")
+    su.export_pretrained(trained, out, MEAN, STD)
+    assert sorted(f.name for f in out.iterdir()) == ["config.json", "model.safetensors", "preprocessor_config.json"]
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["export"]  # neither .tmp-* nor .old-* left
+    assert su.normalization_for(out) == (MEAN, STD)
+    reloaded = TimesformerForVideoClassification.from_pretrained(out).eval()
+    with torch.no_grad():
+        assert torch.equal(reloaded(pixel_values=_input()).logits, trained(pixel_values=_input()).logits)
+    assert oct(os.stat(out).st_mode & 0o777) == oct(0o755)
+
+
+def test_export_refuses_a_folder_that_is_not_an_export(trained, tmp_path):
+    (tmp_path / "Scarlet.pt").write_bytes(b"weights")
+    with pytest.raises(FileExistsError, match="not a model export"):
+        su.export_pretrained(trained, tmp_path, MEAN, STD)
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["Scarlet.pt"]
