@@ -12,10 +12,14 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+import scarlet_utils as su
+
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "Scarlet.ipynb"
 ARTEFACTS = ("Scarlet.pt", "split.json", "history.json", "training_curves.png", "sample_frames.png",
-             "metrics.json", "classification_report.txt", "confusion_matrix.png", "predictions.csv")
+             "metrics.json", "classification_report.txt", "confusion_matrix.png", "roc_curve.png",
+             "score_histogram.png", "predictions.csv", "cross_method.json", "clips_4/metrics.json",
+             "scarlet-hf/config.json", "scarlet-hf/model.safetensors", "scarlet-hf/preprocessor_config.json")
 
 
 def run_notebook(workdir: Path, env: dict[str, str], tags: set[str] | None = None) -> nbformat.NotebookNode:
@@ -53,9 +57,9 @@ def test_notebook_tells_a_story() -> None:
     """A markdown cell opens every section, and the evaluation section is tagged to run alone."""
     nb = nbformat.read(NOTEBOOK, as_version=4)
     headings = [c.source.splitlines()[0] for c in nb.cells if c.cell_type == "markdown" and c.source.startswith("## ")]
-    assert [h.split(". ", 1)[0] for h in headings] == [f"## {i}" for i in range(1, 8)]
+    assert [h.split(". ", 1)[0] for h in headings] == [f"## {i}" for i in range(1, 9)]
     tagged = [c for c in nb.cells if c.cell_type == "code" and "evaluation" in c.metadata.get("tags", [])]
-    assert len(tagged) == 2 and "load_checkpoint" in tagged[0].source
+    assert len(tagged) == 3 and "load_checkpoint" in tagged[0].source
 
 
 def test_demo_mode_writes_every_artefact_outside_models_video(demo_run) -> None:
@@ -71,6 +75,16 @@ def test_demo_mode_writes_every_artefact_outside_models_video(demo_run) -> None:
     assert metrics["n"] == len(split["val"]) > 0
     assert sum(metrics["support"].values()) == metrics["n"]
     assert 0.0 <= metrics["accuracy"] <= 1.0 and metrics["roc_auc"] is not None
+    assert metrics["split_strategy"] == split["strategy"] == "identity"
+    assert metrics["config"]["MODE"] == "demo" and metrics["protocol"] == "1 clip"
+    lo, hi = metrics["ci95"]["accuracy"]
+    assert lo <= metrics["accuracy"] <= hi and metrics["eer"] is not None and metrics["average_precision"] is not None
+    several = json.loads((out / "clips_4" / "metrics.json").read_text())
+    assert several["num_clips"] == 4 and several["n"] == metrics["n"]
+    train_ids = set().union(*(su.video_identities(i["video_id"]) for i in split["train"]))
+    assert not any(su.video_identities(i["video_id"]) & train_ids for i in split["val"])  # leak-free
+    cross = json.loads((out / "cross_method.json").read_text())
+    assert [r["method"] for r in cross] == ["Deepfakes", "all"]
     assert [h["epoch"] for h in history] == list(range(1, len(history) + 1)) and len(history) >= 2
     # The saved checkpoint is the best validation epoch, and the evaluation reproduces its accuracy.
     best = max(h["val_accuracy"] for h in history)
@@ -89,7 +103,10 @@ def test_evaluation_section_alone_reproduces_metrics(demo_run) -> None:
     (out / "metrics.json").unlink()
 
     nb = run_notebook(workdir, {"SCARLET_MODE": "demo", "SCARLET_TRAIN": "0"}, tags={"setup", "evaluation"})
-    assert json.loads((out / "metrics.json").read_text()) == after_training
+    rerun = json.loads((out / "metrics.json").read_text())
+    # The recorded configuration says, truthfully, that this run did not train; all else is equal.
+    assert (rerun["config"].pop("TRAIN"), after_training["config"].pop("TRAIN")) == (False, True)
+    assert rerun == after_training
     text = stream_text(nb)
     assert "extracting" not in text or "failed" not in text
     assert "checkpoint: {'epoch':" in text
@@ -110,4 +127,6 @@ def test_sample_mode_on_real_ffpp_videos(kaggle_root: Path, tmp_path: Path) -> N
     assert metrics["n"] == len(split["val"])
     text = stream_text(nb)
     assert "'Deepfakes', 'Face2Face', 'FaceSwap', 'NeuralTextures'" in text  # every method found
+    cross = json.loads((out / "cross_method.json").read_text())
+    assert {r["method"] for r in cross} <= {"Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures", "all"}
     assert "failed 0" in text

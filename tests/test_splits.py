@@ -352,3 +352,15 @@ def test_list_videos_kaggle_actors(tmp_path, caplog):
         items = su.list_videos(root, "DeepFakeDetection")
     assert [(i.method, i.label) for i in items] == [("DeepFakeDetection", 1), ("actors", 0), ("original", 0)]
     assert not caplog.text
+
+
+def test_held_out_items_are_the_validation_side_of_every_method(ffpp_root) -> None:
+    items = su.list_videos(ffpp_root, ["Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures"])
+    official = su.make_split(items, strategy="official")
+    assert sorted(i.video_id for i in su.held_out_items(items, official)) == ["004", "004_982"]
+    # A hand-made identity split: val holds identity 634 (real) and 519 (real); fakes whose both
+    # identities are val identities are held out, 519_515 is not (515 is not a val identity).
+    by_id = {i.video_id: i for i in items}
+    split = su.Split([by_id["004"], by_id["004_982"]], [by_id["634"], by_id["519"]], strategy="identity")
+    assert sorted(i.video_id for i in su.held_out_items(items, split)) == ["519", "634"]
+    assert su.count_identity_leaks(split.train, su.held_out_items(items, split)) == 0
