@@ -10,11 +10,13 @@ The module never prints: it logs to the ``scarlet`` logger and returns reports t
 from __future__ import annotations
 
 import concurrent.futures
+import errno
 import json
 import logging
 import multiprocessing
 import os
 import random
+import stat
 import tempfile
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -53,6 +55,43 @@ def _atomic_path(path: Path) -> Path:
     return Path(tmp)
 
 
+def _write_error(path: Path, exc: OSError, what: str) -> OSError:
+    """``exc``, raised while writing ``path``, as an ``OSError`` of the same errno whose message
+    names the file and says plainly when the disk (or the quota) is full."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        cause = "No space left on device (the disk or quota is full: free some space, or write elsewhere)"
+    else:
+        cause = exc.strerror or str(exc)
+    return OSError(exc.errno, f"{path}: cannot write {what}: {cause}")
+
+
+def _torch_save_atomic(obj: Any, path: Path, what: str) -> Path:
+    """``torch.save`` to a temp file, then a rename: ``path`` holds the old file or the new one,
+    never a partial one, and any failure leaves the old file as it was.
+
+    Saves through an open file, so a full disk raises ``OSError`` ENOSPC (given a path, torch's
+    own writer reports it only as "unexpected pos"); the error names ``path``. Temp files of
+    ``path`` that a killed save left behind (hidden, as large as the file) are deleted first.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.iterdir():
+        if stale.name.startswith(f".{path.name}.") and stale.name.endswith(".tmp"):
+            stale.unlink(missing_ok=True)
+    try:
+        tmp = _atomic_path(path)
+    except OSError as exc:
+        raise _write_error(path, exc, what) from exc
+    try:
+        with open(tmp, "wb") as fh:
+            torch.save(obj, fh)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise _write_error(path, exc, what) from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
 def write_text_atomic(path: str | Path, text: str) -> Path:
     """Write ``text`` to ``path`` through a temp file and a rename: never a half-written file."""
     path = Path(path)
@@ -87,6 +126,8 @@ def _parse_env_value(name: str, text: str, default: Any) -> Any:
     text = text.strip()
     if text.lower() in ("", "none", "null"):
         return None
+    if default is None:  # a knob that defaults to "automatic": a whole number is a count (WORKERS)
+        return int(text) if text.lstrip("-").isdigit() else text
     try:
         if isinstance(default, bool):
             if text.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
@@ -200,6 +241,8 @@ def device_report() -> dict[str, Any]:
         "device": str(device),
         "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else [],
         "precision": {torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast + GradScaler"}.get(dtype, "fp32"),
+        "inference_precision": {torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast"}.get(
+            inference_dtype(device), "fp32"),
         "cpus": default_workers(),
         "torch": torch.__version__,
         "transformers": transformers.__version__,
@@ -278,9 +321,12 @@ def _check_file(path: Path) -> None:
     except PermissionError:
         raise VideoReadError(f"{path}: permission denied") from None
     except OSError as exc:  # a symlink loop, a name too long, ...
-        raise VideoReadError(f"{path}: cannot stat the file ({exc.strerror})") from None
+        loop = " (a symlink loop)" if exc.errno == errno.ELOOP else ""
+        raise VideoReadError(f"{path}: cannot stat the file{loop} ({exc.strerror})") from None
     if path.is_dir():
         raise VideoReadError(f"{path}: is a directory, not a video file")
+    if not stat.S_ISREG(st.st_mode):  # opening a FIFO blocks until someone writes to it
+        raise VideoReadError(f"{path}: not a regular file (a FIFO, socket or device), not a video file")
     if st.st_size == 0:
         raise VideoReadError(f"{path}: empty file (0 bytes)")
     try:
@@ -290,8 +336,21 @@ def _check_file(path: Path) -> None:
         raise VideoReadError(f"{path}: cannot read the file ({exc.strerror})") from None
 
 
+_DECODER_THREADS = 0  # FFmpeg decoding threads per capture; 0 is OpenCV's default, one per CPU
+
+
+def _init_extract_worker() -> None:
+    """Run in each ``extract_frames`` pool process: decode on one thread, as the pool is the
+    parallelism (OpenCV's thread per CPU in every worker oversubscribes: ~10% more CPU time).
+    The frames are the same: FFmpeg's decoders are bit-exact whatever the thread count."""
+    global _DECODER_THREADS
+    _DECODER_THREADS = 1
+    cv2.setNumThreads(1)
+
+
 def _open_capture(path: Path) -> cv2.VideoCapture:
-    cap = cv2.VideoCapture(str(path))
+    params = [cv2.CAP_PROP_N_THREADS, _DECODER_THREADS] if _DECODER_THREADS else []
+    cap = cv2.VideoCapture(str(path), cv2.CAP_ANY, params)
     if not cap.isOpened():
         cap.release()
         raise VideoReadError(
@@ -312,27 +371,98 @@ def _count_frames(path: Path) -> int:
     return n
 
 
-def _grab_frames(path: Path, indices: Sequence[int]) -> tuple[list[np.ndarray], int]:
+# OpenCV's frame seek (CAP_PROP_POS_FRAMES) turns the number into a timestamp, seeks back to the
+# keyframe at or before 16 frames earlier, and decodes forward to the frame asked for.
+_SEEK_BACKOFF = 16
+
+
+def _exact_seek_keyframes(path: Path) -> list[int] | None:
+    """The keyframes a frame-number seek in ``path`` can decode from, or ``None`` where such a seek
+    might not land on the frame that sequential decoding numbers the same. Reads the packets
+    without decoding them (milliseconds).
+
+    A seek to frame ``i`` lands on the frame whose timestamp OpenCV rounds to ``i``
+    (``CAP_PROP_PTS``); that is sequential decoding's frame ``i`` when the packets' rounded
+    timestamps are exactly 0, 1, ..., n-1: a constant frame rate, no gap, no duplicate.
+    """
+    cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, [cv2.CAP_PROP_FORMAT, -1])  # raw packets
+    pts: list[float] = []
+    keys: list[int] = []
+    try:
+        while cap.isOpened() and cap.grab():
+            pts.append(cap.get(cv2.CAP_PROP_PTS))
+            if cap.get(cv2.CAP_PROP_LRF_HAS_KEY_FRAME):
+                keys.append(int(pts[-1]))
+    finally:
+        cap.release()
+    return sorted(keys) if pts and sorted(pts) == list(range(len(pts))) else None
+
+
+def _frame_by_seek(path: Path, idx: int) -> np.ndarray | None:
+    """Frame ``idx`` (BGR) read by a seek on a fresh capture; ``None`` when it lands elsewhere."""
+    cap = _open_capture(path)
+    try:
+        if not cap.set(cv2.CAP_PROP_POS_FRAMES, idx) or cap.get(cv2.CAP_PROP_POS_FRAMES) != idx:
+            return None
+        if not cap.grab() or cap.get(cv2.CAP_PROP_PTS) != idx:
+            return None
+        ok, frame = cap.retrieve()
+        return frame if ok else None
+    finally:
+        cap.release()
+
+
+def _grab_frames(
+    path: Path, indices: Sequence[int], transform: Any = None, seek_gap: int | None = None
+) -> tuple[list[np.ndarray], int]:
     """Decode the frames at sorted ``indices`` as BGR; ``grab()`` skips the rest cheaply.
+    ``transform`` (BGR frame -> array) is applied to each frame as it is decoded, so only its
+    output is kept: a 4K video's frames are never all held at full size.
+
+    ``seek_gap``: seek (``CAP_PROP_POS_FRAMES``) instead of grabbing where that skips decoding
+    more than ``seek_gap`` frames; ``None`` never seeks. That is the default: FF++ c23 has a
+    keyframe every 250 frames, so at 8 frames per video seeks skip 4.5% of the decoding on the
+    sample and the first-seek checks decode as much again (tests/benchmarks/bench_extract.py).
+    Seeks are made only where they are exact (``_exact_seek_keyframes``), never to a keyframe
+    behind the position; the file's first seek is checked pixel for pixel against sequential
+    decoding (seeking stops for the file if they differ), and each later one must land on the
+    timestamp asked for, or the whole file is read again without seeking.
 
     Returns the frames for the distinct indices reached and how many frames were grabbed, which
     is less than ``max(indices) + 1`` when the stream ends (or breaks) early, and one more than
     that when the stream goes on past the last index (the count it was sampled from is too low).
     """
     wanted = sorted(set(indices))
+    keys = _exact_seek_keyframes(path) if seek_gap is not None else None
     frames: list[np.ndarray] = []
     cap = _open_capture(path)
-    pos = 0
+    pos, proven, check, jumped = 0, False, -1, False
     try:
         for idx in wanted:
+            seeked = False
+            start = max((k for k in keys if k <= idx - _SEEK_BACKOFF), default=0) if keys else 0
+            if keys and start - pos > seek_gap:
+                if not proven:  # decode this one sequentially and compare it with a seek's
+                    check = idx
+                elif cap.set(cv2.CAP_PROP_POS_FRAMES, idx) and cap.get(cv2.CAP_PROP_POS_FRAMES) == idx:
+                    pos, seeked, jumped = idx, True, True
+                else:
+                    return _grab_frames(path, indices, transform)
             while pos <= idx:
-                if not cap.grab():
-                    return frames, pos
+                if not cap.grab():  # after a seek, the count of frames reached must come from grabbing
+                    return _grab_frames(path, indices, transform) if jumped else (frames, pos)
                 pos += 1
+            if seeked and cap.get(cv2.CAP_PROP_PTS) != idx:
+                return _grab_frames(path, indices, transform)
             ok, frame = cap.retrieve()
             if not ok or frame is None:
                 raise VideoReadError(f"{path}: frame {idx} could be grabbed but not decoded")
-            frames.append(frame)
+            if idx == check:
+                proven = np.array_equal(frame, _frame_by_seek(path, idx))
+                if not proven:
+                    logger.debug("%s: a seek to frame %d is not exact; reading without seeking", path, idx)
+                    keys = None
+            frames.append(frame if transform is None else transform(frame))
         if cap.grab():
             pos += 1
     finally:
@@ -357,12 +487,14 @@ def read_clip(
     face_crop: bool = False,
     frame_count: int | None = None,
     num_clips: int = 1,
+    seek_gap: int | None = None,
 ) -> Clip:
     """Read ``num_frames`` uniformly spaced frames of a video as a ``Clip``; with ``num_clips`` > 1,
     that many clips from consecutive equal segments, ``frames`` ``(num_clips, T, size, size, 3)``.
 
     ``frame_count`` is a hint (e.g. from a dataset's metadata); like ``CAP_PROP_FRAME_COUNT`` it
-    is verified while decoding and replaced by the real count when it is wrong.
+    is verified while decoding and replaced by the real count when it is wrong. ``seek_gap``:
+    seek over long gaps where that is exact (off by default; see ``_grab_frames``).
     Raises ``VideoReadError`` naming the file and the cause.
     """
     path = Path(path)
@@ -380,8 +512,13 @@ def read_clip(
     def sample(total: int) -> list[int]:
         return [i for clip in sample_clip_indices(total, num_frames, num_clips) for i in clip]
 
+    def prepare(frame: np.ndarray) -> np.ndarray:
+        # Whole frames shrink as they are decoded (memory: the clip, not the decoded video); the
+        # face crop needs them whole. Resizing is per channel, so BGR -> RGB after it is the same.
+        return cv2.cvtColor(frame if face_crop else resize_short_side_center_crop(frame, size), cv2.COLOR_BGR2RGB)
+
     indices = sample(frame_count)
-    frames, reached = _grab_frames(path, indices)
+    frames, reached = _grab_frames(path, indices, prepare, seek_gap)
     ended_early = len(frames) < len(set(indices))
     if ended_early or reached > frame_count:
         # The count was wrong: too high (truncated or re-muxed files end early) or too low (a
@@ -393,17 +530,15 @@ def read_clip(
                        path, frame_count, "only" if ended_early else "but", real_count)
         frame_count = real_count
         indices = sample(frame_count)
-        frames, reached = _grab_frames(path, indices)
+        frames, reached = _grab_frames(path, indices, prepare, seek_gap)
         if len(frames) < len(set(indices)):
             raise VideoReadError(f"{path}: decoding is not repeatable (stream broke at frame {reached})")
 
     by_index = dict(zip(sorted(set(indices)), frames))
-    rgb = [cv2.cvtColor(by_index[i], cv2.COLOR_BGR2RGB) for i in indices]
+    crops = [by_index[i] for i in indices]  # RGB; a short video's repeated frames are shared, not copied
     faces_missing = 0
     if face_crop:
-        crops, faces_missing = crop_faces(rgb, size)
-    else:
-        crops = [resize_short_side_center_crop(f, size) for f in rgb]
+        crops, faces_missing = crop_faces(crops, size)
     clip = np.stack(crops)
     if num_clips > 1:
         clip = clip.reshape(num_clips, num_frames, size, size, 3)
@@ -608,7 +743,9 @@ def list_videos(root: str | Path, methods: Iterable[str] = ("Deepfakes",)) -> li
                            "no matching real videos", folder)
     if not any(i.label == 0 for i in items) or not any(i.label == 1 for i in items):
         counts = Counter(i.method for i in items)
-        raise FileNotFoundError(f"{root}: need real and fake videos, found {dict(counts) or 'none'}; {LAYOUT_HELP}")
+        empty = [str(_layout_folders(root, layout, m)) for m in [REAL_FOLDER, *methods] if not counts[m]]
+        where = f"; no video files ({', '.join(VIDEO_EXTENSIONS)}) in {', '.join(empty)}" if empty else ""
+        raise FileNotFoundError(f"{root}: need real and fake videos, found {dict(counts) or 'none'}{where}; {LAYOUT_HELP}")
     return sorted(items, key=lambda i: str(i.path))
 
 
@@ -978,6 +1115,9 @@ class ExtractionReport:
     skipped: list[VideoItem] = field(default_factory=list)
     failed: list[tuple[VideoItem, str]] = field(default_factory=list)
     faces_missing: dict[str, int] = field(default_factory=dict)  # path -> frames without a face
+    # Videos that decoded, but not as their header said (a truncated or damaged stream gives a
+    # clip of the frames that do decode): (item, the warning), also from worker processes.
+    warnings: list[tuple[VideoItem, str]] = field(default_factory=list)
 
     @property
     def ok(self) -> list[VideoItem]:
@@ -985,26 +1125,49 @@ class ExtractionReport:
         return self.done + self.skipped
 
 
+class _WarningCollector(logging.Handler):
+    """Keeps the messages of the WARNING (and worse) records it sees, while attached to a logger."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
 def _extract_one(
     item: VideoItem, dest: Path, num_frames: int, size: int, face_crop: bool, num_clips: int = 1
-) -> tuple[str | None, int]:
-    """Decode one video into ``dest`` (temp name, then rename). Returns (error or None, faces missing)."""
-    cv2.setNumThreads(1)  # one decoder thread per worker process: the pool is the parallelism
+) -> tuple[str | None, int, list[str]]:
+    """Decode one video into ``dest`` (temp name, then rename). Returns (error or None, faces
+    missing, warnings logged while decoding). A video that cannot be read is an error returned; a
+    clip that cannot be written (full disk, read-only cache) raises ``OSError`` naming ``dest``."""
+    cv2.setNumThreads(1)  # OpenCV's own threads (resize); FFmpeg's decoding threads: _init_extract_worker
+    collector = _WarningCollector()
+    logger.addHandler(collector)
     try:
         clip = read_clip(item.path, num_frames, size, face_crop, item.frame_count, num_clips)
     except VideoReadError as exc:
-        return str(exc), 0
+        return str(exc), 0, []
     except Exception as exc:  # a decoder bug must not stop the other videos: report it
-        return f"{item.path}: {type(exc).__name__}: {exc}", 0
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _atomic_path(dest)
+        return f"{item.path}: {type(exc).__name__}: {exc}", 0, []
+    finally:
+        logger.removeHandler(collector)
+    what = "the clip to the frame cache"
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _atomic_path(dest)
+    except OSError as exc:
+        raise _write_error(dest, exc, what) from exc
     try:
         with open(tmp, "wb") as fh:
             np.save(fh, clip.frames)
         os.replace(tmp, dest)
+    except OSError as exc:
+        raise _write_error(dest, exc, what) from exc
     finally:
         tmp.unlink(missing_ok=True)
-    return None, clip.faces_missing
+    return None, clip.faces_missing, collector.messages
 
 
 def default_workers() -> int:
@@ -1028,11 +1191,24 @@ def extract_frames(
     (``(num_clips, T, size, size, 3)`` with several clips per video; see ``read_clip``).
 
     Clips already in the cache are skipped; new ones are written to a temp name and renamed, so
-    an interrupted run never leaves a partial clip. Videos are decoded in a process pool
-    (``workers`` defaults to the CPU count; 0 or 1 decodes in this process). A video that fails
-    is listed in the report with its cause and never stops the others.
+    an interrupted run never leaves a partial clip, and a rerun resumes where it stopped (it first
+    deletes the hidden ``.<id>.npy.*.tmp`` files an interrupted run left; so never run two
+    extractions into the same cache at once). Videos are decoded in a process pool (``workers``
+    defaults to the CPU count; 0 or 1 decodes in this process). A video that fails is listed in
+    the report with its cause and never stops the others; one that decodes short of its header
+    (truncated, damaged) gives a clip of what decodes and is listed in ``report.warnings``.
+
+    A clip that cannot be written (a full disk, a read-only cache) is no fault of the video: it
+    stops the extraction with an ``OSError`` naming the file (for a full disk, "No space left on
+    device"); the clips written so far stay, and a rerun after freeing space resumes.
     """
     report = ExtractionReport()
+    for folder in sorted({cache_path(item, cache_dir).parent for item in items}):
+        stale = sorted(folder.glob(".*.npy.*.tmp")) if folder.is_dir() else []
+        for tmp in stale:  # left by an interrupted run: never a clip, never read
+            tmp.unlink(missing_ok=True)
+        if stale:
+            logger.info("%s: removed %d temp files left by an interrupted extraction", folder, len(stale))
     todo: list[tuple[VideoItem, Path]] = []
     for item in items:
         dest = cache_path(item, cache_dir)
@@ -1043,33 +1219,49 @@ def extract_frames(
     workers = default_workers() if workers is None else workers
     workers = min(workers, len(todo))
 
-    def record(item: VideoItem, result: tuple[str | None, int]) -> None:
-        error, missing = result
+    def record(item: VideoItem, result: tuple[str | None, int, list[str]]) -> None:
+        error, missing, warnings = result
         if error is not None:
             report.failed.append((item, error))
             return
         report.done.append(item)
+        report.warnings += [(item, w) for w in warnings]
         if missing:
             report.faces_missing[str(item.path)] = missing
+
+    def stopped(exc: OSError) -> OSError:
+        return OSError(exc.errno, f"{exc.strerror}. Extraction stopped after {len(report.done)} of {len(todo)} "
+                                  "videos; the clips written are kept and a rerun resumes")
 
     bar = tqdm(total=len(todo), desc="extracting frames", unit="video", disable=not todo)
     try:
         if workers <= 1:
             for item, dest in todo:
-                record(item, _extract_one(item, dest, num_frames, size, face_crop, num_clips))
+                try:
+                    result = _extract_one(item, dest, num_frames, size, face_crop, num_clips)
+                except OSError as exc:  # the cache cannot be written: stop, rather than fail every video
+                    raise stopped(exc) from exc
+                record(item, result)
                 bar.update()
         else:
             # spawn, not fork: forking a process that already runs OpenCV/torch threads can deadlock.
             ctx = multiprocessing.get_context("spawn")
-            with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+            with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx,
+                                                        initializer=_init_extract_worker) as pool:
                 futures = {pool.submit(_extract_one, it, d, num_frames, size, face_crop, num_clips): it
                            for it, d in todo}
                 for fut in concurrent.futures.as_completed(futures):
                     item = futures[fut]
                     try:
-                        record(item, fut.result())
+                        result = fut.result()
+                    except OSError as exc:  # the cache cannot be written: stop, rather than fail every video
+                        pool.shutdown(wait=True, cancel_futures=True)
+                        raise stopped(exc) from exc
                     except Exception as exc:  # a worker killed by the OS (out of memory, a crash)
-                        record(item, (f"{item.path}: worker process failed: {type(exc).__name__}: {exc}", 0))
+                        result = (f"{item.path}: worker process failed: {type(exc).__name__}: {exc}", 0, [])
+                    for warning in result[2]:  # a worker's log goes to its own stderr, not the notebook
+                        logger.warning(warning)
+                    record(item, result)
                     bar.update()
     finally:
         bar.close()
@@ -1077,6 +1269,7 @@ def extract_frames(
     order = {id(item): k for k, item in enumerate(items)}
     report.done.sort(key=lambda i: order[id(i)])
     report.failed.sort(key=lambda f: order[id(f[0])])
+    report.warnings.sort(key=lambda w: order[id(w[0])])
     for item, cause in report.failed:
         logger.warning("skipped %s", cause)
     return report
@@ -1120,13 +1313,18 @@ def clip_to_tensor(
     frames: np.ndarray, mean: Sequence[float] | torch.Tensor, std: Sequence[float] | torch.Tensor, flip: bool = False
 ) -> torch.Tensor:
     """``(..., T, H, W, 3)`` uint8 -> ``(..., T, 3, H, W)`` float32, scaled to [0, 1] and normalised
-    (a leading clips axis, as several clips per video have, is kept)."""
-    x = torch.from_numpy(np.ascontiguousarray(frames)).movedim(-1, -3).float().div_(255.0)
+    (a leading clips axis, as several clips per video have, is kept).
+
+    One float allocation: the uint8 -> float copy also makes the channels-first layout
+    contiguous, the flip (when asked) moves uint8 bytes, and the scaling and normalising run in
+    place; the same operations in the same order as ``((x / 255) - mean) / std``, bit for bit.
+    """
+    x = torch.from_numpy(np.ascontiguousarray(frames)).movedim(-1, -3)
     if flip:
         x = x.flip(-1)
     mean = torch.as_tensor(mean, dtype=torch.float32).view(3, 1, 1)
     std = torch.as_tensor(std, dtype=torch.float32).view(3, 1, 1)
-    return (x - mean) / std
+    return torch.empty(x.shape, dtype=torch.float32).copy_(x).div_(255.0).sub_(mean).div_(std)
 
 
 # -- Demo data: a synthetic real/fake dataset, so the notebook runs with nothing downloaded ----
@@ -1329,23 +1527,165 @@ def _label_maps(num_labels: int) -> tuple[dict[int, str], dict[str, int]]:
     return dict(enumerate(names)), {n: i for i, n in enumerate(names)}
 
 
-def build_model(source: Any = DEFAULT_MODEL, num_labels: int = 2) -> torch.nn.Module:
+def build_model(
+    source: Any = DEFAULT_MODEL, num_labels: int = 2, *, sdpa: bool = True, gradient_checkpointing: bool = False
+) -> torch.nn.Module:
     """TimeSformer with its classifier swapped for a fresh ``num_labels``-way head.
 
     ``source`` is a hub id, a local directory, or a ``TimesformerConfig`` (a random model, as the
     tests and the demo use). The backbone weights load unchanged; only ``classifier`` is new.
+    ``sdpa``: attention through ``scaled_dot_product_attention`` (``use_sdpa_attention``; same
+    weights and outputs, less memory). ``gradient_checkpointing``: recompute each layer's
+    activations in the backward pass (``enable_gradient_checkpointing``): ~1/3 more compute,
+    far less activation memory (the base model at batch 8 on a 16 GB T4).
     """
     from transformers import TimesformerConfig, TimesformerForVideoClassification
 
     id2label, label2id = _label_maps(num_labels)
     if isinstance(source, TimesformerConfig):
         config = TimesformerConfig.from_dict({**source.to_dict(), "id2label": id2label, "label2id": label2id})
-        return TimesformerForVideoClassification(config)
-    # ignore_mismatched_sizes: the 400-class Kinetics head cannot load into a 2-class one; it is
-    # re-initialised and every other weight is copied as is (the HF video-classification recipe).
-    return TimesformerForVideoClassification.from_pretrained(
-        str(source), num_labels=num_labels, id2label=id2label, label2id=label2id, ignore_mismatched_sizes=True
-    )
+        model = TimesformerForVideoClassification(config)
+    else:
+        # ignore_mismatched_sizes: the 400-class Kinetics head cannot load into a 2-class one; it is
+        # re-initialised and every other weight is copied as is (the HF video-classification recipe).
+        model = TimesformerForVideoClassification.from_pretrained(
+            str(source), num_labels=num_labels, id2label=id2label, label2id=label2id, ignore_mismatched_sizes=True
+        )
+    if sdpa:
+        use_sdpa_attention(model)
+    if gradient_checkpointing:
+        enable_gradient_checkpointing(model)
+    return model
+
+
+# -- Speed and memory: SDPA attention, gradient checkpointing, several GPUs ------------------------
+
+
+@lru_cache(maxsize=1)
+def _sdpa_attention_class() -> type:
+    """``TimesformerSelfAttention`` with its forward through ``scaled_dot_product_attention``.
+
+    Made on first use (transformers is imported lazily) and cached; ``__getattr__`` below lets
+    pickle find it as ``scarlet_utils.SdpaTimesformerSelfAttention``.
+    """
+    from transformers.models.timesformer.modeling_timesformer import TimesformerSelfAttention
+
+    class SdpaTimesformerSelfAttention(TimesformerSelfAttention):
+        """The stock attention's parameters and maths (``softmax(q k^T * scale) v``, dropout on
+        the weights while training) in one fused ``scaled_dot_product_attention`` call, which
+        never materialises the ``(B, heads, N, N)`` weights. ``output_attentions=True`` needs
+        those weights, so that call runs the stock code."""
+
+        def forward(self, hidden_states: torch.Tensor, output_attentions: bool = False, *args: Any, **kwargs: Any):
+            if output_attentions or args or kwargs:
+                return super().forward(hidden_states, output_attentions, *args, **kwargs)
+            batch_size, tokens, channels = hidden_states.shape
+            qkv = (
+                self.qkv(hidden_states)
+                .reshape(batch_size, tokens, 3, self.num_heads, channels // self.num_heads)
+                .permute(2, 0, 3, 1, 4)
+            )
+            query, key, value = qkv.unbind(0)
+            if query.device.type == "cpu" and query.dtype != torch.float32:
+                # CPU bf16 autocast (inference_dtype): oneDNN's native-bf16 matmuls beat the CPU
+                # flash kernel, which computes in fp32 (tests/benchmarks/bench_model.py): stock maths.
+                weights = self.attn_drop(((query @ key.transpose(-2, -1)) * self.scale).softmax(dim=-1))
+                context = weights @ value
+            else:
+                context = torch.nn.functional.scaled_dot_product_attention(
+                    query, key, value, dropout_p=self.attn_drop.p if self.training else 0.0, scale=self.scale
+                )
+            return (context.transpose(1, 2).reshape(batch_size, tokens, channels),)
+
+    SdpaTimesformerSelfAttention.__module__ = __name__
+    SdpaTimesformerSelfAttention.__qualname__ = SdpaTimesformerSelfAttention.__name__
+    return SdpaTimesformerSelfAttention
+
+
+def __getattr__(name: str) -> Any:  # PEP 562: the lazily made attention class, for pickle
+    if name == "SdpaTimesformerSelfAttention":
+        return _sdpa_attention_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def use_sdpa_attention(model: torch.nn.Module) -> torch.nn.Module:
+    """Run every ``TimesformerSelfAttention`` in ``model`` through PyTorch's fused
+    ``scaled_dot_product_attention``; returns ``model`` (changed in place).
+
+    Each attention module's class is swapped for a subclass whose forward calls SDPA with the
+    same ``qkv`` weights, scale (``head_dim ** -0.5``) and attention dropout: the parameters, the
+    state dict keys, checkpoints and ``save_pretrained`` stay as they were, and no other model
+    (nor the transformers class) is touched. Idempotent; a wrapped model (DataParallel) works.
+    Modules missing the attributes the fused forward reads (another transformers version) are
+    left on the stock code.
+    """
+    from transformers.models.timesformer.modeling_timesformer import TimesformerSelfAttention
+
+    if not hasattr(torch.nn.functional, "scaled_dot_product_attention"):
+        return model
+    sdpa_class = _sdpa_attention_class()
+    for module in model.modules():
+        if type(module) is not TimesformerSelfAttention:
+            continue  # already swapped, or someone else's subclass
+        if not all(hasattr(module, a) for a in ("qkv", "num_heads", "scale", "attn_drop")):
+            logger.warning("TimesformerSelfAttention without qkv/num_heads/scale/attn_drop: kept the stock attention")
+            continue
+        module.__class__ = sdpa_class
+    return model
+
+
+def enable_gradient_checkpointing(model: torch.nn.Module) -> torch.nn.Module:
+    """Turn on activation checkpointing in the TimeSformer encoder; returns ``model``.
+
+    Each layer's activations are dropped after the forward pass and recomputed in the backward
+    pass (only while training): the same gradients for about one more forward pass of compute.
+    Non-reentrant checkpointing (``use_reentrant=False``) where transformers takes the argument
+    (4.35+), so frozen inputs need no ``requires_grad`` trick. transformers 5 renamed the method
+    ``activation_checkpointing_enable`` (the old name warns); either is used, whichever exists.
+    """
+    inner = unwrap(model)
+    kwargs = {"use_reentrant": False}
+    if hasattr(inner, "activation_checkpointing_enable"):
+        inner.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        return model
+    try:
+        inner.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    except TypeError:  # an older transformers without gradient_checkpointing_kwargs
+        inner.gradient_checkpointing_enable()
+    return model
+
+
+def is_gradient_checkpointing(model: torch.nn.Module) -> bool:
+    """Whether activation checkpointing is on anywhere in ``model`` (any transformers version)."""
+    return any(getattr(m, "gradient_checkpointing", False) is True for m in unwrap(model).modules())
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The model inside DataParallel / DistributedDataParallel / ``torch.compile`` wrappers (the one
+    with ``.config`` and unprefixed state dict keys); ``model`` itself when it is not wrapped."""
+    while True:
+        if isinstance(model, (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel)):
+            model = model.module
+        elif isinstance(getattr(model, "_orig_mod", None), torch.nn.Module):  # torch.compile
+            model = model._orig_mod
+        else:
+            return model
+
+
+def wrap_multi_gpu(model: torch.nn.Module) -> torch.nn.Module:
+    """``torch.nn.DataParallel(model)`` when more than one GPU is visible (Kaggle's "GPU T4 x2":
+    each batch is split across both), else ``model`` unchanged. Already wrapped: unchanged.
+
+    The model is moved to ``cuda:0`` first (DataParallel keeps the master copy there). The
+    module's functions take the wrapped model (``unwrap`` finds the config and the state dict
+    keys without the ``module.`` prefix); use batches of at least the GPU count.
+    """
+    if isinstance(model, torch.nn.DataParallel) or torch.cuda.device_count() <= 1:
+        return model
+    if torch.cuda.is_available():
+        model = model.to(torch.device("cuda", 0))
+    logger.info("DataParallel over %d GPUs", torch.cuda.device_count())
+    return torch.nn.DataParallel(model)
 
 
 def normalization_for(source: Any = DEFAULT_MODEL) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -1400,7 +1740,7 @@ def check_input_size(model: torch.nn.Module, num_frames: int, size: int) -> None
     TimeSformer's layers reshape by the configured frame count, so another count fails deep
     inside the forward pass; say it here instead.
     """
-    cfg = model.config
+    cfg = unwrap(model).config
     if (cfg.num_frames, cfg.image_size) != (num_frames, size):
         raise ValueError(
             f"the model is built for {cfg.num_frames} frames at {cfg.image_size} px, the data has "
@@ -1424,8 +1764,10 @@ def save_checkpoint(model: torch.nn.Module, path: str | Path, **extra: Any) -> P
     """Write ``Scarlet.pt``: the state dict plus the model config (as JSON text), atomically.
 
     With the config inside, evaluation rebuilds the model with no download. ``extra`` holds
-    plain values (epoch, score, mean/std) kept beside the weights.
+    plain values (epoch, score, mean/std) kept beside the weights. A wrapped model (DataParallel)
+    is saved as the model inside it: keys without the ``module.`` prefix.
     """
+    model = unwrap(model)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
@@ -1434,13 +1776,7 @@ def save_checkpoint(model: torch.nn.Module, path: str | Path, **extra: Any) -> P
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "extra": _plain(extra),
     }
-    tmp = _atomic_path(path)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return _torch_save_atomic(payload, path, "the checkpoint")
 
 
 def _torch_load(path: Path) -> Any:
@@ -1468,13 +1804,16 @@ def _shape_hint(key: str, want: tuple[int, ...], got: tuple[int, ...]) -> str:
     return f"{key}: checkpoint {tuple(got)}, model {tuple(want)}"
 
 
-def load_checkpoint(path: str | Path, model: torch.nn.Module | None = None, source: Any = None) -> torch.nn.Module:
+def load_checkpoint(
+    path: str | Path, model: torch.nn.Module | None = None, source: Any = None, *, sdpa: bool = True
+) -> torch.nn.Module:
     """Load ``Scarlet.pt`` into ``model``, or into a model rebuilt from its stored config.
 
     Accepts Scarlet's own format and a plain state dict (the original run's ``Scarlet.pt``;
     then pass ``model``, or ``source`` to build one with ``build_model``). Always
     ``torch.load(weights_only=True)``. A checkpoint for another frame count, image size or
-    architecture raises ``CheckpointError`` saying which.
+    architecture raises ``CheckpointError`` saying which. A model built here gets SDPA attention
+    unless ``sdpa=False``; a given ``model`` is used as it is (a DataParallel one too).
     """
     path = Path(path)
     obj = _torch_load(path)
@@ -1487,14 +1826,15 @@ def load_checkpoint(path: str | Path, model: torch.nn.Module | None = None, sour
     # A model wrapped in DataParallel saves its keys as "module.<name>".
     state = {k.removeprefix("module."): v for k, v in state.items()}
     if model is None and config_json is None and source is not None:
-        model = build_model(source)
+        model = build_model(source, sdpa=sdpa)
     if model is None:
         if config_json is None:
             raise CheckpointError(f"{path}: a plain state dict has no config; pass model= or source= to load it")
         from transformers import TimesformerConfig
 
-        model = build_model(TimesformerConfig.from_dict(json.loads(config_json)), num_labels=len(json.loads(config_json)["id2label"]))
-    own = model.state_dict()
+        model = build_model(TimesformerConfig.from_dict(json.loads(config_json)), num_labels=len(json.loads(config_json)["id2label"]), sdpa=sdpa)
+    target = unwrap(model)
+    own = target.state_dict()
     missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
     if missing or unexpected:
         raise CheckpointError(
@@ -1504,7 +1844,7 @@ def load_checkpoint(path: str | Path, model: torch.nn.Module | None = None, sour
     wrong = [(k, tuple(own[k].shape), tuple(v.shape)) for k, v in state.items() if tuple(v.shape) != tuple(own[k].shape)]
     if wrong:
         raise CheckpointError(f"{path}: " + "; ".join(_shape_hint(*w) for w in wrong[:3]))
-    model.load_state_dict(state)
+    target.load_state_dict(state)
     return model
 
 
@@ -1547,7 +1887,7 @@ def export_pretrained(model: torch.nn.Module, out_dir: str | Path, mean: Sequenc
     """
     import shutil
 
-    model = getattr(model, "module", model)  # DataParallel
+    model = unwrap(model)  # DataParallel
     out_dir = Path(out_dir)
     if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / "config.json").is_file())):
         raise FileExistsError(f"{out_dir}: exists and is not a model export; refusing to replace it")
@@ -1606,6 +1946,57 @@ def _autocast(device: torch.device):
     return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
 
 
+CPU_BF16_ENV = "SCARLET_CPU_BF16"  # "0": CPU inference stays fp32 even where bf16 is native
+
+
+def cpu_supports_bf16() -> bool:
+    """Whether this CPU does bf16 arithmetic natively (AVX512-BF16 or AMX), so that bf16 matmuls
+    are faster than fp32 ones; elsewhere oneDNN emulates bf16 and it is slower."""
+    probes = [getattr(getattr(torch, "cpu", None), name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    probes = [p for p in probes if callable(p)]
+    if probes:  # torch's own checks (the instructions its kernels would use)
+        try:
+            return any(bool(p()) for p in probes)
+        except Exception:  # a probe that fails to run says nothing: go on to the other signals
+            pass
+    try:
+        capability = str(torch.backends.cpu.get_cpu_capability()).upper()  # e.g. "AVX512", "AMX"
+    except Exception:
+        capability = ""
+    if "AMX" in capability or "BF16" in capability:
+        return True
+    try:
+        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def inference_dtype(device: torch.device | str, amp: bool | None = None) -> torch.dtype | None:
+    """The autocast dtype for scoring (no gradients) on ``device``, or None for fp32.
+
+    GPUs: as ``autocast_dtype`` (bf16 where supported, else fp16). CPU: bf16 where the CPU has
+    native bf16 (``cpu_supports_bf16``), else fp32; training on the CPU stays fp32 either way
+    (``autocast_dtype``). ``amp=False`` means fp32 on every device; ``amp=None`` (the default)
+    also reads ``SCARLET_CPU_BF16`` (``0`` keeps CPU inference fp32); ``amp=True`` ignores it.
+    """
+    device = torch.device(device)
+    if amp is False:
+        return None
+    if device.type == "cuda":
+        return autocast_dtype(device)
+    if device.type != "cpu":
+        return None
+    if amp is None and os.environ.get(CPU_BF16_ENV, "").strip().lower() in ("0", "false", "no", "off"):
+        return None
+    return torch.bfloat16 if cpu_supports_bf16() else None
+
+
+def _inference_autocast(device: torch.device, amp: bool | None = None):
+    dtype = inference_dtype(device, amp)
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+
+
 def _num_batches(loader: Iterable[Any]) -> int | None:
     try:
         return len(loader)  # type: ignore[arg-type]
@@ -1655,14 +2046,174 @@ def train_one_epoch(
     return {"loss": total_loss / seen, "accuracy": correct / seen}
 
 
+# -- Training state: continue an interrupted run -----------------------------------------------
+
+TRAINING_STATE_FORMAT = "scarlet-training-state-v1"
+
+
+def _rng_state(generator: torch.Generator | None = None) -> dict[str, Any]:
+    """Python's, NumPy's, torch's (CPU and CUDA) and ``generator``'s random states as tensors and
+    plain values only, which ``torch.load(weights_only=True)`` reads."""
+    version, mt, gauss_next = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "python": {"version": int(version), "state": torch.tensor(mt, dtype=torch.int64), "gauss_next": gauss_next},
+        "numpy": {"kind": str(kind), "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "generator": generator.get_state() if generator is not None else None,
+    }
+
+
+def _set_rng_state(path: Path, state: dict[str, Any], generator: torch.Generator | None = None) -> None:
+    """Restore what ``_rng_state`` saved (the CUDA states of the GPUs present)."""
+    py, npy = state["python"], state["numpy"]
+    random.setstate((py["version"], tuple(py["state"].tolist()), py["gauss_next"]))
+    np.random.set_state((npy["kind"], npy["keys"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"],
+                         npy["cached_gaussian"]))
+    torch.set_rng_state(state["torch"])
+    cuda = list(state["cuda"])
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if len(cuda) != gpus:
+        logger.warning("%s: saved with %d GPUs, resumed with %d: the GPU random states differ", path, len(cuda), gpus)
+    for device, gpu_state in enumerate(cuda[:gpus]):
+        torch.cuda.set_rng_state(gpu_state, device)
+    if generator is not None:
+        if state["generator"] is None:
+            logger.warning("%s: saved without a generator state; the loader's generator keeps its own", path)
+        else:
+            generator.set_state(state["generator"])
+
+
+def _check_weights(path: Path, model: torch.nn.Module, state: dict[str, torch.Tensor]) -> torch.nn.Module:
+    """The (unwrapped) model ``state`` loads into, or ``CheckpointError`` saying how they differ."""
+    target = unwrap(model)
+    own = target.state_dict()
+    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{path}: weights do not match a TimeSformer of this configuration (another architecture?): "
+            f"{len(missing)} missing, e.g. {missing[:3]}; {len(unexpected)} unexpected, e.g. {unexpected[:3]}"
+        )
+    wrong = [(k, tuple(own[k].shape), tuple(v.shape)) for k, v in state.items() if tuple(v.shape) != tuple(own[k].shape)]
+    if wrong:
+        raise CheckpointError(f"{path}: " + "; ".join(_shape_hint(*w) for w in wrong[:3]))
+    return target
+
+
+def save_training_state(
+    path: str | Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None,
+    epoch: int,
+    best_score: float | None,
+    history: Sequence[dict[str, Any]],
+    *,
+    generator: torch.Generator | None = None,
+    **extra: Any,
+) -> Path:
+    """Write what continuing training after ``epoch`` needs, atomically (temp file, rename: the
+    previous state stays whole until the new one is complete): the weights, the optimizer and
+    GradScaler states, ``best_score`` and ``history``, the random states (Python, NumPy, torch
+    CPU and CUDA, and the DataLoader's ``generator``), and plain ``extra`` values.
+
+    Only tensors and plain values are stored, so ``load_training_state`` reads it with
+    ``torch.load(weights_only=True)``. Save at the end of an epoch, after validation: the random
+    states are the ones the next epoch starts from. A full disk raises ``OSError`` naming ``path``
+    ("No space left on device") and leaves the previous state as it was.
+    """
+    model = unwrap(model)
+    payload = {
+        "format": TRAINING_STATE_FORMAT,
+        "epoch": int(epoch),
+        "best_score": None if best_score is None else float(best_score),
+        "history": _plain(list(history)),
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "optimizer_class": type(optimizer).__name__,
+        "optimizer": optimizer.state_dict(),
+        "scaler": scaler.state_dict() if scaler is not None else None,
+        "rng": _rng_state(generator),
+        "extra": _plain(extra),
+    }
+    return _torch_save_atomic(payload, Path(path), "the training state")
+
+
+def load_training_state(
+    path: str | Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None = None,
+    *,
+    generator: torch.Generator | None = None,
+    match: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Load a ``save_training_state`` file into ``model``, ``optimizer``, ``scaler`` and
+    ``generator`` (each built as in the run that saved it), and restore the random states.
+
+    Returns ``{"epoch", "best_score", "history", "extra"}``: continue with epoch ``epoch + 1``.
+    Always ``torch.load(weights_only=True)``. ``match``: ``extra`` values the saved ones must
+    equal (the run's settings, say). A difference there, weights of another architecture, frame
+    count or image size, an optimizer of another kind or shape, or a file that is not a training
+    state (a ``Scarlet.pt``, say) raise ``CheckpointError`` saying which, before anything given
+    is changed.
+    """
+    path = Path(path)
+    obj = _torch_load(path)
+    if not (isinstance(obj, dict) and obj.get("format") == TRAINING_STATE_FORMAT):
+        if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
+            found = "a Scarlet.pt model checkpoint: load it with load_checkpoint"
+        else:
+            found = f"found {type(obj).__name__}"
+        raise CheckpointError(f"{path}: not a Scarlet training state ({found})")
+    differ = []
+    for key, want in sorted((match or {}).items()):
+        have, want = obj["extra"].get(key, "nothing"), _plain(want)
+        if have != want:
+            if isinstance(have, dict) and isinstance(want, dict):  # say which settings differ, briefly
+                short = lambda v: repr(v) if len(repr(v)) <= 40 else repr(v)[:37] + "..."  # noqa: E731
+                subs = sorted(k for k in have.keys() | want.keys() if have.get(k) != want.get(k))
+                key += " (" + "; ".join(f"{k}: saved {short(have.get(k))}, now {short(want.get(k))}" for k in subs) + ")"
+            differ.append(key)
+    if differ:
+        raise CheckpointError(f"{path}: saved by a run with other {', '.join(differ)}")
+    target = _check_weights(path, model, obj["model"])
+    if obj["optimizer_class"] != type(optimizer).__name__:
+        raise CheckpointError(f"{path}: the optimizer state is {obj['optimizer_class']}'s, the optimizer given is "
+                              f"{type(optimizer).__name__}: build the optimizer as the run that saved it did")
+    given = [len(g["params"]) for g in optimizer.param_groups]
+    saved = [len(g["params"]) for g in obj["optimizer"]["param_groups"]]
+    if given != saved:
+        raise CheckpointError(f"{path}: the optimizer state does not fit this optimizer (parameters per group: saved "
+                              f"{saved}, given {given}): build the optimizer over the same parameters as the run that saved it")
+    target.load_state_dict(obj["model"])
+    try:
+        optimizer.load_state_dict(obj["optimizer"])
+    except (ValueError, KeyError) as exc:
+        raise CheckpointError(f"{path}: the optimizer state does not fit this optimizer ({exc}): build the "
+                              "optimizer over the same parameters as the run that saved it") from None
+    if scaler is not None:
+        if obj["scaler"]:
+            scaler.load_state_dict(obj["scaler"])
+        else:
+            logger.warning("%s: saved without a GradScaler state; the scaler starts afresh", path)
+    _set_rng_state(path, obj["rng"], generator)
+    return {"epoch": obj["epoch"], "best_score": obj["best_score"], "history": obj["history"], "extra": obj["extra"]}
+
+
 @torch.no_grad()
 def predict_probs(
-    model: torch.nn.Module, loader: Iterable[tuple[torch.Tensor, torch.Tensor]], device: torch.device | str
+    model: torch.nn.Module,
+    loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    device: torch.device | str,
+    amp: bool | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(y_true, y_prob)``: labels and P(fake) (softmax of the logits, class 1) for every video.
 
     Batches of ``(B, T, C, H, W)`` score one clip per video; ``(B, K, T, C, H, W)`` score K clips
-    per video and average their P(fake) (the several-clips protocol).
+    per video and average their P(fake) (the several-clips protocol). Mixed precision as
+    ``inference_dtype(device, amp)``: bf16 on a CPU with native bf16, ``amp=False`` for fp32.
     """
     device = torch.device(device)
     model.eval()
@@ -1670,7 +2221,7 @@ def predict_probs(
     bar = tqdm(total=_num_batches(loader), desc="predict", unit="batch", leave=False)
     for pixel_values, labels in loader:
         clips = pixel_values.shape[1] if pixel_values.ndim == 6 else 1
-        with _autocast(device):
+        with _inference_autocast(device, amp):
             pixel_values = pixel_values.to(device, non_blocking=True)
             logits = model(pixel_values=pixel_values.flatten(0, 1) if clips > 1 else pixel_values).logits
         probs = logits.float().softmax(-1)[:, 1].view(-1, clips).mean(1)
@@ -1692,6 +2243,7 @@ def score_items(
     std: Sequence[float] = KINETICS_STD,
     batch_size: int = 2,
     workers: int = 0,
+    amp: bool | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``predict_probs`` over cached clips of ``items`` (in order): ``(y_true, y_prob)``."""
     device = torch.device(device)
@@ -1699,7 +2251,7 @@ def score_items(
         FrameClipDataset(items, cache_dir, mean, std), batch_size=batch_size, num_workers=workers,
         pin_memory=device.type == "cuda",
     )
-    return predict_probs(model.to(device), loader, device)
+    return predict_probs(model.to(device), loader, device, amp)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -2064,14 +2616,16 @@ def predict_video(
     std: Sequence[float] = KINETICS_STD,
     device: torch.device | str | None = None,
     num_clips: int = 1,
+    amp: bool | None = None,
 ) -> float:
     """P(fake) for one video file, averaged over ``num_clips`` clips spread over the video.
 
     ``num_frames`` and ``size`` default to the model's own (TimeSformer's layers are built for
     one frame count); others raise ``ValueError``. Unreadable files raise ``VideoReadError``.
+    Precision as ``predict_probs`` (``amp=False``: fp32).
     """
-    num_frames = num_frames or model.config.num_frames
-    size = size or model.config.image_size
+    num_frames = num_frames or unwrap(model).config.num_frames
+    size = size or unwrap(model).config.image_size
     check_input_size(model, num_frames, size)
     device = torch.device(device) if device is not None else next(model.parameters()).device
     clip = read_clip(path, num_frames, size, face_crop, num_clips=num_clips)
@@ -2079,6 +2633,6 @@ def predict_video(
         logger.warning("%s: no face in %d frames; used a centre crop there", path, clip.faces_missing)
     x = clip_to_tensor(clip.frames, mean, std).view(-1, num_frames, 3, size, size).to(device)
     model.eval()
-    with _autocast(device):
+    with _inference_autocast(device, amp):
         logits = model(pixel_values=x).logits
     return float(logits.float().softmax(-1)[:, 1].mean())

@@ -7,6 +7,10 @@ import os
 # Never reach the model hub from a test (the tests build tiny models locally).
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# CPU inference is fp32 in the tests, whatever the CPU: tests compare predict_probs / predict_video
+# with the model's fp32 output to 1e-6, and bf16 (the default where the CPU has it) is ~1e-2 off.
+# test_speed_memory.py covers the bf16 path with amp=True / the variable removed.
+os.environ.setdefault("SCARLET_CPU_BF16", "0")
 
 from pathlib import Path  # noqa: E402
 from types import SimpleNamespace  # noqa: E402

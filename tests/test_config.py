@@ -42,6 +42,7 @@ def test_environment_overrides_parse_to_the_knobs_types_and_beat_mode_presets() 
     assert cfg["EPOCHS"] == 3 and cfg["LR"] == 1e-4 and cfg["TRAIN"] is False
     assert cfg["METHODS"] == ["Deepfakes", "FaceSwap"] and cfg["FACE_CROP"] is True
     assert cfg["WORKERS"] is None and cfg["OUTPUT_DIR"] == "/tmp/x"
+    assert su.resolve_config(DEFAULTS, environ={"SCARLET_WORKERS": "2"})["WORKERS"] == 2  # None default: a count
     demo = su.resolve_config(DEFAULTS, environ={"SCARLET_MODE": "demo"})
     assert cfg["N_TRAIN"] == demo["N_TRAIN"] != DEFAULTS["N_TRAIN"]  # not overridden: the demo preset stays
 

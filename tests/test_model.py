@@ -245,8 +245,7 @@ def test_save_is_atomic_when_torch_save_fails(model, tmp_path, monkeypatch):
     before = path.read_bytes()
 
     def broken_save(obj, f, *args, **kwargs):
-        with open(f, "wb") as fh:
-            fh.write(before[:100])  # a partial write, then the failure
+        f.write(before[:100])  # a partial write (save_checkpoint saves through an open file), then the failure
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(torch, "save", broken_save)

@@ -130,3 +130,22 @@ def test_sample_mode_on_real_ffpp_videos(kaggle_root: Path, tmp_path: Path) -> N
     cross = json.loads((out / "cross_method.json").read_text())
     assert {r["method"] for r in cross} <= {"Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures", "all"}
     assert "failed 0" in text
+
+
+def test_interrupted_training_resumes_to_the_same_weights(tmp_path: Path) -> None:
+    """Two epochs, 'the session dies', a rerun asking for three: it resumes after epoch 2 and ends
+    with the history and weights of an uninterrupted three-epoch run."""
+    import torch
+
+    small = {"SCARLET_MODE": "demo", "SCARLET_N_TRAIN": "16", "SCARLET_N_VAL": "8", "SCARLET_NUM_CLIPS": "1",
+             "SCARLET_CROSS_METHODS": "0"}
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    run_notebook(tmp_path, {**small, "SCARLET_EPOCHS": "3", "SCARLET_OUTPUT_DIR": str(straight)})
+    run_notebook(tmp_path, {**small, "SCARLET_EPOCHS": "2", "SCARLET_OUTPUT_DIR": str(resumed)})
+    nb = run_notebook(tmp_path, {**small, "SCARLET_EPOCHS": "3", "SCARLET_OUTPUT_DIR": str(resumed)})
+    assert "resuming after epoch 2 of 3" in stream_text(nb)
+    history = [json.loads((d / "history.json").read_text()) for d in (straight, resumed)]
+    assert len(history[0]) == 3 and history[0] == history[1]
+    weights = [torch.load(d / "training_state.pt", weights_only=True)["model"] for d in (straight, resumed)]
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
