@@ -1833,18 +1833,7 @@ def load_checkpoint(
         from transformers import TimesformerConfig
 
         model = build_model(TimesformerConfig.from_dict(json.loads(config_json)), num_labels=len(json.loads(config_json)["id2label"]), sdpa=sdpa)
-    target = unwrap(model)
-    own = target.state_dict()
-    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-    if missing or unexpected:
-        raise CheckpointError(
-            f"{path}: weights do not match a TimeSformer of this configuration (another architecture?): "
-            f"{len(missing)} missing, e.g. {missing[:3]}; {len(unexpected)} unexpected, e.g. {unexpected[:3]}"
-        )
-    wrong = [(k, tuple(own[k].shape), tuple(v.shape)) for k, v in state.items() if tuple(v.shape) != tuple(own[k].shape)]
-    if wrong:
-        raise CheckpointError(f"{path}: " + "; ".join(_shape_hint(*w) for w in wrong[:3]))
-    target.load_state_dict(state)
+    _check_weights(path, model, state).load_state_dict(state)
     return model
 
 
