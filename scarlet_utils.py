@@ -1930,11 +1930,6 @@ def make_grad_scaler(device: torch.device | str) -> torch.amp.GradScaler | None:
     return torch.amp.GradScaler("cuda") if autocast_dtype(device) == torch.float16 else None
 
 
-def _autocast(device: torch.device):
-    dtype = autocast_dtype(device)
-    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
-
-
 CPU_BF16_ENV = "SCARLET_CPU_BF16"  # "0": CPU inference stays fp32 even where bf16 is native
 
 
@@ -1993,6 +1988,31 @@ def _num_batches(loader: Iterable[Any]) -> int | None:
         return None
 
 
+def training_step(
+    model: torch.nn.Module,
+    pixel_values: torch.Tensor,
+    labels: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None = None,
+    dtype: torch.dtype | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimisation step on a batch ``(B, T, C, H, W)``: forward under ``dtype`` autocast (None:
+    fp32), cross-entropy in fp32, backward (scaled when ``scaler`` is given), optimizer step.
+    Returns ``(loss, logits)``; the benchmarks time exactly this."""
+    with torch.autocast(pixel_values.device.type, dtype=dtype, enabled=dtype is not None):
+        logits = model(pixel_values=pixel_values).logits
+    loss = torch.nn.functional.cross_entropy(logits.float(), labels)
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
+    return loss, logits
+
+
 def train_one_epoch(
     model: torch.nn.Module,
     loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
@@ -2010,19 +2030,9 @@ def train_one_epoch(
     # notebook's progress widget is inherited by the next epoch's forked workers and breaks them.
     bar = tqdm(total=_num_batches(loader), desc="train", unit="batch", leave=False)
     for pixel_values, labels in loader:
-        pixel_values = pixel_values.to(device, non_blocking=True)
         labels = labels.to(device, non_blocking=True)
-        with _autocast(device):
-            logits = model(pixel_values=pixel_values).logits
-        loss = torch.nn.functional.cross_entropy(logits.float(), labels)
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
+        loss, logits = training_step(model, pixel_values.to(device, non_blocking=True), labels, optimizer,
+                                     scaler, autocast_dtype(device))
         n = labels.numel()
         total_loss += loss.item() * n
         correct += (logits.argmax(-1) == labels).sum().item()

@@ -74,17 +74,7 @@ def run_config(base: torch.nn.Module, cfg: dict, device: torch.device, steps: in
     for i in range(warmup + steps):
         sync(device)
         t0 = time.perf_counter()
-        with torch.autocast(device.type, dtype=dtype):
-            logits = model(pixel_values=x).logits
-        loss = torch.nn.functional.cross_entropy(logits.float(), y)
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
+        loss, logits = su.training_step(model, x, y, optimizer, scaler, dtype)
         sync(device)
         if i >= warmup:
             times.append(time.perf_counter() - t0)

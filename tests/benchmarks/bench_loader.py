@@ -120,11 +120,7 @@ def main() -> None:
 
         def step() -> float:
             t = time.perf_counter()
-            logits = model(pixel_values=batch).logits
-            loss = torch.nn.functional.cross_entropy(logits.float(), labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            su.training_step(model, batch, labels, optimizer)
             return time.perf_counter() - t
 
         warm = step()
