@@ -18,7 +18,9 @@ import os
 import random
 import stat
 import tempfile
+import threading
 from collections import Counter
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -336,20 +338,33 @@ def _check_file(path: Path) -> None:
         raise VideoReadError(f"{path}: cannot read the file ({exc.strerror})") from None
 
 
-_DECODER_THREADS = 0  # FFmpeg decoding threads per capture; 0 is OpenCV's default, one per CPU
+# Per-thread state of the decoding path: ``extract_frames`` decodes in a thread pool, and each
+# thread keeps its own FFmpeg thread count and its own face detector (see ``_face_detector``).
+_THREAD = threading.local()
 
 
-def _init_extract_worker() -> None:
-    """Run in each ``extract_frames`` pool process: decode on one thread, as the pool is the
-    parallelism (OpenCV's thread per CPU in every worker oversubscribes: ~10% more CPU time).
-    The frames are the same: FFmpeg's decoders are bit-exact whatever the thread count."""
-    global _DECODER_THREADS
-    _DECODER_THREADS = 1
+def _decoder_threads() -> int:
+    """FFmpeg decoding threads per capture opened on this thread; 0 is OpenCV's default, one per CPU."""
+    return getattr(_THREAD, "decoder_threads", 0)
+
+
+def _init_extract_thread() -> None:
+    """Run first on each ``extract_frames`` worker (thread or process): decode on one thread, as the
+    pool is the parallelism (OpenCV's thread per CPU in every worker oversubscribes: ~10% more CPU
+    time). The frames are the same: FFmpeg's decoders are bit-exact whatever the thread count."""
+    _THREAD.decoder_threads = 1
+
+
+def _init_extract_process() -> None:
+    """Run first in each ``extract_frames(isolate=True)`` worker process: one decoding thread, and
+    OpenCV's own threads (resize, face detection) off, as the processes are the parallelism."""
+    _init_extract_thread()
     cv2.setNumThreads(1)
 
 
 def _open_capture(path: Path) -> cv2.VideoCapture:
-    params = [cv2.CAP_PROP_N_THREADS, _DECODER_THREADS] if _DECODER_THREADS else []
+    threads = _decoder_threads()
+    params = [cv2.CAP_PROP_N_THREADS, threads] if threads else []
     cap = cv2.VideoCapture(str(path), cv2.CAP_ANY, params)
     if not cap.isOpened():
         cap.release()
@@ -569,19 +584,33 @@ FACE_MARGIN = 1.3  # square box 1.3x the detected face: keeps hairline, jaw and 
 
 
 @lru_cache(maxsize=1)
-def _face_detector() -> Any | None:
-    """OpenCV's Haar frontal-face cascade, or None where this OpenCV build ships none."""
+def _face_cascade_file() -> str | None:
+    """The Haar frontal-face cascade's path, or None (said once) where this OpenCV build ships none."""
     classifier = getattr(cv2, "CascadeClassifier", None)
     data = getattr(cv2, "data", None)
     cascade_dir = getattr(data, "haarcascades", None)
     if classifier is None or cascade_dir is None:
         logger.warning("OpenCV has no Haar cascades (opencv-python>=5?): face crop falls back to centre crops")
         return None
-    detector = classifier(os.path.join(cascade_dir, "haarcascade_frontalface_default.xml"))
-    if detector.empty():
+    path = os.path.join(cascade_dir, "haarcascade_frontalface_default.xml")
+    if classifier(path).empty():
         logger.warning("Haar cascade file missing from %s: face crop falls back to centre crops", cascade_dir)
         return None
-    return detector
+    return path
+
+
+def _face_detector() -> Any | None:
+    """OpenCV's Haar frontal-face cascade, one per thread, or None where OpenCV ships none.
+
+    One per thread because a ``CascadeClassifier`` keeps the buffers of the image it is scanning:
+    two threads sharing one (``extract_frames``' thread pool) would race on them."""
+    path = _face_cascade_file()
+    if path is None:
+        return None
+    cached = getattr(_THREAD, "face_detector", None)
+    if cached is None or cached[0] != path:
+        cached = _THREAD.face_detector = (path, cv2.CascadeClassifier(path))
+    return cached[1]
 
 
 def detect_face(frame: np.ndarray) -> tuple[float, float, float] | None:
@@ -1126,14 +1155,17 @@ class ExtractionReport:
 
 
 class _WarningCollector(logging.Handler):
-    """Keeps the messages of the WARNING (and worse) records it sees, while attached to a logger."""
+    """Keeps the messages of the WARNING (and worse) records logged on the thread that made it,
+    while attached to a logger (the other extraction threads log about their own videos)."""
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
+        self.thread = threading.get_ident()
         self.messages: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
+        if record.thread == self.thread:
+            self.messages.append(record.getMessage())
 
 
 def _extract_one(
@@ -1142,7 +1174,6 @@ def _extract_one(
     """Decode one video into ``dest`` (temp name, then rename). Returns (error or None, faces
     missing, warnings logged while decoding). A video that cannot be read is an error returned; a
     clip that cannot be written (full disk, read-only cache) raises ``OSError`` naming ``dest``."""
-    cv2.setNumThreads(1)  # OpenCV's own threads (resize); FFmpeg's decoding threads: _init_extract_worker
     collector = _WarningCollector()
     logger.addHandler(collector)
     try:
@@ -1171,7 +1202,7 @@ def _extract_one(
 
 
 def default_workers() -> int:
-    """Worker processes for extraction: the CPUs this process may use."""
+    """Extraction workers (and DataLoader workers): the CPUs this process may use."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
@@ -1186,6 +1217,7 @@ def extract_frames(
     face_crop: bool = False,
     workers: int | None = None,
     num_clips: int = 1,
+    isolate: bool = False,
 ) -> ExtractionReport:
     """Decode each video once into ``cache_dir/<method>/<video_id>.npy`` ``(T, size, size, 3)`` uint8
     (``(num_clips, T, size, size, 3)`` with several clips per video; see ``read_clip``).
@@ -1193,10 +1225,16 @@ def extract_frames(
     Clips already in the cache are skipped; new ones are written to a temp name and renamed, so
     an interrupted run never leaves a partial clip, and a rerun resumes where it stopped (it first
     deletes the hidden ``.<id>.npy.*.tmp`` files an interrupted run left; so never run two
-    extractions into the same cache at once). Videos are decoded in a process pool (``workers``
-    defaults to the CPU count; 0 or 1 decodes in this process). A video that fails is listed in
-    the report with its cause and never stops the others; one that decodes short of its header
-    (truncated, damaged) gives a clip of what decodes and is listed in ``report.warnings``.
+    extractions into the same cache at once). Videos are decoded ``workers`` at a time (default:
+    the CPU count; 0 or 1 decodes in this thread, video after video), each worker on one FFmpeg
+    thread. The workers are threads: OpenCV lets go of the GIL while it decodes, so they run in
+    parallel and start at once. ``isolate=True`` makes them processes instead, so that a crash
+    inside the native decoder (or the out-of-memory killer) fails that one video, listed with that
+    cause, rather than the notebook's kernel; each process starts by importing torch (about 2 s for
+    the pool, and again after a crash), which a short list notices. A video that
+    fails is listed in the report with its cause and never stops the others; one that decodes
+    short of its header (truncated, damaged) gives a clip of what decodes and is listed in
+    ``report.warnings``.
 
     A clip that cannot be written (a full disk, a read-only cache) is no fault of the video: it
     stops the extraction with an ``OSError`` naming the file (for a full disk, "No space left on
@@ -1217,6 +1255,7 @@ def extract_frames(
         else:
             todo.append((item, dest))
     workers = default_workers() if workers is None else workers
+    workers = max(1, workers) if isolate else workers  # isolation needs a process, even for one worker
     workers = min(workers, len(todo))
 
     def record(item: VideoItem, result: tuple[str | None, int, list[str]]) -> None:
@@ -1233,9 +1272,60 @@ def extract_frames(
         return OSError(exc.errno, f"{exc.strerror}. Extraction stopped after {len(report.done)} of {len(todo)} "
                                   "videos; the clips written are kept and a rerun resumes")
 
+    def run_pool(pool: concurrent.futures.Executor, jobs: list[tuple[VideoItem, Path]]) -> list[tuple[VideoItem, Path]]:
+        """Decode ``jobs`` in ``pool`` and record each; returns the jobs left unfinished (in order)
+        when a worker process died, which breaks a process pool for every job not yet done."""
+        futures = {pool.submit(_extract_one, it, d, num_frames, size, face_crop, num_clips): k
+                   for k, (it, d) in enumerate(jobs)}
+        broken: set[int] = set()
+        try:
+            for fut in concurrent.futures.as_completed(futures):
+                item = jobs[futures[fut]][0]
+                try:
+                    result = fut.result()
+                except OSError as exc:  # the cache cannot be written: stop, rather than fail every video
+                    raise stopped(exc) from exc
+                except BrokenProcessPool:
+                    broken.add(futures[fut])
+                    continue
+                except Exception as exc:  # not the video's doing (say, it could not reach the worker)
+                    result = (f"{item.path}: extraction worker failed: {type(exc).__name__}: {exc}", 0, [])
+                if isolate:  # a process's log goes to its own stderr, not the notebook: say it here
+                    for warning in result[2]:
+                        logger.warning(warning)
+                record(item, result)
+                bar.update()
+        finally:
+            # On a stop (a full disk, the kernel interrupted) drop the queued videos and let the
+            # running ones finish their atomic writes; after a full pass nothing is queued.
+            pool.shutdown(wait=True, cancel_futures=True)
+        return [job for k, job in enumerate(jobs) if k in broken]
+
+    def process_pool(n: int) -> concurrent.futures.ProcessPoolExecutor:
+        # spawn, not fork: forking a process that already runs OpenCV/torch threads can deadlock.
+        return concurrent.futures.ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"),
+                                                      initializer=_init_extract_process)
+
     bar = tqdm(total=len(todo), desc="extracting frames", unit="video", disable=not todo)
     try:
-        if workers <= 1:
+        if not todo:
+            pass
+        elif isolate:
+            queue = todo
+            while queue:
+                queue = run_pool(process_pool(workers), queue)
+                # A worker died (a crash in the native decoder, the out-of-memory killer) and broke the
+                # pool. The pool starts videos in order, one per worker, so the one that killed it is
+                # among the first `workers` unfinished: rerun those one process at a time to find it.
+                suspects, queue = queue[:workers], queue[workers:]
+                while suspects:
+                    left = run_pool(process_pool(1), suspects)
+                    if left:  # one worker runs its jobs in order: the first unfinished one killed it
+                        record(left[0][0], (f"{left[0][0].path}: the decoding process died (a crash in the "
+                                            "native decoder, or killed for memory)", 0, []))
+                        bar.update()
+                    suspects = left[1:]
+        elif workers <= 1:
             for item, dest in todo:
                 try:
                     result = _extract_one(item, dest, num_frames, size, face_crop, num_clips)
@@ -1244,25 +1334,15 @@ def extract_frames(
                 record(item, result)
                 bar.update()
         else:
-            # spawn, not fork: forking a process that already runs OpenCV/torch threads can deadlock.
-            ctx = multiprocessing.get_context("spawn")
-            with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx,
-                                                        initializer=_init_extract_worker) as pool:
-                futures = {pool.submit(_extract_one, it, d, num_frames, size, face_crop, num_clips): it
-                           for it, d in todo}
-                for fut in concurrent.futures.as_completed(futures):
-                    item = futures[fut]
-                    try:
-                        result = fut.result()
-                    except OSError as exc:  # the cache cannot be written: stop, rather than fail every video
-                        pool.shutdown(wait=True, cancel_futures=True)
-                        raise stopped(exc) from exc
-                    except Exception as exc:  # a worker killed by the OS (out of memory, a crash)
-                        result = (f"{item.path}: worker process failed: {type(exc).__name__}: {exc}", 0, [])
-                    for warning in result[2]:  # a worker's log goes to its own stderr, not the notebook
-                        logger.warning(warning)
-                    record(item, result)
-                    bar.update()
+            # OpenCV's own threads (resize, face detection) off while the pool is the parallelism; the
+            # setting is process-wide, so it is put back afterwards.
+            opencv_threads = cv2.getNumThreads()
+            cv2.setNumThreads(1)
+            try:
+                run_pool(concurrent.futures.ThreadPoolExecutor(
+                    workers, thread_name_prefix="scarlet-extract", initializer=_init_extract_thread), todo)
+            finally:
+                cv2.setNumThreads(opencv_threads)
     finally:
         bar.close()
     # Workers finish in any order; report in the order asked, so reruns list videos identically.

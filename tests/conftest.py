@@ -161,9 +161,14 @@ def coded_video(write_video: Callable[..., Path]) -> Callable[[int], Path]:
 
 @pytest.fixture
 def reset_face_detector():
-    """Clear ``_face_detector``'s lru_cache before and after a test that changes what it sees."""
+    """Forget the cascade file and this thread's detector before and after a test that changes what
+    ``_face_detector`` sees."""
     import scarlet_utils
 
-    scarlet_utils._face_detector.cache_clear()
+    def clear():
+        scarlet_utils._face_cascade_file.cache_clear()
+        scarlet_utils._THREAD.__dict__.pop("face_detector", None)
+
+    clear()
     yield
-    scarlet_utils._face_detector.cache_clear()
+    clear()

@@ -7,6 +7,7 @@ import logging
 import random
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -222,8 +223,9 @@ def _all_files(folder: Path):
 
 
 @pytest.mark.real_video
-@pytest.mark.parametrize("workers", [0, 2], ids=["in-process", "2-workers"])
-def test_extract_frames_real_sample(sample_items, reference_clips, tmp_path, caplog, workers):
+@pytest.mark.parametrize("workers, isolate", [(0, False), (2, False), (2, True)],
+                         ids=["in-process", "2-threads", "2-processes"])
+def test_extract_frames_real_sample(sample_items, reference_clips, tmp_path, caplog, workers, isolate):
     bad_path = tmp_path / "bad" / "999_000.mp4"
     bad_path.parent.mkdir()
     bad_path.write_text("not a video\n")
@@ -231,15 +233,18 @@ def test_extract_frames_real_sample(sample_items, reference_clips, tmp_path, cap
     items = sample_items + [bad]
     cache = su.cache_dir_for(tmp_path / "cache", NUM_FRAMES, SIZE)
 
+    opencv_threads = cv2.getNumThreads()
     with caplog.at_level(logging.WARNING, logger="scarlet"):
-        report = su.extract_frames(items, cache, NUM_FRAMES, SIZE, workers=workers)
+        report = su.extract_frames(items, cache, NUM_FRAMES, SIZE, workers=workers, isolate=isolate)
+    assert cv2.getNumThreads() == opencv_threads  # the thread pool puts OpenCV's setting back
     assert sorted(report.done, key=str) == sorted(sample_items, key=str)
     assert report.skipped == [] and report.faces_missing == {}
     assert len(report.failed) == 1
     failed_item, cause = report.failed[0]
     assert failed_item == bad
     assert str(bad_path) in cause and "OpenCV cannot open it as a video" in cause
-    assert any(str(bad_path) in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+    said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert [m for m in said if str(bad_path) in m] == [f"skipped {cause}"]  # said once, from any worker
     assert sorted(report.ok, key=str) == sorted(sample_items, key=str)
 
     # exactly one .npy per good video and nothing else: no temp files, no clip for the bad one
@@ -250,7 +255,7 @@ def test_extract_frames_real_sample(sample_items, reference_clips, tmp_path, cap
         np.testing.assert_array_equal(cached, reference_clips[item.path])
 
     # a rerun decodes nothing that is cached; the bad file is tried (and fails) again
-    again = su.extract_frames(items, cache, NUM_FRAMES, SIZE, workers=workers)
+    again = su.extract_frames(items, cache, NUM_FRAMES, SIZE, workers=workers, isolate=isolate)
     assert again.skipped == sample_items and again.done == []
     assert [(i, c) for i, c in again.failed] == [(bad, cause)]
     assert _all_files(cache) == sorted(f"{i.method}/{i.video_id}.npy" for i in sample_items)

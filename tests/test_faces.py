@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import re
 
@@ -29,6 +30,18 @@ def test_faces_found_in_real_sample(face_clips):
     assert max(missing.values()) <= 1, missing
     for clip in face_clips.values():
         assert clip.frames.shape == (NUM_FRAMES, FACE_SIZE, FACE_SIZE, 3) and clip.frames.dtype == np.uint8
+
+
+@pytest.mark.real_video
+def test_face_crops_from_the_thread_pool_are_the_serial_ones(face_clips, ffpp_videos, tmp_path):
+    # Two extraction threads detect faces at once, each with its own cascade: same crops, same counts.
+    items = [su.VideoItem(path, int(m != "original"), m, v) for (m, v), path in ffpp_videos.items()]
+    report = su.extract_frames(items, tmp_path, NUM_FRAMES, FACE_SIZE, face_crop=True, workers=2)
+    assert len(report.done) == len(items) and not report.failed
+    for item in items:
+        clip = face_clips[(item.method, item.video_id)]
+        np.testing.assert_array_equal(np.load(su.cache_path(item, tmp_path)), clip.frames)
+        assert report.faces_missing.get(str(item.path), 0) == clip.faces_missing
 
 
 @pytest.mark.real_video
@@ -204,3 +217,7 @@ def test_face_detector_is_the_cascade_when_installed(reset_face_detector):
     detector = su._face_detector()
     assert detector is not None and not detector.empty()
     assert su._face_detector() is detector  # cached
+    # ... per thread: a cascade holds the buffers of the image it scans, so threads get their own
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        others = list(pool.map(lambda _: su._face_detector(), range(2)))
+    assert all(d is not None and not d.empty() and d is not detector for d in others)

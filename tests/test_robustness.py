@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import random
 import re
@@ -177,13 +178,15 @@ def test_list_videos_lists_by_name_and_never_follows_links(corpus):
 # -- extraction ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("workers", [0, 2], ids=["in-process", "2-workers"])
-def test_extract_frames_survives_the_bad_corpus(corpus, tmp_path, workers, no_hang):
+@pytest.mark.parametrize("workers, isolate", [(0, False), (2, False), (2, True)],
+                         ids=["in-process", "2-threads", "2-processes"])
+def test_extract_frames_survives_the_bad_corpus(corpus, tmp_path, caplog, workers, isolate, no_hang):
     root, expected = corpus
     items = su.list_videos(root)
     by_path = {i.path: i for i in items}
     cache = tmp_path / "cache"
-    report = su.extract_frames(items, cache, NUM_FRAMES, SIZE, workers=workers)
+    with caplog.at_level(logging.WARNING, logger="scarlet"):
+        report = su.extract_frames(items, cache, NUM_FRAMES, SIZE, workers=workers, isolate=isolate)
 
     failed = {i.path: cause for i, cause in report.failed}
     done = {i.path for i in report.done}
@@ -206,10 +209,14 @@ def test_extract_frames_survives_the_bad_corpus(corpus, tmp_path, workers, no_ha
         clip = np.load(su.cache_path(item, cache))
         assert clip.shape == (NUM_FRAMES, SIZE, SIZE, 3) and clip.dtype == np.uint8, item.path
         assert clip.std() > 1, item.path  # a decoded picture, not a blank array
-    # a prefix that decodes short of its header is said so, from a worker process too
+    # a prefix that decodes short of its header is said so, from a worker thread or process too,
+    # against that video (a thread's collector keeps its own records only), and said once
     warned = {i.path: w for i, w in report.warnings}
     assert re.search(r"header says 30 frames, only \d+ decode", warned[root / "original" / "105.avi"])
     assert set(warned) <= done
+    assert all(str(path) in w for path, w in warned.items())
+    said = [r.getMessage() for r in caplog.records]
+    assert all(said.count(w) == 1 for w in warned.values())
     # no temp file, and nothing for the failures
     files = sorted(p.relative_to(cache) for p in cache.rglob("*") if p.is_file())
     assert files == sorted(su.cache_path(by_path[p], cache).relative_to(cache) for p in done)
@@ -579,6 +586,51 @@ def test_full_disk_keeps_the_previous_training_state(make_config, tmp_path, monk
     assert path.read_bytes() == before and os.listdir(tmp_path) == ["state.pt"]
     monkeypatch.undo()
     assert su.load_training_state(path, model, optimizer)["epoch"] == 1
+
+
+# A script, not ``python -c``: spawned workers import the main script (as ``__mp_main__``), so its
+# top level, which makes two videos kill the process decoding them, runs in every worker.
+_CRASHING_EXTRACTION = textwrap.dedent("""
+    import json, os, signal, sys
+    from pathlib import Path
+    import scarlet_utils as su
+
+    real_read_clip = su.read_clip
+
+    def read_clip(path, *args, **kwargs):
+        if "segfault" in Path(path).name:  # what a crash in the native decoder does
+            os.kill(os.getpid(), signal.SIGSEGV)
+        if "oom" in Path(path).name:  # what the out-of-memory killer does
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real_read_clip(path, *args, **kwargs)
+
+    su.read_clip = read_clip
+
+    if __name__ == "__main__":
+        paths, cache = json.loads(sys.argv[1]), sys.argv[2]
+        items = [su.VideoItem(Path(p), 0, "original", Path(p).stem) for p in paths]
+        report = su.extract_frames(items, cache, {num_frames}, {size}, workers=2, isolate=True)
+        print(json.dumps({{"done": [i.video_id for i in report.done],
+                          "failed": [[i.video_id, cause] for i, cause in report.failed]}}))
+""")
+
+
+def test_isolated_extraction_survives_workers_that_die(tmp_path, no_hang):
+    names = ["000", "001", "002_segfault", "003", "004", "005_oom", "006", "007"]
+    paths = [_write(tmp_path / "videos" / f"{n}.mp4", _frames(6, seed=k)) for k, n in enumerate(names)]
+    script = tmp_path / "crashing_extraction.py"
+    script.write_text(_CRASHING_EXTRACTION.format(num_frames=NUM_FRAMES, size=SIZE))
+    cache = tmp_path / "cache"
+    proc = subprocess.run([sys.executable, str(script), json.dumps([str(p) for p in paths]), str(cache)],
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=200)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    # the run went on: every other video has its clip, and only the two that killed their process failed
+    assert report["done"] == ["000", "001", "003", "004", "006", "007"]
+    assert [vid for vid, _ in report["failed"]] == ["002_segfault", "005_oom"]
+    for vid, cause in report["failed"]:
+        assert cause == f"{tmp_path / 'videos' / vid}.mp4: the decoding process died (a crash in the native decoder, or killed for memory)"
+    assert sorted(p.name for p in (cache / "original").iterdir()) == [f"{v}.npy" for v in report["done"]]
 
 
 @pytest.mark.parametrize("how", ["np.save raises", "/dev/full"])

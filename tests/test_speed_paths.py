@@ -4,6 +4,7 @@ thread vs OpenCV's default, and clip_to_tensor's in-place arithmetic vs the text
 
 from __future__ import annotations
 
+import concurrent.futures
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -171,13 +172,23 @@ def test_seek_path_matches_grab_path_on_the_shared_videos(seeks):
 def test_extract_worker_decodes_on_one_thread_with_the_same_pixels(coded_video, monkeypatch):
     path = coded_video(40)
     indices = su.sample_frame_indices(40, 8)
-    monkeypatch.setattr(su, "_DECODER_THREADS", 0)
+    monkeypatch.delattr(su._THREAD, "decoder_threads", raising=False)  # this thread: OpenCV's default
     default = su._grab_frames(path, indices)
-    su._init_extract_worker()  # what each pool process runs first; monkeypatch restores the global
-    cap = su._open_capture(path)
-    assert cap.get(cv2.CAP_PROP_N_THREADS) == 1
+
+    def in_a_worker():  # what each extraction worker runs first, then a capture on that worker
+        su._init_extract_thread()
+        cap = su._open_capture(path)
+        threads = cap.get(cv2.CAP_PROP_N_THREADS)
+        cap.release()
+        return threads, su._grab_frames(path, indices)
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        threads, frames = pool.submit(in_a_worker).result()
+    assert threads == 1
+    _assert_same(default, frames, "one decoding thread")
+    cap = su._open_capture(path)  # the setting is the worker thread's own: this one keeps the default
+    assert cap.get(cv2.CAP_PROP_N_THREADS) != 1 or su.default_workers() == 1
     cap.release()
-    _assert_same(default, su._grab_frames(path, indices), "one decoding thread")
 
 
 # -- clip_to_tensor --------------------------------------------------------------------------------
