@@ -607,10 +607,10 @@ def _face_detector() -> Any | None:
     path = _face_cascade_file()
     if path is None:
         return None
-    cached = getattr(_THREAD, "face_detector", None)
-    if cached is None or cached[0] != path:
-        cached = _THREAD.face_detector = (path, cv2.CascadeClassifier(path))
-    return cached[1]
+    detector = getattr(_THREAD, "face_detector", None)
+    if detector is None:
+        detector = _THREAD.face_detector = cv2.CascadeClassifier(path)
+    return detector
 
 
 def detect_face(frame: np.ndarray) -> tuple[float, float, float] | None:
@@ -1231,10 +1231,9 @@ def extract_frames(
     parallel and start at once. ``isolate=True`` makes them processes instead, so that a crash
     inside the native decoder (or the out-of-memory killer) fails that one video, listed with that
     cause, rather than the notebook's kernel; each process starts by importing torch (about 2 s for
-    the pool, and again after a crash), which a short list notices. A video that
-    fails is listed in the report with its cause and never stops the others; one that decodes
-    short of its header (truncated, damaged) gives a clip of what decodes and is listed in
-    ``report.warnings``.
+    the pool, and again after a crash), which a short list notices. A video that fails is listed
+    in the report with its cause and never stops the others; one that decodes short of its header
+    (truncated, damaged) gives a clip of what decodes and is listed in ``report.warnings``.
 
     A clip that cannot be written (a full disk, a read-only cache) is no fault of the video: it
     stops the extraction with an ``OSError`` naming the file (for a full disk, "No space left on
@@ -1308,9 +1307,7 @@ def extract_frames(
 
     bar = tqdm(total=len(todo), desc="extracting frames", unit="video", disable=not todo)
     try:
-        if not todo:
-            pass
-        elif isolate:
+        if isolate:
             queue = todo
             while queue:
                 queue = run_pool(process_pool(workers), queue)
