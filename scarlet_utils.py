@@ -1,8 +1,8 @@
 """Scarlet: the tested helpers behind ``Scarlet.ipynb``.
 
-One flat module, in the order the notebook uses it: frames, faces, data, model, training,
-metrics, one video. Arrays are ``(T, H, W, 3)`` uint8 RGB clips unless said otherwise; model
-inputs are ``(B, T, C, H, W)`` float tensors normalised with the checkpoint's mean/std.
+One flat module, in the order the notebook uses it: configuration, frames, faces, data, model,
+training, metrics, one video. Arrays are ``(T, H, W, 3)`` uint8 RGB clips unless said otherwise;
+model inputs are ``(B, T, C, H, W)`` float tensors normalised with the checkpoint's mean/std.
 
 The module never prints: it logs to the ``scarlet`` logger and returns reports the notebook shows.
 """
@@ -10,12 +10,15 @@ The module never prints: it logs to the ``scarlet`` logger and returns reports t
 from __future__ import annotations
 
 import concurrent.futures
+import csv
 import errno
+import io
 import json
 import logging
 import multiprocessing
 import os
 import random
+import shutil
 import stat
 import tempfile
 import threading
@@ -24,13 +27,13 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bars: they read right in a saved, headless-run notebook (widgets show 0%)
 
 logger = logging.getLogger("scarlet")
 
@@ -47,69 +50,84 @@ class VideoReadError(RuntimeError):
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be loaded into the model asked for; the message says why."""
+    """A checkpoint that cannot be loaded or used as asked; the message says why."""
 
 
-def _atomic_path(path: Path) -> Path:
-    """A temp name in the same folder as ``path``, so ``os.replace`` onto it is atomic."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    return Path(tmp)
+def atomic_write(path: str | Path, write: Callable[[Any], Any], what: str = "the file") -> Path:
+    """Call ``write(binary_file)`` on a hidden temp file beside ``path``, then rename it onto ``path``:
+    a reader finds the old file or the new one, never a partial one.
 
-
-def _write_error(path: Path, exc: OSError, what: str) -> OSError:
-    """``exc``, raised while writing ``path``, as an ``OSError`` of the same errno whose message
-    names the file and says plainly when the disk (or the quota) is full."""
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        cause = "No space left on device (the disk or quota is full: free some space, or write elsewhere)"
-    else:
-        cause = exc.strerror or str(exc)
-    return OSError(exc.errno, f"{path}: cannot write {what}: {cause}")
-
-
-def _torch_save_atomic(obj: Any, path: Path, what: str) -> Path:
-    """``torch.save`` to a temp file, then a rename: ``path`` holds the old file or the new one,
-    never a partial one, and any failure leaves the old file as it was.
-
-    Saves through an open file, so a full disk raises ``OSError`` ENOSPC (given a path, torch's
-    own writer reports it only as "unexpected pos"); the error names ``path``. Temp files of
-    ``path`` that a killed save left behind (hidden, as large as the file) are deleted first.
+    ``open`` creates the temp file, so the mode follows the umask (0644 under the usual 022). A
+    temp file a killed write left behind has the same name and is simply overwritten. A failure
+    raises ``OSError`` of the same errno naming ``path`` and ``what``; a full disk says so.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.iterdir():
-        if stale.name.startswith(f".{path.name}.") and stale.name.endswith(".tmp"):
-            stale.unlink(missing_ok=True)
-    try:
-        tmp = _atomic_path(path)
-    except OSError as exc:
-        raise _write_error(path, exc, what) from exc
-    try:
-        with open(tmp, "wb") as fh:
-            torch.save(obj, fh)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise _write_error(path, exc, what) from exc
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temp file and a rename: never a half-written file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _atomic_path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        tmp.write_text(text, encoding="utf-8")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as fh:
+            write(fh)
         os.replace(tmp, path)
-    finally:
+    except OSError as exc:
         tmp.unlink(missing_ok=True)
+        full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        cause = "No space left on device (the disk or quota is full: free some space, or write elsewhere)" if full \
+            else (exc.strerror or str(exc))
+        raise OSError(exc.errno, f"{path}: cannot write {what}: {cause}") from exc
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 
-def write_json_atomic(path: str | Path, obj: Any) -> Path:
-    """``json.dump`` with indentation, written atomically."""
-    return write_text_atomic(path, json.dumps(obj, indent=2) + "\n")
+def write_json(path: str | Path, obj: Any) -> Path:
+    """``obj`` as indented JSON, written atomically (values JSON cannot hold, such as paths, as text)."""
+    text = json.dumps(obj, indent=2, default=str) + "\n"
+    return atomic_write(path, lambda fh: fh.write(text.encode("utf-8")), "the JSON file")
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """``text`` as UTF-8, written atomically."""
+    return atomic_write(path, lambda fh: fh.write(text.encode("utf-8")), "the text file")
+
+
+def save_figure(fig: Any, path: str | Path) -> Path:
+    """A matplotlib figure as PNG, written atomically."""
+    return atomic_write(path, lambda fh: fig.savefig(fh, format="png"), "the figure")
+
+
+def _plain(obj: Any) -> Any:
+    """NumPy scalars and arrays as Python numbers and lists, paths as text: ``torch.load(weights_only=True)``
+    refuses NumPy objects, so a checkpoint holding one could be saved but never loaded."""
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, (np.generic, np.ndarray)):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def format_table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
+    """A plain-text table (no pandas needed) for the notebook to print."""
+    cells = [[str(h) for h in headers]] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _walk_dirs(top: Path, max_depth: int) -> Iterator[Path]:
+    """Folders below ``top`` (itself included), sorted, at most ``max_depth`` levels down."""
+    if not top.is_dir():
+        return
+    for dirpath, dirnames, _ in os.walk(top, followlinks=True):
+        dirnames.sort()
+        if len(Path(dirpath).relative_to(top).parts) >= max_depth:
+            dirnames[:] = []
+        yield Path(dirpath)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -121,6 +139,13 @@ MODES = ("kaggle", "demo", "sample")
 KAGGLE_INPUT = Path("/kaggle/input")
 KAGGLE_WORKING = Path("/kaggle/working")
 DATASET_DIR_NAME = "FaceForensics++_C23"
+
+
+class Config(dict):
+    """The run's knobs, plus ``changes``: ``(knob, cell value, value now, set by)`` for each knob that
+    the mode or a ``SCARLET_<NAME>`` variable changed, so the notebook can show them."""
+
+    changes: list[tuple[str, Any, Any, str]]
 
 
 def _parse_env_value(name: str, text: str, default: Any) -> Any:
@@ -149,25 +174,34 @@ def _parse_env_value(name: str, text: str, default: Any) -> Any:
 def find_data_root(search_dirs: Sequence[str | Path] | None = None, name: str = DATASET_DIR_NAME,
                    max_depth: int = 5) -> Path | None:
     """The first folder called ``name`` (any case) below ``search_dirs`` (default ``/kaggle/input``)
-    that holds a dataset layout.
-
-    Kaggle has mounted datasets at ``/kaggle/input/<slug>/`` and at deeper paths over time, so
-    the search walks down instead of assuming one path.
-    """
+    that holds a dataset layout. Kaggle has mounted datasets at several depths over time, so the
+    search walks down instead of assuming one path."""
     for top in map(Path, search_dirs or (KAGGLE_INPUT,)):
-        if not top.is_dir():
-            continue
-        for dirpath, dirnames, _ in os.walk(top, followlinks=True):
-            depth = len(Path(dirpath).relative_to(top).parts)
-            if depth >= max_depth:
-                dirnames[:] = []
-            if Path(dirpath).name.lower() == name.lower():
+        for folder in _walk_dirs(top, max_depth):
+            if folder.name.lower() == name.lower():
                 try:
-                    detect_layout(dirpath)
-                    return Path(dirpath)
+                    detect_layout(folder)
+                    return folder
                 except FileNotFoundError:
                     continue
-            dirnames.sort()
+    return None
+
+
+def find_local_model(search_dirs: Sequence[str | Path] | None = None, max_depth: int = 6) -> Path | None:
+    """A local copy of the k400 TimeSformer (a folder with its ``config.json``, 400 labels, and
+    weights) below ``search_dirs`` (default ``/kaggle/input``: a Kaggle Model or dataset), or None."""
+    for top in map(Path, search_dirs or (KAGGLE_INPUT,)):
+        for folder in _walk_dirs(top, max_depth):
+            config = folder / "config.json"
+            weights = [folder / w for w in ("model.safetensors", "pytorch_model.bin")]
+            if not (config.is_file() and any(w.is_file() for w in weights)):
+                continue
+            try:
+                cfg = json.loads(config.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if cfg.get("model_type") == "timesformer" and len(cfg.get("id2label", {})) == 400:
+                return folder
     return None
 
 
@@ -180,13 +214,14 @@ def sized_split(n_real: int, n_fake: int) -> tuple[int, int]:
     return pool - n_val, n_val
 
 
-def resolve_config(defaults: dict[str, Any], environ: dict[str, str] | None = None) -> dict[str, Any]:
+def resolve_config(defaults: dict[str, Any], environ: dict[str, str] | None = None) -> Config:
     """The run's configuration: ``defaults``, then the mode's presets, then ``SCARLET_<NAME>``
     environment variables (which always win, so CI can run the same notebook headless).
 
     ``MODE`` None picks ``kaggle`` where the dataset is found, else ``demo``. ``demo`` and
     ``sample`` switch to a tiny model, a small split and few epochs, and write to their own
-    output folders, never to ``models/video``.
+    output folders, never to ``models/video``. On Kaggle, ``MODEL`` (the hub id) becomes a local
+    copy under ``/kaggle/input`` where one is attached (``find_local_model``).
     """
     environ = dict(os.environ if environ is None else environ)
     unknown = sorted(k for k in environ if k.startswith(ENV_PREFIX) and k[len(ENV_PREFIX):] not in defaults)
@@ -210,6 +245,9 @@ def resolve_config(defaults: dict[str, Any], environ: dict[str, str] | None = No
             )
         presets["OUTPUT_DIR"] = str(KAGGLE_WORKING / "models" / "video") if on_kaggle else "models/video"
         presets["CACHE_DIR"] = str(KAGGLE_WORKING / "frame_cache") if on_kaggle else ".scarlet_cache"
+        local = find_local_model() if cfg.get("MODEL") == DEFAULT_MODEL else None
+        if local is not None:
+            presets["MODEL"] = str(local)
     else:
         # The tiny model and its settings: minutes on a laptop CPU, never a real result.
         presets.update(MODEL="tiny", NUM_FRAMES=8, SIZE=64, BATCH_SIZE=4, LR=5e-4, FACE_CROP=False)
@@ -228,23 +266,25 @@ def resolve_config(defaults: dict[str, Any], environ: dict[str, str] | None = No
     for key, value in presets.items():
         if key not in env and key in defaults:
             cfg[key] = value
-    return cfg
+    out = Config(cfg)
+    out.changes = [(k, defaults[k], out[k], f"{ENV_PREFIX}{k}" if k in env else f"MODE {mode}")
+                   for k in defaults if out[k] != defaults[k]]
+    return out
 
 
-def device_report() -> dict[str, Any]:
+def device_report(amp: bool = True) -> dict[str, Any]:
     """The compute device, its precision, and the library versions, for the notebook to print."""
     import sklearn
     import transformers
 
     cuda = torch.cuda.is_available()
     device = torch.device("cuda" if cuda else "cpu")
-    dtype = autocast_dtype(device)
+    name = {torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast + GradScaler", None: "fp32"}
     return {
         "device": str(device),
         "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else [],
-        "precision": {torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast + GradScaler"}.get(dtype, "fp32"),
-        "inference_precision": {torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast"}.get(
-            inference_dtype(device), "fp32"),
+        "training precision": name[precision(device, training=True, amp=amp)],
+        "scoring precision": name[precision(device, amp=amp)].replace(" + GradScaler", ""),
         "cpus": default_workers(),
         "torch": torch.__version__,
         "transformers": transformers.__version__,
@@ -252,17 +292,6 @@ def device_report() -> dict[str, Any]:
         "numpy": np.__version__,
         "scikit-learn": sklearn.__version__,
     }
-
-
-def format_table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
-    """A plain-text table (no pandas needed) for the notebook to print."""
-    cells = [[str(h) for h in headers]] + [[str(c) for c in r] for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
 # ----------------------------------------------------------------------------------------------
 # Frames
 # ----------------------------------------------------------------------------------------------
@@ -343,29 +372,18 @@ def _check_file(path: Path) -> None:
 _THREAD = threading.local()
 
 
-def _decoder_threads() -> int:
-    """FFmpeg decoding threads per capture opened on this thread; 0 is OpenCV's default, one per CPU."""
-    return getattr(_THREAD, "decoder_threads", 0)
-
-
-def _init_extract_thread() -> None:
-    """Run first on each ``extract_frames`` worker (thread or process): decode on one thread, as the
-    pool is the parallelism (OpenCV's thread per CPU in every worker oversubscribes: ~10% more CPU
-    time). The frames are the same: FFmpeg's decoders are bit-exact whatever the thread count."""
+def _init_extract_worker() -> None:
+    """Run first on each ``extract_frames`` worker (thread or process): decode on one FFmpeg thread,
+    as the pool is the parallelism (a thread per CPU in every worker oversubscribes the CPUs). The
+    frames are the same: FFmpeg's decoders are bit-exact whatever the thread count."""
     _THREAD.decoder_threads = 1
-
-
-def _init_extract_process() -> None:
-    """Run first in each ``extract_frames(isolate=True)`` worker process: one decoding thread, and
-    OpenCV's own threads (resize, face detection) off, as the processes are the parallelism."""
-    _init_extract_thread()
-    cv2.setNumThreads(1)
+    if multiprocessing.parent_process() is not None:  # a process of its own: OpenCV's threads off too
+        cv2.setNumThreads(1)
 
 
 def _open_capture(path: Path) -> cv2.VideoCapture:
-    threads = _decoder_threads()
-    params = [cv2.CAP_PROP_N_THREADS, threads] if threads else []
-    cap = cv2.VideoCapture(str(path), cv2.CAP_ANY, params)
+    threads = getattr(_THREAD, "decoder_threads", 0)  # 0: OpenCV's default, one per CPU
+    cap = cv2.VideoCapture(str(path), cv2.CAP_ANY, [cv2.CAP_PROP_N_THREADS, threads] if threads else [])
     if not cap.isOpened():
         cap.release()
         raise VideoReadError(
@@ -435,10 +453,8 @@ def _grab_frames(
     output is kept: a 4K video's frames are never all held at full size.
 
     ``seek_gap``: seek (``CAP_PROP_POS_FRAMES``) instead of grabbing where that skips decoding
-    more than ``seek_gap`` frames; ``None`` never seeks. That is the default: FF++ c23 has a
-    keyframe every 250 frames, so at 8 frames per video seeks skip 4.5% of the decoding on the
-    sample and the first-seek checks decode as much again (tests/benchmarks/bench_extract.py).
-    Seeks are made only where they are exact (``_exact_seek_keyframes``), never to a keyframe
+    more than ``seek_gap`` frames; ``None`` (the default) never seeks: on short videos with
+    sparse keyframes the checks cost what the seeks save (README, Speed). Seeks are made only where they are exact (``_exact_seek_keyframes``), never to a keyframe
     behind the position; the file's first seek is checked pixel for pixel against sequential
     decoding (seeking stops for the file if they differ), and each later one must land on the
     timestamp asked for, or the whole file is read again without seeking.
@@ -485,6 +501,7 @@ def _grab_frames(
     return frames, pos
 
 
+
 @dataclass
 class Clip:
     """What reading a video produced: ``frames`` ``(T, size, size, 3)`` uint8 RGB and how."""
@@ -500,24 +517,22 @@ def read_clip(
     num_frames: int = 8,
     size: int = 224,
     face_crop: bool = False,
-    frame_count: int | None = None,
     num_clips: int = 1,
     seek_gap: int | None = None,
 ) -> Clip:
     """Read ``num_frames`` uniformly spaced frames of a video as a ``Clip``; with ``num_clips`` > 1,
     that many clips from consecutive equal segments, ``frames`` ``(num_clips, T, size, size, 3)``.
 
-    ``frame_count`` is a hint (e.g. from a dataset's metadata); like ``CAP_PROP_FRAME_COUNT`` it
-    is verified while decoding and replaced by the real count when it is wrong. ``seek_gap``:
+    ``CAP_PROP_FRAME_COUNT`` is verified while decoding and replaced by the real count when it is
+    wrong (truncated, re-muxed or damaged files). ``seek_gap``:
     seek over long gaps where that is exact (off by default; see ``_grab_frames``).
     Raises ``VideoReadError`` naming the file and the cause.
     """
     path = Path(path)
     _check_file(path)
-    if frame_count is None or frame_count < 1:
-        cap = _open_capture(path)
-        frame_count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-        cap.release()
+    cap = _open_capture(path)
+    frame_count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    cap.release()
     if frame_count < 1:
         # Some containers (and streams with broken headers) report 0 or a negative count.
         frame_count = _count_frames(path)
@@ -575,11 +590,12 @@ def read_video_frames(
     return clip.frames
 
 
+
 # ----------------------------------------------------------------------------------------------
 # Faces
 # ----------------------------------------------------------------------------------------------
 
-FACE_DETECT_SHORT_SIDE = 360  # detect on a downscaled grey frame: ~10x faster, same faces on FF++
+FACE_DETECT_SHORT_SIDE = 360  # detect on a downscaled grey frame: much faster, the same faces on FF++
 FACE_MARGIN = 1.3  # square box 1.3x the detected face: keeps hairline, jaw and blending seams
 
 
@@ -665,6 +681,8 @@ def crop_faces(frames: Sequence[np.ndarray], size: int) -> tuple[list[np.ndarray
     return crops, missing
 
 
+
+
 # ----------------------------------------------------------------------------------------------
 # Data
 # ----------------------------------------------------------------------------------------------
@@ -688,28 +706,10 @@ class VideoItem:
     label: int
     method: str
     video_id: str
-    frame_count: int | None = None  # from the dataset's metadata where it has one; a hint only
 
 
 def _video_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS and not p.name.startswith("."))
-
-
-def _read_kaggle_metadata(root: Path) -> dict[str, int]:
-    """Frame counts by relative path from the Kaggle mirror's ``csv/FF++_Metadata.csv``, if any."""
-    import csv
-
-    meta = root / "csv" / "FF++_Metadata.csv"
-    counts: dict[str, int] = {}
-    if not meta.is_file():
-        return counts
-    with open(meta, newline="", encoding="utf-8-sig") as fh:  # -sig: CSVs saved by Excel start with a BOM
-        for row in csv.DictReader(fh):
-            row = {k.strip(): (v or "").strip() for k, v in row.items() if k}
-            rel, n = row.get("File Path", ""), row.get("Frame Count", "")
-            if rel and n.lstrip("-").isdigit():
-                counts[rel.replace("\\", "/")] = int(n)
-    return counts
 
 
 def detect_layout(root: str | Path) -> str:
@@ -749,7 +749,6 @@ def list_videos(root: str | Path, methods: Iterable[str] = ("Deepfakes",)) -> li
     layout = detect_layout(root)
     # A bare string is one method, not a sequence of letters; repeats would duplicate videos.
     methods = list(dict.fromkeys([methods] if isinstance(methods, str) else methods))
-    hints = _read_kaggle_metadata(root) if layout == "kaggle" else {}
     items: list[VideoItem] = []
     for method in [REAL_FOLDER, *methods]:
         folder = _layout_folders(root, layout, method)
@@ -758,15 +757,11 @@ def list_videos(root: str | Path, methods: Iterable[str] = ("Deepfakes",)) -> li
             raise FileNotFoundError(
                 f"{folder}: no folder for {method!r} under {root} ({layout} layout); methods found: {found or 'none'}"
             )
-        label = 0 if method == REAL_FOLDER else 1
-        for p in _video_files(folder):
-            hint = hints.get(f"{p.parent.name}/{p.name}")
-            items.append(VideoItem(p, label, method, p.stem, hint))
+        items += [VideoItem(p, int(method != REAL_FOLDER), method, p.stem) for p in _video_files(folder)]
     if "DeepFakeDetection" in methods:
         folder = _layout_folders(root, layout, ACTORS_FOLDER)
         if folder.is_dir():
-            items += [VideoItem(p, 0, ACTORS_FOLDER, p.stem, hints.get(f"{p.parent.name}/{p.name}"))
-                      for p in _video_files(folder)]
+            items += [VideoItem(p, 0, ACTORS_FOLDER, p.stem) for p in _video_files(folder)]
         else:
             logger.warning("%s: no DeepFakeDetection originals (actors) here, so the DeepFakeDetection fakes have "
                            "no matching real videos", folder)
@@ -776,6 +771,10 @@ def list_videos(root: str | Path, methods: Iterable[str] = ("Deepfakes",)) -> li
         where = f"; no video files ({', '.join(VIDEO_EXTENSIONS)}) in {', '.join(empty)}" if empty else ""
         raise FileNotFoundError(f"{root}: need real and fake videos, found {dict(counts) or 'none'}{where}; {LAYOUT_HELP}")
     return sorted(items, key=lambda i: str(i.path))
+
+
+SPLIT_STRATEGIES = ("random", "identity", "official")
+SPLIT_PARTS = ("train", "val", "test")
 
 
 @dataclass
@@ -788,23 +787,46 @@ class Split:
     strategy: str = "random"
     seed: int = 0
 
-    def to_json(self) -> dict[str, Any]:
-        side = lambda items: [{**asdict(i), "path": str(i.path)} for i in items]  # noqa: E731
-        return {"strategy": self.strategy, "seed": self.seed, "train": side(self.train), "val": side(self.val), "test": side(self.test)}
+    def to_json(self, data_root: str | Path | None = None) -> dict[str, Any]:
+        """Plain JSON; paths relative to ``data_root`` (as POSIX text), so the split still holds
+        when the dataset is mounted somewhere else (Kaggle has changed its mount paths)."""
+        root = Path(data_root).absolute() if data_root is not None else None
+
+        def rel(path: Path) -> str:
+            if root is not None and Path(path).absolute().is_relative_to(root):
+                return Path(path).absolute().relative_to(root).as_posix()
+            return str(path)
+
+        side = lambda items: [{**asdict(i), "path": rel(i.path)} for i in items]  # noqa: E731
+        return {"strategy": self.strategy, "seed": self.seed, "train": side(self.train), "val": side(self.val),
+                "test": side(self.test)}
 
     @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> "Split":
-        side = lambda rows: [VideoItem(**{**r, "path": Path(r["path"])}) for r in rows]  # noqa: E731
-        return cls(side(obj["train"]), side(obj["val"]), side(obj.get("test", [])), obj.get("strategy", "random"), obj.get("seed", 0))
+    def from_json(cls, obj: dict[str, Any], data_root: str | Path | None = None) -> "Split":
+        """The split ``to_json`` wrote, its relative paths resolved against today's ``data_root``."""
+        root = Path(data_root) if data_root is not None else Path()
+        side = lambda rows: [VideoItem(root / r["path"], int(r["label"]), r["method"], r["video_id"])  # noqa: E731
+                             for r in rows]
+        return cls(side(obj["train"]), side(obj["val"]), side(obj.get("test", [])), obj.get("strategy", "random"),
+                   obj.get("seed", 0))
+
+    def same_videos(self, other: "Split") -> bool:
+        """Whether both hold the same videos on each side (by method and id, wherever the data lives)."""
+        key = lambda items: sorted((i.method, i.video_id) for i in items)  # noqa: E731
+        return all(key(getattr(self, p)) == key(getattr(other, p)) for p in SPLIT_PARTS)
 
 
-def save_split(split: Split, path: str | Path) -> Path:
-    """Write ``split.json`` so evaluation can be rerun on exactly the same videos."""
-    return write_json_atomic(path, split.to_json())
+def save_split(split: Split, path: str | Path, data_root: str | Path | None = None) -> Path:
+    """Write ``split.json`` (paths relative to ``data_root``) so evaluation reruns on the same videos."""
+    return write_json(path, split.to_json(data_root))
 
 
-def load_split(path: str | Path) -> Split:
-    return Split.from_json(json.loads(Path(path).read_text(encoding="utf-8")))
+def load_split(path: str | Path, data_root: str | Path | None = None) -> Split:
+    """Read ``split.json``, resolving its paths against ``data_root``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no split file here; the split cell (section 3) writes it")
+    return Split.from_json(json.loads(path.read_text(encoding="utf-8")), data_root)
 
 
 # -- Split helpers: identities, the official FF++ lists, leakage -------------------------------
@@ -812,8 +834,6 @@ def load_split(path: str | Path) -> Split:
 # split that puts 000_003 in training and 003 (or 003_000) in validation leaks a face. The
 # "identity" strategy keeps every identity on one side; "official" uses FF++'s own lists.
 
-SPLIT_STRATEGIES = ("random", "identity", "official")
-SPLIT_PARTS = ("train", "val", "test")
 _ACTOR_METHODS = (ACTORS_FOLDER, "DeepFakeDetection")  # DFD ids are actors "01".."28", not youtube ids
 
 # The official FF++ splits (github.com/ondyari/FaceForensics, dataset/splits/{train,val,test}.json):
@@ -871,23 +891,12 @@ _OFFICIAL_PAIRS = {
 
 
 @lru_cache(maxsize=1)
-def _parsed_official_pairs() -> dict[str, tuple[tuple[str, str], ...]]:
-    return {part: tuple((t, s) for t, s in (tok.split("_") for tok in text.split()))
-            for part, text in _OFFICIAL_PAIRS.items()}
-
-
-def official_pairs() -> dict[str, list[tuple[str, str]]]:
-    """The official FF++ split lists: ``{"train": [(target, source), ...], "val": ..., "test": ...}``
-    with 360 / 70 / 70 pairs of youtube ids (a fresh copy; the text is parsed once)."""
-    return {part: list(pairs) for part, pairs in _parsed_official_pairs().items()}
-
-
 @lru_cache(maxsize=1)
 def _official_index() -> dict[frozenset[str], str]:
     """``{frozenset({T, S}): part}`` for each official pair and ``{frozenset({T}): part}`` for each id."""
     index: dict[frozenset[str], str] = {}
-    for part, pairs in _parsed_official_pairs().items():
-        for t, s in pairs:
+    for part, text in _OFFICIAL_PAIRS.items():
+        for t, s in (tok.split("_") for tok in text.split()):
             index[frozenset((t, s))] = index[frozenset((t,))] = index[frozenset((s,))] = part
     return index
 
@@ -917,42 +926,34 @@ def official_part(item_or_id: VideoItem | str) -> str | None:
     return _official_index().get(video_identities(item_or_id))
 
 
+def identities_of(items: Iterable[VideoItem]) -> set[str]:
+    """Every identity (``video_identities``) that appears in ``items``."""
+    return set().union(*(video_identities(i) for i in items))
+
+
 def count_identity_leaks(train: Iterable[VideoItem], other: Iterable[VideoItem]) -> int:
     """How many videos of ``other`` share at least one identity (see ``video_identities``) with a
     video of ``train``: 0 means no face seen in training comes back in ``other``."""
-    seen: set[str] = set()
-    for item in train:
-        seen |= video_identities(item)
-    return sum(1 for item in other if video_identities(item) & seen)
+    return len(split_by_faces(other, identities_of(train))[1])
 
 
-def held_out_items(items: Iterable[VideoItem], split: "Split") -> list[VideoItem]:
+def split_by_faces(items: Iterable[VideoItem], faces: set[str]) -> tuple[list[VideoItem], list[VideoItem]]:
+    """``(unseen, seen)``: the videos of ``items`` that share no identity with ``faces``, and those that do."""
+    unseen: list[VideoItem] = []
+    seen: list[VideoItem] = []
+    for item in items:
+        (seen if video_identities(item) & faces else unseen).append(item)
+    return unseen, seen
+
+
+def held_out_items(items: Iterable[VideoItem], split: Split) -> list[VideoItem]:
     """The videos of ``items`` (any method) on the validation side of ``split``: for the official
     strategy those in the official val list, otherwise those whose identities all belong to
     ``split.val`` (so none was seen in training). Scores a model on methods it never trained on."""
     if split.strategy == "official":
         return [i for i in items if official_part(i) == "val"]
-    val_ids: set[str] = set()
-    for item in split.val:
-        val_ids |= video_identities(item)
+    val_ids = identities_of(split.val)
     return [i for i in items if video_identities(i) <= val_ids]
-
-
-def ffpp_id_space(methods: Iterable[str] | str = ("Deepfakes",)) -> list[VideoItem]:
-    """Synthetic items (no files) for FF++'s whole id space, sorted by path: the 1000 reals
-    ``ffpp/original/000.mp4`` .. ``999.mp4`` and, per method, the 1000 fakes ``ffpp/<method>/T_S.mp4``
-    of the official pairs (both ``T_S`` and ``S_T`` for each of the 500 pairs). For leakage counts."""
-    methods = list(dict.fromkeys([methods] if isinstance(methods, str) else methods))
-    if "DeepFakeDetection" in methods:
-        raise ValueError("DeepFakeDetection is not in FF++'s youtube id space (its videos are of actors)")
-    root = Path("ffpp")
-    items = [VideoItem(root / REAL_FOLDER / f"{n:03d}.mp4", 0, REAL_FOLDER, f"{n:03d}") for n in range(1000)]
-    for method in methods:
-        for pairs in _parsed_official_pairs().values():
-            for t, s in pairs:
-                for vid in (f"{t}_{s}", f"{s}_{t}"):
-                    items.append(VideoItem(root / method / f"{vid}.mp4", 1, method, vid))
-    return sorted(items, key=lambda i: str(i.path))
 
 
 def _spread(available: dict[str, int], total: int) -> dict[str, int]:
@@ -1083,7 +1084,7 @@ def make_split(
       identities, the components are shuffled, and they fill train's quotas, then val's (a
       component may be used in part, never on both sides). Train holds ``n_train // 2`` reals and
       the rest fakes; val the remainder of the pool.
-    - ``"official"``: FF++'s own lists (``official_pairs``) give train / val / test: real ``T``
+    - ``"official"``: FF++'s own lists (``_OFFICIAL_PAIRS``) give train / val / test: real ``T``
       goes where its pair is, fake ``T_S`` where pair (T, S) or (S, T) is. ``n_train`` / ``n_val``
       are ignored; each part is balanced by sub-sampling its larger class to its smaller one.
       Videos not in the lists (DeepFakeDetection, the actors, odd pairs) are left out.
@@ -1122,7 +1123,6 @@ def make_split(
     rng.shuffle(pool)
     return Split(pool[:n_train], pool[n_train:], strategy=strategy, seed=seed)
 
-
 def cache_dir_for(
     root: str | Path, num_frames: int = 8, size: int = 224, face_crop: bool = False, num_clips: int = 1
 ) -> Path:
@@ -1136,16 +1136,18 @@ def cache_path(item: VideoItem, cache_dir: str | Path) -> Path:
     return Path(cache_dir) / item.method / f"{item.video_id}.npy"
 
 
+
+
 @dataclass
 class ExtractionReport:
-    """What ``extract_frames`` did: video ids done now, skipped (cached) and failed with causes."""
+    """What ``extract_frames`` did, in the order the videos were given: done now, skipped (cached),
+    failed with their causes, frames without a face, and warnings of videos that decoded short of
+    their header (a truncated or damaged stream gives a clip of the frames that do decode)."""
 
     done: list[VideoItem] = field(default_factory=list)
     skipped: list[VideoItem] = field(default_factory=list)
     failed: list[tuple[VideoItem, str]] = field(default_factory=list)
     faces_missing: dict[str, int] = field(default_factory=dict)  # path -> frames without a face
-    # Videos that decoded, but not as their header said (a truncated or damaged stream gives a
-    # clip of the frames that do decode): (item, the warning), also from worker processes.
     warnings: list[tuple[VideoItem, str]] = field(default_factory=list)
 
     @property
@@ -1155,8 +1157,8 @@ class ExtractionReport:
 
 
 class _WarningCollector(logging.Handler):
-    """Keeps the messages of the WARNING (and worse) records logged on the thread that made it,
-    while attached to a logger (the other extraction threads log about their own videos)."""
+    """Keeps the WARNING (and worse) messages logged on the thread that made it, while attached
+    (the other extraction threads log about their own videos)."""
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
@@ -1169,35 +1171,22 @@ class _WarningCollector(logging.Handler):
 
 
 def _extract_one(
-    item: VideoItem, dest: Path, num_frames: int, size: int, face_crop: bool, num_clips: int = 1
+    item: VideoItem, dest: Path, num_frames: int, size: int, face_crop: bool, num_clips: int
 ) -> tuple[str | None, int, list[str]]:
-    """Decode one video into ``dest`` (temp name, then rename). Returns (error or None, faces
-    missing, warnings logged while decoding). A video that cannot be read is an error returned; a
-    clip that cannot be written (full disk, read-only cache) raises ``OSError`` naming ``dest``."""
+    """Decode one video into ``dest``. Returns (error or None, frames without a face, warnings). A
+    video that cannot be read is an error returned; a clip that cannot be written (a full disk, a
+    read-only cache) raises ``OSError`` naming ``dest``."""
     collector = _WarningCollector()
     logger.addHandler(collector)
     try:
-        clip = read_clip(item.path, num_frames, size, face_crop, item.frame_count, num_clips)
+        clip = read_clip(item.path, num_frames, size, face_crop, num_clips)
     except VideoReadError as exc:
         return str(exc), 0, []
     except Exception as exc:  # a decoder bug must not stop the other videos: report it
         return f"{item.path}: {type(exc).__name__}: {exc}", 0, []
     finally:
         logger.removeHandler(collector)
-    what = "the clip to the frame cache"
-    try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = _atomic_path(dest)
-    except OSError as exc:
-        raise _write_error(dest, exc, what) from exc
-    try:
-        with open(tmp, "wb") as fh:
-            np.save(fh, clip.frames)
-        os.replace(tmp, dest)
-    except OSError as exc:
-        raise _write_error(dest, exc, what) from exc
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(dest, lambda fh: np.save(fh, clip.frames), "the clip to the frame cache")
     return None, clip.faces_missing, collector.messages
 
 
@@ -1222,30 +1211,18 @@ def extract_frames(
     """Decode each video once into ``cache_dir/<method>/<video_id>.npy`` ``(T, size, size, 3)`` uint8
     (``(num_clips, T, size, size, 3)`` with several clips per video; see ``read_clip``).
 
-    Clips already in the cache are skipped; new ones are written to a temp name and renamed, so
-    an interrupted run never leaves a partial clip, and a rerun resumes where it stopped (it first
-    deletes the hidden ``.<id>.npy.*.tmp`` files an interrupted run left; so never run two
-    extractions into the same cache at once). Videos are decoded ``workers`` at a time (default:
-    the CPU count; 0 or 1 decodes in this thread, video after video), each worker on one FFmpeg
-    thread. The workers are threads: OpenCV lets go of the GIL while it decodes, so they run in
-    parallel and start at once. ``isolate=True`` makes them processes instead, so that a crash
-    inside the native decoder (or the out-of-memory killer) fails that one video, listed with that
-    cause, rather than the notebook's kernel; each process starts by importing torch (about 2 s for
-    the pool, and again after a crash), which a short list notices. A video that fails is listed
-    in the report with its cause and never stops the others; one that decodes short of its header
-    (truncated, damaged) gives a clip of what decodes and is listed in ``report.warnings``.
+    Clips already in the cache are skipped; new ones are written atomically, so an interrupted run
+    never leaves a partial clip and a rerun resumes where it stopped. Videos are decoded ``workers``
+    at a time (default: the CPU count; 0 or 1: one after another in this thread), each on one
+    FFmpeg thread. The workers are threads (OpenCV lets go of the GIL while it decodes);
+    ``isolate=True`` makes them processes, so that a crash in the native decoder (or the
+    out-of-memory killer) fails that one video, listed with that cause, not the notebook's kernel.
+    A video that fails is listed with its cause and never stops the others.
 
     A clip that cannot be written (a full disk, a read-only cache) is no fault of the video: it
-    stops the extraction with an ``OSError`` naming the file (for a full disk, "No space left on
-    device"); the clips written so far stay, and a rerun after freeing space resumes.
+    stops the extraction with an ``OSError`` naming the file; the clips written so far stay.
     """
     report = ExtractionReport()
-    for folder in sorted({cache_path(item, cache_dir).parent for item in items}):
-        stale = sorted(folder.glob(".*.npy.*.tmp")) if folder.is_dir() else []
-        for tmp in stale:  # left by an interrupted run: never a clip, never read
-            tmp.unlink(missing_ok=True)
-        if stale:
-            logger.info("%s: removed %d temp files left by an interrupted extraction", folder, len(stale))
     todo: list[tuple[VideoItem, Path]] = []
     for item in items:
         dest = cache_path(item, cache_dir)
@@ -1254,99 +1231,71 @@ def extract_frames(
         else:
             todo.append((item, dest))
     workers = default_workers() if workers is None else workers
-    workers = max(1, workers) if isolate else workers  # isolation needs a process, even for one worker
-    workers = min(workers, len(todo))
+    workers = min(max(1, workers) if isolate else workers, len(todo))  # isolation needs a process
+    settings = (num_frames, size, face_crop, num_clips)
+    bar = tqdm(total=len(todo), desc="extracting frames", unit="video", disable=not todo)
 
     def record(item: VideoItem, result: tuple[str | None, int, list[str]]) -> None:
         error, missing, warnings = result
         if error is not None:
             report.failed.append((item, error))
-            return
-        report.done.append(item)
-        report.warnings += [(item, w) for w in warnings]
-        if missing:
-            report.faces_missing[str(item.path)] = missing
+        else:
+            report.done.append(item)
+            report.warnings += [(item, w) for w in warnings]
+            if missing:
+                report.faces_missing[str(item.path)] = missing
+            if isolate:  # a process logs to its own stderr, not the notebook: say it here
+                for warning in warnings:
+                    logger.warning(warning)
+        bar.update()
 
-    def stopped(exc: OSError) -> OSError:
-        return OSError(exc.errno, f"{exc.strerror}. Extraction stopped after {len(report.done)} of {len(todo)} "
-                                  "videos; the clips written are kept and a rerun resumes")
-
-    def run_pool(pool: concurrent.futures.Executor, jobs: list[tuple[VideoItem, Path]]) -> list[tuple[VideoItem, Path]]:
-        """Decode ``jobs`` in ``pool`` and record each; returns the jobs left unfinished (in order)
-        when a worker process died, which breaks a process pool for every job not yet done."""
-        futures = {pool.submit(_extract_one, it, d, num_frames, size, face_crop, num_clips): k
-                   for k, (it, d) in enumerate(jobs)}
-        broken: set[int] = set()
+    def consume(results: Iterator[tuple[str | None, int, list[str]]], jobs: list[tuple[VideoItem, Path]]) -> int:
+        """Record ``results`` (in the order of ``jobs``); returns how many came before a worker process died."""
+        done = 0
         try:
-            for fut in concurrent.futures.as_completed(futures):
-                item = jobs[futures[fut]][0]
-                try:
-                    result = fut.result()
-                except OSError as exc:  # the cache cannot be written: stop, rather than fail every video
-                    raise stopped(exc) from exc
-                except BrokenProcessPool:
-                    broken.add(futures[fut])
-                    continue
-                except Exception as exc:  # not the video's doing (say, it could not reach the worker)
-                    result = (f"{item.path}: extraction worker failed: {type(exc).__name__}: {exc}", 0, [])
-                if isolate:  # a process's log goes to its own stderr, not the notebook: say it here
-                    for warning in result[2]:
-                        logger.warning(warning)
-                record(item, result)
-                bar.update()
-        finally:
-            # On a stop (a full disk, the kernel interrupted) drop the queued videos and let the
-            # running ones finish their atomic writes; after a full pass nothing is queued.
+            for result in results:
+                record(jobs[done][0], result)
+                done += 1
+        except BrokenProcessPool:
+            pass
+        except OSError as exc:  # the cache cannot be written: stop, rather than fail every video
+            raise OSError(exc.errno, f"{exc.strerror}. Extraction stopped after {len(report.done)} of {len(todo)} "
+                                     "videos; the clips written are kept and a rerun resumes") from exc
+        return done
+
+    def in_pool(pool: concurrent.futures.Executor, jobs: list[tuple[VideoItem, Path]]) -> int:
+        try:
+            return consume(pool.map(_extract_one, *zip(*jobs), *([s] * len(jobs) for s in settings)), jobs)
+        finally:  # on a stop, drop the queued videos; the running ones finish their atomic writes
             pool.shutdown(wait=True, cancel_futures=True)
-        return [job for k, job in enumerate(jobs) if k in broken]
 
-    def process_pool(n: int) -> concurrent.futures.ProcessPoolExecutor:
+    def processes(n: int) -> concurrent.futures.ProcessPoolExecutor:
         # spawn, not fork: forking a process that already runs OpenCV/torch threads can deadlock.
-        return concurrent.futures.ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"),
-                                                      initializer=_init_extract_process)
+        return concurrent.futures.ProcessPoolExecutor(n, multiprocessing.get_context("spawn"), _init_extract_worker)
 
-    bar = tqdm(total=len(todo), desc="extracting frames", unit="video", disable=not todo)
     try:
         if isolate:
             queue = todo
             while queue:
-                queue = run_pool(process_pool(workers), queue)
-                # A worker died (a crash in the native decoder, the out-of-memory killer) and broke the
-                # pool. The pool starts videos in order, one per worker, so the one that killed it is
-                # among the first `workers` unfinished: rerun those one process at a time to find it.
-                suspects, queue = queue[:workers], queue[workers:]
-                while suspects:
-                    left = run_pool(process_pool(1), suspects)
-                    if left:  # one worker runs its jobs in order: the first unfinished one killed it
-                        record(left[0][0], (f"{left[0][0].path}: the decoding process died (a crash in the "
-                                            "native decoder, or killed for memory)", 0, []))
-                        bar.update()
-                    suspects = left[1:]
+                queue = queue[in_pool(processes(workers), queue):]
+                if queue:  # a worker died: on the first unfinished video, or on one decoded beside it
+                    if in_pool(processes(1), queue[:1]) == 0:  # alone, it dies again: that is the culprit
+                        record(queue[0][0], (f"{queue[0][0].path}: the decoding process died (a crash in the "
+                                             "native decoder, or killed for memory)", 0, []))
+                    queue = queue[1:]
         elif workers <= 1:
-            for item, dest in todo:
-                try:
-                    result = _extract_one(item, dest, num_frames, size, face_crop, num_clips)
-                except OSError as exc:  # the cache cannot be written: stop, rather than fail every video
-                    raise stopped(exc) from exc
-                record(item, result)
-                bar.update()
+            consume((_extract_one(item, dest, *settings) for item, dest in todo), todo)
         else:
             # OpenCV's own threads (resize, face detection) off while the pool is the parallelism; the
             # setting is process-wide, so it is put back afterwards.
             opencv_threads = cv2.getNumThreads()
             cv2.setNumThreads(1)
             try:
-                run_pool(concurrent.futures.ThreadPoolExecutor(
-                    workers, thread_name_prefix="scarlet-extract", initializer=_init_extract_thread), todo)
+                in_pool(concurrent.futures.ThreadPoolExecutor(workers, "scarlet-extract", _init_extract_worker), todo)
             finally:
                 cv2.setNumThreads(opencv_threads)
     finally:
         bar.close()
-    # Workers finish in any order; report in the order asked, so reruns list videos identically.
-    order = {id(item): k for k, item in enumerate(items)}
-    report.done.sort(key=lambda i: order[id(i)])
-    report.failed.sort(key=lambda f: order[id(f[0])])
-    report.warnings.sort(key=lambda w: order[id(w[0])])
     for item, cause in report.failed:
         logger.warning("skipped %s", cause)
     return report
@@ -1356,34 +1305,26 @@ class FrameClipDataset(Dataset):
     """Cached clips as model inputs: ``pixel_values`` ``(T, C, H, W)`` float32 normalised, and the label
     (``(num_clips, T, C, H, W)`` from a several-clips cache; ``predict_probs`` averages those).
 
-    ``cache_dir`` is the folder ``extract_frames`` wrote; ``augment`` flips the whole clip
-    horizontally with probability 0.5 (the same flip for every frame keeps motion consistent).
+    ``augment`` flips the whole clip horizontally with probability 0.5 (one flip for every frame
+    keeps motion consistent), drawn from torch's random state, which the training state saves.
     """
 
-    def __init__(
-        self,
-        items: Sequence[VideoItem],
-        cache_dir: str | Path,
-        mean: Sequence[float] = KINETICS_MEAN,
-        std: Sequence[float] = KINETICS_STD,
-        augment: bool = False,
-    ) -> None:
+    def __init__(self, items: Sequence[VideoItem], cache_dir: str | Path, mean: Sequence[float] = KINETICS_MEAN,
+                 std: Sequence[float] = KINETICS_STD, augment: bool = False) -> None:
         self.items = list(items)
         self.cache_dir = Path(cache_dir)
         missing = [str(cache_path(i, cache_dir)) for i in self.items if not cache_path(i, cache_dir).is_file()]
         if missing:
             raise FileNotFoundError(f"{len(missing)} clips missing from the cache (run extract_frames first): {missing[:3]}")
-        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
-        self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
-        self.augment = augment
+        self.mean, self.std, self.augment = mean, std, augment
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         item = self.items[index]
-        frames = np.load(cache_path(item, self.cache_dir))
-        return clip_to_tensor(frames, self.mean, self.std, flip=self.augment and random.random() < 0.5), item.label
+        flip = self.augment and bool(torch.rand(()) < 0.5)
+        return clip_to_tensor(np.load(cache_path(item, self.cache_dir)), self.mean, self.std, flip), item.label
 
 
 def clip_to_tensor(
@@ -1393,8 +1334,8 @@ def clip_to_tensor(
     (a leading clips axis, as several clips per video have, is kept).
 
     One float allocation: the uint8 -> float copy also makes the channels-first layout
-    contiguous, the flip (when asked) moves uint8 bytes, and the scaling and normalising run in
-    place; the same operations in the same order as ``((x / 255) - mean) / std``, bit for bit.
+    contiguous, the flip moves uint8 bytes, and the scaling and normalising run in place; the
+    same operations in the same order as ``((x / 255) - mean) / std``, bit for bit.
     """
     x = torch.from_numpy(np.ascontiguousarray(frames)).movedim(-1, -3)
     if flip:
@@ -1592,11 +1533,59 @@ def make_synthetic_dataset(root: str | Path, n_per_class: int = 24, num_frames: 
     return root
 
 
+
 # ----------------------------------------------------------------------------------------------
 # Model
 # ----------------------------------------------------------------------------------------------
 
-CHECKPOINT_FORMAT = "scarlet-checkpoint-v1"
+CHECKPOINT_FORMAT = "scarlet-checkpoint-v2"
+_CHECKPOINT_V1 = "scarlet-checkpoint-v1"  # weights, config and loose extras; no preprocessing record, no split
+FACE_METHOD = "haar-largest-smoothed"  # what crop_faces does; a checkpoint trained on other crops is refused
+# The original run: 8 frames at 224, whole frames, normalised as the k400 checkpoint, 1,400 of the
+# 2,000 Deepfakes/original videos in a 600/800 split that nobody recorded.
+ORIGINAL_TRAIN_NOTE = ("its training videos are unknown, so any FaceForensics++ number for it may include faces it "
+                       "trained on (the original run used 1,400 of the 2,000 Deepfakes/original videos)")
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """Everything that decides how a model's inputs are made. It travels inside ``Scarlet.pt``, and
+    evaluation follows it rather than the knobs: frames are ``num_frames`` spread uniformly from the
+    first to the last (``sample_frame_indices``), at ``size`` px, whole (shortest side, centre crop)
+    or face crops (``crop_faces``, ``face_method``), then ``(x / 255 - mean) / std``."""
+
+    num_frames: int = 8
+    size: int = 224
+    face_crop: bool = False
+    mean: tuple[float, ...] = KINETICS_MEAN
+    std: tuple[float, ...] = KINETICS_STD
+    sampling: str = "uniform"
+    face_margin: float = FACE_MARGIN
+    face_method: str = FACE_METHOD
+
+    KNOBS = {"num_frames": "NUM_FRAMES", "size": "SIZE", "face_crop": "FACE_CROP"}
+
+    @classmethod
+    def from_dict(cls, obj: dict[str, Any]) -> "Preprocessing":
+        known = {k: v for k, v in obj.items() if k in cls.__dataclass_fields__}
+        prep = cls(**{**known, **{k: tuple(float(x) for x in known[k]) for k in ("mean", "std") if k in known}})
+        if (prep.sampling, prep.face_margin, prep.face_method) != ("uniform", FACE_MARGIN, FACE_METHOD):
+            raise CheckpointError(
+                f"the checkpoint's inputs were made another way (sampling {prep.sampling!r}, face crop "
+                f"{prep.face_method!r} with margin {prep.face_margin}) than this scarlet_utils.py can make them "
+                f"(uniform, {FACE_METHOD!r}, {FACE_MARGIN}): use the scarlet_utils.py it was trained with")
+        return prep
+
+    def differences(self, config: dict[str, Any]) -> list[str]:
+        """``"FACE_CROP: True (the configuration says False)"`` for each knob that disagrees with this."""
+        return [f"{knob}: {getattr(self, name)!r} (the configuration says {config[knob]!r})"
+                for name, knob in self.KNOBS.items() if knob in config and config[knob] != getattr(self, name)]
+
+
+def _download_help(source: Any, exc: Exception) -> str:
+    return (f"{source}: cannot download it ({type(exc).__name__}: {exc}). On Kaggle, turn Internet on (Settings > "
+            "Internet), or attach the model as a Kaggle Model or dataset: a copy under /kaggle/input is found by itself, "
+            "or set MODEL to its folder. An evaluation with TRAIN off downloads nothing.")
 
 
 def _label_maps(num_labels: int) -> tuple[dict[int, str], dict[str, int]]:
@@ -1611,10 +1600,9 @@ def build_model(
 
     ``source`` is a hub id, a local directory, or a ``TimesformerConfig`` (a random model, as the
     tests and the demo use). The backbone weights load unchanged; only ``classifier`` is new.
-    ``sdpa``: attention through ``scaled_dot_product_attention`` (``use_sdpa_attention``; same
-    weights and outputs, less memory). ``gradient_checkpointing``: recompute each layer's
-    activations in the backward pass (``enable_gradient_checkpointing``): ~1/3 more compute,
-    far less activation memory (the base model at batch 8 on a 16 GB T4).
+    ``sdpa``: attention through ``scaled_dot_product_attention`` (same weights and outputs, less
+    memory). ``gradient_checkpointing``: recompute each layer's activations in the backward pass
+    (more compute, far less activation memory). A download that fails says what to do on Kaggle.
     """
     from transformers import TimesformerConfig, TimesformerForVideoClassification
 
@@ -1623,19 +1611,19 @@ def build_model(
         config = TimesformerConfig.from_dict({**source.to_dict(), "id2label": id2label, "label2id": label2id})
         model = TimesformerForVideoClassification(config)
     else:
-        # ignore_mismatched_sizes: the 400-class Kinetics head cannot load into a 2-class one; it is
-        # re-initialised and every other weight is copied as is (the HF video-classification recipe).
-        model = TimesformerForVideoClassification.from_pretrained(
-            str(source), num_labels=num_labels, id2label=id2label, label2id=label2id, ignore_mismatched_sizes=True
-        )
+        try:
+            # ignore_mismatched_sizes: the 400-class Kinetics head cannot load into a 2-class one; it is
+            # re-initialised and every other weight is copied as is (the HF video-classification recipe).
+            model = TimesformerForVideoClassification.from_pretrained(
+                str(source), num_labels=num_labels, id2label=id2label, label2id=label2id, ignore_mismatched_sizes=True)
+        except OSError as exc:
+            raise OSError(_download_help(source, exc)) from exc
     if sdpa:
         use_sdpa_attention(model)
     if gradient_checkpointing:
-        enable_gradient_checkpointing(model)
+        # Non-reentrant: frozen inputs need no requires_grad trick (transformers 4.40 and 5.x both take it).
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return model
-
-
-# -- Speed and memory: SDPA attention, gradient checkpointing, several GPUs ------------------------
 
 
 @lru_cache(maxsize=1)
@@ -1649,9 +1637,8 @@ def _sdpa_attention_class() -> type:
 
     class SdpaTimesformerSelfAttention(TimesformerSelfAttention):
         """The stock attention's parameters and maths (``softmax(q k^T * scale) v``, dropout on
-        the weights while training) in one fused ``scaled_dot_product_attention`` call, which
-        never materialises the ``(B, heads, N, N)`` weights. ``output_attentions=True`` needs
-        those weights, so that call runs the stock code."""
+        the weights while training) in one fused call that never materialises the
+        ``(B, heads, N, N)`` weights. ``output_attentions=True`` needs those, so it runs the stock code."""
 
         def forward(self, hidden_states: torch.Tensor, output_attentions: bool = False, *args: Any, **kwargs: Any):
             if output_attentions or args or kwargs:
@@ -1663,15 +1650,9 @@ def _sdpa_attention_class() -> type:
                 .permute(2, 0, 3, 1, 4)
             )
             query, key, value = qkv.unbind(0)
-            if query.device.type == "cpu" and query.dtype != torch.float32:
-                # CPU bf16 autocast (inference_dtype): oneDNN's native-bf16 matmuls beat the CPU
-                # flash kernel, which computes in fp32 (tests/benchmarks/bench_model.py): stock maths.
-                weights = self.attn_drop(((query @ key.transpose(-2, -1)) * self.scale).softmax(dim=-1))
-                context = weights @ value
-            else:
-                context = torch.nn.functional.scaled_dot_product_attention(
-                    query, key, value, dropout_p=self.attn_drop.p if self.training else 0.0, scale=self.scale
-                )
+            context = torch.nn.functional.scaled_dot_product_attention(
+                query, key, value, dropout_p=self.attn_drop.p if self.training else 0.0, scale=self.scale
+            )
             return (context.transpose(1, 2).reshape(batch_size, tokens, channels),)
 
     SdpaTimesformerSelfAttention.__module__ = __name__
@@ -1689,52 +1670,17 @@ def use_sdpa_attention(model: torch.nn.Module) -> torch.nn.Module:
     """Run every ``TimesformerSelfAttention`` in ``model`` through PyTorch's fused
     ``scaled_dot_product_attention``; returns ``model`` (changed in place).
 
-    Each attention module's class is swapped for a subclass whose forward calls SDPA with the
-    same ``qkv`` weights, scale (``head_dim ** -0.5``) and attention dropout: the parameters, the
-    state dict keys, checkpoints and ``save_pretrained`` stay as they were, and no other model
-    (nor the transformers class) is touched. Idempotent; a wrapped model (DataParallel) works.
-    Modules missing the attributes the fused forward reads (another transformers version) are
-    left on the stock code.
+    Each attention module's class is swapped for a subclass with the same ``qkv`` weights, scale
+    and dropout: parameters, state dict keys, checkpoints and ``save_pretrained`` stay as they
+    were, and no other model is touched. Idempotent; a wrapped model (DataParallel) works.
     """
     from transformers.models.timesformer.modeling_timesformer import TimesformerSelfAttention
 
-    if not hasattr(torch.nn.functional, "scaled_dot_product_attention"):
-        return model
     sdpa_class = _sdpa_attention_class()
     for module in model.modules():
-        if type(module) is not TimesformerSelfAttention:
-            continue  # already swapped, or someone else's subclass
-        if not all(hasattr(module, a) for a in ("qkv", "num_heads", "scale", "attn_drop")):
-            logger.warning("TimesformerSelfAttention without qkv/num_heads/scale/attn_drop: kept the stock attention")
-            continue
-        module.__class__ = sdpa_class
+        if type(module) is TimesformerSelfAttention:  # not one already swapped, nor someone else's subclass
+            module.__class__ = sdpa_class
     return model
-
-
-def enable_gradient_checkpointing(model: torch.nn.Module) -> torch.nn.Module:
-    """Turn on activation checkpointing in the TimeSformer encoder; returns ``model``.
-
-    Each layer's activations are dropped after the forward pass and recomputed in the backward
-    pass (only while training): the same gradients for about one more forward pass of compute.
-    Non-reentrant checkpointing (``use_reentrant=False``) where transformers takes the argument
-    (4.35+), so frozen inputs need no ``requires_grad`` trick. transformers 5 renamed the method
-    ``activation_checkpointing_enable`` (the old name warns); either is used, whichever exists.
-    """
-    inner = unwrap(model)
-    kwargs = {"use_reentrant": False}
-    if hasattr(inner, "activation_checkpointing_enable"):
-        inner.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
-        return model
-    try:
-        inner.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
-    except TypeError:  # an older transformers without gradient_checkpointing_kwargs
-        inner.gradient_checkpointing_enable()
-    return model
-
-
-def is_gradient_checkpointing(model: torch.nn.Module) -> bool:
-    """Whether activation checkpointing is on anywhere in ``model`` (any transformers version)."""
-    return any(getattr(m, "gradient_checkpointing", False) is True for m in unwrap(model).modules())
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -1750,46 +1696,42 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def wrap_multi_gpu(model: torch.nn.Module) -> torch.nn.Module:
-    """``torch.nn.DataParallel(model)`` when more than one GPU is visible (Kaggle's "GPU T4 x2":
-    each batch is split across both), else ``model`` unchanged. Already wrapped: unchanged.
-
-    The model is moved to ``cuda:0`` first (DataParallel keeps the master copy there). The
-    module's functions take the wrapped model (``unwrap`` finds the config and the state dict
-    keys without the ``module.`` prefix); use batches of at least the GPU count.
-    """
+    """``torch.nn.DataParallel(model)`` on ``cuda:0`` when more than one GPU is visible (Kaggle's "GPU
+    T4 x2": each batch is split across both), else ``model`` unchanged. Use batches of at least
+    the GPU count; the module's functions take the wrapped model."""
     if isinstance(model, torch.nn.DataParallel) or torch.cuda.device_count() <= 1:
         return model
-    if torch.cuda.is_available():
-        model = model.to(torch.device("cuda", 0))
     logger.info("DataParallel over %d GPUs", torch.cuda.device_count())
-    return torch.nn.DataParallel(model)
+    return torch.nn.DataParallel(model.to(torch.device("cuda", 0)))
 
 
 def normalization_for(source: Any = DEFAULT_MODEL) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """``(mean, std)`` from the checkpoint's ``preprocessor_config.json`` where it has one.
-
-    Falls back to the k400 values (0.45 / 0.225) for configs and for sources without the file.
-    """
+    """``(mean, std)`` from the source's image processor (``preprocessor_config.json``); the k400
+    values for a config (a random model) and for a local folder without that file."""
     if isinstance(source, (str, Path)):
-        candidate = Path(source) / "preprocessor_config.json"
-        try:
-            if not candidate.is_file():
-                from huggingface_hub import hf_hub_download
+        if Path(source).is_dir() and not (Path(source) / "preprocessor_config.json").is_file():
+            logger.info("%s has no preprocessor_config.json; using the k400 mean/std", source)
+            return KINETICS_MEAN, KINETICS_STD
+        from transformers import AutoImageProcessor
 
-                candidate = Path(hf_hub_download(str(source), "preprocessor_config.json"))
-            cfg = json.loads(candidate.read_text(encoding="utf-8"))
-            return tuple(cfg["image_mean"]), tuple(cfg["image_std"])
-        except Exception as exc:  # offline, no such file, or a config without mean/std
-            logger.info("no preprocessor config for %s (%s); using the k400 mean/std", source, exc)
+        try:
+            processor = AutoImageProcessor.from_pretrained(str(source))
+        except OSError as exc:
+            raise OSError(_download_help(source, exc)) from exc
+        return tuple(processor.image_mean), tuple(processor.image_std)
     return KINETICS_MEAN, KINETICS_STD
 
 
-def count_parameters(model: torch.nn.Module) -> dict[str, int]:
-    """Total and trainable parameter counts."""
-    return {
-        "total": sum(p.numel() for p in model.parameters()),
-        "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
-    }
+def image_processor(prep: Preprocessing) -> Any:
+    """The transformers image processor of ``prep`` for whole frames (shortest side, centre crop,
+    rescale, normalise), as the k400 checkpoint has; ``save_pretrained`` writes its
+    ``preprocessor_config.json``. Scarlet itself resizes with OpenCV (area-averaging when it shrinks)."""
+    import transformers
+
+    # transformers 5 renamed the PIL-backed processor; its plain name needs torchvision there.
+    cls = getattr(transformers, "VideoMAEImageProcessorPil", None) or transformers.VideoMAEImageProcessor
+    return cls(size={"shortest_edge": prep.size}, crop_size={"height": prep.size, "width": prep.size},
+               image_mean=list(prep.mean), image_std=list(prep.std))
 
 
 def tiny_config(num_frames: int = 8, image_size: int = 64, hidden_size: int = 64, num_layers: int = 2) -> Any:
@@ -1812,11 +1754,8 @@ def model_source(name: str, num_frames: int = 8, size: int = 224) -> Any:
 
 
 def check_input_size(model: torch.nn.Module, num_frames: int, size: int) -> None:
-    """Raise ``ValueError`` unless the model was built for clips of ``num_frames`` x ``size`` px.
-
-    TimeSformer's layers reshape by the configured frame count, so another count fails deep
-    inside the forward pass; say it here instead.
-    """
+    """Raise ``ValueError`` unless the model was built for clips of ``num_frames`` x ``size`` px
+    (TimeSformer's layers reshape by the configured frame count, deep inside the forward pass)."""
     cfg = unwrap(model).config
     if (cfg.num_frames, cfg.image_size) != (num_frames, size):
         raise ValueError(
@@ -1825,44 +1764,34 @@ def check_input_size(model: torch.nn.Module, num_frames: int, size: int) -> None
         )
 
 
-def _plain(obj: Any) -> Any:
-    """NumPy scalars and arrays as Python numbers and lists: ``torch.load(weights_only=True)``
-    refuses NumPy objects, so a checkpoint holding one could be saved but never loaded."""
-    if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_plain(v) for v in obj) if type(obj) in (list, tuple) else [_plain(v) for v in obj]
-    if isinstance(obj, (np.generic, np.ndarray)):
-        return obj.tolist()
-    return obj
-
-
-def save_checkpoint(model: torch.nn.Module, path: str | Path, **extra: Any) -> Path:
-    """Write ``Scarlet.pt``: the state dict plus the model config (as JSON text), atomically.
-
-    With the config inside, evaluation rebuilds the model with no download. ``extra`` holds
-    plain values (epoch, score, mean/std) kept beside the weights. A wrapped model (DataParallel)
-    is saved as the model inside it: keys without the ``module.`` prefix.
-    """
+def save_checkpoint(model: torch.nn.Module, path: str | Path, preprocessing: Preprocessing,
+                    split: Split | None = None, data_root: str | Path | None = None, **extra: Any) -> Path:
+    """Write ``Scarlet.pt`` atomically: the state dict, the model config (JSON text, so evaluation
+    rebuilds the model with no download), how its inputs are made (``preprocessing``), the split
+    it trained on (paths relative to ``data_root``: the faces evaluation must not score), and
+    plain ``extra`` values (epoch, score). A wrapped model is saved as the model inside it."""
     model = unwrap(model)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": CHECKPOINT_FORMAT,
         "config": model.config.to_json_string(),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "preprocessing": _plain(asdict(preprocessing)),
+        "split": split.to_json(data_root) if split is not None else None,
         "extra": _plain(extra),
     }
-    return _torch_save_atomic(payload, path, "the checkpoint")
+    return atomic_write(path, lambda fh: torch.save(payload, fh), "the checkpoint")
 
 
-def _torch_load(path: Path) -> Any:
+def _torch_load(path: Path, mmap: bool = False) -> Any:
     try:
         # weights_only: a checkpoint is data; unpickling arbitrary objects can run arbitrary code.
-        return torch.load(path, map_location="cpu", weights_only=True)
+        # mmap: reading the record beside the weights does not read the weights.
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: checkpoint not found") from None
     except Exception as exc:
+        if mmap and "zip" in str(exc).lower():  # an old-style (non-zip) file cannot be mapped
+            return _torch_load(path)
         # Only a refused class or function means "objects"; torch's message for any other failure
         # (a text file, a plain pickle) also says "weights_only", so that word proves nothing.
         if "GLOBAL" in str(exc) or "allowlisted" in str(exc):
@@ -1881,109 +1810,118 @@ def _shape_hint(key: str, want: tuple[int, ...], got: tuple[int, ...]) -> str:
     return f"{key}: checkpoint {tuple(got)}, model {tuple(want)}"
 
 
+def _check_weights(path: Path, model: torch.nn.Module, state: dict[str, torch.Tensor]) -> torch.nn.Module:
+    """The (unwrapped) model ``state`` loads into, or ``CheckpointError`` saying how they differ."""
+    target = unwrap(model)
+    own = target.state_dict()
+    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{path}: weights do not match a TimeSformer of this configuration (another architecture?): "
+            f"{len(missing)} missing, e.g. {missing[:3]}; {len(unexpected)} unexpected, e.g. {unexpected[:3]}"
+        )
+    wrong = [(k, tuple(own[k].shape), tuple(v.shape)) for k, v in state.items() if tuple(v.shape) != tuple(own[k].shape)]
+    if wrong:
+        raise CheckpointError(f"{path}: " + "; ".join(_shape_hint(*w) for w in wrong[:3]))
+    return target
+
+
+def _is_scarlet(obj: Any) -> bool:
+    return isinstance(obj, dict) and obj.get("format") in (CHECKPOINT_FORMAT, _CHECKPOINT_V1)
+
+
 def load_checkpoint(
     path: str | Path, model: torch.nn.Module | None = None, source: Any = None, *, sdpa: bool = True
 ) -> torch.nn.Module:
-    """Load ``Scarlet.pt`` into ``model``, or into a model rebuilt from its stored config.
+    """Load ``Scarlet.pt`` into ``model``, or into a model rebuilt from its stored config; nothing
+    is downloaded. Always ``torch.load(weights_only=True)``.
 
-    Accepts Scarlet's own format and a plain state dict (the original run's ``Scarlet.pt``;
-    then pass ``model``, or ``source`` to build one with ``build_model``). Always
-    ``torch.load(weights_only=True)``. A checkpoint for another frame count, image size or
-    architecture raises ``CheckpointError`` saying which. A model built here gets SDPA attention
-    unless ``sdpa=False``; a given ``model`` is used as it is (a DataParallel one too).
+    A plain state dict (the original run's ``Scarlet.pt``, ``module.`` keys from DataParallel
+    too) has no config: it loads into ``model``, or a model built from ``source`` where that is
+    a ``TimesformerConfig``, else from ``TimesformerConfig()``, whose defaults are the k400 base
+    architecture. Weights of another frame count, size or architecture raise ``CheckpointError``.
     """
+    from transformers import TimesformerConfig
+
     path = Path(path)
     obj = _torch_load(path)
-    if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
-        state, config_json = obj["state_dict"], obj["config"]
+    if _is_scarlet(obj):
+        state, config = obj["state_dict"], TimesformerConfig.from_dict(json.loads(obj["config"]))
     elif isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
-        state, config_json = obj, None
+        state, config = obj, source if isinstance(source, TimesformerConfig) else TimesformerConfig()
     else:
         raise CheckpointError(f"{path}: not a Scarlet checkpoint or a state dict (found {type(obj).__name__})")
-    # A model wrapped in DataParallel saves its keys as "module.<name>".
-    state = {k.removeprefix("module."): v for k, v in state.items()}
-    if model is None and config_json is None and source is not None:
-        model = build_model(source, sdpa=sdpa)
+    state = {k.removeprefix("module."): v for k, v in state.items()}  # saved from DataParallel
     if model is None:
-        if config_json is None:
-            raise CheckpointError(f"{path}: a plain state dict has no config; pass model= or source= to load it")
-        from transformers import TimesformerConfig
-
-        model = build_model(TimesformerConfig.from_dict(json.loads(config_json)), num_labels=len(json.loads(config_json)["id2label"]), sdpa=sdpa)
+        model = build_model(config, num_labels=len(config.id2label) if _is_scarlet(obj) else 2, sdpa=sdpa)
     _check_weights(path, model, state).load_state_dict(state)
     return model
 
 
-def checkpoint_extra(path: str | Path) -> dict[str, Any]:
-    """The ``extra`` values stored by ``save_checkpoint`` (empty for a plain state dict)."""
-    obj = _torch_load(Path(path))
-    return dict(obj.get("extra", {})) if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT else {}
+@dataclass
+class CheckpointInfo:
+    """What ``Scarlet.pt`` records beside its weights. ``recorded`` is False for a plain state dict,
+    whose preprocessing is assumed to be the original run's; ``split`` is None where the checkpoint
+    does not record which videos it trained on (a plain state dict, or one saved by an older Scarlet)."""
+
+    path: Path
+    preprocessing: Preprocessing
+    split: dict[str, Any] | None
+    extra: dict[str, Any]
+    recorded: bool
+
+    def train_faces(self) -> set[str] | None:
+        """The identities of the training videos, or None where they are unknown."""
+        return None if self.split is None else identities_of(Split.from_json(self.split).train)
 
 
-def preprocessor_config(image_size: int, mean: Sequence[float], std: Sequence[float]) -> dict[str, Any]:
-    """The ``preprocessor_config.json`` of Scarlet's preprocessing, as the k400 checkpoint writes
-    it: shortest side to ``image_size``, centre crop, pixels / 255, then ``(x - mean) / std``.
-    (Scarlet resizes with OpenCV, area-averaging when it shrinks; ``resample`` 2 is bilinear.)"""
-    return {
-        "image_processor_type": "VideoMAEImageProcessor",
-        "do_resize": True,
-        "size": {"shortest_edge": int(image_size)},
-        "resample": 2,
-        "do_center_crop": True,
-        "crop_size": {"height": int(image_size), "width": int(image_size)},
-        "do_rescale": True,
-        "rescale_factor": 1 / 255,
-        "do_normalize": True,
-        "image_mean": [float(v) for v in mean],
-        "image_std": [float(v) for v in std],
-    }
+def checkpoint_info(path: str | Path) -> CheckpointInfo:
+    """The record inside ``Scarlet.pt`` (read without reading the weights)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no checkpoint here: train one (TRAIN on), or copy a Scarlet.pt to this path "
+                              "(OUTPUT_DIR)")
+    obj = _torch_load(path, mmap=True)
+    if not _is_scarlet(obj):
+        return CheckpointInfo(path, Preprocessing(), None, {}, recorded=False)
+    extra = dict(obj.get("extra", {}))
+    if obj["format"] == _CHECKPOINT_V1:  # its preprocessing lived among the extras, and no split
+        prep = Preprocessing.from_dict({k: extra[k] for k in ("num_frames", "size", "face_crop", "mean", "std") if k in extra})
+        return CheckpointInfo(path, prep, None, extra, recorded=True)
+    return CheckpointInfo(path, Preprocessing.from_dict(obj["preprocessing"]), obj.get("split"), extra, recorded=True)
 
 
-def export_pretrained(model: torch.nn.Module, out_dir: str | Path, mean: Sequence[float], std: Sequence[float]) -> Path:
-    """Write a hub-ready folder: ``config.json`` (``id2label`` Real/Fake), ``model.safetensors``
-    and ``preprocessor_config.json`` (mean/std as given), loadable with
-    ``TimesformerForVideoClassification.from_pretrained(out_dir)``, ``build_model(out_dir)`` and
-    ``normalization_for(out_dir)``.
+def export_pretrained(model: torch.nn.Module, out_dir: str | Path, preprocessing: Preprocessing) -> Path:
+    """Write a hub-ready folder (``config.json`` with Real/Fake labels, ``model.safetensors``,
+    ``preprocessor_config.json``) that ``TimesformerForVideoClassification.from_pretrained``,
+    ``build_model`` and ``normalization_for`` load.
 
-    Written into ``<out_dir>.tmp-*`` beside it, then renamed into place: a previous export is
-    moved aside and deleted only after the new one is in, so a reader finds the old export or
-    the new one (or, between the two renames, none), never a partial one; a failed write leaves
-    the old export as it was. A non-empty ``out_dir`` that is not an export (no
-    ``config.json``) is refused rather than replaced.
+    Written beside ``out_dir`` and renamed into place (a previous export is moved aside and deleted
+    once the new one is in), so a reader never finds a partial export. A non-empty ``out_dir`` that
+    is not an export (no ``config.json``) is refused rather than replaced.
     """
-    import shutil
-
-    model = unwrap(model)  # DataParallel
     out_dir = Path(out_dir)
     if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / "config.json").is_file())):
         raise FileExistsError(f"{out_dir}: exists and is not a model export; refusing to replace it")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f"{out_dir.name}.tmp-", dir=out_dir.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    old = tmp.with_name(tmp.name.replace(".tmp-", ".old-", 1))
     try:
-        model.save_pretrained(tmp, safe_serialization=True)
-        config = json.loads((tmp / "config.json").read_text(encoding="utf-8"))
-        if len(config.get("id2label", {})) == 2:  # Real / Fake, whatever names the model was built with
-            id2label, label2id = _label_maps(2)
-            config.update(id2label={str(k): v for k, v in id2label.items()}, label2id=label2id)
-            write_json_atomic(tmp / "config.json", config)
-        write_json_atomic(tmp / "preprocessor_config.json", preprocessor_config(model.config.image_size, mean, std))
-        for f in tmp.iterdir():
-            f.chmod(0o644)  # mkstemp / mkdtemp make owner-only files; an export is for sharing
-        tmp.chmod(0o755)
+        unwrap(model).save_pretrained(tmp, safe_serialization=True)
+        image_processor(preprocessing).save_pretrained(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)  # mkdtemp makes an owner-only folder; an export is for sharing
         if out_dir.exists():
-            old = out_dir.with_name(tmp.name.replace(".tmp-", ".old-", 1))
             os.rename(out_dir, old)
-            try:
-                os.rename(tmp, out_dir)
-            except BaseException:
-                os.rename(old, out_dir)
-                raise
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, out_dir)
+        os.rename(tmp, out_dir)
+    except BaseException:
+        if old.exists() and not out_dir.exists():
+            os.rename(old, out_dir)
+        raise
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
     logger.info("exported the model to %s", out_dir)
     return out_dir
 
@@ -1993,39 +1931,12 @@ def export_pretrained(model: torch.nn.Module, out_dir: str | Path, mean: Sequenc
 # ----------------------------------------------------------------------------------------------
 
 
-def autocast_dtype(device: torch.device | str) -> torch.dtype | None:
-    """Mixed precision for the device: bf16 on GPUs that have it, fp16 on older ones (the T4),
-    none (fp32) on the CPU."""
-    device = torch.device(device)
-    if device.type != "cuda":
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-
-
-def make_grad_scaler(device: torch.device | str) -> torch.amp.GradScaler | None:
-    """A GradScaler where training runs in fp16 (its small range underflows gradients), else None."""
-    return torch.amp.GradScaler("cuda") if autocast_dtype(device) == torch.float16 else None
-
-
-CPU_BF16_ENV = "SCARLET_CPU_BF16"  # "0": CPU inference stays fp32 even where bf16 is native
-
-
 def cpu_supports_bf16() -> bool:
     """Whether this CPU does bf16 arithmetic natively (AVX512-BF16 or AMX), so that bf16 matmuls
-    are faster than fp32 ones; elsewhere oneDNN emulates bf16 and it is slower."""
-    probes = [getattr(getattr(torch, "cpu", None), name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
-    probes = [p for p in probes if callable(p)]
-    if probes:  # torch's own checks (the instructions its kernels would use)
-        try:
-            return any(bool(p()) for p in probes)
-        except Exception:  # a probe that fails to run says nothing: go on to the other signals
-            pass
-    try:
-        capability = str(torch.backends.cpu.get_cpu_capability()).upper()  # e.g. "AVX512", "AMX"
-    except Exception:
-        capability = ""
-    if "AMX" in capability or "BF16" in capability:
-        return True
+    beat fp32 ones; elsewhere oneDNN emulates bf16 and it is slower."""
+    probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    if any(callable(p) for p in probes):  # torch's own checks (the instructions its kernels would use)
+        return any(bool(p()) for p in probes if callable(p))
     try:
         flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").split()
     except OSError:
@@ -2033,28 +1944,30 @@ def cpu_supports_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def inference_dtype(device: torch.device | str, amp: bool | None = None) -> torch.dtype | None:
-    """The autocast dtype for scoring (no gradients) on ``device``, or None for fp32.
+def precision(device: torch.device | str, training: bool = False, amp: bool = True) -> torch.dtype | None:
+    """The one precision choice: the autocast dtype for ``device``, or None for fp32.
 
-    GPUs: as ``autocast_dtype`` (bf16 where supported, else fp16). CPU: bf16 where the CPU has
-    native bf16 (``cpu_supports_bf16``), else fp32; training on the CPU stays fp32 either way
-    (``autocast_dtype``). ``amp=False`` means fp32 on every device; ``amp=None`` (the default)
-    also reads ``SCARLET_CPU_BF16`` (``0`` keeps CPU inference fp32); ``amp=True`` ignores it.
+    GPUs: bf16 where supported, else fp16 (the T4; training then needs a GradScaler). CPU: fp32
+    for training; bf16 for scoring where the CPU has native bf16, else fp32. ``amp=False``
+    (the ``AMP`` knob) is fp32 everywhere.
     """
     device = torch.device(device)
-    if amp is False:
+    if not amp:
         return None
     if device.type == "cuda":
-        return autocast_dtype(device)
-    if device.type != "cpu":
-        return None
-    if amp is None and os.environ.get(CPU_BF16_ENV, "").strip().lower() in ("0", "false", "no", "off"):
-        return None
-    return torch.bfloat16 if cpu_supports_bf16() else None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu" and not training and cpu_supports_bf16():
+        return torch.bfloat16
+    return None
 
 
-def _inference_autocast(device: torch.device, amp: bool | None = None):
-    dtype = inference_dtype(device, amp)
+def make_grad_scaler(device: torch.device | str, amp: bool = True) -> torch.amp.GradScaler:
+    """A GradScaler, enabled where training runs in fp16 (its small range underflows gradients)."""
+    device = torch.device(device)
+    return torch.amp.GradScaler(device.type, enabled=precision(device, training=True, amp=amp) is torch.float16)
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
 
 
@@ -2074,19 +1987,16 @@ def training_step(
     dtype: torch.dtype | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimisation step on a batch ``(B, T, C, H, W)``: forward under ``dtype`` autocast (None:
-    fp32), cross-entropy in fp32, backward (scaled when ``scaler`` is given), optimizer step.
-    Returns ``(loss, logits)``; the benchmarks time exactly this."""
-    with torch.autocast(pixel_values.device.type, dtype=dtype, enabled=dtype is not None):
+    fp32), cross-entropy in fp32, backward through ``scaler`` (a disabled one, or None, does not
+    scale), optimizer step. Returns ``(loss, logits)``; the benchmarks time exactly this."""
+    with _autocast(pixel_values.device, dtype):
         logits = model(pixel_values=pixel_values).logits
     loss = torch.nn.functional.cross_entropy(logits.float(), labels)
     optimizer.zero_grad(set_to_none=True)
-    if scaler is not None:
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-    else:
-        loss.backward()
-        optimizer.step()
+    scaler = scaler or torch.amp.GradScaler(pixel_values.device.type, enabled=False)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
     return loss, logits
 
 
@@ -2096,20 +2006,21 @@ def train_one_epoch(
     optimizer: torch.optim.Optimizer,
     device: torch.device | str,
     scaler: torch.amp.GradScaler | None = None,
+    amp: bool = True,
 ) -> dict[str, float]:
-    """One pass over ``loader`` with cross-entropy; returns mean loss and training accuracy."""
+    """One pass over ``loader`` with cross-entropy; returns mean loss and training accuracy.
+    Precision as ``precision(device, training=True, amp=amp)``; pass the run's ``make_grad_scaler``."""
     device = torch.device(device)
-    if scaler is None and autocast_dtype(device) == torch.float16:
-        scaler = make_grad_scaler(device)
+    dtype = precision(device, training=True, amp=amp)
+    scaler = scaler or make_grad_scaler(device, amp)
     model.train()
     total_loss, correct, seen = 0.0, 0, 0
     # The bar counts batches but never holds the loader's iterator: an iterator kept alive by a
-    # notebook's progress widget is inherited by the next epoch's forked workers and breaks them.
+    # progress bar is inherited by the next epoch's forked workers and breaks them.
     bar = tqdm(total=_num_batches(loader), desc="train", unit="batch", leave=False)
     for pixel_values, labels in loader:
         labels = labels.to(device, non_blocking=True)
-        loss, logits = training_step(model, pixel_values.to(device, non_blocking=True), labels, optimizer,
-                                     scaler, autocast_dtype(device))
+        loss, logits = training_step(model, pixel_values.to(device, non_blocking=True), labels, optimizer, scaler, dtype)
         n = labels.numel()
         total_loss += loss.item() * n
         correct += (logits.argmax(-1) == labels).sum().item()
@@ -2122,60 +2033,9 @@ def train_one_epoch(
     return {"loss": total_loss / seen, "accuracy": correct / seen}
 
 
-# -- Training state: continue an interrupted run -----------------------------------------------
+# -- Training state: continue an interrupted run (nanoGPT's resume: model, optimizer, step, best) --
 
-TRAINING_STATE_FORMAT = "scarlet-training-state-v1"
-
-
-def _rng_state(generator: torch.Generator | None = None) -> dict[str, Any]:
-    """Python's, NumPy's, torch's (CPU and CUDA) and ``generator``'s random states as tensors and
-    plain values only, which ``torch.load(weights_only=True)`` reads."""
-    version, mt, gauss_next = random.getstate()
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    return {
-        "python": {"version": int(version), "state": torch.tensor(mt, dtype=torch.int64), "gauss_next": gauss_next},
-        "numpy": {"kind": str(kind), "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "generator": generator.get_state() if generator is not None else None,
-    }
-
-
-def _set_rng_state(path: Path, state: dict[str, Any], generator: torch.Generator | None = None) -> None:
-    """Restore what ``_rng_state`` saved (the CUDA states of the GPUs present)."""
-    py, npy = state["python"], state["numpy"]
-    random.setstate((py["version"], tuple(py["state"].tolist()), py["gauss_next"]))
-    np.random.set_state((npy["kind"], npy["keys"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"],
-                         npy["cached_gaussian"]))
-    torch.set_rng_state(state["torch"])
-    cuda = list(state["cuda"])
-    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if len(cuda) != gpus:
-        logger.warning("%s: saved with %d GPUs, resumed with %d: the GPU random states differ", path, len(cuda), gpus)
-    for device, gpu_state in enumerate(cuda[:gpus]):
-        torch.cuda.set_rng_state(gpu_state, device)
-    if generator is not None:
-        if state["generator"] is None:
-            logger.warning("%s: saved without a generator state; the loader's generator keeps its own", path)
-        else:
-            generator.set_state(state["generator"])
-
-
-def _check_weights(path: Path, model: torch.nn.Module, state: dict[str, torch.Tensor]) -> torch.nn.Module:
-    """The (unwrapped) model ``state`` loads into, or ``CheckpointError`` saying how they differ."""
-    target = unwrap(model)
-    own = target.state_dict()
-    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-    if missing or unexpected:
-        raise CheckpointError(
-            f"{path}: weights do not match a TimeSformer of this configuration (another architecture?): "
-            f"{len(missing)} missing, e.g. {missing[:3]}; {len(unexpected)} unexpected, e.g. {unexpected[:3]}"
-        )
-    wrong = [(k, tuple(own[k].shape), tuple(v.shape)) for k, v in state.items() if tuple(v.shape) != tuple(own[k].shape)]
-    if wrong:
-        raise CheckpointError(f"{path}: " + "; ".join(_shape_hint(*w) for w in wrong[:3]))
-    return target
+TRAINING_STATE_FORMAT = "scarlet-training-state-v2"
 
 
 def save_training_state(
@@ -2190,30 +2050,25 @@ def save_training_state(
     generator: torch.Generator | None = None,
     **extra: Any,
 ) -> Path:
-    """Write what continuing training after ``epoch`` needs, atomically (temp file, rename: the
-    previous state stays whole until the new one is complete): the weights, the optimizer and
-    GradScaler states, ``best_score`` and ``history``, the random states (Python, NumPy, torch
-    CPU and CUDA, and the DataLoader's ``generator``), and plain ``extra`` values.
-
-    Only tensors and plain values are stored, so ``load_training_state`` reads it with
-    ``torch.load(weights_only=True)``. Save at the end of an epoch, after validation: the random
-    states are the ones the next epoch starts from. A full disk raises ``OSError`` naming ``path``
-    ("No space left on device") and leaves the previous state as it was.
-    """
-    model = unwrap(model)
+    """Write what continuing training after ``epoch`` needs, atomically: the weights, the optimizer
+    and GradScaler states, ``best_score``, ``history``, torch's random states (CPU, CUDA, and the
+    DataLoader's ``generator``: shuffling, augmentation and dropout all draw from them), and plain
+    ``extra`` values. Save at the end of an epoch, after validation."""
     payload = {
         "format": TRAINING_STATE_FORMAT,
         "epoch": int(epoch),
         "best_score": None if best_score is None else float(best_score),
         "history": _plain(list(history)),
-        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "model": {k: v.detach().cpu() for k, v in unwrap(model).state_dict().items()},
         "optimizer_class": type(optimizer).__name__,
         "optimizer": optimizer.state_dict(),
         "scaler": scaler.state_dict() if scaler is not None else None,
-        "rng": _rng_state(generator),
+        "rng": {"torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                "generator": generator.get_state() if generator is not None else None},
         "extra": _plain(extra),
     }
-    return _torch_save_atomic(payload, Path(path), "the training state")
+    return atomic_write(path, lambda fh: torch.save(payload, fh), "the training state")
 
 
 def load_training_state(
@@ -2225,23 +2080,19 @@ def load_training_state(
     generator: torch.Generator | None = None,
     match: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Load a ``save_training_state`` file into ``model``, ``optimizer``, ``scaler`` and
-    ``generator`` (each built as in the run that saved it), and restore the random states.
+    """Load a ``save_training_state`` file into ``model``, ``optimizer``, ``scaler`` and ``generator``
+    (each built as in the run that saved it) and restore the random states. Returns ``{"epoch",
+    "best_score", "history", "extra"}``: continue with epoch ``epoch + 1``.
 
-    Returns ``{"epoch", "best_score", "history", "extra"}``: continue with epoch ``epoch + 1``.
-    Always ``torch.load(weights_only=True)``. ``match``: ``extra`` values the saved ones must
-    equal (the run's settings, say). A difference there, weights of another architecture, frame
-    count or image size, an optimizer of another kind or shape, or a file that is not a training
-    state (a ``Scarlet.pt``, say) raise ``CheckpointError`` saying which, before anything given
-    is changed.
+    ``match``: ``extra`` values the saved ones must equal (the run's settings). A difference there,
+    weights of another architecture, an optimizer of another kind or shape, or a file that is not
+    a training state raise ``CheckpointError`` saying which, before anything given is changed.
     """
     path = Path(path)
     obj = _torch_load(path)
     if not (isinstance(obj, dict) and obj.get("format") == TRAINING_STATE_FORMAT):
-        if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
-            found = "a Scarlet.pt model checkpoint: load it with load_checkpoint"
-        else:
-            found = f"found {type(obj).__name__}"
+        found = "a Scarlet.pt model checkpoint: load it with load_checkpoint" if _is_scarlet(obj) \
+            else f"found {type(obj).__name__}"
         raise CheckpointError(f"{path}: not a Scarlet training state ({found})")
     differ = []
     for key, want in sorted((match or {}).items()):
@@ -2264,18 +2115,42 @@ def load_training_state(
         raise CheckpointError(f"{path}: the optimizer state does not fit this optimizer (parameters per group: saved "
                               f"{saved}, given {given}): build the optimizer over the same parameters as the run that saved it")
     target.load_state_dict(obj["model"])
-    try:
-        optimizer.load_state_dict(obj["optimizer"])
-    except (ValueError, KeyError) as exc:
-        raise CheckpointError(f"{path}: the optimizer state does not fit this optimizer ({exc}): build the "
-                              "optimizer over the same parameters as the run that saved it") from None
-    if scaler is not None:
-        if obj["scaler"]:
-            scaler.load_state_dict(obj["scaler"])
-        else:
-            logger.warning("%s: saved without a GradScaler state; the scaler starts afresh", path)
-    _set_rng_state(path, obj["rng"], generator)
+    optimizer.load_state_dict(obj["optimizer"])
+    if scaler is not None and obj["scaler"]:
+        scaler.load_state_dict(obj["scaler"])
+    rng = obj["rng"]
+    torch.set_rng_state(rng["torch"])
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if len(rng["cuda"]) != gpus:
+        logger.warning("%s: saved with %d GPUs, resumed with %d: the GPU random states differ", path, len(rng["cuda"]), gpus)
+    for device, gpu_state in enumerate(rng["cuda"][:gpus]):
+        torch.cuda.set_rng_state(gpu_state, device)
+    if generator is not None and rng["generator"] is not None:
+        generator.set_state(rng["generator"])
     return {"epoch": obj["epoch"], "best_score": obj["best_score"], "history": obj["history"], "extra": obj["extra"]}
+
+
+def resume_training(
+    path: str | Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None,
+    generator: torch.Generator | None,
+    run_key: dict[str, Any],
+    resume: bool = True,
+) -> tuple[list[dict[str, Any]], float, int, str]:
+    """Where the training loop starts: ``(history, best_score, first_epoch, what happened)``. With
+    ``resume`` and a training state at ``path`` saved by this run (the same ``run_key``), the
+    state is loaded and training continues after its epoch; otherwise it starts at epoch 1."""
+    path = Path(path)
+    if not resume or not path.is_file():
+        return [], -1.0, 1, "training from the start" + ("" if resume else " (RESUME is off)")
+    try:
+        saved = load_training_state(path, model, optimizer, scaler, generator=generator, match={"run_key": run_key})
+    except CheckpointError as exc:  # another run's state: nothing was loaded
+        return [], -1.0, 1, f"not resuming, training from the start: {exc}"
+    return (saved["history"], saved["best_score"], saved["epoch"] + 1,
+            f"resuming after epoch {saved['epoch']} (best validation accuracy so far {saved['best_score']:.4f})")
 
 
 @torch.no_grad()
@@ -2283,25 +2158,25 @@ def predict_probs(
     model: torch.nn.Module,
     loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
     device: torch.device | str,
-    amp: bool | None = None,
+    amp: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(y_true, y_prob)``: labels and P(fake) (softmax of the logits, class 1) for every video.
 
     Batches of ``(B, T, C, H, W)`` score one clip per video; ``(B, K, T, C, H, W)`` score K clips
-    per video and average their P(fake) (the several-clips protocol). Mixed precision as
-    ``inference_dtype(device, amp)``: bf16 on a CPU with native bf16, ``amp=False`` for fp32.
+    per video and average their P(fake) (the several-clips protocol). Precision as
+    ``precision(device, amp=amp)``: bf16 on a CPU with native bf16; ``amp=False`` for fp32.
     """
     device = torch.device(device)
+    dtype = precision(device, amp=amp)
     model.eval()
     y_true, y_prob = [], []
     bar = tqdm(total=_num_batches(loader), desc="predict", unit="batch", leave=False)
     for pixel_values, labels in loader:
         clips = pixel_values.shape[1] if pixel_values.ndim == 6 else 1
-        with _inference_autocast(device, amp):
+        with _autocast(device, dtype):
             pixel_values = pixel_values.to(device, non_blocking=True)
             logits = model(pixel_values=pixel_values.flatten(0, 1) if clips > 1 else pixel_values).logits
-        probs = logits.float().softmax(-1)[:, 1].view(-1, clips).mean(1)
-        y_prob.append(probs.cpu().numpy())
+        y_prob.append(logits.float().softmax(-1)[:, 1].view(-1, clips).mean(1).cpu().numpy())
         y_true.append(np.asarray(labels))
         bar.update()
     bar.close()
@@ -2319,15 +2194,99 @@ def score_items(
     std: Sequence[float] = KINETICS_STD,
     batch_size: int = 2,
     workers: int = 0,
-    amp: bool | None = None,
+    amp: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``predict_probs`` over cached clips of ``items`` (in order): ``(y_true, y_prob)``."""
     device = torch.device(device)
-    loader = torch.utils.data.DataLoader(
-        FrameClipDataset(items, cache_dir, mean, std), batch_size=batch_size, num_workers=workers,
-        pin_memory=device.type == "cuda",
-    )
+    loader = torch.utils.data.DataLoader(FrameClipDataset(items, cache_dir, mean, std), batch_size=batch_size,
+                                         num_workers=workers, pin_memory=device.type == "cuda")
     return predict_probs(model.to(device), loader, device, amp)
+
+
+# ----------------------------------------------------------------------------------------------
+# Evaluation: bound to the checkpoint it evaluates
+# ----------------------------------------------------------------------------------------------
+
+
+def run_preprocessing(config: dict[str, Any], checkpoint: str | Path) -> tuple[Preprocessing, list[str]]:
+    """How this run makes its inputs, and notes to show. Training: from the knobs, with the mean/std
+    of ``MODEL``'s image processor. ``TRAIN`` off: from ``checkpoint`` (nothing is downloaded);
+    a knob that disagrees is reported in one note, never obeyed."""
+    if config["TRAIN"]:
+        mean, std = normalization_for(model_source(config["MODEL"], config["NUM_FRAMES"], config["SIZE"]))
+        return Preprocessing(config["NUM_FRAMES"], config["SIZE"], config["FACE_CROP"], mean, std), []
+    info = checkpoint_info(checkpoint)
+    return info.preprocessing, preprocessing_notes(info, config)
+
+
+def preprocessing_notes(info: CheckpointInfo, config: dict[str, Any]) -> list[str]:
+    """One line on knobs that disagree with the checkpoint's preprocessing (which is what is used)."""
+    notes = []
+    if not info.recorded:
+        notes.append(f"{info.path} is a plain state dict: its preprocessing is taken to be the original run's "
+                     "(8 frames at 224 px, whole frames, the k400 mean/std)")
+    differ = info.preprocessing.differences(config)
+    if differ:
+        notes.append(f"{info.path.name} was trained with " + ", ".join(differ) + "; evaluation follows the checkpoint")
+    return notes
+
+
+def evaluation_split(info: CheckpointInfo, split_path: str | Path, data_root: str | Path,
+                     config: dict[str, Any] | None = None) -> tuple[Split, list[str]]:
+    """The split that ``info``'s checkpoint was trained on, its paths resolved against today's
+    ``data_root``, and notes to show. An existing ``split.json`` is never rewritten: where it
+    disagrees with the checkpoint, the checkpoint's split is used and the note says so; a missing
+    one is written from the checkpoint. A checkpoint that records no split (a plain state dict)
+    uses ``split.json`` and a note says that its training videos are unknown."""
+    split_path = Path(split_path)
+    notes = []
+    if info.split is not None:
+        split = Split.from_json(info.split, data_root)
+        if not split_path.is_file():
+            save_split(split, split_path, data_root)
+            notes.append(f"{split_path}: written from the split stored in {info.path.name}")
+        elif not load_split(split_path, data_root).same_videos(split):
+            notes.append(f"{split_path} is not the split {info.path.name} was trained on: evaluating on the "
+                         "checkpoint's own split (split.json is left as it is)")
+    elif split_path.is_file():
+        split = load_split(split_path, data_root)
+        notes.append(f"{info.path.name} does not record its training videos, so {ORIGINAL_TRAIN_NOTE}")
+    else:
+        raise FileNotFoundError(
+            f"{split_path}: not found, and {info.path} does not record the split it was trained on (a plain state "
+            "dict, or one saved by an older Scarlet): put the split.json of its run beside it, or set TRAIN on "
+            "to train a model of your own (training writes both)")
+    if config is not None:
+        differ = [f"{knob} {config[knob]!r}" for knob, value in (("SEED", split.seed), ("SPLIT", split.strategy))
+                  if knob in config and config[knob] != value]
+        if differ and not config.get("TRAIN", False):
+            notes.append(f"the split is the checkpoint's ({split.strategy}, seed {split.seed}); with TRAIN off the "
+                         f"configuration's {', '.join(differ)} does not apply")
+    return split, notes
+
+
+def unseen_items(items: Sequence[VideoItem], info: CheckpointInfo,
+                 allow_train_faces: bool = False) -> tuple[list[VideoItem], dict[str, Any], str]:
+    """The videos of ``items`` to score with ``info``'s checkpoint: ``(items, record, note)``.
+
+    A video that shares a face with the checkpoint's training videos is left out (a score on it
+    measures memory, not detection), unless ``allow_train_faces``; ``record`` (for
+    ``metrics.json``) counts them, and is ``"unknown"`` where the training videos are."""
+    faces = info.train_faces()
+    if faces is None:
+        return list(items), {"train_faces": "unknown"}, f"{info.path.name}: {ORIGINAL_TRAIN_NOTE}"
+    unseen, seen = split_by_faces(items, faces)
+    record = {"train_faces": "scored" if allow_train_faces else "left out", "videos_sharing_a_training_face": len(seen)}
+    if allow_train_faces:
+        return list(items), record, (f"{len(seen)} of {len(items)} videos share a face with the training videos and are "
+                                     "scored anyway (ALLOW_TRAIN_FACES)")
+    if not unseen:
+        raise CheckpointError(f"all {len(items)} videos share a face with {info.path.name}'s training videos: there is "
+                              "nothing honest to score (set ALLOW_TRAIN_FACES to score them anyway)")
+    note = (f"left out {len(seen)} of {len(items)} videos that share a face with {info.path.name}'s training videos "
+            "(set ALLOW_TRAIN_FACES to score them)") if seen else \
+        f"none of the {len(items)} videos shares a face with {info.path.name}'s training videos"
+    return unseen, record, note
 
 
 # ----------------------------------------------------------------------------------------------
@@ -2339,8 +2298,10 @@ def _scores(y_true: Sequence[int], y_prob: Sequence[float]) -> tuple[np.ndarray,
     """``(y_true, y_prob)`` as int64 / float64 arrays, or ``ValueError`` unless equal-length 1-D and non-empty."""
     y_true = np.asarray(y_true, dtype=np.int64)
     y_prob = np.asarray(y_prob, dtype=np.float64)
-    if y_true.shape != y_prob.shape or y_true.ndim != 1 or len(y_true) == 0:
-        raise ValueError(f"y_true and y_prob must be equal-length 1-D and non-empty, got {y_true.shape} and {y_prob.shape}")
+    if y_true.shape != y_prob.shape or y_true.ndim != 1:
+        raise ValueError(f"y_true and y_prob must be equal-length 1-D, got {y_true.shape} and {y_prob.shape}")
+    if len(y_true) == 0:
+        raise ValueError("no videos were scored (did every video fail to extract? see the failures listed above)")
     return y_true, y_prob
 
 
@@ -2420,8 +2381,7 @@ def compute_metrics(
     A clip is called fake when P(fake) >= ``threshold``. ROC AUC, average precision and the EER
     are None when only one class is present. ``eer`` is where FPR == FNR on the ROC (its points
     joined by straight lines) and ``eer_threshold`` the score there. ``ci95`` comes from
-    ``bootstrap_ci`` with ``n_bootstrap`` class-stratified resamples of the videos
-    (``np.random.default_rng(seed)``); ``n_bootstrap=0`` skips it (None).
+    ``bootstrap_ci`` with ``n_bootstrap`` class-stratified resamples (``n_bootstrap=0``: None).
     """
     from sklearn.metrics import (accuracy_score, average_precision_score, classification_report, confusion_matrix,
                                  log_loss, roc_auc_score)
@@ -2462,33 +2422,28 @@ def plot_confusion_matrix(cm: Sequence[Sequence[int]], title: str = "Confusion m
     # A bare Figure, not pyplot: no global state, and it renders the same under any backend.
     fig = Figure(figsize=(5, 4.2), dpi=120)
     ax = fig.add_subplot()
-    cm = np.asarray(cm)
-    sns.heatmap(cm, annot=True, fmt="d", cmap="Blues", cbar=True, ax=ax, square=True, vmin=0,
+    sns.heatmap(np.asarray(cm), annot=True, fmt="d", cmap="Blues", cbar=True, ax=ax, square=True, vmin=0,
                 xticklabels=CLASS_NAMES, yticklabels=CLASS_NAMES, annot_kws={"size": 14})
-    ax.set_xlabel("Predicted label")
-    ax.set_ylabel("True label")
-    ax.set_title(title)
+    ax.set(xlabel="Predicted label", ylabel="True label", title=title)
     fig.tight_layout()
     return fig
 
 
 def plot_roc_curve(y_true: Sequence[int], y_prob: Sequence[float], title: str = "ROC curve"):
-    """The ROC curve with its AUC, the equal-error point (FPR == FNR) marked, and the chance
-    diagonal; with one class only, a figure that says the curve is undefined."""
+    """The ROC curve with its AUC (sklearn's ``RocCurveDisplay``), the chance diagonal and the
+    equal-error point (FPR == FNR) marked; with one class only, a figure that says it is undefined."""
     from matplotlib.figure import Figure
-    from sklearn.metrics import roc_auc_score
+    from sklearn.metrics import RocCurveDisplay
 
     y_true, y_prob = _scores(y_true, y_prob)
     fig = Figure(figsize=(5, 5), dpi=120)
     ax = fig.add_subplot()
-    ax.plot([0, 1], [0, 1], "--", color="0.55", lw=1, label="chance (AUC 0.5)")
     if len(np.unique(y_true)) == 2:
-        fpr, tpr, thresholds = _roc(y_true, y_prob)
-        eer, eer_threshold = _equal_error_rate(fpr, tpr, thresholds)
+        RocCurveDisplay.from_predictions(y_true, y_prob, ax=ax, name="ROC", drop_intermediate=False,
+                                         plot_chance_level=True, lw=2)
+        eer, eer_threshold = _equal_error_rate(*_roc(y_true, y_prob))
         ax.plot([0, 1], [1, 0], ":", color="0.75", lw=1, label="FPR = FNR")
-        ax.plot(fpr, tpr, "-", color="C0", lw=2, label=f"ROC (AUC {roc_auc_score(y_true, y_prob):.3f})")
-        ax.plot([eer], [1 - eer], "o", color="C3", ms=8, zorder=3,
-                label=f"EER {eer:.1%} (P(fake) >= {eer_threshold:.3f})")
+        ax.plot([eer], [1 - eer], "o", color="C3", ms=8, zorder=3, label=f"EER {eer:.1%} (P(fake) >= {eer_threshold:.3f})")
     else:
         ax.text(0.5, 0.55, "undefined: only one class present", ha="center", va="center", transform=ax.transAxes)
     ax.set(xlim=(-0.01, 1.01), ylim=(-0.01, 1.01), aspect="equal", title=f"{title} (n={len(y_true)})",
@@ -2538,14 +2493,15 @@ def save_reports(
     out_dir: str | Path,
     threshold: float = 0.5,
     extra: dict[str, Any] | None = None,
+    name: str = "",
 ) -> dict[str, Any]:
     """Write ``metrics.json``, ``classification_report.txt`` and ``confusion_matrix.png`` to
-    ``out_dir`` (as the original run did), plus ``roc_curve.png`` and ``score_histogram.png``;
-    returns the metrics as written.
+    ``out_dir`` (as the original run did), plus ``roc_curve.png`` and ``score_histogram.png``,
+    whose titles start with ``name`` (the part and protocol, say); returns the metrics as written.
 
     ``extra`` (e.g. ``{"split_strategy": ..., "config": {...}}``) is merged into ``metrics.json``
-    unrounded (values JSON cannot hold, such as paths, are written as strings); a key that is
-    already a metric raises ``ValueError``.
+    unrounded (values JSON cannot hold, such as paths, as text); a key that is already a metric
+    raises ``ValueError``.
     """
     from sklearn.metrics import classification_report
 
@@ -2556,16 +2512,20 @@ def save_reports(
         if clash:
             raise ValueError(f"extra keys {clash} would overwrite metrics of the same name")
         metrics.update(json.loads(json.dumps(_plain(dict(extra)), default=str)))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out_dir / "metrics.json", metrics)
+    write_json(out_dir / "metrics.json", metrics)
     y_pred = (np.asarray(y_prob) >= threshold).astype(np.int64)
-    text = classification_report(np.asarray(y_true), y_pred, labels=[0, 1], target_names=list(CLASS_NAMES), zero_division=0)
-    write_text_atomic(out_dir / "classification_report.txt", text)
-    title = f"Confusion matrix (n={metrics['n']}, accuracy {metrics['accuracy']:.1%})"
+    write_text(out_dir / "classification_report.txt", classification_report(
+        np.asarray(y_true), y_pred, labels=[0, 1], target_names=list(CLASS_NAMES), zero_division=0))
+    prefix = f"{name}: " if name else ""
+    title = f"{prefix}confusion matrix (n={metrics['n']}, accuracy {metrics['accuracy']:.1%})"
     save_figure(plot_confusion_matrix(metrics["confusion_matrix"], title), out_dir / "confusion_matrix.png")
-    save_figure(plot_roc_curve(y_true, y_prob), out_dir / "roc_curve.png")
-    save_figure(plot_score_histogram(y_true, y_prob, threshold), out_dir / "score_histogram.png")
+    save_figure(plot_roc_curve(y_true, y_prob, f"{prefix}ROC curve"), out_dir / "roc_curve.png")
+    save_figure(plot_score_histogram(y_true, y_prob, threshold, f"{prefix}scores by true class"),
+                out_dir / "score_histogram.png")
     return metrics
+
+
+SUMMARY_HEADERS = ["", "accuracy [95% CI]", "ROC AUC [95% CI]", "AP", "EER", "n"]
 
 
 def summary_row(name: str, metrics: dict[str, Any]) -> list[str]:
@@ -2579,9 +2539,6 @@ def summary_row(name: str, metrics: dict[str, Any]) -> list[str]:
     fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
     n = metrics.get("n", (metrics.get("n_real") or 0) + (metrics.get("n_fake") or 0))
     return [name, with_ci("accuracy"), with_ci("roc_auc"), fmt(metrics.get("average_precision")), fmt(metrics.get("eer")), str(n)]
-
-
-SUMMARY_HEADERS = ["", "accuracy [95% CI]", "ROC AUC [95% CI]", "AP", "EER", "n"]
 
 
 def cross_method_metrics(
@@ -2615,22 +2572,11 @@ def cross_method_metrics(
 
 def save_predictions(items: Sequence[VideoItem], y_prob: Sequence[float], path: str | Path) -> Path:
     """``predictions.csv``: one row per video with its label and P(fake), for error analysis."""
-    rows = ["path,method,label,p_fake"]
-    rows += [f'"{i.path}",{i.method},{i.label},{p:.6f}' for i, p in zip(items, y_prob, strict=True)]
-    return write_text_atomic(path, "\n".join(rows) + "\n")
-
-
-def save_figure(fig: Any, path: str | Path) -> Path:
-    """Save a matplotlib figure as PNG through a temp name and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _atomic_path(path)
-    try:
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["path", "method", "label", "p_fake"])
+    writer.writerows([str(i.path), i.method, i.label, f"{p:.6f}"] for i, p in zip(items, y_prob, strict=True))
+    return write_text(path, buffer.getvalue())
 
 
 def plot_history(history: Sequence[dict[str, float]]):
@@ -2653,6 +2599,7 @@ def plot_history(history: Sequence[dict[str, float]]):
     ax_val.legend(loc="lower right")
     for ax in (ax_loss, ax_val):
         ax.grid(alpha=0.3)
+        ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)  # one epoch too: whole-number ticks, not 0.96-1.04
         ax.xaxis.get_major_locator().set_params(integer=True)
     fig.tight_layout()
     return fig
@@ -2664,13 +2611,12 @@ def plot_frame_grid(clips: Sequence[np.ndarray], titles: Sequence[str], max_fram
 
     cols = min(max_frames, max(len(c) for c in clips))
     fig = Figure(figsize=(1.6 * cols, 1.8 * len(clips)), dpi=100)
-    axes = np.atleast_2d(fig.subplots(len(clips), cols, squeeze=False))
+    axes = fig.subplots(len(clips), cols, squeeze=False)
     for row, (clip, title) in enumerate(zip(clips, titles)):
         for col in range(cols):
-            ax = axes[row, col]
-            ax.axis("off")
+            axes[row, col].axis("off")
             if col < len(clip):
-                ax.imshow(clip[col])
+                axes[row, col].imshow(clip[col])
         axes[row, 0].set_title(title, loc="left", fontsize=9)
     fig.tight_layout()
     return fig
@@ -2685,30 +2631,26 @@ def plot_frame_grid(clips: Sequence[np.ndarray], titles: Sequence[str], max_fram
 def predict_video(
     model: torch.nn.Module,
     path: str | Path,
-    num_frames: int | None = None,
-    size: int | None = None,
-    face_crop: bool = False,
-    mean: Sequence[float] = KINETICS_MEAN,
-    std: Sequence[float] = KINETICS_STD,
+    preprocessing: Preprocessing | None = None,
     device: torch.device | str | None = None,
     num_clips: int = 1,
-    amp: bool | None = None,
+    amp: bool = True,
 ) -> float:
     """P(fake) for one video file, averaged over ``num_clips`` clips spread over the video.
 
-    ``num_frames`` and ``size`` default to the model's own (TimeSformer's layers are built for
-    one frame count); others raise ``ValueError``. Unreadable files raise ``VideoReadError``.
-    Precision as ``predict_probs`` (``amp=False``: fp32).
+    ``preprocessing`` is the checkpoint's (``checkpoint_info(path).preprocessing``); None means
+    whole frames at the model's own frame count and size, normalised as the k400 checkpoint. A
+    model built for other clips raises ``ValueError``; an unreadable file ``VideoReadError``.
     """
-    num_frames = num_frames or unwrap(model).config.num_frames
-    size = size or unwrap(model).config.image_size
-    check_input_size(model, num_frames, size)
+    cfg = unwrap(model).config
+    prep = preprocessing or Preprocessing(cfg.num_frames, cfg.image_size)
+    check_input_size(model, prep.num_frames, prep.size)
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    clip = read_clip(path, num_frames, size, face_crop, num_clips=num_clips)
+    clip = read_clip(path, prep.num_frames, prep.size, prep.face_crop, num_clips=num_clips)
     if clip.faces_missing:
         logger.warning("%s: no face in %d frames; used a centre crop there", path, clip.faces_missing)
-    x = clip_to_tensor(clip.frames, mean, std).view(-1, num_frames, 3, size, size).to(device)
+    x = clip_to_tensor(clip.frames, prep.mean, prep.std).view(-1, prep.num_frames, 3, prep.size, prep.size)
     model.eval()
-    with _inference_autocast(device, amp):
-        logits = model(pixel_values=x).logits
+    with _autocast(device, precision(device, amp=amp)):
+        logits = model(pixel_values=x.to(device)).logits
     return float(logits.float().softmax(-1)[:, 1].mean())
