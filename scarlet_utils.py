@@ -1,10 +1,9 @@
 """Scarlet: the tested helpers behind ``Scarlet.ipynb``.
 
 One flat module, in the order the notebook uses it: configuration, frames, faces, data, model,
-training, metrics, one video. Arrays are ``(T, H, W, 3)`` uint8 RGB clips unless said otherwise;
-model inputs are ``(B, T, C, H, W)`` float tensors normalised with the checkpoint's mean/std.
-
-The module never prints: it logs to the ``scarlet`` logger and returns reports the notebook shows.
+training, evaluation, metrics, one video. Clips are ``(T, H, W, 3)`` uint8 RGB unless said
+otherwise; model inputs are ``(B, T, C, H, W)`` float tensors normalised with the checkpoint's
+mean/std. The module never prints: it logs to the ``scarlet`` logger and returns reports.
 """
 
 from __future__ import annotations
@@ -38,8 +37,7 @@ from tqdm import tqdm  # text bars: they read right in a saved, headless-run not
 logger = logging.getLogger("scarlet")
 
 DEFAULT_MODEL = "facebook/timesformer-base-finetuned-k400"
-# The k400 TimeSformer checkpoint's preprocessor_config.json normalises with these values.
-KINETICS_MEAN = (0.45, 0.45, 0.45)
+KINETICS_MEAN = (0.45, 0.45, 0.45)  # the k400 checkpoint's preprocessor_config.json
 KINETICS_STD = (0.225, 0.225, 0.225)
 CLASS_NAMES = ("Real", "Fake")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".mpg", ".mpeg", ".webm", ".m4v")
@@ -55,12 +53,9 @@ class CheckpointError(RuntimeError):
 
 def atomic_write(path: str | Path, write: Callable[[Any], Any], what: str = "the file") -> Path:
     """Call ``write(binary_file)`` on a hidden temp file beside ``path``, then rename it onto ``path``:
-    a reader finds the old file or the new one, never a partial one.
-
-    ``open`` creates the temp file, so the mode follows the umask (0644 under the usual 022). A
-    temp file a killed write left behind has the same name and is simply overwritten. A failure
-    raises ``OSError`` of the same errno naming ``path`` and ``what``; a full disk says so.
-    """
+    a reader finds the old file or the new one, never a partial one. ``open`` makes the temp file,
+    so the mode follows the umask (0644 under 022); a temp file a killed write left is overwritten.
+    Failures raise ``OSError`` naming ``path`` and ``what``; a full disk says so."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     try:
@@ -68,36 +63,31 @@ def atomic_write(path: str | Path, write: Callable[[Any], Any], what: str = "the
         with open(tmp, "wb") as fh:
             write(fh)
         os.replace(tmp, path)
-    except OSError as exc:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
-        full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
-        cause = "No space left on device (the disk or quota is full: free some space, or write elsewhere)" if full \
-            else (exc.strerror or str(exc))
+        if not isinstance(exc, OSError):
+            raise
+        cause = "No space left on device (the disk or quota is full: free some space, or write elsewhere)" \
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT) else (exc.strerror or str(exc))
         raise OSError(exc.errno, f"{path}: cannot write {what}: {cause}") from exc
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return path
 
 
 def write_json(path: str | Path, obj: Any) -> Path:
-    """``obj`` as indented JSON, written atomically (values JSON cannot hold, such as paths, as text)."""
-    text = json.dumps(obj, indent=2, default=str) + "\n"
-    return atomic_write(path, lambda fh: fh.write(text.encode("utf-8")), "the JSON file")
+    """``obj`` as indented JSON, written atomically (paths and other non-JSON values as text)."""
+    return write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
 
 
 def write_text(path: str | Path, text: str) -> Path:
-    """``text`` as UTF-8, written atomically."""
     return atomic_write(path, lambda fh: fh.write(text.encode("utf-8")), "the text file")
 
 
 def save_figure(fig: Any, path: str | Path) -> Path:
-    """A matplotlib figure as PNG, written atomically."""
     return atomic_write(path, lambda fh: fig.savefig(fh, format="png"), "the figure")
 
 
 def _plain(obj: Any) -> Any:
-    """NumPy scalars and arrays as Python numbers and lists, paths as text: ``torch.load(weights_only=True)``
+    """NumPy values as Python numbers and lists, paths as text: ``torch.load(weights_only=True)``
     refuses NumPy objects, so a checkpoint holding one could be saved but never loaded."""
     if isinstance(obj, dict):
         return {k: _plain(v) for k, v in obj.items()}
@@ -105,9 +95,12 @@ def _plain(obj: Any) -> Any:
         return [_plain(v) for v in obj]
     if isinstance(obj, (np.generic, np.ndarray)):
         return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
+    return str(obj) if isinstance(obj, Path) else obj
+
+
+def _progress(**kwargs: Any) -> tqdm:
+    """A progress bar redrawn at most once a second, so a long run's saved output stays small."""
+    return tqdm(mininterval=1.0, **kwargs)
 
 
 def format_table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
@@ -121,8 +114,6 @@ def format_table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
 
 def _walk_dirs(top: Path, max_depth: int) -> Iterator[Path]:
     """Folders below ``top`` (itself included), sorted, at most ``max_depth`` levels down."""
-    if not top.is_dir():
-        return
     for dirpath, dirnames, _ in os.walk(top, followlinks=True):
         dirnames.sort()
         if len(Path(dirpath).relative_to(top).parts) >= max_depth:
@@ -142,8 +133,8 @@ DATASET_DIR_NAME = "FaceForensics++_C23"
 
 
 class Config(dict):
-    """The run's knobs, plus ``changes``: ``(knob, cell value, value now, set by)`` for each knob that
-    the mode or a ``SCARLET_<NAME>`` variable changed, so the notebook can show them."""
+    """The run's knobs; ``changes`` lists ``(knob, cell value, value now, set by)`` for each knob the
+    mode or a ``SCARLET_<NAME>`` variable changed, for the notebook to show."""
 
     changes: list[tuple[str, Any, Any, str]]
 
@@ -160,10 +151,8 @@ def _parse_env_value(name: str, text: str, default: Any) -> Any:
             if text.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
                 raise ValueError(text)
             return text.lower() in ("1", "true", "yes", "on")
-        if isinstance(default, int):
-            return int(text)
-        if isinstance(default, float):
-            return float(text)
+        if isinstance(default, (int, float)):
+            return type(default)(text)
         if isinstance(default, (list, tuple)):
             return [part.strip() for part in text.split(",") if part.strip()]
     except ValueError:
@@ -174,8 +163,7 @@ def _parse_env_value(name: str, text: str, default: Any) -> Any:
 def find_data_root(search_dirs: Sequence[str | Path] | None = None, name: str = DATASET_DIR_NAME,
                    max_depth: int = 5) -> Path | None:
     """The first folder called ``name`` (any case) below ``search_dirs`` (default ``/kaggle/input``)
-    that holds a dataset layout. Kaggle has mounted datasets at several depths over time, so the
-    search walks down instead of assuming one path."""
+    that holds a dataset layout: Kaggle has mounted datasets at several depths over time."""
     for top in map(Path, search_dirs or (KAGGLE_INPUT,)):
         for folder in _walk_dirs(top, max_depth):
             if folder.name.lower() == name.lower():
@@ -188,16 +176,15 @@ def find_data_root(search_dirs: Sequence[str | Path] | None = None, name: str = 
 
 
 def find_local_model(search_dirs: Sequence[str | Path] | None = None, max_depth: int = 6) -> Path | None:
-    """A local copy of the k400 TimeSformer (a folder with its ``config.json``, 400 labels, and
+    """A local copy of the k400 TimeSformer (``config.json`` of a timesformer with 400 labels, and its
     weights) below ``search_dirs`` (default ``/kaggle/input``: a Kaggle Model or dataset), or None."""
     for top in map(Path, search_dirs or (KAGGLE_INPUT,)):
         for folder in _walk_dirs(top, max_depth):
-            config = folder / "config.json"
             weights = [folder / w for w in ("model.safetensors", "pytorch_model.bin")]
-            if not (config.is_file() and any(w.is_file() for w in weights)):
+            if not ((folder / "config.json").is_file() and any(w.is_file() for w in weights)):
                 continue
             try:
-                cfg = json.loads(config.read_text(encoding="utf-8"))
+                cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
             except (OSError, ValueError):
                 continue
             if cfg.get("model_type") == "timesformer" and len(cfg.get("id2label", {})) == 400:
@@ -210,10 +197,7 @@ def sized_split(n_real: int, n_fake: int) -> tuple[int, int]:
     pool = 2 * min(n_real, n_fake)
     if pool < 2:
         raise ValueError(f"need at least one real and one fake video, found {n_real} real, {n_fake} fake")
-    n_val = max(1, pool // 2)
-    return pool - n_val, n_val
-
-
+    return pool - pool // 2, pool // 2
 def resolve_config(defaults: dict[str, Any], environ: dict[str, str] | None = None) -> Config:
     """The run's configuration: ``defaults``, then the mode's presets, then ``SCARLET_<NAME>``
     environment variables (which always win, so CI can run the same notebook headless).
@@ -254,7 +238,10 @@ def resolve_config(defaults: dict[str, Any], environ: dict[str, str] | None = No
         presets["OUTPUT_DIR"] = f"{mode}_output"
         presets["CACHE_DIR"] = f"{mode}_output/frame_cache"
         if mode == "demo":
-            presets.update(DATA_ROOT=f"{mode}_output/synthetic_data", METHODS=["Deepfakes"], N_TRAIN=192, N_VAL=96, EPOCHS=20)
+            # Its own folder per size: the synthetic data follows N_TRAIN and N_VAL, never SEED.
+            n_per_class = (env.get("N_TRAIN", 192) + env.get("N_VAL", 96)) // 2
+            presets.update(DATA_ROOT=f"{mode}_output/synthetic_{n_per_class}", METHODS=["Deepfakes"], N_TRAIN=192,
+                           N_VAL=96, EPOCHS=20)
         else:
             if cfg.get("DATA_ROOT") is None:
                 raise ValueError(f"MODE=sample needs {ENV_PREFIX}DATA_ROOT, a small FF++ tree")
@@ -292,79 +279,65 @@ def device_report(amp: bool = True) -> dict[str, Any]:
         "numpy": np.__version__,
         "scikit-learn": sklearn.__version__,
     }
+
+
 # ----------------------------------------------------------------------------------------------
 # Frames
 # ----------------------------------------------------------------------------------------------
 
 
 def sample_frame_indices(total_frames: int, num_frames: int = 8) -> list[int]:
-    """``num_frames`` indices spread uniformly from the first to the last frame.
-
-    A video shorter than ``num_frames`` repeats indices (``[0, 0, 1, 1, ...]``) so every clip
-    has the same length.
-    """
-    if total_frames < 1:
-        raise ValueError(f"total_frames must be >= 1, got {total_frames}")
-    if num_frames < 1:
-        raise ValueError(f"num_frames must be >= 1, got {num_frames}")
-    return [int(i) for i in np.linspace(0, total_frames - 1, num_frames).round()]
+    """``num_frames`` indices spread uniformly from the first to the last frame; a video shorter
+    than ``num_frames`` repeats indices (``[0, 0, 1, 1, ...]``) so every clip has the same length."""
+    return sample_clip_indices(total_frames, num_frames)[0]
 
 
 def sample_clip_indices(total_frames: int, num_frames: int = 8, num_clips: int = 1) -> list[list[int]]:
     """Frame indices of ``num_clips`` clips: the video cut into that many equal segments, each
     sampled uniformly first to last. One clip is exactly ``sample_frame_indices``."""
-    if num_clips < 1:
-        raise ValueError(f"num_clips must be >= 1, got {num_clips}")
-    if num_clips == 1:
-        return [sample_frame_indices(total_frames, num_frames)]
-    if total_frames < 1:
-        raise ValueError(f"total_frames must be >= 1, got {total_frames}")
-    edges = np.linspace(0, total_frames, num_clips + 1)
+    for name, value in (("total_frames", total_frames), ("num_frames", num_frames), ("num_clips", num_clips)):
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+    edges = np.ceil(np.linspace(0, total_frames, num_clips + 1)).astype(int)
     clips = []
     for k in range(num_clips):
-        first, last = int(np.ceil(edges[k])), max(int(np.ceil(edges[k + 1])) - 1, int(np.ceil(edges[k])))
-        first, last = min(first, total_frames - 1), min(last, total_frames - 1)
+        first = min(edges[k], total_frames - 1)
+        last = min(max(edges[k + 1] - 1, edges[k]), total_frames - 1)
         clips.append([int(i) for i in np.linspace(first, last, num_frames).round()])
     return clips
 
 
 def resize_short_side_center_crop(frame: np.ndarray, size: int) -> np.ndarray:
-    """``(H, W, 3)`` -> ``(size, size, 3)``: shortest side to ``size``, then a centre crop.
-
-    This is what the k400 processor does (``shortest_edge`` then ``crop_size``); squashing the
-    frame to a square would distort faces the pretrained backbone has never seen distorted.
-    """
+    """``(H, W, 3)`` -> ``(size, size, 3)``: shortest side to ``size``, then a centre crop, as the k400
+    processor does (squashing to a square would distort faces the backbone never saw distorted)."""
     h, w = frame.shape[:2]
     scale = size / min(h, w)
     new_w, new_h = max(size, round(w * scale)), max(size, round(h * scale))
-    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    resized = cv2.resize(frame, (new_w, new_h), interpolation=interp)
+    resized = cv2.resize(frame, (new_w, new_h), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
     top, left = (new_h - size) // 2, (new_w - size) // 2
     return resized[top : top + size, left : left + size]
 
 
 def _check_file(path: Path) -> None:
-    """Raise ``VideoReadError`` for a path that is not a readable, non-empty file."""
+    """Raise ``VideoReadError`` for a path that is not a readable, non-empty regular file."""
     try:
         st = path.stat()
+        if stat.S_ISREG(st.st_mode) and st.st_size:
+            with open(path, "rb") as fh:  # a FIFO is never opened: that blocks until someone writes
+                fh.read(1)
     except FileNotFoundError:
         raise VideoReadError(f"{path}: file not found") from None
     except PermissionError:
         raise VideoReadError(f"{path}: permission denied") from None
     except OSError as exc:  # a symlink loop, a name too long, ...
         loop = " (a symlink loop)" if exc.errno == errno.ELOOP else ""
-        raise VideoReadError(f"{path}: cannot stat the file{loop} ({exc.strerror})") from None
-    if path.is_dir():
+        raise VideoReadError(f"{path}: cannot read the file{loop} ({exc.strerror})") from None
+    if stat.S_ISDIR(st.st_mode):
         raise VideoReadError(f"{path}: is a directory, not a video file")
-    if not stat.S_ISREG(st.st_mode):  # opening a FIFO blocks until someone writes to it
+    if not stat.S_ISREG(st.st_mode):
         raise VideoReadError(f"{path}: not a regular file (a FIFO, socket or device), not a video file")
     if st.st_size == 0:
         raise VideoReadError(f"{path}: empty file (0 bytes)")
-    try:
-        with open(path, "rb") as fh:
-            fh.read(1)
-    except OSError as exc:
-        raise VideoReadError(f"{path}: cannot read the file ({exc.strerror})") from None
 
 
 # Per-thread state of the decoding path: ``extract_frames`` decodes in a thread pool, and each
@@ -373,11 +346,10 @@ _THREAD = threading.local()
 
 
 def _init_extract_worker() -> None:
-    """Run first on each ``extract_frames`` worker (thread or process): decode on one FFmpeg thread,
-    as the pool is the parallelism (a thread per CPU in every worker oversubscribes the CPUs). The
-    frames are the same: FFmpeg's decoders are bit-exact whatever the thread count."""
+    """First on each ``extract_frames`` worker: one FFmpeg thread, as the pool is the parallelism
+    (FFmpeg's decoders are bit-exact whatever the thread count); in a process, OpenCV's too."""
     _THREAD.decoder_threads = 1
-    if multiprocessing.parent_process() is not None:  # a process of its own: OpenCV's threads off too
+    if multiprocessing.parent_process() is not None:
         cv2.setNumThreads(1)
 
 
@@ -386,9 +358,7 @@ def _open_capture(path: Path) -> cv2.VideoCapture:
     cap = cv2.VideoCapture(str(path), cv2.CAP_ANY, [cv2.CAP_PROP_N_THREADS, threads] if threads else [])
     if not cap.isOpened():
         cap.release()
-        raise VideoReadError(
-            f"{path}: OpenCV cannot open it as a video (not a video, truncated, or an unsupported codec)"
-        )
+        raise VideoReadError(f"{path}: OpenCV cannot open it as a video (not a video, truncated, or an unsupported codec)")
     return cap
 
 
@@ -396,11 +366,9 @@ def _count_frames(path: Path) -> int:
     """Count decodable frames by grabbing them all (no colour conversion): the slow, sure way."""
     cap = _open_capture(path)
     n = 0
-    try:
-        while cap.grab():
-            n += 1
-    finally:
-        cap.release()
+    while cap.grab():
+        n += 1
+    cap.release()
     return n
 
 
@@ -410,24 +378,17 @@ _SEEK_BACKOFF = 16
 
 
 def _exact_seek_keyframes(path: Path) -> list[int] | None:
-    """The keyframes a frame-number seek in ``path`` can decode from, or ``None`` where such a seek
-    might not land on the frame that sequential decoding numbers the same. Reads the packets
-    without decoding them (milliseconds).
-
-    A seek to frame ``i`` lands on the frame whose timestamp OpenCV rounds to ``i``
-    (``CAP_PROP_PTS``); that is sequential decoding's frame ``i`` when the packets' rounded
-    timestamps are exactly 0, 1, ..., n-1: a constant frame rate, no gap, no duplicate.
-    """
+    """The keyframes a frame-number seek in ``path`` can decode from, or ``None`` where a seek might
+    not land on the frame sequential decoding numbers the same: that holds when the packets' rounded
+    timestamps (``CAP_PROP_PTS``) are exactly 0, 1, ..., n-1. Reads packets without decoding them."""
     cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, [cv2.CAP_PROP_FORMAT, -1])  # raw packets
     pts: list[float] = []
     keys: list[int] = []
-    try:
-        while cap.isOpened() and cap.grab():
-            pts.append(cap.get(cv2.CAP_PROP_PTS))
-            if cap.get(cv2.CAP_PROP_LRF_HAS_KEY_FRAME):
-                keys.append(int(pts[-1]))
-    finally:
-        cap.release()
+    while cap.isOpened() and cap.grab():
+        pts.append(cap.get(cv2.CAP_PROP_PTS))
+        if cap.get(cv2.CAP_PROP_LRF_HAS_KEY_FRAME):
+            keys.append(int(pts[-1]))
+    cap.release()
     return sorted(keys) if pts and sorted(pts) == list(range(len(pts))) else None
 
 
@@ -448,20 +409,15 @@ def _frame_by_seek(path: Path, idx: int) -> np.ndarray | None:
 def _grab_frames(
     path: Path, indices: Sequence[int], transform: Any = None, seek_gap: int | None = None
 ) -> tuple[list[np.ndarray], int]:
-    """Decode the frames at sorted ``indices`` as BGR; ``grab()`` skips the rest cheaply.
-    ``transform`` (BGR frame -> array) is applied to each frame as it is decoded, so only its
-    output is kept: a 4K video's frames are never all held at full size.
+    """Decode the frames at sorted ``indices`` as BGR, ``grab()``-ing past the rest, each through
+    ``transform`` as it is decoded (a 4K video's frames are never all held at full size).
 
-    ``seek_gap``: seek (``CAP_PROP_POS_FRAMES``) instead of grabbing where that skips decoding
-    more than ``seek_gap`` frames; ``None`` (the default) never seeks: on short videos with
-    sparse keyframes the checks cost what the seeks save (README, Speed). Seeks are made only where they are exact (``_exact_seek_keyframes``), never to a keyframe
-    behind the position; the file's first seek is checked pixel for pixel against sequential
-    decoding (seeking stops for the file if they differ), and each later one must land on the
-    timestamp asked for, or the whole file is read again without seeking.
-
-    Returns the frames for the distinct indices reached and how many frames were grabbed, which
-    is less than ``max(indices) + 1`` when the stream ends (or breaks) early, and one more than
-    that when the stream goes on past the last index (the count it was sampled from is too low).
+    ``seek_gap``: seek instead of grabbing where that skips more than ``seek_gap`` frames; None
+    never seeks. Seeks are made only where exact (``_exact_seek_keyframes``), the file's first is
+    checked pixel for pixel against sequential decoding, and each later one must land on the
+    timestamp asked for, or the file is read again without seeking. Returns the frames reached
+    and how many frames were grabbed: fewer than ``max(indices) + 1`` when the stream ends early,
+    one more when it goes on past the last index (the count it was sampled from is too low).
     """
     wanted = sorted(set(indices))
     keys = _exact_seek_keyframes(path) if seek_gap is not None else None
@@ -501,7 +457,6 @@ def _grab_frames(
     return frames, pos
 
 
-
 @dataclass
 class Clip:
     """What reading a video produced: ``frames`` ``(T, size, size, 3)`` uint8 RGB and how."""
@@ -512,29 +467,21 @@ class Clip:
     faces_missing: int = 0  # frames where face crop found no face and fell back to a centre crop
 
 
-def read_clip(
-    path: str | Path,
-    num_frames: int = 8,
-    size: int = 224,
-    face_crop: bool = False,
-    num_clips: int = 1,
-    seek_gap: int | None = None,
-) -> Clip:
-    """Read ``num_frames`` uniformly spaced frames of a video as a ``Clip``; with ``num_clips`` > 1,
-    that many clips from consecutive equal segments, ``frames`` ``(num_clips, T, size, size, 3)``.
+def read_clip(path: str | Path, num_frames: int = 8, size: int = 224, face_crop: bool = False,
+              num_clips: int = 1, seek_gap: int | None = None) -> Clip:
+    """``num_frames`` uniformly spaced frames of a video as a ``Clip``; with ``num_clips`` > 1, that
+    many clips from consecutive equal segments, ``frames`` ``(num_clips, T, size, size, 3)``.
 
-    ``CAP_PROP_FRAME_COUNT`` is verified while decoding and replaced by the real count when it is
-    wrong (truncated, re-muxed or damaged files). ``seek_gap``:
-    seek over long gaps where that is exact (off by default; see ``_grab_frames``).
-    Raises ``VideoReadError`` naming the file and the cause.
+    The header's frame count is checked while decoding and replaced by the real count where it is
+    wrong (truncated, re-muxed or damaged files). ``seek_gap``: see ``_grab_frames`` (off by
+    default). Raises ``VideoReadError`` naming the file and the cause.
     """
     path = Path(path)
     _check_file(path)
     cap = _open_capture(path)
     frame_count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
     cap.release()
-    if frame_count < 1:
-        # Some containers (and streams with broken headers) report 0 or a negative count.
+    if frame_count < 1:  # some containers (and broken headers) report 0 or a negative count
         frame_count = _count_frames(path)
         if frame_count < 1:
             raise VideoReadError(f"{path}: the video has no decodable frames")
@@ -550,9 +497,7 @@ def read_clip(
     indices = sample(frame_count)
     frames, reached = _grab_frames(path, indices, prepare, seek_gap)
     ended_early = len(frames) < len(set(indices))
-    if ended_early or reached > frame_count:
-        # The count was wrong: too high (truncated or re-muxed files end early) or too low (a
-        # stale hint; the stream goes on). Resample over the frames that really decode.
+    if ended_early or reached > frame_count:  # the header was wrong: resample over what decodes
         if ended_early and reached < 1:
             raise VideoReadError(f"{path}: the video has no decodable frames")
         real_count = reached if ended_early else _count_frames(path)
@@ -565,7 +510,7 @@ def read_clip(
             raise VideoReadError(f"{path}: decoding is not repeatable (stream broke at frame {reached})")
 
     by_index = dict(zip(sorted(set(indices)), frames))
-    crops = [by_index[i] for i in indices]  # RGB; a short video's repeated frames are shared, not copied
+    crops = [by_index[i] for i in indices]  # a short video's repeated frames are shared, not copied
     faces_missing = 0
     if face_crop:
         crops, faces_missing = crop_faces(crops, size)
@@ -575,20 +520,13 @@ def read_clip(
     return Clip(clip, list(indices), frame_count, faces_missing)
 
 
-def read_video_frames(
-    path: str | Path, num_frames: int = 8, size: int = 224, face_crop: bool = False
-) -> np.ndarray:
-    """``(num_frames, size, size, 3)`` uint8 RGB frames spread over the whole video.
-
-    Whole frames follow the k400 processor (shortest side to ``size``, centre crop); with
-    ``face_crop`` each frame is cropped around the largest detected face (see ``crop_faces``).
-    Raises ``VideoReadError`` for a missing, empty or undecodable file.
-    """
+def read_video_frames(path: str | Path, num_frames: int = 8, size: int = 224, face_crop: bool = False) -> np.ndarray:
+    """``(num_frames, size, size, 3)`` uint8 RGB frames spread over the whole video: whole frames as
+    the k400 processor makes them, or face crops (``crop_faces``). Raises ``VideoReadError``."""
     clip = read_clip(path, num_frames, size, face_crop)
     if clip.faces_missing:
         logger.warning("%s: no face in %d/%d frames; used a centre crop there", path, clip.faces_missing, num_frames)
     return clip.frames
-
 
 
 # ----------------------------------------------------------------------------------------------
@@ -602,31 +540,21 @@ FACE_MARGIN = 1.3  # square box 1.3x the detected face: keeps hairline, jaw and 
 @lru_cache(maxsize=1)
 def _face_cascade_file() -> str | None:
     """The Haar frontal-face cascade's path, or None (said once) where this OpenCV build ships none."""
-    classifier = getattr(cv2, "CascadeClassifier", None)
-    data = getattr(cv2, "data", None)
-    cascade_dir = getattr(data, "haarcascades", None)
-    if classifier is None or cascade_dir is None:
-        logger.warning("OpenCV has no Haar cascades (opencv-python>=5?): face crop falls back to centre crops")
-        return None
-    path = os.path.join(cascade_dir, "haarcascade_frontalface_default.xml")
-    if classifier(path).empty():
-        logger.warning("Haar cascade file missing from %s: face crop falls back to centre crops", cascade_dir)
+    cascade_dir = getattr(getattr(cv2, "data", None), "haarcascades", None)
+    path = os.path.join(cascade_dir or "", "haarcascade_frontalface_default.xml")
+    if cascade_dir is None or not hasattr(cv2, "CascadeClassifier") or cv2.CascadeClassifier(path).empty():
+        logger.warning("this OpenCV ships no Haar face cascade (opencv-python>=5?): face crop falls back to centre crops")
         return None
     return path
 
 
 def _face_detector() -> Any | None:
-    """OpenCV's Haar frontal-face cascade, one per thread, or None where OpenCV ships none.
-
-    One per thread because a ``CascadeClassifier`` keeps the buffers of the image it is scanning:
-    two threads sharing one (``extract_frames``' thread pool) would race on them."""
+    """The Haar cascade, one per thread (a ``CascadeClassifier`` keeps the buffers of the image it
+    scans, so threads sharing one race), or None where OpenCV ships none."""
     path = _face_cascade_file()
-    if path is None:
-        return None
-    detector = getattr(_THREAD, "face_detector", None)
-    if detector is None:
-        detector = _THREAD.face_detector = cv2.CascadeClassifier(path)
-    return detector
+    if path is not None and getattr(_THREAD, "face_detector", None) is None:
+        _THREAD.face_detector = cv2.CascadeClassifier(path)
+    return _THREAD.face_detector if path is not None else None
 
 
 def detect_face(frame: np.ndarray) -> tuple[float, float, float] | None:
@@ -646,41 +574,28 @@ def detect_face(frame: np.ndarray) -> tuple[float, float, float] | None:
     return ((x + fw / 2) / scale, (y + fh / 2) / scale, max(fw, fh) / scale)
 
 
-def _smooth_boxes(boxes: list[tuple[float, float, float] | None]) -> list[tuple[float, float, float] | None]:
-    """Median of each detected box with its detected neighbours: one spurious box cannot win."""
-    found = [i for i, b in enumerate(boxes) if b is not None]
-    out: list[tuple[float, float, float] | None] = list(boxes)
-    for k, i in enumerate(found):
-        window = [boxes[j] for j in found[max(0, k - 1) : k + 2]]
-        out[i] = tuple(float(v) for v in np.median(np.array(window), axis=0))  # type: ignore[assignment]
-    return out
-
-
 def crop_faces(frames: Sequence[np.ndarray], size: int) -> tuple[list[np.ndarray], int]:
-    """Crop each ``(H, W, 3)`` frame to a square around the clip's face, resized to ``size``.
-
-    The box is the largest Haar face, 1.3x margin, smoothed over the clip. Frames with no face
-    get the whole-frame centre crop; returns the crops and how many frames fell back.
-    """
-    boxes = _smooth_boxes([detect_face(f) for f in frames])
-    crops, missing = [], 0
-    for frame, box in zip(frames, boxes):
-        if box is None:
-            missing += 1
+    """Crop each ``(H, W, 3)`` frame to a square around the clip's face, resized to ``size``: the
+    largest Haar face, 1.3x margin, each box the median of itself and its detected neighbours (one
+    spurious box cannot win). Frames with no face get the whole-frame centre crop; returns the
+    crops and how many frames fell back."""
+    boxes = [detect_face(f) for f in frames]
+    found = [i for i, b in enumerate(boxes) if b is not None]
+    smoothed = {i: np.median([boxes[j] for j in found[max(0, k - 1) : k + 2]], axis=0) for k, i in enumerate(found)}
+    crops = []
+    for i, frame in enumerate(frames):
+        if i not in smoothed:
             crops.append(resize_short_side_center_crop(frame, size))
             continue
         h, w = frame.shape[:2]
-        cx, cy, side = box
+        cx, cy, side = smoothed[i]
         side = min(side * FACE_MARGIN, h, w)  # a box larger than the frame cannot be square
         x0 = int(round(min(max(cx - side / 2, 0), w - side)))  # shift inside rather than pad
         y0 = int(round(min(max(cy - side / 2, 0), h - side)))
         s = int(round(side))
         crop = frame[y0 : y0 + s, x0 : x0 + s]
-        interp = cv2.INTER_AREA if s > size else cv2.INTER_LINEAR
-        crops.append(cv2.resize(crop, (size, size), interpolation=interp))
-    return crops, missing
-
-
+        crops.append(cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA if s > size else cv2.INTER_LINEAR))
+    return crops, len(frames) - len(smoothed)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -840,57 +755,54 @@ _ACTOR_METHODS = (ACTORS_FOLDER, "DeepFakeDetection")  # DFD ids are actors "01"
 # 360 / 70 / 70 [target, source] pairs of youtube ids, in file order; every id 000-999 occurs once.
 _OFFICIAL_PAIRS = {
     "train": (
-        "071_054 087_081 881_856 187_234 645_688 754_758 811_920 710_788 628_568 312_021 950_836 059_050 "
-        "524_580 751_752 918_934 604_703 296_293 518_131 536_540 969_897 372_413 357_432 809_799 092_098 "
-        "302_323 981_985 512_495 088_060 795_907 535_587 297_270 838_810 850_764 476_400 268_269 033_097 "
-        "226_491 784_769 195_442 678_460 320_328 451_449 409_382 556_588 027_009 196_310 241_210 295_099 "
-        "043_110 753_789 716_712 508_831 005_010 276_185 498_433 294_292 105_180 984_967 318_334 356_324 "
-        "344_020 289_228 022_489 137_165 095_053 999_960 481_469 534_490 543_559 150_153 598_178 475_265 "
-        "671_677 204_230 863_853 561_998 163_031 655_444 038_125 735_774 184_205 499_539 717_684 878_866 "
-        "127_129 286_267 032_944 681_711 236_237 989_993 537_563 814_871 509_525 221_206 808_829 696_686 "
-        "431_447 737_719 609_596 408_424 976_954 156_243 434_438 627_658 025_067 635_642 523_541 572_554 "
-        "215_208 651_835 975_978 792_903 931_936 846_845 899_914 209_016 398_457 797_844 360_437 738_804 "
-        "694_767 790_014 657_644 374_407 728_673 193_030 876_891 553_545 331_260 873_872 109_107 121_093 "
-        "143_140 778_798 983_113 504_502 709_390 940_941 894_848 311_387 562_626 330_162 112_892 765_867 "
-        "124_085 665_679 414_385 555_516 072_037 086_090 202_348 341_340 333_377 082_103 569_921 750_743 "
-        "211_177 770_791 329_327 613_685 007_132 304_300 860_905 986_994 378_368 761_766 232_248 136_285 "
-        "601_653 693_698 359_317 246_258 500_592 776_676 262_301 307_365 600_505 833_826 361_448 473_366 "
-        "885_802 277_335 667_446 522_337 018_019 430_459 886_877 456_435 239_218 771_849 065_089 654_648 "
-        "151_225 152_149 229_247 624_570 290_240 011_805 461_250 251_375 639_841 602_397 028_068 338_336 "
-        "964_174 782_787 478_506 313_283 659_749 690_689 893_913 197_224 253_183 373_394 803_017 305_513 "
-        "051_332 238_282 621_546 401_395 510_528 410_411 049_946 663_231 477_487 252_266 952_882 315_322 "
-        "216_164 061_080 603_575 828_830 723_704 870_001 201_203 652_773 108_052 272_396 040_997 988_966 "
-        "281_474 077_100 146_256 972_718 303_309 582_172 222_168 884_968 217_117 118_120 242_182 858_861 "
-        "101_096 697_581 763_930 839_864 542_520 122_144 687_615 544_532 721_715 179_212 591_605 275_887 "
-        "996_056 825_074 530_594 757_573 611_760 189_200 392_339 734_699 977_075 879_963 910_911 889_045 "
-        "962_929 515_519 062_066 937_888 199_181 785_736 079_076 155_576 748_355 819_786 577_593 464_463 "
-        "439_441 574_547 747_854 403_497 965_948 726_713 943_942 160_928 496_417 700_813 756_503 213_083 "
-        "039_058 781_806 620_619 351_346 959_957 264_271 006_002 391_406 631_551 501_326 412_274 641_662 "
-        "111_094 166_167 130_139 938_987 055_147 990_008 013_883 614_616 772_708 840_800 415_484 287_426 "
-        "680_486 057_070 590_034 194_235 291_874 902_901 343_363 279_298 393_405 674_744 244_822 133_148 "
-        "636_578 637_427 041_063 869_780 733_935 259_345 069_961 783_916 191_188 526_436 123_119 207_908 "
-        "796_740 815_730 173_171 383_353 458_722 533_450 618_629 646_643 531_549 428_466 859_843 692_610"
+        "071_054 087_081 881_856 187_234 645_688 754_758 811_920 710_788 628_568 312_021 950_836 059_050 524_580 "
+        "751_752 918_934 604_703 296_293 518_131 536_540 969_897 372_413 357_432 809_799 092_098 302_323 981_985 "
+        "512_495 088_060 795_907 535_587 297_270 838_810 850_764 476_400 268_269 033_097 226_491 784_769 195_442 "
+        "678_460 320_328 451_449 409_382 556_588 027_009 196_310 241_210 295_099 043_110 753_789 716_712 508_831 "
+        "005_010 276_185 498_433 294_292 105_180 984_967 318_334 356_324 344_020 289_228 022_489 137_165 095_053 "
+        "999_960 481_469 534_490 543_559 150_153 598_178 475_265 671_677 204_230 863_853 561_998 163_031 655_444 "
+        "038_125 735_774 184_205 499_539 717_684 878_866 127_129 286_267 032_944 681_711 236_237 989_993 537_563 "
+        "814_871 509_525 221_206 808_829 696_686 431_447 737_719 609_596 408_424 976_954 156_243 434_438 627_658 "
+        "025_067 635_642 523_541 572_554 215_208 651_835 975_978 792_903 931_936 846_845 899_914 209_016 398_457 "
+        "797_844 360_437 738_804 694_767 790_014 657_644 374_407 728_673 193_030 876_891 553_545 331_260 873_872 "
+        "109_107 121_093 143_140 778_798 983_113 504_502 709_390 940_941 894_848 311_387 562_626 330_162 112_892 "
+        "765_867 124_085 665_679 414_385 555_516 072_037 086_090 202_348 341_340 333_377 082_103 569_921 750_743 "
+        "211_177 770_791 329_327 613_685 007_132 304_300 860_905 986_994 378_368 761_766 232_248 136_285 601_653 "
+        "693_698 359_317 246_258 500_592 776_676 262_301 307_365 600_505 833_826 361_448 473_366 885_802 277_335 "
+        "667_446 522_337 018_019 430_459 886_877 456_435 239_218 771_849 065_089 654_648 151_225 152_149 229_247 "
+        "624_570 290_240 011_805 461_250 251_375 639_841 602_397 028_068 338_336 964_174 782_787 478_506 313_283 "
+        "659_749 690_689 893_913 197_224 253_183 373_394 803_017 305_513 051_332 238_282 621_546 401_395 510_528 "
+        "410_411 049_946 663_231 477_487 252_266 952_882 315_322 216_164 061_080 603_575 828_830 723_704 870_001 "
+        "201_203 652_773 108_052 272_396 040_997 988_966 281_474 077_100 146_256 972_718 303_309 582_172 222_168 "
+        "884_968 217_117 118_120 242_182 858_861 101_096 697_581 763_930 839_864 542_520 122_144 687_615 544_532 "
+        "721_715 179_212 591_605 275_887 996_056 825_074 530_594 757_573 611_760 189_200 392_339 734_699 977_075 "
+        "879_963 910_911 889_045 962_929 515_519 062_066 937_888 199_181 785_736 079_076 155_576 748_355 819_786 "
+        "577_593 464_463 439_441 574_547 747_854 403_497 965_948 726_713 943_942 160_928 496_417 700_813 756_503 "
+        "213_083 039_058 781_806 620_619 351_346 959_957 264_271 006_002 391_406 631_551 501_326 412_274 641_662 "
+        "111_094 166_167 130_139 938_987 055_147 990_008 013_883 614_616 772_708 840_800 415_484 287_426 680_486 "
+        "057_070 590_034 194_235 291_874 902_901 343_363 279_298 393_405 674_744 244_822 133_148 636_578 637_427 "
+        "041_063 869_780 733_935 259_345 069_961 783_916 191_188 526_436 123_119 207_908 796_740 815_730 173_171 "
+        "383_353 458_722 533_450 618_629 646_643 531_549 428_466 859_843 692_610"
     ),
     "val": (
-        "720_672 939_115 284_263 402_453 820_818 762_832 834_852 922_898 104_126 106_198 159_175 416_342 "
-        "857_909 599_585 443_514 566_617 472_511 325_492 816_649 583_558 933_925 419_824 465_482 565_589 "
-        "261_254 992_980 157_245 571_746 947_951 926_900 493_538 468_470 915_895 362_354 440_364 640_638 "
-        "827_817 793_768 837_890 004_982 192_134 745_777 299_145 742_775 586_223 483_370 779_794 971_564 "
-        "273_807 991_064 664_668 823_584 656_666 557_560 471_455 042_084 979_875 316_369 091_116 023_923 "
-        "702_612 904_046 647_622 958_956 606_567 632_548 927_912 350_349 595_597 727_729"
+        "720_672 939_115 284_263 402_453 820_818 762_832 834_852 922_898 104_126 106_198 159_175 416_342 857_909 "
+        "599_585 443_514 566_617 472_511 325_492 816_649 583_558 933_925 419_824 465_482 565_589 261_254 992_980 "
+        "157_245 571_746 947_951 926_900 493_538 468_470 915_895 362_354 440_364 640_638 827_817 793_768 837_890 "
+        "004_982 192_134 745_777 299_145 742_775 586_223 483_370 779_794 971_564 273_807 991_064 664_668 823_584 "
+        "656_666 557_560 471_455 042_084 979_875 316_369 091_116 023_923 702_612 904_046 647_622 958_956 606_567 "
+        "632_548 927_912 350_349 595_597 727_729"
     ),
     "test": (
-        "953_974 012_026 078_955 623_630 919_015 367_371 847_906 529_633 418_507 227_169 389_480 821_812 "
-        "670_661 158_379 423_421 352_319 579_701 488_399 695_422 288_321 705_707 306_278 865_739 995_233 "
-        "755_759 467_462 314_347 741_731 970_973 634_660 494_445 706_479 186_170 176_190 380_358 214_255 "
-        "454_527 425_485 388_308 384_932 035_036 257_420 924_917 114_102 732_691 550_452 280_249 842_714 "
-        "625_650 024_073 044_945 896_128 862_047 607_683 517_521 682_669 138_142 552_851 376_381 000_003 "
-        "048_029 724_725 608_675 386_154 220_219 801_855 161_141 949_868 880_135 429_404"
+        "953_974 012_026 078_955 623_630 919_015 367_371 847_906 529_633 418_507 227_169 389_480 821_812 670_661 "
+        "158_379 423_421 352_319 579_701 488_399 695_422 288_321 705_707 306_278 865_739 995_233 755_759 467_462 "
+        "314_347 741_731 970_973 634_660 494_445 706_479 186_170 176_190 380_358 214_255 454_527 425_485 388_308 "
+        "384_932 035_036 257_420 924_917 114_102 732_691 550_452 280_249 842_714 625_650 024_073 044_945 896_128 "
+        "862_047 607_683 517_521 682_669 138_142 552_851 376_381 000_003 048_029 724_725 608_675 386_154 220_219 "
+        "801_855 161_141 949_868 880_135 429_404"
     ),
 }
 
 
-@lru_cache(maxsize=1)
 @lru_cache(maxsize=1)
 def _official_index() -> dict[frozenset[str], str]:
     """``{frozenset({T, S}): part}`` for each official pair and ``{frozenset({T}): part}`` for each id."""
@@ -1123,9 +1035,10 @@ def make_split(
     rng.shuffle(pool)
     return Split(pool[:n_train], pool[n_train:], strategy=strategy, seed=seed)
 
-def cache_dir_for(
-    root: str | Path, num_frames: int = 8, size: int = 224, face_crop: bool = False, num_clips: int = 1
-) -> Path:
+
+
+def cache_dir_for(root: str | Path, num_frames: int = 8, size: int = 224, face_crop: bool = False,
+                  num_clips: int = 1) -> Path:
     """The cache folder for one extraction setting, so changing a knob never reuses stale clips."""
     clips = f"_c{num_clips}" if num_clips > 1 else ""
     return Path(root) / f"f{num_frames}_s{size}_{'face' if face_crop else 'full'}{clips}"
@@ -1136,17 +1049,14 @@ def cache_path(item: VideoItem, cache_dir: str | Path) -> Path:
     return Path(cache_dir) / item.method / f"{item.video_id}.npy"
 
 
-
-
 @dataclass
 class ExtractionReport:
-    """What ``extract_frames`` did, in the order the videos were given: done now, skipped (cached),
-    failed with their causes, frames without a face, and warnings of videos that decoded short of
-    their header (a truncated or damaged stream gives a clip of the frames that do decode)."""
+    """What ``extract_frames`` did, in the order the videos were given. ``warnings``: videos that
+    decoded short of their header (a damaged stream gives a clip of the frames that do decode)."""
 
     done: list[VideoItem] = field(default_factory=list)
-    skipped: list[VideoItem] = field(default_factory=list)
-    failed: list[tuple[VideoItem, str]] = field(default_factory=list)
+    skipped: list[VideoItem] = field(default_factory=list)  # already in the cache
+    failed: list[tuple[VideoItem, str]] = field(default_factory=list)  # with the cause
     faces_missing: dict[str, int] = field(default_factory=dict)  # path -> frames without a face
     warnings: list[tuple[VideoItem, str]] = field(default_factory=list)
 
@@ -1157,25 +1067,21 @@ class ExtractionReport:
 
 
 class _WarningCollector(logging.Handler):
-    """Keeps the WARNING (and worse) messages logged on the thread that made it, while attached
-    (the other extraction threads log about their own videos)."""
+    """The WARNING messages logged on the thread that made it (other threads decode other videos)."""
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
-        self.thread = threading.get_ident()
-        self.messages: list[str] = []
+        self.thread, self.messages = threading.get_ident(), []
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.thread == self.thread:
             self.messages.append(record.getMessage())
 
 
-def _extract_one(
-    item: VideoItem, dest: Path, num_frames: int, size: int, face_crop: bool, num_clips: int
-) -> tuple[str | None, int, list[str]]:
-    """Decode one video into ``dest``. Returns (error or None, frames without a face, warnings). A
-    video that cannot be read is an error returned; a clip that cannot be written (a full disk, a
-    read-only cache) raises ``OSError`` naming ``dest``."""
+def _extract_one(item: VideoItem, dest: Path, num_frames: int, size: int, face_crop: bool,
+                 num_clips: int) -> tuple[str | None, int, list[str]]:
+    """Decode one video into ``dest``: (error or None, frames without a face, warnings). A clip that
+    cannot be written (a full disk, a read-only cache) raises ``OSError`` naming ``dest``."""
     collector = _WarningCollector()
     logger.addHandler(collector)
     try:
@@ -1198,42 +1104,27 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def extract_frames(
-    items: Sequence[VideoItem],
-    cache_dir: str | Path,
-    num_frames: int = 8,
-    size: int = 224,
-    face_crop: bool = False,
-    workers: int | None = None,
-    num_clips: int = 1,
-    isolate: bool = False,
-) -> ExtractionReport:
+def extract_frames(items: Sequence[VideoItem], cache_dir: str | Path, num_frames: int = 8, size: int = 224,
+                   face_crop: bool = False, workers: int | None = None, num_clips: int = 1,
+                   isolate: bool = False) -> ExtractionReport:
     """Decode each video once into ``cache_dir/<method>/<video_id>.npy`` ``(T, size, size, 3)`` uint8
-    (``(num_clips, T, size, size, 3)`` with several clips per video; see ``read_clip``).
+    (``(num_clips, T, size, size, 3)`` with several clips; see ``read_clip``).
 
-    Clips already in the cache are skipped; new ones are written atomically, so an interrupted run
-    never leaves a partial clip and a rerun resumes where it stopped. Videos are decoded ``workers``
-    at a time (default: the CPU count; 0 or 1: one after another in this thread), each on one
-    FFmpeg thread. The workers are threads (OpenCV lets go of the GIL while it decodes);
-    ``isolate=True`` makes them processes, so that a crash in the native decoder (or the
-    out-of-memory killer) fails that one video, listed with that cause, not the notebook's kernel.
-    A video that fails is listed with its cause and never stops the others.
-
-    A clip that cannot be written (a full disk, a read-only cache) is no fault of the video: it
-    stops the extraction with an ``OSError`` naming the file; the clips written so far stay.
+    Cached clips are skipped and new ones written atomically, so a rerun resumes where a run
+    stopped. ``workers`` threads (default: the CPU count; 0 or 1: in this thread) decode one video
+    each on one FFmpeg thread (OpenCV lets go of the GIL while it decodes). ``isolate=True`` uses
+    processes instead, so a crash in the native decoder (or the out-of-memory killer) fails that
+    one video, not the kernel. A video that fails is listed with its cause and never stops the
+    others; a clip that cannot be written stops the run with an ``OSError`` naming the file.
     """
     report = ExtractionReport()
-    todo: list[tuple[VideoItem, Path]] = []
-    for item in items:
-        dest = cache_path(item, cache_dir)
-        if dest.is_file():
-            report.skipped.append(item)
-        else:
-            todo.append((item, dest))
+    todo = [(item, cache_path(item, cache_dir)) for item in items]
+    report.skipped = [item for item, dest in todo if dest.is_file()]
+    todo = [(item, dest) for item, dest in todo if not dest.is_file()]
     workers = default_workers() if workers is None else workers
     workers = min(max(1, workers) if isolate else workers, len(todo))  # isolation needs a process
     settings = (num_frames, size, face_crop, num_clips)
-    bar = tqdm(total=len(todo), desc="extracting frames", unit="video", disable=not todo)
+    bar = _progress(total=len(todo), desc="extracting frames", unit="video", disable=not todo)
 
     def record(item: VideoItem, result: tuple[str | None, int, list[str]]) -> None:
         error, missing, warnings = result
@@ -1244,13 +1135,12 @@ def extract_frames(
             report.warnings += [(item, w) for w in warnings]
             if missing:
                 report.faces_missing[str(item.path)] = missing
-            if isolate:  # a process logs to its own stderr, not the notebook: say it here
-                for warning in warnings:
-                    logger.warning(warning)
+            for warning in warnings if isolate else []:  # a process logs to its own stderr: say it here
+                logger.warning(warning)
         bar.update()
 
     def consume(results: Iterator[tuple[str | None, int, list[str]]], jobs: list[tuple[VideoItem, Path]]) -> int:
-        """Record ``results`` (in the order of ``jobs``); returns how many came before a worker process died."""
+        """Record ``results`` in the order of ``jobs``; returns how many came before a worker process died."""
         done = 0
         try:
             for result in results:
@@ -1278,17 +1168,15 @@ def extract_frames(
             queue = todo
             while queue:
                 queue = queue[in_pool(processes(workers), queue):]
-                if queue:  # a worker died: on the first unfinished video, or on one decoded beside it
-                    if in_pool(processes(1), queue[:1]) == 0:  # alone, it dies again: that is the culprit
+                if queue:  # a worker died, on the first unfinished video or one beside it: that one alone
+                    if in_pool(processes(1), queue[:1]) == 0:
                         record(queue[0][0], (f"{queue[0][0].path}: the decoding process died (a crash in the "
                                              "native decoder, or killed for memory)", 0, []))
                     queue = queue[1:]
         elif workers <= 1:
             consume((_extract_one(item, dest, *settings) for item, dest in todo), todo)
         else:
-            # OpenCV's own threads (resize, face detection) off while the pool is the parallelism; the
-            # setting is process-wide, so it is put back afterwards.
-            opencv_threads = cv2.getNumThreads()
+            opencv_threads = cv2.getNumThreads()  # process-wide: off while the pool is the parallelism
             cv2.setNumThreads(1)
             try:
                 in_pool(concurrent.futures.ThreadPoolExecutor(workers, "scarlet-extract", _init_extract_worker), todo)
@@ -1302,21 +1190,16 @@ def extract_frames(
 
 
 class FrameClipDataset(Dataset):
-    """Cached clips as model inputs: ``pixel_values`` ``(T, C, H, W)`` float32 normalised, and the label
-    (``(num_clips, T, C, H, W)`` from a several-clips cache; ``predict_probs`` averages those).
-
-    ``augment`` flips the whole clip horizontally with probability 0.5 (one flip for every frame
-    keeps motion consistent), drawn from torch's random state, which the training state saves.
-    """
+    """Cached clips as model inputs: ``(T, C, H, W)`` float32, normalised, and the label
+    (``(num_clips, T, C, H, W)`` from a several-clips cache). ``augment`` flips the whole clip
+    horizontally with probability 0.5, drawn from torch's random state (which training saves)."""
 
     def __init__(self, items: Sequence[VideoItem], cache_dir: str | Path, mean: Sequence[float] = KINETICS_MEAN,
                  std: Sequence[float] = KINETICS_STD, augment: bool = False) -> None:
-        self.items = list(items)
-        self.cache_dir = Path(cache_dir)
+        self.items, self.cache_dir, self.mean, self.std, self.augment = list(items), Path(cache_dir), mean, std, augment
         missing = [str(cache_path(i, cache_dir)) for i in self.items if not cache_path(i, cache_dir).is_file()]
         if missing:
             raise FileNotFoundError(f"{len(missing)} clips missing from the cache (run extract_frames first): {missing[:3]}")
-        self.mean, self.std, self.augment = mean, std, augment
 
     def __len__(self) -> int:
         return len(self.items)
@@ -1327,16 +1210,10 @@ class FrameClipDataset(Dataset):
         return clip_to_tensor(np.load(cache_path(item, self.cache_dir)), self.mean, self.std, flip), item.label
 
 
-def clip_to_tensor(
-    frames: np.ndarray, mean: Sequence[float] | torch.Tensor, std: Sequence[float] | torch.Tensor, flip: bool = False
-) -> torch.Tensor:
-    """``(..., T, H, W, 3)`` uint8 -> ``(..., T, 3, H, W)`` float32, scaled to [0, 1] and normalised
-    (a leading clips axis, as several clips per video have, is kept).
-
-    One float allocation: the uint8 -> float copy also makes the channels-first layout
-    contiguous, the flip moves uint8 bytes, and the scaling and normalising run in place; the
-    same operations in the same order as ``((x / 255) - mean) / std``, bit for bit.
-    """
+def clip_to_tensor(frames: np.ndarray, mean: Sequence[float] | torch.Tensor, std: Sequence[float] | torch.Tensor,
+                   flip: bool = False) -> torch.Tensor:
+    """``(..., T, H, W, 3)`` uint8 -> ``(..., T, 3, H, W)`` float32 ``(x / 255 - mean) / std``, bit for
+    bit, with one float allocation: the flip moves uint8 bytes, the arithmetic runs in place."""
     x = torch.from_numpy(np.ascontiguousarray(frames)).movedim(-1, -3)
     if flip:
         x = x.flip(-1)
@@ -1361,12 +1238,7 @@ def _photo() -> tuple[np.ndarray, tuple[float, float, float]]:
     """Load the portrait (BGR uint8, read-only) and its face box as (cx, cy, side) in pixels."""
     from matplotlib import cbook
 
-    src = cbook.get_sample_data("grace_hopper.jpg")  # str/Path on old matplotlib, open binary file on new
-    if isinstance(src, (str, os.PathLike)):
-        data = Path(src).read_bytes()
-    else:
-        with src:
-            data = src.read()
+    data = Path(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)).read_bytes()
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     h, w = img.shape[:2]
     x, y, bw, bh = (_SYNTH_FALLBACK_BOX[0] * w, _SYNTH_FALLBACK_BOX[1] * h, _SYNTH_FALLBACK_BOX[2] * w, _SYNTH_FALLBACK_BOX[3] * h)
@@ -1498,7 +1370,8 @@ def make_synthetic_dataset(root: str | Path, n_per_class: int = 24, num_frames: 
     Creates `root/original/NNN.mp4` (real) and `root/Deepfakes/T_S.mp4` (fake: target T's
     camera motion with source S's face swapped in; every real id is the target of exactly one
     fake, S != T). Deterministic for a given `seed`; only missing files are (re)written, so a
-    second call with the same arguments is a fast no-op. Files are written atomically.
+    second call with the same arguments is a fast no-op; a root holding the fakes of another seed
+    or size is refused. Files are written atomically.
     """
     if not 2 <= n_per_class <= 1000:
         raise ValueError("n_per_class must be in [2, 1000] (3-digit ids, source != target)")
@@ -1514,6 +1387,17 @@ def make_synthetic_dataset(root: str | Path, n_per_class: int = 24, num_frames: 
     src_of = {g[k]: g[(k + 1) % len(g)] for g in groups for k in range(len(g))}
     real = {i: root / "original" / f"{ids[i]}.mp4" for i in range(n_per_class)}
     fake = {i: root / "Deepfakes" / f"{ids[i]}_{ids[src_of[i]]}.mp4" for i in range(n_per_class)}
+    # Another seed or size pairs other faces and moves other cameras: mixed in, they would join the
+    # identity groups. The settings are recorded beside the videos, and any other dataset is refused.
+    settings = {"n_per_class": n_per_class, "num_frames": num_frames, "size": size, "fps": fps, "seed": seed}
+    manifest = root / ".synthetic.json"
+    recorded = json.loads(manifest.read_text(encoding="utf-8")) if manifest.is_file() else settings
+    stray = [p for d in ("original", "Deepfakes") if (root / d).is_dir() for p in _video_files(root / d)
+             if p not in {*real.values(), *fake.values()}]
+    if stray or recorded != settings:
+        raise ValueError(f"{root}: holds another synthetic dataset ({recorded if recorded != settings else stray[0]}), "
+                         f"not the one for {settings}: delete it, or write this one to another folder")
+    write_json(manifest, settings)
     if all(p.exists() for p in [*real.values(), *fake.values()]):
         return root
     # All parameters come from generators spawned up front, so a partially written dataset is
@@ -1533,26 +1417,23 @@ def make_synthetic_dataset(root: str | Path, n_per_class: int = 24, num_frames: 
     return root
 
 
-
 # ----------------------------------------------------------------------------------------------
 # Model
 # ----------------------------------------------------------------------------------------------
 
 CHECKPOINT_FORMAT = "scarlet-checkpoint-v2"
-_CHECKPOINT_V1 = "scarlet-checkpoint-v1"  # weights, config and loose extras; no preprocessing record, no split
+_CHECKPOINT_V1 = "scarlet-checkpoint-v1"  # weights, config and loose extras: no preprocessing record, no split
 FACE_METHOD = "haar-largest-smoothed"  # what crop_faces does; a checkpoint trained on other crops is refused
-# The original run: 8 frames at 224, whole frames, normalised as the k400 checkpoint, 1,400 of the
-# 2,000 Deepfakes/original videos in a 600/800 split that nobody recorded.
 ORIGINAL_TRAIN_NOTE = ("its training videos are unknown, so any FaceForensics++ number for it may include faces it "
                        "trained on (the original run used 1,400 of the 2,000 Deepfakes/original videos)")
 
 
 @dataclass(frozen=True)
 class Preprocessing:
-    """Everything that decides how a model's inputs are made. It travels inside ``Scarlet.pt``, and
-    evaluation follows it rather than the knobs: frames are ``num_frames`` spread uniformly from the
-    first to the last (``sample_frame_indices``), at ``size`` px, whole (shortest side, centre crop)
-    or face crops (``crop_faces``, ``face_method``), then ``(x / 255 - mean) / std``."""
+    """Everything that decides how a model's inputs are made; it travels inside ``Scarlet.pt`` and
+    evaluation follows it, not the knobs. ``num_frames`` spread uniformly first to last, ``size`` px,
+    whole frames (shortest side, centre crop) or face crops (``face_method``), ``(x / 255 - mean) / std``.
+    The defaults are the original run's."""
 
     num_frames: int = 8
     size: int = 224
@@ -1567,17 +1448,18 @@ class Preprocessing:
 
     @classmethod
     def from_dict(cls, obj: dict[str, Any]) -> "Preprocessing":
-        known = {k: v for k, v in obj.items() if k in cls.__dataclass_fields__}
-        prep = cls(**{**known, **{k: tuple(float(x) for x in known[k]) for k in ("mean", "std") if k in known}})
+        """The record ``asdict`` made; ``CheckpointError`` where this module cannot make such inputs."""
+        known = {k: tuple(v) if k in ("mean", "std") else v for k, v in obj.items() if k in cls.__dataclass_fields__}
+        prep = cls(**known)
         if (prep.sampling, prep.face_margin, prep.face_method) != ("uniform", FACE_MARGIN, FACE_METHOD):
             raise CheckpointError(
                 f"the checkpoint's inputs were made another way (sampling {prep.sampling!r}, face crop "
-                f"{prep.face_method!r} with margin {prep.face_margin}) than this scarlet_utils.py can make them "
+                f"{prep.face_method!r} with margin {prep.face_margin}) than this scarlet_utils.py makes them "
                 f"(uniform, {FACE_METHOD!r}, {FACE_MARGIN}): use the scarlet_utils.py it was trained with")
         return prep
 
     def differences(self, config: dict[str, Any]) -> list[str]:
-        """``"FACE_CROP: True (the configuration says False)"`` for each knob that disagrees with this."""
+        """``"FACE_CROP: True (the configuration says False)"`` for each knob that disagrees."""
         return [f"{knob}: {getattr(self, name)!r} (the configuration says {config[knob]!r})"
                 for name, knob in self.KNOBS.items() if knob in config and config[knob] != getattr(self, name)]
 
@@ -1588,71 +1470,51 @@ def _download_help(source: Any, exc: Exception) -> str:
             "or set MODEL to its folder. An evaluation with TRAIN off downloads nothing.")
 
 
-def _label_maps(num_labels: int) -> tuple[dict[int, str], dict[str, int]]:
-    names = list(CLASS_NAMES) if num_labels == 2 else [f"LABEL_{i}" for i in range(num_labels)]
-    return dict(enumerate(names)), {n: i for i, n in enumerate(names)}
-
-
-def build_model(
-    source: Any = DEFAULT_MODEL, num_labels: int = 2, *, sdpa: bool = True, gradient_checkpointing: bool = False
-) -> torch.nn.Module:
-    """TimeSformer with its classifier swapped for a fresh ``num_labels``-way head.
-
-    ``source`` is a hub id, a local directory, or a ``TimesformerConfig`` (a random model, as the
-    tests and the demo use). The backbone weights load unchanged; only ``classifier`` is new.
-    ``sdpa``: attention through ``scaled_dot_product_attention`` (same weights and outputs, less
-    memory). ``gradient_checkpointing``: recompute each layer's activations in the backward pass
-    (more compute, far less activation memory). A download that fails says what to do on Kaggle.
-    """
+def build_model(source: Any = DEFAULT_MODEL, num_labels: int = 2, *, sdpa: bool = True,
+                gradient_checkpointing: bool = False) -> torch.nn.Module:
+    """TimeSformer with a fresh ``num_labels``-way head (``Real``/``Fake`` for 2). ``source``: a hub
+    id, a local folder, or a ``TimesformerConfig`` (a random model, as the tests and demo use).
+    ``sdpa``: attention through ``scaled_dot_product_attention`` (``use_sdpa_attention``).
+    ``gradient_checkpointing``: recompute activations in backward (more compute, less memory)."""
     from transformers import TimesformerConfig, TimesformerForVideoClassification
 
-    id2label, label2id = _label_maps(num_labels)
+    names = list(CLASS_NAMES) if num_labels == 2 else [f"LABEL_{i}" for i in range(num_labels)]
+    labels = {"id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}}
     if isinstance(source, TimesformerConfig):
-        config = TimesformerConfig.from_dict({**source.to_dict(), "id2label": id2label, "label2id": label2id})
-        model = TimesformerForVideoClassification(config)
+        model = TimesformerForVideoClassification(TimesformerConfig.from_dict({**source.to_dict(), **labels}))
     else:
-        try:
-            # ignore_mismatched_sizes: the 400-class Kinetics head cannot load into a 2-class one; it is
-            # re-initialised and every other weight is copied as is (the HF video-classification recipe).
+        try:  # the 400-class head cannot load into a 2-class one: it is made afresh, all else is copied
             model = TimesformerForVideoClassification.from_pretrained(
-                str(source), num_labels=num_labels, id2label=id2label, label2id=label2id, ignore_mismatched_sizes=True)
+                str(source), num_labels=num_labels, ignore_mismatched_sizes=True, **labels)
         except OSError as exc:
             raise OSError(_download_help(source, exc)) from exc
     if sdpa:
         use_sdpa_attention(model)
-    if gradient_checkpointing:
-        # Non-reentrant: frozen inputs need no requires_grad trick (transformers 4.40 and 5.x both take it).
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if gradient_checkpointing:  # non-reentrant: frozen inputs need no requires_grad trick
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers 5's name; the old one warns there
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return model
 
 
 @lru_cache(maxsize=1)
 def _sdpa_attention_class() -> type:
-    """``TimesformerSelfAttention`` with its forward through ``scaled_dot_product_attention``.
-
-    Made on first use (transformers is imported lazily) and cached; ``__getattr__`` below lets
-    pickle find it as ``scarlet_utils.SdpaTimesformerSelfAttention``.
-    """
+    """``TimesformerSelfAttention`` with its forward through ``scaled_dot_product_attention``: the
+    same parameters and maths (``softmax(q k^T * scale) v``, dropout while training), without
+    materialising the ``(B, heads, N, N)`` weights (``output_attentions=True`` runs the stock code).
+    Made on first use (transformers is imported lazily); ``__getattr__`` below lets pickle find it."""
     from transformers.models.timesformer.modeling_timesformer import TimesformerSelfAttention
 
     class SdpaTimesformerSelfAttention(TimesformerSelfAttention):
-        """The stock attention's parameters and maths (``softmax(q k^T * scale) v``, dropout on
-        the weights while training) in one fused call that never materialises the
-        ``(B, heads, N, N)`` weights. ``output_attentions=True`` needs those, so it runs the stock code."""
-
         def forward(self, hidden_states: torch.Tensor, output_attentions: bool = False, *args: Any, **kwargs: Any):
             if output_attentions or args or kwargs:
                 return super().forward(hidden_states, output_attentions, *args, **kwargs)
             batch_size, tokens, channels = hidden_states.shape
-            qkv = (
-                self.qkv(hidden_states)
-                .reshape(batch_size, tokens, 3, self.num_heads, channels // self.num_heads)
-                .permute(2, 0, 3, 1, 4)
-            )
-            query, key, value = qkv.unbind(0)
+            qkv = (self.qkv(hidden_states).reshape(batch_size, tokens, 3, self.num_heads, channels // self.num_heads)
+                   .permute(2, 0, 3, 1, 4))
             context = torch.nn.functional.scaled_dot_product_attention(
-                query, key, value, dropout_p=self.attn_drop.p if self.training else 0.0, scale=self.scale
-            )
+                *qkv.unbind(0), dropout_p=self.attn_drop.p if self.training else 0.0, scale=self.scale)
             return (context.transpose(1, 2).reshape(batch_size, tokens, channels),)
 
     SdpaTimesformerSelfAttention.__module__ = __name__
@@ -1667,25 +1529,18 @@ def __getattr__(name: str) -> Any:  # PEP 562: the lazily made attention class, 
 
 
 def use_sdpa_attention(model: torch.nn.Module) -> torch.nn.Module:
-    """Run every ``TimesformerSelfAttention`` in ``model`` through PyTorch's fused
-    ``scaled_dot_product_attention``; returns ``model`` (changed in place).
-
-    Each attention module's class is swapped for a subclass with the same ``qkv`` weights, scale
-    and dropout: parameters, state dict keys, checkpoints and ``save_pretrained`` stay as they
-    were, and no other model is touched. Idempotent; a wrapped model (DataParallel) works.
-    """
+    """Swap the class of every ``TimesformerSelfAttention`` in ``model`` (in place) for the fused one:
+    parameters, state dict keys, checkpoints and ``save_pretrained`` stay as they were. Idempotent."""
     from transformers.models.timesformer.modeling_timesformer import TimesformerSelfAttention
 
-    sdpa_class = _sdpa_attention_class()
     for module in model.modules():
         if type(module) is TimesformerSelfAttention:  # not one already swapped, nor someone else's subclass
-            module.__class__ = sdpa_class
+            module.__class__ = _sdpa_attention_class()
     return model
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The model inside DataParallel / DistributedDataParallel / ``torch.compile`` wrappers (the one
-    with ``.config`` and unprefixed state dict keys); ``model`` itself when it is not wrapped."""
+    """The model inside DataParallel / DistributedDataParallel / ``torch.compile`` wrappers."""
     while True:
         if isinstance(model, (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel)):
             model = model.module
@@ -1696,9 +1551,8 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def wrap_multi_gpu(model: torch.nn.Module) -> torch.nn.Module:
-    """``torch.nn.DataParallel(model)`` on ``cuda:0`` when more than one GPU is visible (Kaggle's "GPU
-    T4 x2": each batch is split across both), else ``model`` unchanged. Use batches of at least
-    the GPU count; the module's functions take the wrapped model."""
+    """``DataParallel`` on ``cuda:0`` when more than one GPU is visible (Kaggle's "GPU T4 x2"), else
+    ``model`` unchanged. Use batches of at least the GPU count."""
     if isinstance(model, torch.nn.DataParallel) or torch.cuda.device_count() <= 1:
         return model
     logger.info("DataParallel over %d GPUs", torch.cuda.device_count())
@@ -1706,29 +1560,25 @@ def wrap_multi_gpu(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def normalization_for(source: Any = DEFAULT_MODEL) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """``(mean, std)`` from the source's image processor (``preprocessor_config.json``); the k400
-    values for a config (a random model) and for a local folder without that file."""
-    if isinstance(source, (str, Path)):
-        if Path(source).is_dir() and not (Path(source) / "preprocessor_config.json").is_file():
-            logger.info("%s has no preprocessor_config.json; using the k400 mean/std", source)
-            return KINETICS_MEAN, KINETICS_STD
-        from transformers import AutoImageProcessor
+    """``(mean, std)`` of the source's image processor; the k400 values for a config (a random model)
+    and for a local folder without ``preprocessor_config.json``."""
+    if not isinstance(source, (str, Path)) or (Path(source).is_dir() and not (Path(source) / "preprocessor_config.json").is_file()):
+        return KINETICS_MEAN, KINETICS_STD
+    from transformers import AutoImageProcessor
 
-        try:
-            processor = AutoImageProcessor.from_pretrained(str(source))
-        except OSError as exc:
-            raise OSError(_download_help(source, exc)) from exc
-        return tuple(processor.image_mean), tuple(processor.image_std)
-    return KINETICS_MEAN, KINETICS_STD
+    try:
+        processor = AutoImageProcessor.from_pretrained(str(source))
+    except OSError as exc:
+        raise OSError(_download_help(source, exc)) from exc
+    return tuple(processor.image_mean), tuple(processor.image_std)
 
 
 def image_processor(prep: Preprocessing) -> Any:
-    """The transformers image processor of ``prep`` for whole frames (shortest side, centre crop,
-    rescale, normalise), as the k400 checkpoint has; ``save_pretrained`` writes its
-    ``preprocessor_config.json``. Scarlet itself resizes with OpenCV (area-averaging when it shrinks)."""
+    """The transformers image processor of ``prep``'s whole frames (shortest side, centre crop,
+    rescale, normalise), whose ``save_pretrained`` writes ``preprocessor_config.json``."""
     import transformers
 
-    # transformers 5 renamed the PIL-backed processor; its plain name needs torchvision there.
+    # transformers 5 renamed the PIL-backed processor; its old name needs torchvision there.
     cls = getattr(transformers, "VideoMAEImageProcessorPil", None) or transformers.VideoMAEImageProcessor
     return cls(size={"shortest_edge": prep.size}, crop_size={"height": prep.size, "width": prep.size},
                image_mean=list(prep.mean), image_std=list(prep.std))
@@ -1740,10 +1590,9 @@ def tiny_config(num_frames: int = 8, image_size: int = 64, hidden_size: int = 64
 
     return TimesformerConfig(
         image_size=image_size, patch_size=16, num_frames=num_frames, hidden_size=hidden_size,
-        num_hidden_layers=num_layers, num_attention_heads=max(1, hidden_size // 32),
-        intermediate_size=hidden_size * 4,
-        # HF's 0.02 suits width 768; at width 64 it leaves the residual branches so weak that a model
-        # trained from scratch ignores its input (loss stuck at ln 2). ~1/sqrt(width) lets it learn.
+        num_hidden_layers=num_layers, num_attention_heads=max(1, hidden_size // 32), intermediate_size=hidden_size * 4,
+        # HF's 0.02 suits width 768; at width 64 the residual branches are so weak that a model trained
+        # from scratch ignores its input (loss stuck at ln 2). ~1/sqrt(width) lets it learn.
         initializer_range=0.1,
     )
 
@@ -1754,22 +1603,19 @@ def model_source(name: str, num_frames: int = 8, size: int = 224) -> Any:
 
 
 def check_input_size(model: torch.nn.Module, num_frames: int, size: int) -> None:
-    """Raise ``ValueError`` unless the model was built for clips of ``num_frames`` x ``size`` px
-    (TimeSformer's layers reshape by the configured frame count, deep inside the forward pass)."""
+    """``ValueError`` unless the model was built for ``num_frames`` x ``size`` px clips (TimeSformer's
+    layers reshape by the configured frame count, deep inside the forward pass)."""
     cfg = unwrap(model).config
     if (cfg.num_frames, cfg.image_size) != (num_frames, size):
-        raise ValueError(
-            f"the model is built for {cfg.num_frames} frames at {cfg.image_size} px, the data has "
-            f"{num_frames} frames at {size} px: set NUM_FRAMES / SIZE to match the model"
-        )
+        raise ValueError(f"the model is built for {cfg.num_frames} frames at {cfg.image_size} px, the data has "
+                         f"{num_frames} frames at {size} px: set NUM_FRAMES / SIZE to match the model")
 
 
 def save_checkpoint(model: torch.nn.Module, path: str | Path, preprocessing: Preprocessing,
                     split: Split | None = None, data_root: str | Path | None = None, **extra: Any) -> Path:
-    """Write ``Scarlet.pt`` atomically: the state dict, the model config (JSON text, so evaluation
-    rebuilds the model with no download), how its inputs are made (``preprocessing``), the split
-    it trained on (paths relative to ``data_root``: the faces evaluation must not score), and
-    plain ``extra`` values (epoch, score). A wrapped model is saved as the model inside it."""
+    """Write ``Scarlet.pt`` atomically: the state dict, the model config (so evaluation rebuilds the
+    model with no download), ``preprocessing``, the split it trained on (paths relative to
+    ``data_root``: the faces evaluation must not score) and plain ``extra`` values (epoch, score)."""
     model = unwrap(model)
     payload = {
         "format": CHECKPOINT_FORMAT,
@@ -1790,15 +1636,13 @@ def _torch_load(path: Path, mmap: bool = False) -> Any:
     except FileNotFoundError:
         raise CheckpointError(f"{path}: checkpoint not found") from None
     except Exception as exc:
-        if mmap and "zip" in str(exc).lower():  # an old-style (non-zip) file cannot be mapped
+        if mmap:  # an old-style (not zip) file cannot be mapped; the plain load says what else is wrong
             return _torch_load(path)
         # Only a refused class or function means "objects"; torch's message for any other failure
         # (a text file, a plain pickle) also says "weights_only", so that word proves nothing.
         if "GLOBAL" in str(exc) or "allowlisted" in str(exc):
-            raise CheckpointError(
-                f"{path}: refused: the file holds Python objects other than tensors and plain values, "
-                "and loading those could run code. Expected a Scarlet.pt or a plain state dict."
-            ) from None
+            raise CheckpointError(f"{path}: refused: the file holds Python objects other than tensors and plain "
+                                  "values, and loading those could run code. Expected a Scarlet.pt or a plain state dict.") from None
         raise CheckpointError(f"{path}: not a PyTorch checkpoint ({type(exc).__name__}: {exc})") from None
 
 
@@ -1816,10 +1660,8 @@ def _check_weights(path: Path, model: torch.nn.Module, state: dict[str, torch.Te
     own = target.state_dict()
     missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
     if missing or unexpected:
-        raise CheckpointError(
-            f"{path}: weights do not match a TimeSformer of this configuration (another architecture?): "
-            f"{len(missing)} missing, e.g. {missing[:3]}; {len(unexpected)} unexpected, e.g. {unexpected[:3]}"
-        )
+        raise CheckpointError(f"{path}: weights do not match a TimeSformer of this configuration (another architecture?): "
+                              f"{len(missing)} missing, e.g. {missing[:3]}; {len(unexpected)} unexpected, e.g. {unexpected[:3]}")
     wrong = [(k, tuple(own[k].shape), tuple(v.shape)) for k, v in state.items() if tuple(v.shape) != tuple(own[k].shape)]
     if wrong:
         raise CheckpointError(f"{path}: " + "; ".join(_shape_hint(*w) for w in wrong[:3]))
@@ -1830,17 +1672,13 @@ def _is_scarlet(obj: Any) -> bool:
     return isinstance(obj, dict) and obj.get("format") in (CHECKPOINT_FORMAT, _CHECKPOINT_V1)
 
 
-def load_checkpoint(
-    path: str | Path, model: torch.nn.Module | None = None, source: Any = None, *, sdpa: bool = True
-) -> torch.nn.Module:
-    """Load ``Scarlet.pt`` into ``model``, or into a model rebuilt from its stored config; nothing
-    is downloaded. Always ``torch.load(weights_only=True)``.
-
-    A plain state dict (the original run's ``Scarlet.pt``, ``module.`` keys from DataParallel
-    too) has no config: it loads into ``model``, or a model built from ``source`` where that is
-    a ``TimesformerConfig``, else from ``TimesformerConfig()``, whose defaults are the k400 base
-    architecture. Weights of another frame count, size or architecture raise ``CheckpointError``.
-    """
+def load_checkpoint(path: str | Path, model: torch.nn.Module | None = None, source: Any = None, *,
+                    sdpa: bool = True) -> torch.nn.Module:
+    """Load ``Scarlet.pt`` into ``model``, or into a model rebuilt from its stored config; nothing is
+    downloaded, and always ``torch.load(weights_only=True)``. A plain state dict (the original run's
+    ``Scarlet.pt``; ``module.`` keys from DataParallel too) loads into ``model``, or a model of
+    ``source`` where that is a ``TimesformerConfig``, else of ``TimesformerConfig()``: its defaults
+    are the k400 base architecture. Weights for other clips or layers raise ``CheckpointError``."""
     from transformers import TimesformerConfig
 
     path = Path(path)
@@ -1851,7 +1689,7 @@ def load_checkpoint(
         state, config = obj, source if isinstance(source, TimesformerConfig) else TimesformerConfig()
     else:
         raise CheckpointError(f"{path}: not a Scarlet checkpoint or a state dict (found {type(obj).__name__})")
-    state = {k.removeprefix("module."): v for k, v in state.items()}  # saved from DataParallel
+    state = {k.removeprefix("module."): v for k, v in state.items()}
     if model is None:
         model = build_model(config, num_labels=len(config.id2label) if _is_scarlet(obj) else 2, sdpa=sdpa)
     _check_weights(path, model, state).load_state_dict(state)
@@ -1860,9 +1698,9 @@ def load_checkpoint(
 
 @dataclass
 class CheckpointInfo:
-    """What ``Scarlet.pt`` records beside its weights. ``recorded`` is False for a plain state dict,
-    whose preprocessing is assumed to be the original run's; ``split`` is None where the checkpoint
-    does not record which videos it trained on (a plain state dict, or one saved by an older Scarlet)."""
+    """What ``Scarlet.pt`` records beside its weights. ``recorded`` is False for a plain state dict
+    (its preprocessing is taken to be the original run's); ``split`` (JSON, paths relative to the
+    data root) is None where the checkpoint does not say which videos it trained on."""
 
     path: Path
     preprocessing: Preprocessing
@@ -1876,30 +1714,24 @@ class CheckpointInfo:
 
 
 def checkpoint_info(path: str | Path) -> CheckpointInfo:
-    """The record inside ``Scarlet.pt`` (read without reading the weights)."""
+    """The record inside ``Scarlet.pt``, read without reading the weights."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: no checkpoint here: train one (TRAIN on), or copy a Scarlet.pt to this path "
-                              "(OUTPUT_DIR)")
+        raise CheckpointError(f"{path}: no checkpoint here: train one (TRAIN on), or copy a Scarlet.pt to this path")
     obj = _torch_load(path, mmap=True)
     if not _is_scarlet(obj):
         return CheckpointInfo(path, Preprocessing(), None, {}, recorded=False)
     extra = dict(obj.get("extra", {}))
-    if obj["format"] == _CHECKPOINT_V1:  # its preprocessing lived among the extras, and no split
-        prep = Preprocessing.from_dict({k: extra[k] for k in ("num_frames", "size", "face_crop", "mean", "std") if k in extra})
-        return CheckpointInfo(path, prep, None, extra, recorded=True)
+    if obj["format"] == _CHECKPOINT_V1:  # its preprocessing lived among the extras, and it kept no split
+        return CheckpointInfo(path, Preprocessing.from_dict(extra), None, extra, recorded=True)
     return CheckpointInfo(path, Preprocessing.from_dict(obj["preprocessing"]), obj.get("split"), extra, recorded=True)
 
 
 def export_pretrained(model: torch.nn.Module, out_dir: str | Path, preprocessing: Preprocessing) -> Path:
-    """Write a hub-ready folder (``config.json`` with Real/Fake labels, ``model.safetensors``,
-    ``preprocessor_config.json``) that ``TimesformerForVideoClassification.from_pretrained``,
-    ``build_model`` and ``normalization_for`` load.
-
-    Written beside ``out_dir`` and renamed into place (a previous export is moved aside and deleted
-    once the new one is in), so a reader never finds a partial export. A non-empty ``out_dir`` that
-    is not an export (no ``config.json``) is refused rather than replaced.
-    """
+    """A hub-ready folder (``config.json`` with Real/Fake labels, ``model.safetensors``,
+    ``preprocessor_config.json``) that ``from_pretrained``, ``build_model`` and ``normalization_for``
+    load. Written beside ``out_dir`` and renamed into place, so a reader never finds a partial
+    export; a non-empty ``out_dir`` that is not an export (no ``config.json``) is refused."""
     out_dir = Path(out_dir)
     if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / "config.json").is_file())):
         raise FileExistsError(f"{out_dir}: exists and is not a model export; refusing to replace it")
@@ -1912,6 +1744,8 @@ def export_pretrained(model: torch.nn.Module, out_dir: str | Path, preprocessing
         umask = os.umask(0)
         os.umask(umask)
         tmp.chmod(0o777 & ~umask)  # mkdtemp makes an owner-only folder; an export is for sharing
+        for f in tmp.iterdir():  # safetensors writes model.safetensors 0600 whatever the umask
+            f.chmod(0o666 & ~umask)
         if out_dir.exists():
             os.rename(out_dir, old)
         os.rename(tmp, out_dir)
@@ -1922,7 +1756,6 @@ def export_pretrained(model: torch.nn.Module, out_dir: str | Path, preprocessing
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(old, ignore_errors=True)
-    logger.info("exported the model to %s", out_dir)
     return out_dir
 
 
@@ -1932,8 +1765,8 @@ def export_pretrained(model: torch.nn.Module, out_dir: str | Path, preprocessing
 
 
 def cpu_supports_bf16() -> bool:
-    """Whether this CPU does bf16 arithmetic natively (AVX512-BF16 or AMX), so that bf16 matmuls
-    beat fp32 ones; elsewhere oneDNN emulates bf16 and it is slower."""
+    """Whether this CPU does bf16 natively (AVX512-BF16 or AMX), so bf16 matmuls beat fp32 ones;
+    elsewhere oneDNN emulates bf16 and it is slower."""
     probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
     if any(callable(p) for p in probes):  # torch's own checks (the instructions its kernels would use)
         return any(bool(p()) for p in probes if callable(p))
@@ -1945,20 +1778,15 @@ def cpu_supports_bf16() -> bool:
 
 
 def precision(device: torch.device | str, training: bool = False, amp: bool = True) -> torch.dtype | None:
-    """The one precision choice: the autocast dtype for ``device``, or None for fp32.
-
-    GPUs: bf16 where supported, else fp16 (the T4; training then needs a GradScaler). CPU: fp32
-    for training; bf16 for scoring where the CPU has native bf16, else fp32. ``amp=False``
-    (the ``AMP`` knob) is fp32 everywhere.
-    """
+    """The one precision choice: the autocast dtype for ``device``, or None for fp32. GPUs: bf16 where
+    supported, else fp16 (the T4; training then needs a GradScaler). CPU: fp32 for training; bf16
+    for scoring where the CPU has native bf16. ``amp=False`` (the ``AMP`` knob): fp32 everywhere."""
     device = torch.device(device)
     if not amp:
         return None
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device.type == "cpu" and not training and cpu_supports_bf16():
-        return torch.bfloat16
-    return None
+    return torch.bfloat16 if device.type == "cpu" and not training and cpu_supports_bf16() else None
 
 
 def make_grad_scaler(device: torch.device | str, amp: bool = True) -> torch.amp.GradScaler:
@@ -1978,17 +1806,12 @@ def _num_batches(loader: Iterable[Any]) -> int | None:
         return None
 
 
-def training_step(
-    model: torch.nn.Module,
-    pixel_values: torch.Tensor,
-    labels: torch.Tensor,
-    optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler | None = None,
-    dtype: torch.dtype | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
+def training_step(model: torch.nn.Module, pixel_values: torch.Tensor, labels: torch.Tensor,
+                  optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None = None,
+                  dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimisation step on a batch ``(B, T, C, H, W)``: forward under ``dtype`` autocast (None:
-    fp32), cross-entropy in fp32, backward through ``scaler`` (a disabled one, or None, does not
-    scale), optimizer step. Returns ``(loss, logits)``; the benchmarks time exactly this."""
+    fp32), cross-entropy in fp32, backward through ``scaler`` (None: no scaling), optimizer step.
+    Returns ``(loss, logits)``; the benchmarks time exactly this."""
     with _autocast(pixel_values.device, dtype):
         logits = model(pixel_values=pixel_values).logits
     loss = torch.nn.functional.cross_entropy(logits.float(), labels)
@@ -2000,16 +1823,11 @@ def training_step(
     return loss, logits
 
 
-def train_one_epoch(
-    model: torch.nn.Module,
-    loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
-    optimizer: torch.optim.Optimizer,
-    device: torch.device | str,
-    scaler: torch.amp.GradScaler | None = None,
-    amp: bool = True,
-) -> dict[str, float]:
-    """One pass over ``loader`` with cross-entropy; returns mean loss and training accuracy.
-    Precision as ``precision(device, training=True, amp=amp)``; pass the run's ``make_grad_scaler``."""
+def train_one_epoch(model: torch.nn.Module, loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
+                    optimizer: torch.optim.Optimizer, device: torch.device | str,
+                    scaler: torch.amp.GradScaler | None = None, amp: bool = True) -> dict[str, float]:
+    """One pass over ``loader``; returns the mean loss and the training accuracy. Precision as
+    ``precision(device, training=True, amp=amp)``; pass the run's ``make_grad_scaler``."""
     device = torch.device(device)
     dtype = precision(device, training=True, amp=amp)
     scaler = scaler or make_grad_scaler(device, amp)
@@ -2017,14 +1835,13 @@ def train_one_epoch(
     total_loss, correct, seen = 0.0, 0, 0
     # The bar counts batches but never holds the loader's iterator: an iterator kept alive by a
     # progress bar is inherited by the next epoch's forked workers and breaks them.
-    bar = tqdm(total=_num_batches(loader), desc="train", unit="batch", leave=False)
+    bar = _progress(total=_num_batches(loader), desc="train", unit="batch", leave=False)
     for pixel_values, labels in loader:
         labels = labels.to(device, non_blocking=True)
         loss, logits = training_step(model, pixel_values.to(device, non_blocking=True), labels, optimizer, scaler, dtype)
-        n = labels.numel()
-        total_loss += loss.item() * n
+        total_loss += loss.item() * labels.numel()
         correct += (logits.argmax(-1) == labels).sum().item()
-        seen += n
+        seen += labels.numel()
         bar.update()
         bar.set_postfix(loss=f"{total_loss / seen:.4f}")
     bar.close()
@@ -2033,87 +1850,63 @@ def train_one_epoch(
     return {"loss": total_loss / seen, "accuracy": correct / seen}
 
 
-# -- Training state: continue an interrupted run (nanoGPT's resume: model, optimizer, step, best) --
+# -- Training state: continue an interrupted run (as nanoGPT: model, optimizer, step, best score) --
 
 TRAINING_STATE_FORMAT = "scarlet-training-state-v2"
 
 
-def save_training_state(
-    path: str | Path,
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler | None,
-    epoch: int,
-    best_score: float | None,
-    history: Sequence[dict[str, Any]],
-    *,
-    generator: torch.Generator | None = None,
-    **extra: Any,
-) -> Path:
-    """Write what continuing training after ``epoch`` needs, atomically: the weights, the optimizer
-    and GradScaler states, ``best_score``, ``history``, torch's random states (CPU, CUDA, and the
-    DataLoader's ``generator``: shuffling, augmentation and dropout all draw from them), and plain
-    ``extra`` values. Save at the end of an epoch, after validation."""
+def save_training_state(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                        scaler: torch.amp.GradScaler | None, epoch: int, best_score: float | None,
+                        history: Sequence[dict[str, Any]], *, generator: torch.Generator | None = None,
+                        **extra: Any) -> Path:
+    """Write what continuing after ``epoch`` needs, atomically: weights, optimizer and GradScaler
+    states, ``best_score``, ``history``, torch's random states (CPU, CUDA and the DataLoader's
+    ``generator``: shuffling, augmentation and dropout draw from them) and plain ``extra`` values.
+    Save at the end of an epoch, after validation."""
     payload = {
-        "format": TRAINING_STATE_FORMAT,
-        "epoch": int(epoch),
+        "format": TRAINING_STATE_FORMAT, "epoch": int(epoch), "history": _plain(list(history)),
         "best_score": None if best_score is None else float(best_score),
-        "history": _plain(list(history)),
         "model": {k: v.detach().cpu() for k, v in unwrap(model).state_dict().items()},
-        "optimizer_class": type(optimizer).__name__,
-        "optimizer": optimizer.state_dict(),
+        "optimizer_class": type(optimizer).__name__, "optimizer": optimizer.state_dict(),
         "scaler": scaler.state_dict() if scaler is not None else None,
-        "rng": {"torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "rng": {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
                 "generator": generator.get_state() if generator is not None else None},
         "extra": _plain(extra),
     }
     return atomic_write(path, lambda fh: torch.save(payload, fh), "the training state")
 
 
-def load_training_state(
-    path: str | Path,
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler | None = None,
-    *,
-    generator: torch.Generator | None = None,
-    match: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+def load_training_state(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                        scaler: torch.amp.GradScaler | None = None, *, generator: torch.Generator | None = None,
+                        match: dict[str, Any] | None = None) -> dict[str, Any]:
     """Load a ``save_training_state`` file into ``model``, ``optimizer``, ``scaler`` and ``generator``
-    (each built as in the run that saved it) and restore the random states. Returns ``{"epoch",
-    "best_score", "history", "extra"}``: continue with epoch ``epoch + 1``.
-
-    ``match``: ``extra`` values the saved ones must equal (the run's settings). A difference there,
-    weights of another architecture, an optimizer of another kind or shape, or a file that is not
-    a training state raise ``CheckpointError`` saying which, before anything given is changed.
-    """
+    (built as in the run that saved it) and restore the random states; returns ``{"epoch",
+    "best_score", "history", "extra"}``. ``match``: ``extra`` values the saved ones must equal. A
+    difference there, other weights or optimizer, or a file that is not a training state raise
+    ``CheckpointError`` saying which, before anything given is changed."""
     path = Path(path)
     obj = _torch_load(path)
     if not (isinstance(obj, dict) and obj.get("format") == TRAINING_STATE_FORMAT):
-        found = "a Scarlet.pt model checkpoint: load it with load_checkpoint" if _is_scarlet(obj) \
-            else f"found {type(obj).__name__}"
+        found = "a Scarlet.pt model checkpoint: load it with load_checkpoint" if _is_scarlet(obj) else f"found {type(obj).__name__}"
         raise CheckpointError(f"{path}: not a Scarlet training state ({found})")
     differ = []
     for key, want in sorted((match or {}).items()):
         have, want = obj["extra"].get(key, "nothing"), _plain(want)
-        if have != want:
-            if isinstance(have, dict) and isinstance(want, dict):  # say which settings differ, briefly
-                short = lambda v: repr(v) if len(repr(v)) <= 40 else repr(v)[:37] + "..."  # noqa: E731
-                subs = sorted(k for k in have.keys() | want.keys() if have.get(k) != want.get(k))
-                key += " (" + "; ".join(f"{k}: saved {short(have.get(k))}, now {short(want.get(k))}" for k in subs) + ")"
+        if have != want and isinstance(have, dict) and isinstance(want, dict):  # say which settings differ
+            short = lambda v: repr(v) if len(repr(v)) <= 40 else repr(v)[:37] + "..."  # noqa: E731
+            subs = sorted(k for k in have.keys() | want.keys() if have.get(k) != want.get(k))
+            differ.append(f"{key} (" + "; ".join(f"{k}: saved {short(have.get(k))}, now {short(want.get(k))}" for k in subs) + ")")
+        elif have != want:
             differ.append(key)
     if differ:
         raise CheckpointError(f"{path}: saved by a run with other {', '.join(differ)}")
     target = _check_weights(path, model, obj["model"])
-    if obj["optimizer_class"] != type(optimizer).__name__:
-        raise CheckpointError(f"{path}: the optimizer state is {obj['optimizer_class']}'s, the optimizer given is "
-                              f"{type(optimizer).__name__}: build the optimizer as the run that saved it did")
     given = [len(g["params"]) for g in optimizer.param_groups]
     saved = [len(g["params"]) for g in obj["optimizer"]["param_groups"]]
-    if given != saved:
-        raise CheckpointError(f"{path}: the optimizer state does not fit this optimizer (parameters per group: saved "
-                              f"{saved}, given {given}): build the optimizer over the same parameters as the run that saved it")
+    if obj["optimizer_class"] != type(optimizer).__name__ or given != saved:
+        raise CheckpointError(f"{path}: the optimizer state is {obj['optimizer_class']}'s over {saved} parameters per "
+                              f"group, the optimizer given {type(optimizer).__name__}'s over {given}: build the optimizer "
+                              "as the run that saved it did")
     target.load_state_dict(obj["model"])
     optimizer.load_state_dict(obj["optimizer"])
     if scaler is not None and obj["scaler"]:
@@ -2130,18 +1923,12 @@ def load_training_state(
     return {"epoch": obj["epoch"], "best_score": obj["best_score"], "history": obj["history"], "extra": obj["extra"]}
 
 
-def resume_training(
-    path: str | Path,
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler | None,
-    generator: torch.Generator | None,
-    run_key: dict[str, Any],
-    resume: bool = True,
-) -> tuple[list[dict[str, Any]], float, int, str]:
+def resume_training(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                    scaler: torch.amp.GradScaler | None, generator: torch.Generator | None, run_key: dict[str, Any],
+                    resume: bool = True) -> tuple[list[dict[str, Any]], float, int, str]:
     """Where the training loop starts: ``(history, best_score, first_epoch, what happened)``. With
-    ``resume`` and a training state at ``path`` saved by this run (the same ``run_key``), the
-    state is loaded and training continues after its epoch; otherwise it starts at epoch 1."""
+    ``resume`` and a state at ``path`` saved by this run (the same ``run_key``), it is loaded and
+    training continues after its epoch; otherwise training starts at epoch 1."""
     path = Path(path)
     if not resume or not path.is_file():
         return [], -1.0, 1, "training from the start" + ("" if resume else " (RESUME is off)")
@@ -2154,48 +1941,30 @@ def resume_training(
 
 
 @torch.no_grad()
-def predict_probs(
-    model: torch.nn.Module,
-    loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
-    device: torch.device | str,
-    amp: bool = True,
-) -> tuple[np.ndarray, np.ndarray]:
-    """``(y_true, y_prob)``: labels and P(fake) (softmax of the logits, class 1) for every video.
-
-    Batches of ``(B, T, C, H, W)`` score one clip per video; ``(B, K, T, C, H, W)`` score K clips
-    per video and average their P(fake) (the several-clips protocol). Precision as
-    ``precision(device, amp=amp)``: bf16 on a CPU with native bf16; ``amp=False`` for fp32.
-    """
+def predict_probs(model: torch.nn.Module, loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
+                  device: torch.device | str, amp: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """``(y_true, y_prob)``: labels and P(fake) (softmax, class 1) per video. Batches ``(B, T, C, H, W)``
+    score one clip per video, ``(B, K, T, C, H, W)`` K clips whose P(fake) is averaged. Precision
+    as ``precision(device, amp=amp)``."""
     device = torch.device(device)
     dtype = precision(device, amp=amp)
     model.eval()
-    y_true, y_prob = [], []
-    bar = tqdm(total=_num_batches(loader), desc="predict", unit="batch", leave=False)
+    y_true, y_prob = [np.zeros(0, np.int64)], [np.zeros(0, np.float32)]
+    bar = _progress(total=_num_batches(loader), desc="predict", unit="batch", leave=False)
     for pixel_values, labels in loader:
         clips = pixel_values.shape[1] if pixel_values.ndim == 6 else 1
         with _autocast(device, dtype):
-            pixel_values = pixel_values.to(device, non_blocking=True)
-            logits = model(pixel_values=pixel_values.flatten(0, 1) if clips > 1 else pixel_values).logits
+            logits = model(pixel_values=pixel_values.to(device, non_blocking=True).flatten(0, pixel_values.ndim - 5)).logits
         y_prob.append(logits.float().softmax(-1)[:, 1].view(-1, clips).mean(1).cpu().numpy())
         y_true.append(np.asarray(labels))
         bar.update()
     bar.close()
-    if not y_prob:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
     return np.concatenate(y_true).astype(np.int64), np.concatenate(y_prob).astype(np.float32)
 
 
-def score_items(
-    model: torch.nn.Module,
-    items: Sequence[VideoItem],
-    cache_dir: str | Path,
-    device: torch.device | str,
-    mean: Sequence[float] = KINETICS_MEAN,
-    std: Sequence[float] = KINETICS_STD,
-    batch_size: int = 2,
-    workers: int = 0,
-    amp: bool = True,
-) -> tuple[np.ndarray, np.ndarray]:
+def score_items(model: torch.nn.Module, items: Sequence[VideoItem], cache_dir: str | Path, device: torch.device | str,
+                mean: Sequence[float] = KINETICS_MEAN, std: Sequence[float] = KINETICS_STD, batch_size: int = 2,
+                workers: int = 0, amp: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """``predict_probs`` over cached clips of ``items`` (in order): ``(y_true, y_prob)``."""
     device = torch.device(device)
     loader = torch.utils.data.DataLoader(FrameClipDataset(items, cache_dir, mean, std), batch_size=batch_size,
@@ -2439,8 +2208,7 @@ def plot_roc_curve(y_true: Sequence[int], y_prob: Sequence[float], title: str = 
     fig = Figure(figsize=(5, 5), dpi=120)
     ax = fig.add_subplot()
     if len(np.unique(y_true)) == 2:
-        RocCurveDisplay.from_predictions(y_true, y_prob, ax=ax, name="ROC", drop_intermediate=False,
-                                         plot_chance_level=True, lw=2)
+        RocCurveDisplay.from_predictions(y_true, y_prob, ax=ax, name="ROC", drop_intermediate=False, plot_chance_level=True)
         eer, eer_threshold = _equal_error_rate(*_roc(y_true, y_prob))
         ax.plot([0, 1], [1, 0], ":", color="0.75", lw=1, label="FPR = FNR")
         ax.plot([eer], [1 - eer], "o", color="C3", ms=8, zorder=3, label=f"EER {eer:.1%} (P(fake) >= {eer_threshold:.3f})")
@@ -2449,7 +2217,8 @@ def plot_roc_curve(y_true: Sequence[int], y_prob: Sequence[float], title: str = 
     ax.set(xlim=(-0.01, 1.01), ylim=(-0.01, 1.01), aspect="equal", title=f"{title} (n={len(y_true)})",
            xlabel="False positive rate (real videos called fake)", ylabel="True positive rate (fakes caught)")
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    if ax.get_legend_handles_labels()[1]:
+        ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     return fig
 

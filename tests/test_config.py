@@ -14,7 +14,7 @@ import scarlet_utils as su
 DEFAULTS = {
     "MODE": None, "DATA_ROOT": None, "OUTPUT_DIR": None, "CACHE_DIR": None, "METHODS": ["Deepfakes"],
     "NUM_FRAMES": 8, "SIZE": 224, "FACE_CROP": False, "BATCH_SIZE": 2, "LR": 3e-5, "EPOCHS": 24,
-    "N_TRAIN": 600, "N_VAL": 800, "MODEL": su.DEFAULT_MODEL, "TRAIN": True, "WORKERS": None,
+    "N_TRAIN": 600, "N_VAL": 800, "MODEL": su.DEFAULT_MODEL, "TRAIN": True, "WORKERS": None, "AMP": True,
 }
 
 
@@ -60,6 +60,109 @@ def test_bad_values_are_named(env: dict[str, str], match: str) -> None:
 def test_a_misspelt_variable_is_an_error_not_ignored() -> None:
     with pytest.raises(KeyError, match="SCARLET_EPOCH"):
         su.resolve_config(DEFAULTS, environ={"SCARLET_EPOCH": "2"})
+
+
+def test_changes_list_what_the_mode_and_each_variable_changed() -> None:
+    cfg = su.resolve_config(DEFAULTS, environ={"SCARLET_EPOCHS": "3"})
+    assert isinstance(cfg, su.Config) and isinstance(cfg, dict)
+    assert cfg.changes == [  # in the cell's order; knobs left as the cell has them are not listed
+        ("MODE", None, "demo", "MODE demo"),
+        ("DATA_ROOT", None, "demo_output/synthetic_144", "MODE demo"),
+        ("OUTPUT_DIR", None, "demo_output", "MODE demo"),
+        ("CACHE_DIR", None, "demo_output/frame_cache", "MODE demo"),
+        ("SIZE", 224, 64, "MODE demo"),
+        ("BATCH_SIZE", 2, 4, "MODE demo"),
+        ("LR", 3e-5, 5e-4, "MODE demo"),
+        ("EPOCHS", 24, 3, "SCARLET_EPOCHS"),  # the variable beats the demo's 20
+        ("N_TRAIN", 600, 192, "MODE demo"),
+        ("N_VAL", 800, 96, "MODE demo"),
+        ("MODEL", su.DEFAULT_MODEL, "tiny", "MODE demo"),
+    ]
+    assert all(cfg[knob] == now for knob, _, now, _ in cfg.changes)
+    # A variable is named as the cause even where the mode would have set the same value; a variable
+    # that keeps the cell's value beats the mode's preset and is no change at all.
+    cfg = su.resolve_config(DEFAULTS, environ={"SCARLET_MODE": "demo", "SCARLET_SIZE": "64", "SCARLET_BATCH_SIZE": "2"})
+    changed = {knob: (was, now, by) for knob, was, now, by in cfg.changes}
+    assert changed["MODE"] == (None, "demo", "SCARLET_MODE")
+    assert changed["SIZE"] == (224, 64, "SCARLET_SIZE")
+    assert cfg["BATCH_SIZE"] == 2 and "BATCH_SIZE" not in changed
+    assert changed["LR"] == (3e-5, 5e-4, "MODE demo")
+
+
+def test_amp_is_a_knob_and_the_old_cpu_bf16_variable_is_unknown() -> None:
+    assert su.resolve_config(DEFAULTS, environ={"SCARLET_AMP": "0"})["AMP"] is False
+    cfg = su.resolve_config(DEFAULTS, environ={"SCARLET_AMP": "off", "SCARLET_MODE": "demo"})
+    assert cfg["AMP"] is False and ("AMP", True, False, "SCARLET_AMP") in cfg.changes
+    assert su.resolve_config(DEFAULTS, environ={"SCARLET_AMP": "1"})["AMP"] is True
+    assert "AMP" not in {knob for knob, *_ in su.resolve_config(DEFAULTS, environ={"SCARLET_AMP": "1"}).changes}
+    with pytest.raises(ValueError, match=r"SCARLET_AMP='half': expected a bool"):
+        su.resolve_config(DEFAULTS, environ={"SCARLET_AMP": "half"})
+    with pytest.raises(KeyError, match="SCARLET_CPU_BF16"):
+        su.resolve_config(DEFAULTS, environ={"SCARLET_CPU_BF16": "0"})
+    without_amp = {k: v for k, v in DEFAULTS.items() if k != "AMP"}
+    with pytest.raises(KeyError, match="SCARLET_AMP"):  # only the cell's knobs are known
+        su.resolve_config(without_amp, environ={"SCARLET_AMP": "0"})
+
+
+def _model_folder(folder: Path, model_type: str = "timesformer", labels: int = 400,
+                  weights: str | None = "model.safetensors", config_text: str | None = None) -> Path:
+    """A model folder as ``save_pretrained`` leaves it: ``config.json`` and a weights file (dummy bytes)."""
+    import json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    config = {"model_type": model_type, "id2label": {str(i): f"label {i}" for i in range(labels)},
+              "num_frames": 8, "image_size": 224}
+    (folder / "config.json").write_text(config_text if config_text is not None else json.dumps(config))
+    if weights:
+        (folder / weights).write_bytes(b"\0" * 16)
+    return folder
+
+
+def _decoys(top: Path) -> None:
+    """Folders that are not the k400 TimeSformer, sorted before the real one so the search meets them first."""
+    _model_folder(top / "a-videomae-k400", model_type="videomae")  # 400 labels, another architecture
+    _model_folder(top / "b-timesformer-ssv2", labels=174)  # TimeSformer fine-tuned on another label set
+    _model_folder(top / "c-timesformer-no-weights", weights=None)  # config only
+    _model_folder(top / "d-broken", config_text="{not json")  # unreadable config
+
+
+def test_find_local_model_finds_the_k400_timesformer_and_ignores_other_models(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    search = tmp_path / "search"
+    _decoys(search)
+    assert su.find_local_model([search]) is None  # only decoys: nothing found
+    # A Kaggle Model mounts as <model>/<framework>/<variation>/<version>.
+    k400 = _model_folder(search / "timesformer" / "transformers" / "base-k400" / "1")
+    assert su.find_local_model([search]) == k400
+    assert su.find_local_model([tmp_path / "missing", search]) == k400  # a missing folder is skipped
+    (k400 / "model.safetensors").rename(k400 / "pytorch_model.bin")  # the older weights file also counts
+    assert su.find_local_model([search]) == k400
+    monkeypatch.setattr(su, "KAGGLE_INPUT", search)
+    assert su.find_local_model() == k400  # default: below KAGGLE_INPUT
+
+
+def test_kaggle_mode_uses_a_local_k400_model_for_the_default_model(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    mount = tmp_path / "input"
+    dataset = mount / "some-user" / "ff-c23" / su.DATASET_DIR_NAME
+    (dataset / "original").mkdir(parents=True)  # the Kaggle layout (find_data_root checks the layout only)
+    _decoys(mount / "other-models")
+    k400 = _model_folder(mount / "timesformer" / "transformers" / "base-k400" / "1")
+    monkeypatch.setattr(su, "KAGGLE_INPUT", mount)
+
+    cfg = su.resolve_config(DEFAULTS, environ={})
+    assert cfg["MODE"] == "kaggle" and cfg["DATA_ROOT"] == str(dataset)
+    assert cfg["MODEL"] == str(k400)
+    assert ("MODEL", su.DEFAULT_MODEL, str(k400), "MODE kaggle") in cfg.changes
+    # Another model asked for by name is kept; demo keeps its tiny model.
+    other = su.resolve_config(DEFAULTS, environ={"SCARLET_MODEL": "someone/timesformer-hr"})
+    assert other["MODEL"] == "someone/timesformer-hr" and other["MODE"] == "kaggle"
+    assert su.resolve_config({**DEFAULTS, "MODEL": "someone/timesformer-hr"}, environ={})["MODEL"] == \
+        "someone/timesformer-hr"
+    assert su.resolve_config(DEFAULTS, environ={"SCARLET_MODE": "demo"})["MODEL"] == "tiny"
+    # Without a local copy, the hub id stays.
+    (k400 / "model.safetensors").unlink()
+    assert su.resolve_config(DEFAULTS, environ={})["MODEL"] == su.DEFAULT_MODEL
 
 
 def test_kaggle_mode_without_a_dataset_says_what_to_do() -> None:
@@ -130,11 +233,18 @@ def test_format_table_aligns_columns() -> None:
     assert text.splitlines() == ["video      n", "---------  --", "a          1", "long name  22"]
 
 
-def test_device_report_on_cpu() -> None:
+def test_device_report_names_the_training_and_the_scoring_precision() -> None:
     report = su.device_report()
     assert report["device"] in ("cpu", "cuda")
     if report["device"] == "cpu":
-        assert report["precision"] == "fp32" and report["gpus"] == []
+        assert report["gpus"] == []
+        assert report["training precision"] == "fp32"  # CPU training is always fp32
+        assert report["scoring precision"] == ("bf16 autocast" if su.cpu_supports_bf16() else "fp32")
+    else:
+        assert report["training precision"] in ("bf16 autocast", "fp16 autocast + GradScaler")
+        assert report["scoring precision"] in ("bf16 autocast", "fp16 autocast")
+    fp32 = su.device_report(amp=False)  # the AMP knob off: fp32 everywhere
+    assert (fp32["training precision"], fp32["scoring precision"]) == ("fp32", "fp32")
     assert report["torch"] and report["transformers"]
 
 

@@ -1,10 +1,12 @@
 """Scarlet.ipynb run headless (nbclient): demo mode, sample mode on real FF++ videos, and the
-evaluation section on its own against the Scarlet.pt the demo run wrote."""
+evaluation-only flows a user runs in a new session against an existing Scarlet.pt."""
 
 from __future__ import annotations
 
+import ast
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -20,24 +22,40 @@ ARTEFACTS = ("Scarlet.pt", "split.json", "history.json", "training_curves.png", 
              "metrics.json", "classification_report.txt", "confusion_matrix.png", "roc_curve.png",
              "score_histogram.png", "predictions.csv", "cross_method.json", "clips_4/metrics.json",
              "scarlet-hf/config.json", "scarlet-hf/model.safetensors", "scarlet-hf/preprocessor_config.json")
+SMALL = {"SCARLET_MODE": "demo", "SCARLET_N_TRAIN": "16", "SCARLET_N_VAL": "8", "SCARLET_NUM_CLIPS": "1",
+         "SCARLET_CROSS_METHODS": "0"}
 
 
-def run_notebook(workdir: Path, env: dict[str, str], tags: set[str] | None = None) -> nbformat.NotebookNode:
-    """Execute the notebook (only the cells carrying one of ``tags``, if given) in ``workdir``
-    with ``env`` added to the kernel's environment; return the executed notebook."""
+def notebook_cells(tags: set[str] | None = None) -> list[nbformat.NotebookNode]:
     nb = nbformat.read(NOTEBOOK, as_version=4)
-    if tags is not None:
-        nb.cells = [c for c in nb.cells if tags & set(c.metadata.get("tags", []))]
+    return [c for c in nb.cells if tags is None or tags & set(c.metadata.get("tags", []))]
+
+
+def run_notebook(workdir: Path, env: dict[str, str], tags: set[str] | None = None,
+                 cells: list[nbformat.NotebookNode] | None = None) -> nbformat.NotebookNode:
+    """Execute the notebook (only the cells carrying one of ``tags``, or the given ``cells`` in that
+    order, in one kernel) in ``workdir`` with ``env`` added to the kernel's environment."""
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    nb.cells = [nbformat.from_dict(json.loads(json.dumps(c))) for c in (cells or notebook_cells(tags))]
     kernel_env = {k: v for k, v in os.environ.items() if not k.startswith("SCARLET_")}
     kernel_env.update(env, PYTHONPATH=os.pathsep.join([str(REPO), kernel_env.get("PYTHONPATH", "")]),
-                      HF_HUB_OFFLINE="1", MPLBACKEND="module://matplotlib_inline.backend_inline")
+                      HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", MPLBACKEND="module://matplotlib_inline.backend_inline")
     client = NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(workdir)}})
     client.execute(env=kernel_env)
     return nb
 
 
-def stream_text(nb: nbformat.NotebookNode) -> str:
-    return "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "stream")
+def stream_text(nb: nbformat.NotebookNode, name: str = "stdout") -> str:
+    return "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs
+                     if o.output_type == "stream" and o.get("name") == name)
+
+
+def without(metrics: dict, *config_keys: str) -> dict:
+    """``metrics`` with the named configuration values (which say how a run was made) taken out."""
+    out = json.loads(json.dumps(metrics))
+    for key in config_keys:
+        out["config"].pop(key)
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -48,18 +66,42 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, nbformat.N
 
 
 def test_committed_notebook_has_no_outputs() -> None:
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    dirty = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and (c.outputs or c.execution_count is not None)]
+    dirty = [i for i, c in enumerate(notebook_cells()) if c.cell_type == "code" and (c.outputs or c.execution_count is not None)]
     assert not dirty, f"cells {dirty} carry outputs: clear them before committing (jupyter nbconvert --clear-output)"
 
 
 def test_notebook_tells_a_story() -> None:
-    """A markdown cell opens every section, and the evaluation section is tagged to run alone."""
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    headings = [c.source.splitlines()[0] for c in nb.cells if c.cell_type == "markdown" and c.source.startswith("## ")]
+    """A markdown cell opens every section; the set-up and evaluation cells are tagged to run alone."""
+    cells = notebook_cells()
+    headings = [c.source.splitlines()[0] for c in cells if c.cell_type == "markdown" and c.source.startswith("## ")]
     assert [h.split(". ", 1)[0] for h in headings] == [f"## {i}" for i in range(1, 9)]
-    tagged = [c for c in nb.cells if c.cell_type == "code" and "evaluation" in c.metadata.get("tags", [])]
-    assert len(tagged) == 3 and "load_checkpoint" in tagged[0].source
+    for i, cell in enumerate(cells):
+        if cell.cell_type == "code":
+            assert cells[i - 1].cell_type == "markdown" or "setup" in cell.metadata.get("tags", []), i
+    evaluation = notebook_cells({"evaluation"})
+    assert len(evaluation) == 4 and "load_checkpoint" in evaluation[0].source
+    assert "export_pretrained" in evaluation[1].source
+    assert len(notebook_cells({"setup"})) == 2
+
+
+def knobs() -> set[str]:
+    """The knobs of the notebook's configuration cell (the dict literal it passes to resolve_config)."""
+    cell = next(c for c in notebook_cells({"setup"}) if "resolve_config" in c.source)
+    call = next(n for n in ast.walk(ast.parse(cell.source)) if isinstance(n, ast.Call) and getattr(n.func, "attr", "") == "resolve_config")
+    return {k.value for k in call.args[0].keys}
+
+
+def test_every_documented_variable_is_a_knob() -> None:
+    """Each SCARLET_<NAME> the README, the model card or the notebook mentions is accepted by the configuration."""
+    texts = [REPO / "README.md", REPO / "models" / "video" / "README.md"]
+    mentioned = set()
+    for text in [p.read_text(encoding="utf-8") for p in texts] + [c.source for c in notebook_cells()]:
+        mentioned |= set(re.findall(r"SCARLET_([A-Z][A-Z0-9_]*[A-Z0-9])", text))
+    assert mentioned, "the docs mention no SCARLET_ variable at all?"
+    assert mentioned - knobs() == set()
+    defaults = {k: None for k in knobs()} | {"MODE": "demo"}
+    for name in mentioned:  # and resolve_config takes each of them
+        su.resolve_config(defaults, {"SCARLET_MODE": "demo", f"SCARLET_{name}": "demo" if name == "MODE" else "1"})
 
 
 def test_demo_mode_writes_every_artefact_outside_models_video(demo_run) -> None:
@@ -68,8 +110,14 @@ def test_demo_mode_writes_every_artefact_outside_models_video(demo_run) -> None:
     for name in ARTEFACTS:
         assert (out / name).is_file(), f"demo run did not write {name}"
     assert not (workdir / "models").exists(), "demo mode must never write to models/video"
+    assert not (out / "training_state.pt").exists(), "the training state must go once training has finished"
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("Scarlet.pt", "metrics.json", "split.json", "confusion_matrix.png", "scarlet-hf/config.json"):
+        assert (out / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
 
     split = json.loads((out / "split.json").read_text())
+    assert not any(Path(i["path"]).is_absolute() for i in split["train"] + split["val"])
     metrics = json.loads((out / "metrics.json").read_text())
     history = json.loads((out / "history.json").read_text())
     assert metrics["n"] == len(split["val"]) > 0
@@ -77,6 +125,8 @@ def test_demo_mode_writes_every_artefact_outside_models_video(demo_run) -> None:
     assert 0.0 <= metrics["accuracy"] <= 1.0 and metrics["roc_auc"] is not None
     assert metrics["split_strategy"] == split["strategy"] == "identity"
     assert metrics["config"]["MODE"] == "demo" and metrics["protocol"] == "1 clip"
+    assert metrics["train_faces"] == "left out" and metrics["videos_sharing_a_training_face"] == 0
+    assert metrics["preprocessing"]["size"] == 64 and metrics["preprocessing"]["face_crop"] is False
     lo, hi = metrics["ci95"]["accuracy"]
     assert lo <= metrics["accuracy"] <= hi and metrics["eer"] is not None and metrics["average_precision"] is not None
     several = json.loads((out / "clips_4" / "metrics.json").read_text())
@@ -87,29 +137,77 @@ def test_demo_mode_writes_every_artefact_outside_models_video(demo_run) -> None:
     assert [r["method"] for r in cross] == ["Deepfakes", "all"]
     assert [h["epoch"] for h in history] == list(range(1, len(history) + 1)) and len(history) >= 2
     # The saved checkpoint is the best validation epoch, and the evaluation reproduces its accuracy.
-    best = max(h["val_accuracy"] for h in history)
-    assert metrics["accuracy"] == pytest.approx(best)
+    assert metrics["accuracy"] == pytest.approx(max(h["val_accuracy"] for h in history))
     text = stream_text(nb)
-    assert "MODE: demo" in text and "P(fake) =" in text
+    assert "P(fake) =" in text and "(threshold 0.5)" in text
+    assert re.search(r"BATCH_SIZE +2 +4 +MODE demo", text) and re.search(r"LR +3e-05 +0.0005 +MODE demo", text)
+    bars = stream_text(nb, "stderr")
+    assert "extracting frames: 100%" in bars
 
 
-def test_evaluation_section_alone_reproduces_metrics(demo_run) -> None:
-    """After a 'kernel restart': only the set-up and evaluation cells, training off, and the frame
-    cache deleted (the validation videos are extracted again). Same metrics.json."""
+def test_evaluation_only_in_a_new_session(demo_run, tmp_path: Path) -> None:
+    """A new session with TRAIN off, Run All: the dataset mounted elsewhere, a cold cache, another
+    SEED, and MODEL naming the hub model with the hub offline. The evaluation follows Scarlet.pt:
+    split.json is not rewritten, nothing is downloaded, and metrics.json is the training run's."""
     workdir, _ = demo_run
     out = workdir / "demo_output"
     after_training = json.loads((out / "metrics.json").read_text())
+    split_before = (out / "split.json").read_bytes()
+    moved = tmp_path / "mounted" / "elsewhere"
+    shutil.copytree(out / "synthetic_144", moved)  # a copy: the other tests keep the original
     shutil.rmtree(out / "frame_cache")
     (out / "metrics.json").unlink()
 
-    nb = run_notebook(workdir, {"SCARLET_MODE": "demo", "SCARLET_TRAIN": "0"}, tags={"setup", "evaluation"})
+    nb = run_notebook(workdir, {"SCARLET_MODE": "demo", "SCARLET_TRAIN": "0", "SCARLET_SEED": "7",
+                                "SCARLET_DATA_ROOT": str(moved), "SCARLET_MODEL": su.DEFAULT_MODEL,
+                                "SCARLET_CACHE_DIR": str(tmp_path / "cold_cache")})
     rerun = json.loads((out / "metrics.json").read_text())
-    # The recorded configuration says, truthfully, that this run did not train; all else is equal.
-    assert (rerun["config"].pop("TRAIN"), after_training["config"].pop("TRAIN")) == (False, True)
-    assert rerun == after_training
+    assert (out / "split.json").read_bytes() == split_before
+    assert (rerun["config"]["TRAIN"], after_training["config"]["TRAIN"]) == (False, True)
+    assert without(rerun, "TRAIN", "SEED", "DATA_ROOT", "MODEL", "CACHE_DIR") == \
+        without(after_training, "TRAIN", "SEED", "DATA_ROOT", "MODEL", "CACHE_DIR")
     text = stream_text(nb)
-    assert "extracting" not in text or "failed" not in text
-    assert "checkpoint: {'epoch':" in text
+    assert "with TRAIN off the configuration's SEED 7 does not apply" in text
+    assert "TRAIN is off: nothing is trained or downloaded" in text
+    assert "checkpoint: {'epoch':" in text and "failed 0" in text
+    assert str(moved) in text  # the last section scored a video of today's data root
+
+
+def test_a_missing_split_file_comes_back_from_the_checkpoint(demo_run, tmp_path: Path) -> None:
+    """Evaluation only, with split.json deleted: it is written again from Scarlet.pt, not from the knobs."""
+    workdir, _ = demo_run
+    out = workdir / "demo_output"
+    before = json.loads((out / "split.json").read_text())
+    (out / "split.json").unlink()
+    nb = run_notebook(workdir, {"SCARLET_MODE": "demo", "SCARLET_TRAIN": "0", "SCARLET_SEED": "3"},
+                      tags={"setup", "evaluation"})
+    assert json.loads((out / "split.json").read_text()) == before
+    assert "written from the split stored in Scarlet.pt" in stream_text(nb)
+
+
+def test_face_crop_checkpoint_and_a_rerun_training_cell(tmp_path: Path) -> None:
+    """Train with FACE_CROP on, evaluate, then rerun the training cell in the same kernel: it builds
+    its own model, so it trains exactly what the first run trained (it used to continue from the
+    evaluated weights). Then a new session evaluates with FACE_CROP off and THRESHOLD 1.01: the
+    checkpoint's face crops are used (said in one line), and THRESHOLD decides the last section."""
+    env = {**SMALL, "SCARLET_EPOCHS": "2", "SCARLET_FACE_CROP": "1", "SCARLET_OUTPUT_DIR": str(tmp_path / "out")}
+    cells = notebook_cells()
+    training = next(c for c in cells if "su.build_model" in c.source)
+    nb = run_notebook(tmp_path, env, cells=cells + [training])
+    runs = [re.findall(r"epoch +\d+/2: .*", "".join(o.get("text", "") for o in c.outputs if o.output_type == "stream"))
+            for c in nb.cells if "su.build_model" in c.source]
+    assert len(runs) == 2 and len(runs[0]) == 2 and runs[0] == runs[1]
+    trained = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert trained["preprocessing"]["face_crop"] is True
+
+    nb = run_notebook(tmp_path, {**env, "SCARLET_TRAIN": "0", "SCARLET_FACE_CROP": "0", "SCARLET_THRESHOLD": "1.01"},
+                      tags={"setup", "evaluation"})
+    text = stream_text(nb)
+    assert "Scarlet.pt was trained with FACE_CROP: True (the configuration says False)" in text
+    evaluated = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert evaluated["preprocessing"]["face_crop"] is True and evaluated["roc_auc"] == trained["roc_auc"]
+    assert evaluated["threshold"] == 1.01 and evaluated["confusion_matrix"][1] == [evaluated["support"]["Fake"], 0]
+    assert "-> REAL (threshold 1.01)" in text
 
 
 def test_sample_mode_on_real_ffpp_videos(kaggle_root: Path, tmp_path: Path) -> None:
@@ -124,7 +222,8 @@ def test_sample_mode_on_real_ffpp_videos(kaggle_root: Path, tmp_path: Path) -> N
     assert {i["label"] for i in split["train"] + split["val"]} == {0, 1}
     assert sum(i["label"] for i in split["train"] + split["val"]) == 3
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["n"] == len(split["val"])
+    # A random split of 3 people: whatever val shares a face with train is left out and counted.
+    assert metrics["n"] + metrics["videos_sharing_a_training_face"] == len(split["val"])
     text = stream_text(nb)
     assert "'Deepfakes', 'Face2Face', 'FaceSwap', 'NeuralTextures'" in text  # every method found
     cross = json.loads((out / "cross_method.json").read_text())
@@ -133,17 +232,16 @@ def test_sample_mode_on_real_ffpp_videos(kaggle_root: Path, tmp_path: Path) -> N
 
 
 def test_interrupted_training_resumes_to_the_same_weights(tmp_path: Path) -> None:
-    """Two epochs, 'the session dies', a rerun asking for three: it resumes after epoch 2 and ends
-    with the history and weights of an uninterrupted three-epoch run."""
+    """Two epochs, 'the session dies' (the state kept), a rerun asking for three: it resumes after
+    epoch 2 and ends with the history and weights of an uninterrupted three-epoch run."""
     import torch
 
-    small = {"SCARLET_MODE": "demo", "SCARLET_N_TRAIN": "16", "SCARLET_N_VAL": "8", "SCARLET_NUM_CLIPS": "1",
-             "SCARLET_CROSS_METHODS": "0"}
+    keep = {**SMALL, "SCARLET_KEEP_TRAINING_STATE": "1"}
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    run_notebook(tmp_path, {**small, "SCARLET_EPOCHS": "3", "SCARLET_OUTPUT_DIR": str(straight)})
-    run_notebook(tmp_path, {**small, "SCARLET_EPOCHS": "2", "SCARLET_OUTPUT_DIR": str(resumed)})
-    nb = run_notebook(tmp_path, {**small, "SCARLET_EPOCHS": "3", "SCARLET_OUTPUT_DIR": str(resumed)})
-    assert "resuming after epoch 2 of 3" in stream_text(nb)
+    run_notebook(tmp_path, {**keep, "SCARLET_EPOCHS": "3", "SCARLET_OUTPUT_DIR": str(straight)})
+    run_notebook(tmp_path, {**keep, "SCARLET_EPOCHS": "2", "SCARLET_OUTPUT_DIR": str(resumed)})
+    nb = run_notebook(tmp_path, {**keep, "SCARLET_EPOCHS": "3", "SCARLET_OUTPUT_DIR": str(resumed)})
+    assert "resuming after epoch 2" in stream_text(nb)
     history = [json.loads((d / "history.json").read_text()) for d in (straight, resumed)]
     assert len(history[0]) == 3 and history[0] == history[1]
     weights = [torch.load(d / "training_state.pt", weights_only=True)["model"] for d in (straight, resumed)]

@@ -1,4 +1,4 @@
-"""Speed and memory: SDPA attention, bf16 CPU inference, gradient checkpointing, several GPUs.
+"""Speed and memory: SDPA attention, bf16 CPU scoring, gradient checkpointing, several GPUs.
 
 Equivalence only (the same logits, gradients, keys, files); the speed-ups themselves are measured
 by tests/benchmarks/bench_model.py and bench_gpu.py, never asserted here.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -109,21 +110,24 @@ def test_sdpa_applies_attention_dropout_only_in_training(monkeypatch):
     assert seen and set(seen) == {0.0}
 
 
-def test_sdpa_under_cpu_bf16_autocast_runs_the_stock_maths(monkeypatch):
-    # On a CPU, bf16 matmuls (oneDNN) beat the flash kernel; the SDPA module then does the stock
-    # maths on its own qkv: the very same numbers as the stock model.
+def test_sdpa_under_cpu_bf16_autocast_uses_the_fused_kernel(monkeypatch):
+    # No CPU special case: under bf16 autocast (CPU scoring) the SDPA module goes through the fused
+    # kernel too, and its logits stay within bf16 rounding of the stock model's and of fp32.
     cfg = su.tiny_config()
     stock, ours = _pair(cfg)
     calls = []
     real = torch.nn.functional.scaled_dot_product_attention
     monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", lambda *a, **k: calls.append(1) or real(*a, **k))
     x = _clips(cfg)
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-        expected, got = stock.eval()(pixel_values=x).logits, ours.eval()(pixel_values=x).logits
-    assert got.dtype == torch.bfloat16 and torch.equal(got, expected) and not calls
     with torch.no_grad():
-        ours(pixel_values=x)
-    assert len(calls) == 2 * cfg.num_hidden_layers  # fp32: the fused kernel
+        fp32 = stock.eval()(pixel_values=x).logits
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            expected, got = stock(pixel_values=x).logits, ours.eval()(pixel_values=x).logits
+    assert got.dtype == expected.dtype == torch.bfloat16
+    assert len(calls) == 2 * cfg.num_hidden_layers  # time + space attention of every layer: the fused kernel
+    torch.testing.assert_close(got.float(), expected.float(), atol=0.05, rtol=0)
+    torch.testing.assert_close(got.float(), fp32, atol=0.05, rtol=0)
+    assert not torch.equal(got.float(), fp32)  # really bf16
 
 
 def test_sdpa_keeps_state_dict_keys_and_is_idempotent():
@@ -174,7 +178,8 @@ def test_sdpa_checkpoint_and_export_round_trips(tmp_path):
     x = _clips(cfg)
     with torch.no_grad():
         expected = stock.eval()(pixel_values=x).logits
-    path = su.save_checkpoint(ours, tmp_path / "Scarlet.pt")
+    prep = su.Preprocessing(cfg.num_frames, cfg.image_size)
+    path = su.save_checkpoint(ours, tmp_path / "Scarlet.pt", prep)
     assert set(torch.load(path, weights_only=True)["state_dict"]) == set(stock.state_dict())
     loaded = su.load_checkpoint(path)  # rebuilt from the stored config: SDPA
     assert _attention_types(loaded) == [su.SdpaTimesformerSelfAttention] * 4
@@ -184,7 +189,7 @@ def test_sdpa_checkpoint_and_export_round_trips(tmp_path):
     for model in (loaded, plain, into_stock):
         with torch.no_grad():
             torch.testing.assert_close(model.eval()(pixel_values=x).logits, expected, atol=1e-4, rtol=0)
-    out = su.export_pretrained(ours, tmp_path / "hf", su.KINETICS_MEAN, su.KINETICS_STD)
+    out = su.export_pretrained(ours, tmp_path / "hf", prep)
     hub = TimesformerForVideoClassification.from_pretrained(out)  # a plain transformers model
     assert _attention_types(hub) == [TimesformerSelfAttention] * 4
     rebuilt = su.build_model(out)
@@ -210,7 +215,8 @@ def test_gradient_checkpointing_gives_the_same_gradients(sdpa):
     plain = su.build_model(cfg, sdpa=sdpa)
     checkpointed = su.build_model(cfg, sdpa=sdpa, gradient_checkpointing=True)
     checkpointed.load_state_dict(plain.state_dict())
-    assert su.is_gradient_checkpointing(checkpointed) and not su.is_gradient_checkpointing(plain)
+    assert checkpointed.is_gradient_checkpointing and not plain.is_gradient_checkpointing
+    assert checkpointed.timesformer.encoder.gradient_checkpointing and not plain.timesformer.encoder.gradient_checkpointing
     calls_plain, calls_ckpt = _attention_calls(plain), _attention_calls(checkpointed)
     x, y = _clips(cfg), torch.tensor([1, 0])
     loss_plain, grads_plain = _step(plain, x, y)
@@ -236,39 +242,15 @@ def test_train_one_epoch_with_gradient_checkpointing():
     assert np.isfinite(stats["loss"])
 
 
-# -- inference precision ---------------------------------------------------------------------------
+# -- scoring precision -----------------------------------------------------------------------------
+# (the precision() decision table itself: tests/test_model.py::test_precision_decisions)
 
 
 @pytest.fixture
 def bf16_cpu(monkeypatch):
-    """A CPU that reports native bf16, with SCARLET_CPU_BF16 unset (bf16 autocast runs on any CPU,
-    emulated where the hardware lacks it, so the numbers can be checked everywhere)."""
+    """A CPU that reports native bf16 (bf16 autocast runs on any CPU, emulated where the hardware
+    lacks it, so the numbers can be checked everywhere)."""
     monkeypatch.setattr(su, "cpu_supports_bf16", lambda: True)
-    monkeypatch.delenv(su.CPU_BF16_ENV, raising=False)
-
-
-def test_inference_dtype_decisions(monkeypatch):
-    monkeypatch.delenv(su.CPU_BF16_ENV, raising=False)
-    monkeypatch.setattr(su, "cpu_supports_bf16", lambda: True)
-    assert su.inference_dtype("cpu") is torch.bfloat16
-    assert su.inference_dtype(torch.device("cpu"), amp=True) is torch.bfloat16
-    assert su.inference_dtype("cpu", amp=False) is None
-    assert su.autocast_dtype("cpu") is None  # training on the CPU stays fp32
-    for off in ("0", "false", "off"):
-        monkeypatch.setenv(su.CPU_BF16_ENV, off)
-        assert su.inference_dtype("cpu") is None
-        assert su.inference_dtype("cpu", amp=True) is torch.bfloat16  # the argument wins
-    monkeypatch.setenv(su.CPU_BF16_ENV, "1")
-    assert su.inference_dtype("cpu") is torch.bfloat16
-    monkeypatch.setattr(su, "cpu_supports_bf16", lambda: False)  # e.g. an AVX2-only Xeon: fp32
-    assert su.inference_dtype("cpu") is None and su.inference_dtype("cpu", amp=True) is None
-    assert su.inference_dtype("meta") is None
-    # GPUs: as for training (bf16 on Ampere+, fp16 on a T4), or fp32 when switched off
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    assert su.inference_dtype("cuda") is torch.bfloat16
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
-    assert su.inference_dtype("cuda:0") is torch.float16
-    assert su.inference_dtype("cuda", amp=False) is None
 
 
 def test_cpu_supports_bf16_reads_torch_probes(monkeypatch):
@@ -280,13 +262,28 @@ def test_cpu_supports_bf16_reads_torch_probes(monkeypatch):
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)  # Sapphire Rapids
     assert su.cpu_supports_bf16() is True
-    # a torch without the probes: the capability string, then /proc/cpuinfo
-    monkeypatch.delattr(torch.cpu, "_is_avx512_bf16_supported")
-    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported")
-    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AMX")
-    assert su.cpu_supports_bf16() is True
-    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
-    assert isinstance(su.cpu_supports_bf16(), bool)
+
+
+@pytest.mark.parametrize(("cpuinfo", "native"), [
+    ("flags\t\t: fpu sse avx2 avx512f avx512_bf16 amx_tile", True),
+    ("flags\t\t: fpu sse avx2 amx_bf16 amx_tile", True),
+    ("flags\t\t: fpu sse avx2 fma avx512f avx512bw", False),  # AVX-512 without its bf16 extension
+    (OSError("no /proc here"), False),
+])
+def test_cpu_supports_bf16_without_torch_probes_reads_cpuinfo(monkeypatch, cpuinfo, native):
+    monkeypatch.delattr(torch.cpu, "_is_avx512_bf16_supported", raising=False)
+    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported", raising=False)
+    real = Path.read_text
+
+    def read_text(self, *args, **kwargs):
+        if self != Path("/proc/cpuinfo"):
+            return real(self, *args, **kwargs)
+        if isinstance(cpuinfo, Exception):
+            raise cpuinfo
+        return cpuinfo
+
+    monkeypatch.setattr(Path, "read_text", read_text)
+    assert su.cpu_supports_bf16() is native
 
 
 def _linear_dtypes(model):
@@ -316,16 +313,40 @@ def test_predict_probs_bf16_on_cpu_is_close_to_fp32(bf16_cpu):
     np.testing.assert_allclose(p32, expected, atol=1e-6, rtol=0)
 
 
-def test_env_switches_cpu_bf16_off(bf16_cpu, monkeypatch):
+def test_amp_off_scores_in_fp32(bf16_cpu, monkeypatch):
     cfg = su.tiny_config(num_frames=4, image_size=32)
     model = su.build_model(cfg)
     dtypes = _linear_dtypes(model)
     loader = [(_clips(cfg), torch.tensor([0, 1]))]
-    monkeypatch.setenv(su.CPU_BF16_ENV, "0")
+    su.predict_probs(model, loader, "cpu", amp=False)
+    assert dtypes == {torch.float32}
+    su.predict_probs(model, loader, "cpu")
+    assert dtypes == {torch.float32, torch.bfloat16}
+    monkeypatch.setattr(su, "cpu_supports_bf16", lambda: False)  # a CPU without native bf16: fp32 by default
+    dtypes.clear()
     su.predict_probs(model, loader, "cpu")
     assert dtypes == {torch.float32}
-    su.predict_probs(model, loader, "cpu", amp=True)
-    assert dtypes == {torch.float32, torch.bfloat16}
+
+
+def test_score_items_precision_follows_amp(bf16_cpu, tmp_path):
+    cfg = su.tiny_config(num_frames=4, image_size=32)
+    torch.manual_seed(0)
+    model = su.build_model(cfg)
+    rng = np.random.default_rng(4)
+    items = [su.VideoItem(Path(f"original/{i:03d}.mp4"), i % 2, "original" if i % 2 == 0 else "Deepfakes", f"{i:03d}")
+             for i in range(3)]
+    clips = rng.integers(0, 256, (3, 4, 32, 32, 3), dtype=np.uint8)
+    for item, clip in zip(items, clips):
+        su.cache_path(item, tmp_path).parent.mkdir(parents=True, exist_ok=True)
+        np.save(su.cache_path(item, tmp_path), clip)
+    y_true, p32 = su.score_items(model, items, tmp_path, "cpu", amp=False)
+    assert y_true.tolist() == [0, 1, 0]
+    with torch.no_grad():
+        x = su.clip_to_tensor(clips, su.KINETICS_MEAN, su.KINETICS_STD)
+        expected = model.eval()(pixel_values=x).logits.softmax(-1)[:, 1].numpy()
+    np.testing.assert_allclose(p32, expected, atol=1e-6, rtol=0)
+    _, p16 = su.score_items(model, items, tmp_path, "cpu")  # the default on a bf16 CPU
+    assert np.abs(p16 - p32).max() < 0.02 and not np.array_equal(p16, p32)
 
 
 def test_training_on_cpu_stays_fp32(bf16_cpu):
@@ -347,10 +368,15 @@ def test_predict_video_bf16_on_cpu_is_close_to_fp32(bf16_cpu, write_video):
     assert abs(p16 - p32) < 0.02 and p16 != p32
 
 
-def test_device_report_names_the_inference_precision(bf16_cpu):
+def test_device_report_names_the_precisions(bf16_cpu, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     report = su.device_report()
-    if report["device"] == "cpu":
-        assert report["precision"] == "fp32" and report["inference_precision"] == "bf16 autocast"
+    assert report["device"] == "cpu" and report["gpus"] == []
+    assert (report["training precision"], report["scoring precision"]) == ("fp32", "bf16 autocast")
+    off = su.device_report(amp=False)
+    assert (off["training precision"], off["scoring precision"]) == ("fp32", "fp32")
+    monkeypatch.setattr(su, "cpu_supports_bf16", lambda: False)
+    assert su.device_report()["scoring precision"] == "fp32"
 
 
 # -- several GPUs ----------------------------------------------------------------------------------
@@ -363,9 +389,12 @@ def test_wrap_multi_gpu_only_with_several_gpus(monkeypatch):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
     assert su.wrap_multi_gpu(model) is model
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    moved = []  # DataParallel keeps the master copy on cuda:0; this machine has no GPU to move it to
+    monkeypatch.setattr(model, "to", lambda *args, **kwargs: moved.append(args) or model)
     wrapped = su.wrap_multi_gpu(model)
+    assert moved == [(torch.device("cuda", 0),)]
     assert isinstance(wrapped, torch.nn.DataParallel) and wrapped.module is model
-    assert su.wrap_multi_gpu(wrapped) is wrapped  # never wrapped twice
+    assert su.wrap_multi_gpu(wrapped) is wrapped and len(moved) == 1  # never wrapped (or moved) twice
     assert su.unwrap(wrapped) is model and su.unwrap(model) is model
     assert su.unwrap(torch.nn.DataParallel(wrapped)) is model
 
@@ -374,9 +403,7 @@ def test_module_functions_take_a_data_parallel_model(monkeypatch, tmp_path, writ
     cfg = su.tiny_config(num_frames=4, image_size=32)
     torch.manual_seed(0)
     model = su.build_model(cfg)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    wrapped = su.wrap_multi_gpu(model)  # on a CPU-only machine DataParallel just calls the module
-    assert isinstance(wrapped, torch.nn.DataParallel)
+    wrapped = torch.nn.DataParallel(model)  # as wrap_multi_gpu makes; on a CPU-only machine it just calls the module
     x = _clips(cfg)
     with torch.no_grad():
         assert torch.equal(wrapped.eval()(pixel_values=x).logits, model(pixel_values=x).logits)
@@ -384,22 +411,24 @@ def test_module_functions_take_a_data_parallel_model(monkeypatch, tmp_path, writ
     with pytest.raises(ValueError, match="built for 4 frames at 32 px"):
         su.check_input_size(wrapped, 8, 32)
     assert all(k.startswith("module.") for k in wrapped.state_dict())
-    path = su.save_checkpoint(wrapped, tmp_path / "Scarlet.pt", epoch=1)
+    prep = su.Preprocessing(4, 32)
+    path = su.save_checkpoint(wrapped, tmp_path / "Scarlet.pt", prep, epoch=1)
     keys = set(torch.load(path, weights_only=True)["state_dict"])
     assert keys == set(model.state_dict()) and not any(k.startswith("module.") for k in keys)
     loaded = su.load_checkpoint(path)
     with torch.no_grad():
         assert torch.equal(loaded.eval()(pixel_values=x).logits, model(pixel_values=x).logits)
     torch.manual_seed(1)
-    other = su.wrap_multi_gpu(su.build_model(cfg))
+    other = torch.nn.DataParallel(su.build_model(cfg))
     assert su.load_checkpoint(path, other) is other  # into a wrapped model
     with torch.no_grad():
         assert torch.equal(other.eval()(pixel_values=x).logits, model(pixel_values=x).logits)
-    out = su.export_pretrained(wrapped, tmp_path / "hf", su.KINETICS_MEAN, su.KINETICS_STD)
+    out = su.export_pretrained(wrapped, tmp_path / "hf", prep)
     assert set(TimesformerForVideoClassification.from_pretrained(out).state_dict()) == set(model.state_dict())
     rng = np.random.default_rng(1)
     video = write_video("v.mp4", [rng.integers(0, 256, (48, 64, 3), dtype=np.uint8) for _ in range(10)])
-    assert su.predict_video(wrapped, video) == su.predict_video(model, video)
+    assert su.predict_video(wrapped, video, prep) == su.predict_video(model, video, prep)
+    assert su.predict_video(wrapped, video, amp=False) == su.predict_video(model, video, amp=False)
     loader = DataLoader(TensorDataset(x, torch.tensor([0, 1])), batch_size=2)
     assert np.array_equal(su.predict_probs(wrapped, loader, "cpu")[1], su.predict_probs(model, loader, "cpu")[1])
     optimizer = torch.optim.SGD(wrapped.parameters(), lr=0.0)

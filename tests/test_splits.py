@@ -1,5 +1,5 @@
-"""Splits: identities, the official FF++ lists, identity-disjoint and official splits, leakage counts,
-and the DeepFakeDetection originals ("actors") in the listing."""
+"""Splits: identities, the official FF++ lists (checked against ../shared/data/ffpp_splits), identity-disjoint
+and official splits, the README's leakage counts, and the DeepFakeDetection originals ("actors") in the listing."""
 
 from __future__ import annotations
 
@@ -33,22 +33,48 @@ def ids(items) -> list[str]:
 # -- the official lists ----------------------------------------------------------------------------
 
 
-def test_official_pairs_counts_and_every_id_once():
-    pairs = su.official_pairs()
-    assert {p: len(v) for p, v in pairs.items()} == {"train": 360, "val": 70, "test": 70}
-    every = Counter(x for part in pairs.values() for pair in part for x in pair)
-    assert sorted(every) == [f"{n:03d}" for n in range(1000)]
-    assert set(every.values()) == {1}
-    pairs["train"].clear()  # a copy: the module's lists stay intact
-    assert len(su.official_pairs()["train"]) == 360
-
-
-def test_official_pairs_equal_the_json_lists():
+def _shared_official_lists() -> dict[str, list[list[str]]]:
+    """The official FF++ lists as shipped in ../shared/data/ffpp_splits (skips when absent)."""
     if not SPLITS_DIR.is_dir():
         pytest.skip(f"{SPLITS_DIR} not found: clone the repo with ../shared/data beside it")
-    for part, pairs in su.official_pairs().items():
-        raw = json.loads((SPLITS_DIR / f"{part}.json").read_text(encoding="utf-8"))
-        assert pairs == [tuple(p) for p in raw]
+    return {part: json.loads((SPLITS_DIR / f"{part}.json").read_text(encoding="utf-8")) for part in su.SPLIT_PARTS}
+
+
+def _module_official_pairs() -> dict[str, set[frozenset[str]]]:
+    """The pairs the module's ``official_part`` knows, found through that public function alone:
+    every two ids of the same part that it places as a fake ``T_S``."""
+    by_part: dict[str, list[str]] = {}
+    for n in range(1000):
+        by_part.setdefault(su.official_part(f"{n:03d}"), []).append(f"{n:03d}")
+    pairs: dict[str, set[frozenset[str]]] = {}
+    for part, members in by_part.items():
+        for k, a in enumerate(members):
+            for b in members[k + 1:]:
+                if su.official_part(f"{a}_{b}") is not None:
+                    pairs.setdefault(part, set()).add(frozenset((a, b)))
+    return pairs
+
+
+def test_official_lists_in_the_module_agree_with_the_official_files():
+    raw = _shared_official_lists()
+    # the files as SOURCES.md describes them: 360 / 70 / 70 [target, source] pairs, every id once
+    assert {part: len(pairs) for part, pairs in raw.items()} == {"train": 360, "val": 70, "test": 70}
+    every = Counter(x for pairs in raw.values() for pair in pairs for x in pair)
+    assert sorted(every) == [f"{n:03d}" for n in range(1000)] and set(every.values()) == {1}
+    for part, pairs in raw.items():
+        for t, s in pairs:
+            assert su.official_part(f"{t}_{s}") == part, (t, s)
+            assert su.official_part(f"{s}_{t}") == part, (s, t)  # the reverse swap is the same pair
+            assert su.official_part(t) == part and su.official_part(s) == part, (t, s)
+            assert su.official_part(fake(f"{t}_{s}", "NeuralTextures")) == part
+    # and nothing more: no other two ids make an official pair, and no id lies outside the lists
+    assert _module_official_pairs() == {part: {frozenset(p) for p in pairs} for part, pairs in raw.items()}
+
+
+def test_official_part_outside_the_lists():
+    assert su.official_part("1000") is None and su.official_part("abc") is None
+    train = su.official_part("071") == su.official_part("087") == "train"
+    assert train and su.official_part("071_087") is None  # both in train, but not swapped with each other
 
 
 # -- identities ------------------------------------------------------------------------------------
@@ -89,35 +115,56 @@ def test_count_identity_leaks_hand_count():
     assert su.count_identity_leaks([], other) == 0 and su.count_identity_leaks(train, []) == 0
 
 
+def official_pair_list() -> list[tuple[str, str]]:
+    """The 500 official [target, source] pairs: from the shared lists where present, else what the
+    module's ``official_part`` knows (the test above checks that both are the same)."""
+    if SPLITS_DIR.is_dir():
+        return [tuple(p) for part in _shared_official_lists().values() for p in part]
+    return [tuple(sorted(p)) for pairs in _module_official_pairs().values() for p in pairs]
+
+
+def build_ffpp_id_space(methods=("Deepfakes",)) -> list[su.VideoItem]:
+    """Items (no files) for FF++'s whole id space, as the leakage table counts it: the 1000 reals
+    ``ffpp/original/000.mp4`` .. ``999.mp4`` and, per method, the 1000 fakes ``T_S`` and ``S_T`` of
+    the 500 official pairs."""
+    root = Path("ffpp")
+    items = [su.VideoItem(root / "original" / f"{n:03d}.mp4", 0, "original", f"{n:03d}") for n in range(1000)]
+    items += [su.VideoItem(root / m / f"{v}.mp4", 1, m, v) for m in methods for t, s in official_pair_list()
+              for v in (f"{t}_{s}", f"{s}_{t}")]
+    return sorted(items, key=lambda i: str(i.path))
+
+
 def _brute_force_leaks(train, other) -> int:
     """Pairwise, parsing the ids by hand (youtube ids only)."""
     return sum(any(set(o.video_id.split("_")) & set(t.video_id.split("_")) for t in train) for o in other)
 
 
-def test_ffpp_id_space():
-    space = su.ffpp_id_space()
+def test_the_id_space_is_every_id_once_as_a_real_and_twice_in_a_fake():
+    space = build_ffpp_id_space()
     assert len(space) == 2000 and len(set(space)) == 2000
-    assert [str(i.path) for i in space] == sorted(str(i.path) for i in space)
     assert sorted(ids(i for i in space if i.label == 0)) == [f"{n:03d}" for n in range(1000)]
     fakes = [i for i in space if i.label == 1]
-    assert {i.method for i in fakes} == {"Deepfakes"} and all(i.path.parent == Path("ffpp/Deepfakes") for i in fakes)
-    assert {"519_515", "515_519", "004_982", "982_004"} <= set(ids(fakes))
+    assert {"519_515", "515_519", "004_982", "982_004"} <= set(ids(fakes))  # the shared sample's pairs
     assert Counter(x for i in fakes for x in su.video_identities(i)) == {f"{n:03d}": 2 for n in range(1000)}
-    four = su.ffpp_id_space(SAMPLE_METHODS)
-    assert len(four) == 5000 and Counter(i.method for i in four)["FaceSwap"] == 1000
-    with pytest.raises(ValueError, match="DeepFakeDetection"):
-        su.ffpp_id_space(["DeepFakeDetection"])
+    assert Counter(su.official_part(i) for i in space) == {"train": 1440, "val": 280, "test": 280}
 
 
-def test_random_split_leaks_on_the_id_space_and_identity_split_does_not():
-    space = su.ffpp_id_space()
+def test_leakage_table_of_the_readme():
+    """README, "Splits": on the full FF++ id space (1000 originals + 1000 Deepfakes, seed 0), 452 of the
+    random split's 800 validation videos share a face with training; identity 0; official 0 of 280."""
+    space = build_ffpp_id_space()
     rand = su.make_split(space, 600, 800, seed=0)
+    assert (len(rand.train), len(rand.val)) == (600, 800)
     leaks = su.count_identity_leaks(rand.train, rand.val)
-    assert leaks == _brute_force_leaks(rand.train, rand.val) == 452  # the notebook's number
+    assert leaks == _brute_force_leaks(rand.train, rand.val) == 452
     ident = su.make_split(space, 600, 800, seed=0, strategy="identity")
     assert len(ident.train) == 600 and len(ident.val) == 800
     assert su.count_identity_leaks(ident.train, ident.val) == 0 == su.count_identity_leaks(ident.val, ident.train)
     assert _brute_force_leaks(ident.train, ident.val) == 0
+    official = su.make_split(space, 600, 800, seed=0, strategy="official")
+    assert (len(official.train), len(official.val), len(official.test)) == (1440, 280, 280)
+    assert su.count_identity_leaks(official.train, official.val) == 0 == _brute_force_leaks(official.train, official.val)
+    assert su.count_identity_leaks(official.train + official.val, official.test) == 0
 
 
 def test_random_split_leak_count_small_pool():
@@ -218,7 +265,7 @@ def test_identity_split_never_shares_an_identity():
 
 
 def test_identity_split_keeps_method_balance_per_side():
-    space = su.ffpp_id_space(SAMPLE_METHODS)
+    space = build_ffpp_id_space(SAMPLE_METHODS)
     split = su.make_split(space, 600, 800, seed=3, strategy="identity")
     assert Counter(i.method for i in split.train) == {"original": 300, **dict.fromkeys(SAMPLE_METHODS, 75)}
     assert Counter(i.method for i in split.val) == {"original": 400, **dict.fromkeys(SAMPLE_METHODS, 100)}
@@ -272,7 +319,7 @@ def test_official_split_of_the_sample(ffpp_root):
 
 
 def test_official_split_of_the_id_space(tmp_path, caplog):
-    space = su.ffpp_id_space(SAMPLE_METHODS)
+    space = build_ffpp_id_space(SAMPLE_METHODS)
     extra = [real("01__exit_phone_room", "actors"), fake("01_02__exit_phone_room__YVGY8LOK", "DeepFakeDetection"),
              fake("519_004")]
     with caplog.at_level(logging.INFO, logger="scarlet"):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import warnings
 
 import cv2
 import numpy as np
@@ -65,26 +64,12 @@ def test_train_one_epoch_empty_loader(tiny_model):
         su.train_one_epoch(tiny_model, [], optimizer, "cpu")
 
 
-def test_mixed_precision_choices(monkeypatch):
-    assert su.autocast_dtype("cpu") is None
-    assert su.autocast_dtype(torch.device("cpu")) is None
-    assert su.make_grad_scaler("cpu") is None
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    assert su.autocast_dtype("cuda") is torch.bfloat16
-    assert su.make_grad_scaler("cuda") is None  # bf16 has fp32's range: no scaler
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)  # e.g. a T4
-    assert su.autocast_dtype("cuda:0") is torch.float16
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "CUDA is not available. Disabling" on a CPU-only build
-        assert isinstance(su.make_grad_scaler("cuda"), torch.amp.GradScaler)
-
-
 # -- predict_probs ---------------------------------------------------------------------------------
 
 
 def test_predict_probs_matches_softmax_by_hand(tiny_model):
     x, y = _brightness_data(7, seed=2)
-    y_true, y_prob = su.predict_probs(tiny_model, DataLoader(TensorDataset(x, y), batch_size=3), "cpu")
+    y_true, y_prob = su.predict_probs(tiny_model, DataLoader(TensorDataset(x, y), batch_size=3), "cpu", amp=False)
     assert y_true.dtype == np.int64 and y_prob.dtype == np.float32
     assert y_true.tolist() == y.tolist()
     with torch.no_grad():
@@ -93,6 +78,17 @@ def test_predict_probs_matches_softmax_by_hand(tiny_model):
     np.testing.assert_allclose(y_prob, expected, rtol=0, atol=1e-6)
     assert ((y_prob >= 0) & (y_prob <= 1)).all()
     assert not tiny_model.training
+
+
+def test_predict_probs_averages_several_clips_per_video(tiny_model):
+    # (B, K, T, C, H, W): K clips per video, P(fake) averaged over them
+    x, y = _brightness_data(6, seed=4)
+    clips = x.view(3, 2, *x.shape[1:])
+    y_true, y_prob = su.predict_probs(tiny_model, [(clips, torch.tensor([0, 1, 1]))], "cpu", amp=False)
+    with torch.no_grad():
+        per_clip = torch.softmax(tiny_model(pixel_values=x).logits, dim=-1)[:, 1].view(3, 2)
+    assert y_true.tolist() == [0, 1, 1]
+    np.testing.assert_allclose(y_prob, per_clip.mean(1).numpy(), rtol=0, atol=1e-6)
 
 
 def test_predict_probs_empty_loader(tiny_model):
@@ -146,13 +142,18 @@ def test_compute_metrics_single_class():
 
 
 @pytest.mark.parametrize(
-    ("y_true", "y_prob"),
-    [([0, 1, 1], [0.2, 0.8]), ([], []), ([[0, 1]], [[0.1, 0.9]]), ([0, 1], 0.5)],
-    ids=["lengths", "empty", "2-d", "scalar-prob"],
+    ("y_true", "y_prob", "shapes"),
+    [([0, 1, 1], [0.2, 0.8], "(3,) and (2,)"), ([[0, 1]], [[0.1, 0.9]], "(1, 2) and (1, 2)"), ([0, 1], 0.5, "(2,) and ()")],
+    ids=["lengths", "2-d", "scalar-prob"],
 )
-def test_compute_metrics_bad_shapes(y_true, y_prob):
-    with pytest.raises(ValueError, match="y_true and y_prob must be equal-length 1-D and non-empty"):
+def test_compute_metrics_bad_shapes(y_true, y_prob, shapes):
+    with pytest.raises(ValueError, match=re.escape(f"y_true and y_prob must be equal-length 1-D, got {shapes}")):
         su.compute_metrics(y_true, y_prob)
+
+
+def test_compute_metrics_with_nothing_scored():
+    with pytest.raises(ValueError, match=re.escape("no videos were scored (did every video fail to extract?")):
+        su.compute_metrics([], [])
 
 
 # -- save_reports ----------------------------------------------------------------------------------
@@ -205,7 +206,8 @@ def small_video(write_video):
 
 def test_predict_video_equals_the_model_on_read_video_frames(tiny_model, small_video):
     mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
-    p = su.predict_video(tiny_model, small_video, mean=mean, std=std)
+    prep = su.Preprocessing(num_frames=4, size=32, mean=mean, std=std)
+    p = su.predict_video(tiny_model, small_video, prep, amp=False)
     assert isinstance(p, float) and 0.0 <= p <= 1.0
     frames = su.read_video_frames(small_video, num_frames=4, size=32)
     x = (torch.from_numpy(frames).float() / 255).permute(0, 3, 1, 2)
@@ -214,15 +216,30 @@ def test_predict_video_equals_the_model_on_read_video_frames(tiny_model, small_v
     with torch.no_grad():
         expected = torch.softmax(tiny_model(pixel_values=x.unsqueeze(0)).logits, -1)[0, 1].item()
     assert p == pytest.approx(expected, abs=1e-6)
-    assert su.predict_video(tiny_model, small_video, num_frames=4, size=32, mean=mean, std=std) == p
-    # the normalisation is really applied: other mean/std give another answer
-    assert su.predict_video(tiny_model, small_video) != pytest.approx(p, abs=1e-9)
+    assert su.predict_video(tiny_model, small_video, preprocessing=prep, device="cpu", amp=False) == p
+    # the normalisation is really applied: no preprocessing means the model's frames and size with the k400
+    # mean/std, another answer
+    k400 = su.predict_video(tiny_model, small_video, amp=False)
+    assert k400 != pytest.approx(p, abs=1e-9)
+    assert k400 == su.predict_video(tiny_model, small_video, su.Preprocessing(4, 32), amp=False)
 
 
-@pytest.mark.parametrize(("kwargs", "asked"), [({"num_frames": 8}, "8 frames at 32 px"), ({"size": 64}, "4 frames at 64 px")])
-def test_predict_video_rejects_another_input_size(tiny_model, small_video, kwargs, asked):
+def test_predict_video_averages_several_clips(tiny_model, small_video):
+    prep = su.Preprocessing(num_frames=4, size=32)
+    clips = su.read_clip(small_video, 4, 32, num_clips=3).frames  # (3, 4, 32, 32, 3)
+    assert clips.shape == (3, 4, 32, 32, 3)
+    with torch.no_grad():
+        per_clip = torch.softmax(tiny_model.eval()(pixel_values=su.clip_to_tensor(clips, prep.mean, prep.std)).logits, -1)[:, 1]
+    p = su.predict_video(tiny_model, small_video, prep, num_clips=3, amp=False)
+    assert p == pytest.approx(per_clip.mean().item(), abs=1e-6)
+    assert p != pytest.approx(su.predict_video(tiny_model, small_video, prep, amp=False), abs=1e-9)
+
+
+@pytest.mark.parametrize(("prep", "asked"), [(su.Preprocessing(num_frames=8, size=32), "8 frames at 32 px"),
+                                             (su.Preprocessing(num_frames=4, size=64), "4 frames at 64 px")])
+def test_predict_video_rejects_another_input_size(tiny_model, small_video, prep, asked):
     with pytest.raises(ValueError, match=r"built for 4 frames at 32 px.*" + asked):
-        su.predict_video(tiny_model, small_video, **kwargs)
+        su.predict_video(tiny_model, small_video, prep)
 
 
 def test_predict_video_bad_file(tiny_model, tmp_path):

@@ -60,7 +60,8 @@ def run_config(base: torch.nn.Module, cfg: dict, device: torch.device, steps: in
     if cfg["sdpa"]:
         su.use_sdpa_attention(model)
     if cfg["checkpointing"]:
-        su.enable_gradient_checkpointing(model)
+        # as su.build_model(..., gradient_checkpointing=True) does
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
     scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
@@ -183,7 +184,7 @@ def main() -> None:
         print(f"  {label(r):24s} " + (f"{r['median_s']:.4f} s/step" + (f", peak {r['peak_gib']:.2f} GiB" if "peak_gib" in r else "")
                                        if "median_s" in r else r.get("error", "")), flush=True)
         if out:
-            su.write_json_atomic(out, {"info": info, "results": results})
+            su.write_json(out, {"info": info, "results": results})
     rows = [[r["precision"], r["batch"], "sdpa" if r["sdpa"] else "stock", "yes" if r["checkpointing"] else "no",
              f"{r['median_s']:.4f}" if "median_s" in r else "-", f"{r['min_s']:.4f}" if "min_s" in r else "-",
              f"{r['clips_per_s']:.1f}" if "clips_per_s" in r else "-", f"{r['peak_gib']:.2f}" if "peak_gib" in r else "-",
@@ -196,7 +197,7 @@ def main() -> None:
     info["wall_s"] = time.perf_counter() - start
     print(f"\nwall time {info['wall_s']:.0f} s" + (f"; results in {out}" if out else ""))
     if out:
-        su.write_json_atomic(out, {"info": info, "results": results, "summary": lines})
+        su.write_json(out, {"info": info, "results": results, "summary": lines})
 
 
 if __name__ == "__main__":

@@ -1,0 +1,119 @@
+"""The evaluation contract: a checkpoint carries its preprocessing and its split, and evaluation
+follows it, never a knob that disagrees; faces seen in training are not scored unless asked."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import scarlet_utils as su
+
+
+def item(method: str, vid: str, root: Path = Path("/data")) -> su.VideoItem:
+    return su.VideoItem(root / method / f"{vid}.mp4", int(method != "original"), method, vid)
+
+
+@pytest.fixture
+def split() -> su.Split:
+    train = [item("original", "000"), item("Deepfakes", "000_003"), item("original", "001"), item("Deepfakes", "001_002")]
+    val = [item("original", "005"), item("Deepfakes", "005_006"), item("original", "003"), item("Deepfakes", "007_001")]
+    return su.Split(train, val, strategy="identity", seed=0)
+
+
+@pytest.fixture
+def checkpoint(tmp_path: Path, make_config, split: su.Split):
+    """A Scarlet.pt trained (so it says) on ``split`` with face crops, paths relative to /data."""
+    def factory(**prep) -> Path:
+        model = su.build_model(make_config())
+        preprocessing = su.Preprocessing(num_frames=4, size=32, face_crop=True, **prep)
+        return su.save_checkpoint(model, tmp_path / "Scarlet.pt", preprocessing, split, "/data", epoch=3)
+    return factory
+
+
+def test_the_checkpoint_carries_its_split_relative_to_the_data_root(checkpoint, split: su.Split, tmp_path: Path) -> None:
+    info = su.checkpoint_info(checkpoint())
+    assert info.recorded and info.extra == {"epoch": 3}
+    assert info.preprocessing == su.Preprocessing(4, 32, True)
+    assert {r["path"] for r in info.split["train"]} == {"original/000.mp4", "Deepfakes/000_003.mp4", "original/001.mp4",
+                                                        "Deepfakes/001_002.mp4"}
+    assert info.train_faces() == {"000", "001", "002", "003"}
+    moved = su.Split.from_json(info.split, tmp_path / "mounted")
+    assert moved.same_videos(split) and moved.val[0].path == tmp_path / "mounted" / "original" / "005.mp4"
+
+
+def test_evaluation_takes_the_checkpoints_split_and_never_rewrites_split_json(checkpoint, split, tmp_path: Path) -> None:
+    info = su.checkpoint_info(checkpoint())
+    other = su.make_split([item("original", f"{n:03d}") for n in range(10, 14)] +
+                          [item("Deepfakes", f"{n:03d}_{n + 10:03d}") for n in range(10, 14)], 4, 4, seed=7)
+    split_file = su.save_split(other, tmp_path / "split.json", "/data")
+    before = split_file.read_bytes()
+    got, notes = su.evaluation_split(info, split_file, "/data", {"TRAIN": False, "SEED": 7, "SPLIT": "random"})
+    assert got.same_videos(split) and split_file.read_bytes() == before
+    assert any("is not the split Scarlet.pt was trained on" in n for n in notes)
+    assert any("SEED 7, SPLIT 'random' does not apply" in n for n in notes)
+    split_file.unlink()  # a missing split.json is written from the checkpoint
+    got, notes = su.evaluation_split(info, split_file, "/data")
+    assert su.load_split(split_file, "/data").same_videos(split) and "written from the split" in notes[0]
+
+
+def test_faces_seen_in_training_are_left_out_and_counted(checkpoint, split) -> None:
+    info = su.checkpoint_info(checkpoint())
+    # A random split would put these in validation: 003 and 001 trained, 005 and 006 did not.
+    candidates = split.val
+    kept, record, note = su.unseen_items(candidates, info)
+    assert [i.video_id for i in kept] == ["005", "005_006"]
+    assert record == {"train_faces": "left out", "videos_sharing_a_training_face": 2}
+    assert note.startswith("left out 2 of 4 videos that share a face")
+    kept, record, note = su.unseen_items(candidates, info, allow_train_faces=True)
+    assert len(kept) == 4 and record["train_faces"] == "scored" and "scored anyway" in note
+    with pytest.raises(su.CheckpointError, match="all 2 videos share a face"):
+        su.unseen_items(split.train[:2], info)
+
+
+def test_evaluation_follows_the_checkpoints_preprocessing(checkpoint) -> None:
+    path = checkpoint()
+    config = {"TRAIN": False, "NUM_FRAMES": 8, "SIZE": 224, "FACE_CROP": False, "MODEL": su.DEFAULT_MODEL}
+    prep, notes = su.run_preprocessing(config, path)
+    assert prep == su.Preprocessing(4, 32, True)
+    assert notes == ["Scarlet.pt was trained with NUM_FRAMES: 4 (the configuration says 8), SIZE: 32 (the "
+                     "configuration says 224), FACE_CROP: True (the configuration says False); evaluation follows "
+                     "the checkpoint"]
+    with pytest.raises(su.CheckpointError, match="no checkpoint here"):
+        su.run_preprocessing(config, path.with_name("missing.pt"))
+    trained, notes = su.run_preprocessing({**config, "TRAIN": True, "MODEL": "tiny"}, path)
+    assert trained == su.Preprocessing(8, 224, False) and notes == []
+
+
+def test_a_checkpoint_made_with_another_face_crop_is_refused(checkpoint) -> None:
+    with pytest.raises(su.CheckpointError, match="inputs were made another way"):
+        su.checkpoint_info(checkpoint(face_margin=1.6))
+
+
+def test_the_original_runs_state_dict_evaluates_with_a_plain_warning(tmp_path: Path, make_config, split) -> None:
+    """A plain state dict: no preprocessing, no split. It is taken to use the original run's
+    preprocessing, a missing split.json says what to do, and every note says its training videos
+    are unknown, so FF++ numbers may include faces it trained on."""
+    model = su.build_model(make_config())
+    path = tmp_path / "Scarlet.pt"
+    torch.save({f"module.{k}": v for k, v in model.state_dict().items()}, path)
+    info = su.checkpoint_info(path)
+    assert not info.recorded and info.split is None and info.train_faces() is None
+    assert info.preprocessing == su.Preprocessing(8, 224, False, su.KINETICS_MEAN, su.KINETICS_STD)
+    assert "plain state dict" in su.preprocessing_notes(info, {"FACE_CROP": False})[0]
+    with pytest.raises(FileNotFoundError, match="does not record the split it was trained on"):
+        su.evaluation_split(info, tmp_path / "split.json", "/data")
+    su.save_split(split, tmp_path / "split.json", "/data")
+    got, notes = su.evaluation_split(info, tmp_path / "split.json", "/data")
+    assert got.same_videos(split) and "training videos are unknown" in notes[0] and "1,400 of the 2,000" in notes[0]
+    kept, record, note = su.unseen_items(got.val, info)
+    assert kept == got.val and record == {"train_faces": "unknown"} and "may include faces it trained on" in note
+
+
+def test_metrics_json_records_the_count(tmp_path: Path) -> None:
+    metrics = su.save_reports([0, 1, 0, 1], [0.1, 0.9, 0.2, 0.8], tmp_path, extra={
+        "train_faces": "left out", "videos_sharing_a_training_face": 5})
+    written = json.loads((tmp_path / "metrics.json").read_text())
+    assert written["videos_sharing_a_training_face"] == metrics["videos_sharing_a_training_face"] == 5
