@@ -9,6 +9,7 @@ mean/std. The module never prints: it logs to the ``scarlet`` logger and returns
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import csv
 import errno
 import io
@@ -64,7 +65,8 @@ def atomic_write(path: str | Path, write: Callable[[Any], Any], what: str = "the
             write(fh)
         os.replace(tmp, path)
     except BaseException as exc:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # the temp's folder may be no folder (a file in the way)
+            tmp.unlink(missing_ok=True)
         if not isinstance(exc, OSError):
             raise
         cause = "No space left on device (the disk or quota is full: free some space, or write elsewhere)" \
@@ -2095,48 +2097,25 @@ def _equal_error_rate(fpr: np.ndarray, tpr: np.ndarray, thresholds: np.ndarray) 
     return float(eer), float(upper + t * (thresholds[i] - upper))
 
 
-def _draw_counts(rng: np.random.Generator, n: int, b: int) -> np.ndarray:
-    """``(b, n)``: how often each of ``n`` items is drawn in each of ``b`` resamples of size ``n``."""
-    if n == 0:
-        return np.zeros((b, 0), dtype=np.int64)
-    idx = rng.integers(0, n, size=(b, n)) + (np.arange(b) * n)[:, None]
-    return np.bincount(idx.ravel(), minlength=b * n).reshape(b, n)
-
-
-def bootstrap_ci(
-    y_true: Sequence[int], y_prob: Sequence[float], threshold: float = 0.5, n_bootstrap: int = 1000, seed: int = 0
-) -> dict[str, list[float] | None]:
-    """Percentile-bootstrap 95% intervals ``{"accuracy": [lo, hi], "roc_auc": [lo, hi]}``.
-
-    Videos are resampled with replacement within each class (the real and the fake counts stay
-    fixed, so every resample has both classes); ``roc_auc`` is None with one class. Vectorised:
-    a resample is the number of times it draws each video, accuracy is a dot product with those
-    counts, and ROC AUC is the Mann-Whitney U (ties count 1/2) from cumulative draw counts of the
-    real scores in sorted order, so no resample is sorted or passed to sklearn. Each class is
-    sorted by score before drawing, so the interval depends on the scores alone, not on the order
-    of the videos (which may differ between runs, e.g. after a parallel frame extraction).
-    """
+def bootstrap_ci(y_true: Sequence[int], y_prob: Sequence[float], threshold: float = 0.5, n_bootstrap: int = 1000,
+                 seed: int = 0) -> dict[str, list[float] | None]:
+    """Percentile-bootstrap 95% intervals ``{"accuracy": [lo, hi], "roc_auc": [lo, hi]}``: videos are
+    resampled with replacement within each class (so every resample has both; ``roc_auc`` is None
+    with one class). Each class is sorted by score first, so the interval depends on the scores
+    alone, not on the order of the videos (which a parallel extraction may change)."""
     y_true, y_prob = _scores(y_true, y_prob)
     if n_bootstrap < 1:
         raise ValueError(f"n_bootstrap must be >= 1, got {n_bootstrap}")
     rng = np.random.default_rng(seed)
-    p0, p1 = np.sort(y_prob[y_true == 0]), np.sort(y_prob[y_true == 1])
-    n0, n1 = len(p0), len(p1)
-    right0, right1 = (p0 < threshold).astype(np.int64), (p1 >= threshold).astype(np.int64)
-    below = np.searchsorted(p0, p1, "left")  # per fake: reals scored lower sit before it in p0
-    above = np.searchsorted(p0, p1, "right")  # ... and tied ones between below and above
-    both = n0 > 0 and n1 > 0
-    accuracy, auc = np.empty(n_bootstrap), np.empty(n_bootstrap)
-    chunk = max(1, 4_000_000 // len(y_true))  # bounds memory at a few (chunk, n) arrays
-    for start in range(0, n_bootstrap, chunk):
-        b = min(chunk, n_bootstrap - start)
-        c0, c1 = _draw_counts(rng, n0, b), _draw_counts(rng, n1, b)
-        accuracy[start : start + b] = (c0 @ right0 + c1 @ right1) / len(y_true)
-        if both:
-            cum = np.zeros((b, n0 + 1), dtype=np.int64)
-            np.cumsum(c0, axis=1, out=cum[:, 1:])
-            lower, tied = cum[:, below], cum[:, above] - cum[:, below]  # (b, n1) drawn reals per fake
-            auc[start : start + b] = ((2 * lower + tied) * c1).sum(axis=1) / (2.0 * n0 * n1)
+    real, fake = (np.sort(y_prob[y_true == c]) for c in (0, 1))
+    both = len(real) > 0 and len(fake) > 0
+    accuracy, auc = [], []
+    for _ in range(n_bootstrap):
+        r, f = np.sort(rng.choice(real, len(real))), rng.choice(fake, len(fake))
+        accuracy.append(((r < threshold).sum() + (f >= threshold).sum()) / len(y_true))
+        if both:  # Mann-Whitney: the reals each fake outscores, ties counting 1/2
+            lower, upper = np.searchsorted(r, f, "left"), np.searchsorted(r, f, "right")
+            auc.append((lower + upper).sum() / (2.0 * len(r) * len(f)))
     interval = lambda v: [float(x) for x in np.percentile(v, [2.5, 97.5])]  # noqa: E731
     return {"accuracy": interval(accuracy), "roc_auc": interval(auc) if both else None}
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
+import threading
 
 # Never reach the model hub from a test (the tests build tiny models locally).
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-# CPU inference is fp32 in the tests, whatever the CPU: tests compare predict_probs / predict_video
-# with the model's fp32 output to 1e-6, and bf16 (the default where the CPU has it) is ~1e-2 off.
-# test_speed_memory.py covers the bf16 path with amp=True / the variable removed.
-os.environ.setdefault("SCARLET_CPU_BF16", "0")
+# Scoring defaults to mixed precision (amp=True): bf16 on a CPU with native bf16. A test that
+# compares predict_probs / score_items / predict_video with the model's fp32 output passes amp=False.
 
 from pathlib import Path  # noqa: E402
 from types import SimpleNamespace  # noqa: E402
@@ -159,16 +158,65 @@ def coded_video(write_video: Callable[..., Path]) -> Callable[[int], Path]:
     return factory
 
 
+class _CaptureSpy:
+    """A real ``cv2.VideoCapture`` that reports to ``state`` (see the ``captures`` fixture)."""
+
+    def __init__(self, real: type, state: SimpleNamespace, *args: object) -> None:
+        self._cap = real(*args)
+        self._state = state
+        params = list(args[2]) if len(args) > 2 else []  # (path, api, [prop, value, ...])
+        self.raw = cv2.CAP_PROP_FORMAT in params[::2]  # raw packets: reads timestamps, decodes nothing
+        self.seeked = False
+        if not self.raw and self._cap.isOpened():
+            state.opened.append(SimpleNamespace(thread=threading.get_ident(),
+                                                decoder_threads=self._cap.get(cv2.CAP_PROP_N_THREADS)))
+
+    def get(self, prop: int) -> float:
+        if prop == cv2.CAP_PROP_FRAME_COUNT and self._state.frame_count is not None:
+            return float(self._state.frame_count)
+        return self._cap.get(prop)
+
+    def set(self, prop: int, value: float) -> bool:
+        if prop == cv2.CAP_PROP_POS_FRAMES and not self.raw:
+            self._state.seeks += 1
+            if self._state.fail_seeks_after is not None and self._state.seeks > self._state.fail_seeks_after:
+                return False
+            self.seeked = True
+        return self._cap.set(prop, value)
+
+    def grab(self) -> bool:
+        ok = self._cap.grab()
+        if ok and not self.raw:
+            self._state.grabs += 1
+        return ok
+
+    def retrieve(self, *args: object):
+        ok, frame = self._cap.retrieve(*args)
+        if ok and self.seeked and self._state.corrupt_seeks:
+            frame = np.zeros_like(frame)  # a seek that lands on other pixels
+        return ok, frame
+
+    def __getattr__(self, name: str):
+        return getattr(self._cap, name)
+
+
 @pytest.fixture
-def reset_face_detector():
-    """Forget the cascade file and this thread's detector before and after a test that changes what
-    ``_face_detector`` sees."""
-    import scarlet_utils
+def captures(monkeypatch) -> SimpleNamespace:
+    """Replaces ``cv2.VideoCapture`` for the test with a spy around the real one and returns what
+    it saw on the decoding captures (not the raw-packet ones that only read timestamps):
 
-    def clear():
-        scarlet_utils._face_cascade_file.cache_clear()
-        scarlet_utils._THREAD.__dict__.pop("face_detector", None)
+    - ``seeks``: frame seeks asked for (``set(CAP_PROP_POS_FRAMES, ...)``), ``grabs``: frames
+      grabbed, ``opened``: per capture opened, its ``thread`` and ``decoder_threads``;
+    - knobs: ``frame_count`` (what ``CAP_PROP_FRAME_COUNT`` says instead of the header),
+      ``fail_seeks_after`` (seeks after the first n fail), ``corrupt_seeks`` (a frame retrieved
+      after a seek comes back black: the seek landed on other pixels);
+    - ``reset()`` zeroes the counts."""
+    real = cv2.VideoCapture
+    state = SimpleNamespace(seeks=0, grabs=0, opened=[], frame_count=None, fail_seeks_after=None, corrupt_seeks=False)
 
-    clear()
-    yield
-    clear()
+    def reset() -> None:
+        state.seeks, state.grabs, state.opened = 0, 0, []
+
+    state.reset = reset
+    monkeypatch.setattr(cv2, "VideoCapture", lambda *args: _CaptureSpy(real, state, *args))
+    return state

@@ -61,7 +61,7 @@ def test_predict_probs_averages_p_fake_over_clips(make_config) -> None:
     videos = torch.randn(3, 2, 4, 3, 32, 32)  # 3 videos x 2 clips
     labels = torch.tensor([0, 1, 1])
     loader = DataLoader(list(zip(videos, labels)), batch_size=2)
-    y_true, y_prob = su.predict_probs(model, loader, "cpu")
+    y_true, y_prob = su.predict_probs(model, loader, "cpu", amp=False)  # fp32, as the reference
     with torch.no_grad():
         per_clip = model(pixel_values=videos.flatten(0, 1)).logits.softmax(-1)[:, 1].view(3, 2)
     np.testing.assert_array_equal(y_true, [0, 1, 1])
@@ -73,9 +73,9 @@ def test_predict_video_with_several_clips(make_config, coded_video) -> None:
     torch.manual_seed(0)
     model = su.build_model(make_config(num_frames=4, image_size=32)).eval()
     path = coded_video(40)
-    p = su.predict_video(model, path, num_clips=3)
+    p = su.predict_video(model, path, num_clips=3, amp=False)  # fp32, as the reference
     frames = su.read_clip(path, 4, 32, num_clips=3).frames
     with torch.no_grad():
         logits = model(pixel_values=su.clip_to_tensor(frames, su.KINETICS_MEAN, su.KINETICS_STD)).logits
     assert p == pytest.approx(float(logits.softmax(-1)[:, 1].mean()), rel=1e-6)
-    assert p != pytest.approx(su.predict_video(model, path), rel=1e-9)
+    assert p != pytest.approx(su.predict_video(model, path, amp=False), rel=1e-9)

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import logging
-import re
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -12,6 +18,7 @@ import pytest
 
 import scarlet_utils as su
 
+REPO = Path(__file__).resolve().parents[1]
 FACE_SIZE = 64
 NUM_FRAMES = 8
 
@@ -181,43 +188,138 @@ def test_crop_faces_counts_and_centre_crops_frames_without_a_face(monkeypatch, t
     assert all(c.shape == (52, 52, 3) for c in crops)
 
 
-# -- no cascade ------------------------------------------------------------------------------------
+# -- the detector: one cascade per thread, and none where OpenCV ships none ------------------------
 
 
-def test_no_detector_falls_back_to_centre_crops(monkeypatch, faceless_video, textured_frame):
-    monkeypatch.setattr(su, "_face_detector", lambda: None)
-    assert su.detect_face(textured_frame) is None
-    crops, missing = su.crop_faces([textured_frame] * 3, size=40)
-    assert missing == 3
-    np.testing.assert_array_equal(crops[2], su.resize_short_side_center_crop(textured_frame, 40))
-    clip = su.read_clip(faceless_video, num_frames=4, size=32, face_crop=True)
-    assert clip.faces_missing == 4
+@pytest.fixture(scope="module")
+def face_frame() -> np.ndarray:
+    """matplotlib's Grace Hopper portrait (RGB, 300 x 256), a frontal face the Haar cascade finds."""
+    from matplotlib import cbook
+
+    src = cbook.get_sample_data("grace_hopper.jpg")  # a path on old matplotlib, an open file on new
+    data = Path(src).read_bytes() if isinstance(src, (str, os.PathLike)) else src.read()
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    return cv2.cvtColor(cv2.resize(bgr, (256, 300), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
 
 
-def test_face_detector_none_without_haar_data(monkeypatch, reset_face_detector, caplog):
-    monkeypatch.delattr(cv2, "data", raising=False)
-    with caplog.at_level(logging.WARNING, logger="scarlet"):
-        assert su._face_detector() is None
-    assert any("no Haar cascades" in r.getMessage() for r in caplog.records)
-
-
-def test_face_detector_none_when_cascade_file_missing(monkeypatch, reset_face_detector, tmp_path, caplog):
-    if getattr(cv2, "data", None) is None:
-        pytest.skip("this OpenCV build has no cv2.data")
-    monkeypatch.setattr(cv2.data, "haarcascades", str(tmp_path) + "/")
-    with caplog.at_level(logging.WARNING, logger="scarlet"):
-        assert su._face_detector() is None
-    assert any(re.search(r"Haar cascade file missing from .*" + re.escape(str(tmp_path)), r.getMessage())
-               for r in caplog.records)
-
-
-def test_face_detector_is_the_cascade_when_installed(reset_face_detector):
+def test_each_thread_detects_with_a_cascade_of_its_own(monkeypatch, face_frame):
+    # A CascadeClassifier keeps the buffers of the image it scans: two threads sharing one race.
     if getattr(getattr(cv2, "data", None), "haarcascades", None) is None:
         pytest.skip("this OpenCV build ships no Haar cascades")
-    detector = su._face_detector()
-    assert detector is not None and not detector.empty()
-    assert su._face_detector() is detector  # cached
-    # ... per thread: a cascade holds the buffers of the image it scans, so threads get their own
+    expected = su.detect_face(face_frame)
+    assert expected is not None  # the premise: the cascade finds this face
+    made, used = [], []
+    real = cv2.CascadeClassifier
+
+    class Spy:  # the real cascade, reporting which thread made it and which uses it
+        def __init__(self, path: str) -> None:
+            self._cascade = real(path)
+            made.append(threading.get_ident())
+
+        def empty(self) -> bool:
+            return self._cascade.empty()
+
+        def detectMultiScale(self, *args, **kwargs):
+            used.append((threading.get_ident(), id(self)))
+            return self._cascade.detectMultiScale(*args, **kwargs)
+
+    monkeypatch.setattr(cv2, "CascadeClassifier", Spy)
+    barrier = threading.Barrier(2)
+
+    def detect_twice(_):
+        barrier.wait(timeout=60)  # both threads at once: two threads, never one doing both
+        return [su.detect_face(face_frame) for _ in range(2)]
+
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        others = list(pool.map(lambda _: su._face_detector(), range(2)))
-    assert all(d is not None and not d.empty() and d is not detector for d in others)
+        results = list(pool.map(detect_twice, range(2))) + list(pool.map(detect_twice, range(2)))
+    assert results == [[expected] * 2] * 4  # the same box from every thread
+    threads = {thread for thread, _ in used}
+    assert len(threads) == 2 and sorted(made) == sorted(threads)  # one cascade made per thread, kept for its calls
+    assert all(len({d for t, d in used if t == thread}) == 1 for thread in threads)  # each uses only its own
+    assert len({d for _, d in used}) == 2
+
+
+# In a fresh process (the cascade is looked up once per process), OpenCV is made to ship no cascade
+# before scarlet_utils first asks for it; then the portrait, a video of it, and what was logged.
+_WITHOUT_CASCADE = textwrap.dedent("""
+    import json, logging, sys
+    from pathlib import Path
+    import cv2
+    import numpy as np
+
+    how, folder = sys.argv[1], Path(sys.argv[2])
+    if how == "no cv2.data":  # an OpenCV build without the data package
+        del cv2.data
+    elif how == "no cascade file":  # the data package without its files
+        cv2.data.haarcascades = str(folder / "empty") + "/"
+    elif how == "no CascadeClassifier":  # opencv-python >= 5 dropped the Haar cascades
+        del cv2.CascadeClassifier
+    import scarlet_utils as su
+
+    said = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: said.append(record.getMessage())
+    logging.getLogger("scarlet").addHandler(handler)
+    face = np.load(folder / "face.npy")
+    box = su.detect_face(face)
+    crops, missing = su.crop_faces([face] * 3, 40)
+    clip = su.read_clip(folder / "face.mp4", 4, 32, face_crop=True)
+    whole = su.read_clip(folder / "face.mp4", 4, 32, face_crop=False)
+    print(json.dumps({
+        "box": box, "missing": missing,
+        "centre_crops": all(np.array_equal(c, su.resize_short_side_center_crop(face, 40)) for c in crops),
+        "clip_missing": clip.faces_missing, "clip_is_whole": bool(np.array_equal(clip.frames, whole.frames)),
+        "said": said,
+    }))
+""")
+NO_CASCADE = ("no cv2.data", "no cascade file", "no CascadeClassifier")
+
+
+@pytest.fixture(scope="module")
+def face_video(tmp_path_factory, face_frame):
+    """A folder with ``face.npy`` (the portrait) and ``face.mp4`` (6 frames of it, drifting)."""
+    folder = tmp_path_factory.mktemp("face")
+    (folder / "empty").mkdir()
+    np.save(folder / "face.npy", face_frame)
+    writer = cv2.VideoWriter(str(folder / "face.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 10, (256, 300))
+    if not writer.isOpened():
+        pytest.skip("this OpenCV build cannot write mp4v videos")
+    for i in range(6):
+        writer.write(cv2.cvtColor(np.roll(face_frame, 2 * i, axis=1), cv2.COLOR_RGB2BGR))
+    writer.release()
+    return folder
+
+
+@pytest.fixture(scope="module")
+def without_cascade(face_video):
+    """``{how: what the script reported}`` for each way of having no cascade, run side by side."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    procs = {how: subprocess.Popen([sys.executable, "-c", _WITHOUT_CASCADE, how, str(face_video)], env=env,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for how in NO_CASCADE}
+    results = {}
+    for how, proc in procs.items():
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, f"{how}: {err[-3000:]}"
+        results[how] = json.loads(out.strip().splitlines()[-1])
+    return results
+
+
+def test_with_the_cascade_the_portrait_is_face_cropped(face_video, face_frame):
+    # The premise of the test below: with a cascade, the same calls find the face.
+    assert su.detect_face(face_frame) is not None
+    crops, missing = su.crop_faces([face_frame] * 3, 40)
+    assert missing == 0 and not np.array_equal(crops[0], su.resize_short_side_center_crop(face_frame, 40))
+    clip = su.read_clip(face_video / "face.mp4", 4, 32, face_crop=True)
+    assert clip.faces_missing == 0
+    assert not np.array_equal(clip.frames, su.read_clip(face_video / "face.mp4", 4, 32).frames)
+
+
+@pytest.mark.parametrize("how", NO_CASCADE)
+def test_no_cascade_falls_back_to_centre_crops_and_says_so_once(without_cascade, how):
+    result = without_cascade[how]
+    assert result["box"] is None  # no detector: no face, never an exception
+    assert result["missing"] == 3 and result["centre_crops"]
+    assert result["clip_missing"] == 4 and result["clip_is_whole"]  # read_clip: whole-frame centre crops
+    said = result["said"]
+    assert len(said) == 1, said  # said once, however many frames asked
+    assert "Haar" in said[0] and "centre crop" in said[0], said

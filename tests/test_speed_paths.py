@@ -1,12 +1,17 @@
 """The fast paths give exactly what the plain ones do: seeking vs grabbing every frame, one decoding
 thread vs OpenCV's default, and clip_to_tensor's in-place arithmetic vs the textbook formula.
-(How fast they are is measured by tests/benchmarks/bench_extract.py and bench_loader.py, not here.)"""
+(How fast they are is measured by tests/benchmarks/bench_extract.py and bench_loader.py, not here.)
+
+Everything goes through the public functions (``read_clip(..., seek_gap=...)``, ``extract_frames``);
+the ``captures`` fixture (conftest.py) watches the ``cv2.VideoCapture`` objects they open, to count
+the seeks and grabs and to make a seek fail or land on other pixels."""
 
 from __future__ import annotations
 
-import concurrent.futures
+import shutil
+import subprocess
+import threading
 from pathlib import Path
-from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -16,179 +21,179 @@ import torch
 import scarlet_utils as su
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+BAND_BITS = 8
+BAND_SIZE = 16 * BAND_BITS  # 128 x 128 frames: read at this size, a clip is the decoded frames as they are
+BAND_FRAMES = 200
 
 
-@pytest.fixture
-def seeks(monkeypatch):
-    """Counts the seeks (``set(CAP_PROP_POS_FRAMES, ...)``) made on the captures ``_grab_frames``
-    reads with, not the first-seek check's (``_frame_by_seek`` opens its own); with
-    ``seeks.fail = True`` they fail."""
-    state = SimpleNamespace(count=0, fail=False)
-    open_capture, frame_by_seek = su._open_capture, su._frame_by_seek
-
-    class Counting:
-        def __init__(self, cap: cv2.VideoCapture) -> None:
-            self._cap = cap
-
-        def set(self, prop: int, value: float) -> bool:
-            if prop == cv2.CAP_PROP_POS_FRAMES:
-                state.count += 1
-                if state.fail:
-                    return False
-            return self._cap.set(prop, value)
-
-        def __getattr__(self, name: str):
-            return getattr(self._cap, name)
-
-    def counting_open(path):
-        return Counting(open_capture(path))
-
-    def uncounted_check(path, idx):
-        su._open_capture = open_capture  # monkeypatch restores the real one after the test
-        try:
-            return frame_by_seek(path, idx)
-        finally:
-            su._open_capture = counting_open
-
-    monkeypatch.setattr(su, "_open_capture", counting_open)
-    monkeypatch.setattr(su, "_frame_by_seek", uncounted_check)
-    return state
+def _band_frame(i: int) -> np.ndarray:
+    """RGB frame ``i``: its index in binary as 16 px black/white bands (top half) over a gradient
+    that moves with ``i`` (bottom half), so every frame differs from its neighbours."""
+    frame = np.zeros((BAND_SIZE, BAND_SIZE, 3), np.uint8)
+    frame[BAND_SIZE // 2 :] = ((np.arange(BAND_SIZE)[None, :, None] * 2 + i * 3) % 256).astype(np.uint8)
+    for bit in range(BAND_BITS):
+        if (i >> bit) & 1:
+            frame[: BAND_SIZE // 2, bit * 16 : (bit + 1) * 16] = 255
+    return frame
 
 
-def _seek_indices(keys: list[int] | None, total: int) -> list[int]:
-    """The 8 uniform indices plus one just past each keyframe's seek back-off, so every keyframe
-    is a seek the seeking path can make (the first is checked, the later ones are real seeks);
-    cut after the last of those, as the frames beyond it are read the same way by both paths."""
-    extra = [k + su._SEEK_BACKOFF + 1 for k in keys or [] if 0 < k and k + su._SEEK_BACKOFF + 1 < total]
-    indices = sorted(set(su.sample_frame_indices(total, 8)) | set(extra))
-    return [i for i in indices if i <= max(extra)] if extra else indices
+def _band_index(frame: np.ndarray) -> int:
+    return sum(1 << bit for bit in range(BAND_BITS) if frame[BAND_SIZE // 4, bit * 16 + 8].mean() > 128)
 
 
-def _assert_same(a: tuple[list[np.ndarray], int], b: tuple[list[np.ndarray], int], what: str) -> None:
-    assert b[1] == a[1], f"{what}: frames reached {b[1]} != {a[1]}"
-    assert len(b[0]) == len(a[0]), what
-    for k, (x, y) in enumerate(zip(a[0], b[0])):
-        assert np.array_equal(x, y), f"{what}: frame #{k} differs"
+# ffmpeg encodings of the same 200 band frames at 25 fps, each with keyframes every 10 to 15 frames
+# (one every frame for MJPEG), so a frame seek has keyframes to start from. "gap" has a hole in its
+# timestamps (frames 100.. shifted by 40 frame times): a frame number there is no timestamp, so
+# seeking must be refused and the file read by grabbing.
+FFMPEG_VIDEOS = {
+    "mpeg4.mp4": ["-c:v", "mpeg4", "-g", "12", "-q:v", "2"],
+    "h264-bframes.mp4": ["-c:v", "libx264", "-preset", "veryfast", "-g", "10", "-bf", "2", "-crf", "12",
+                         "-pix_fmt", "yuv420p"],
+    "mjpeg.avi": ["-c:v", "mjpeg", "-q:v", "3"],
+    "vp9.webm": ["-c:v", "libvpx-vp9", "-g", "15", "-deadline", "realtime", "-cpu-used", "8", "-crf", "10", "-b:v", "0"],
+    "mpeg4.mkv": ["-c:v", "mpeg4", "-g", "12", "-q:v", "2"],
+    "gap.mp4": ["-vf", "setpts='if(lt(N,100),N,N+40)/(25*TB)'", "-fps_mode", "vfr", "-c:v", "mpeg4", "-g", "12",
+                "-q:v", "2"],
+}
+SEEKABLE = [name for name in FFMPEG_VIDEOS if name != "gap.mp4"]
+
+
+@pytest.fixture(scope="module")
+def ffmpeg_videos(tmp_path_factory) -> dict[str, Path]:
+    """``{name: path}`` of ``FFMPEG_VIDEOS``, encoded by the ffmpeg command line (skips without it)."""
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("the ffmpeg command line is not installed")
+    folder = tmp_path_factory.mktemp("ffmpeg")
+    frames = np.stack([_band_frame(i) for i in range(BAND_FRAMES)])
+    videos = {}
+    for name, args in FFMPEG_VIDEOS.items():
+        path = folder / name
+        cmd = ["ffmpeg", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{BAND_SIZE}x{BAND_SIZE}",
+               "-r", "25", "-i", "-", *args, str(path)]
+        done = subprocess.run(cmd, input=frames.tobytes(), capture_output=True, timeout=60, check=False)
+        if done.returncode != 0:
+            pytest.skip(f"ffmpeg cannot write {name}: {done.stderr.decode(errors='replace')[-300:]}")
+        videos[name] = path
+    return videos
+
+
+def _assert_same_clip(a: su.Clip, b: su.Clip, what: str) -> None:
+    assert (b.indices, b.total_frames) == (a.indices, a.total_frames), what
+    assert b.frames.shape == a.frames.shape, what
+    for k, (x, y) in enumerate(zip(a.frames, b.frames)):
+        assert np.array_equal(x, y), f"{what}: frame #{k} (index {a.indices[k]}) differs"
+
+
+def _plain_and_seeking(path: Path, captures, num_frames: int = 8, size: int = BAND_SIZE, seek_gap: int = 0):
+    """``(plain clip, grabs it made, seeking clip)``; ``captures`` then holds the seeking read's counts."""
+    captures.reset()
+    plain = su.read_clip(path, num_frames, size)
+    assert captures.seeks == 0, "read_clip seeks by default"
+    grabs = captures.grabs
+    captures.reset()
+    return plain, grabs, su.read_clip(path, num_frames, size, seek_gap=seek_gap)
 
 
 # -- seeking ---------------------------------------------------------------------------------------
 
 
-def _band_frame(i: int, bits: int = 8) -> np.ndarray:
-    """Frame ``i`` as 16 px black/white bands (its index in binary) over a gradient that moves."""
-    frame = np.zeros((64, 16 * bits, 3), np.uint8)
-    frame[32:] = ((np.arange(16 * bits)[None, :, None] * 2 + i * 3) % 256).astype(np.uint8)
-    for bit in range(bits):
-        if (i >> bit) & 1:
-            frame[:32, bit * 16 : (bit + 1) * 16] = 255
-    return frame
+@pytest.mark.parametrize("name", SEEKABLE)
+def test_seeking_reads_the_same_clip_as_grabbing(ffmpeg_videos, captures, name):
+    plain, plain_grabs, seeking = _plain_and_seeking(ffmpeg_videos[name], captures)
+    assert plain.total_frames == BAND_FRAMES and plain_grabs == BAND_FRAMES  # every frame up to the last
+    assert [_band_index(f) for f in plain.frames] == plain.indices == su.sample_frame_indices(BAND_FRAMES, 8)
+    _assert_same_clip(plain, seeking, f"{name}, seek_gap=0")
+    # it did seek (the first eligible gap is checked by a seek on a capture of its own, the rest are
+    # real seeks), and grabbed far fewer frames for it
+    assert captures.seeks >= 3, captures.seeks
+    assert captures.grabs < plain_grabs / 2, (captures.grabs, plain_grabs)
 
 
-def _band_index(frame_bgr: np.ndarray, bits: int = 8) -> int:
-    return sum(1 << bit for bit in range(bits) if frame_bgr[16, bit * 16 + 8].mean() > 128)
+def test_seeking_is_refused_where_frame_numbers_are_not_timestamps(ffmpeg_videos, captures):
+    plain, plain_grabs, seeking = _plain_and_seeking(ffmpeg_videos["gap.mp4"], captures)
+    assert [_band_index(f) for f in plain.frames] == plain.indices  # the right frames, counted by decoding
+    _assert_same_clip(plain, seeking, "gap.mp4, seek_gap=0")
+    assert captures.seeks == 0 and captures.grabs == plain_grabs  # the same keyframes as mpeg4.mp4, never sought
 
 
-def test_seek_path_matches_grab_path_on_a_written_video(write_video, seeks):
-    path = write_video("bands.mp4", [_band_frame(i) for i in range(200)], fps=25)
-    keys = su._exact_seek_keyframes(path)
-    assert keys is not None and keys[0] == 0 and len(keys) > 3, keys  # mp4v: a keyframe every 12 frames
-    indices = su.sample_frame_indices(200, 8)
-    plain = su._grab_frames(path, indices)
-    assert [_band_index(f) for f in plain[0]] == indices and plain[1] == 200
-
-    seeking = su._grab_frames(path, indices, seek_gap=0)
-    _assert_same(plain, seeking, "seek_gap=0")
-    assert seeks.count >= 3  # it did seek (the first eligible gap is checked, not sought)
-
-    # through read_clip, with the frame-count checks and the resize: the same clip
-    assert np.array_equal(su.read_clip(path, 8, 32, seek_gap=0).frames, su.read_clip(path, 8, 32).frames)
+def test_first_seek_that_disagrees_turns_seeking_off_for_the_file(ffmpeg_videos, captures):
+    captures.corrupt_seeks = True  # every frame read after a seek is black: the check must catch it
+    plain, plain_grabs, seeking = _plain_and_seeking(ffmpeg_videos["mpeg4.mp4"], captures)
+    _assert_same_clip(plain, seeking, "after a failed check")
+    assert captures.seeks == 1  # the check, then no seek at all
+    assert captures.grabs == plain_grabs + 1  # grabbed throughout (+1: the check's own frame)
 
 
-def test_first_seek_that_disagrees_turns_seeking_off_for_the_file(write_video, seeks, monkeypatch):
-    path = write_video("bands.mp4", [_band_frame(i) for i in range(200)], fps=25)
-    indices = su.sample_frame_indices(200, 8)
-    plain = su._grab_frames(path, indices)
-    monkeypatch.setattr(su, "_frame_by_seek", lambda p, idx: np.zeros((64, 128, 3), np.uint8))  # "lands elsewhere"
-    _assert_same(plain, su._grab_frames(path, indices, seek_gap=0), "after a failed check")
-    assert seeks.count == 0
+def test_a_seek_that_fails_rereads_the_file_without_seeking(ffmpeg_videos, captures):
+    captures.fail_seeks_after = 1  # the check's seek works, the next one fails
+    plain, plain_grabs, seeking = _plain_and_seeking(ffmpeg_videos["mpeg4.mp4"], captures)
+    _assert_same_clip(plain, seeking, "after a failed seek")
+    assert captures.seeks == 2  # the check, one seek tried, then plain grabbing
+    assert captures.grabs > plain_grabs  # the whole file read again, by grabbing
 
 
-def test_a_seek_that_fails_rereads_the_file_without_seeking(write_video, seeks):
-    path = write_video("bands.mp4", [_band_frame(i) for i in range(200)], fps=25)
-    indices = su.sample_frame_indices(200, 8)
-    plain = su._grab_frames(path, indices)
-    seeks.fail = True
-    _assert_same(plain, su._grab_frames(path, indices, seek_gap=0), "after a failed seek")
-    assert seeks.count == 1  # one seek tried (after the check passed), then plain grabbing
+def test_seek_gap_limits_seeks_to_long_jumps(ffmpeg_videos, captures):
+    plain, plain_grabs, seeking = _plain_and_seeking(ffmpeg_videos["mpeg4.mp4"], captures, seek_gap=500)
+    _assert_same_clip(plain, seeking, "seek_gap=500")
+    assert captures.seeks == 0 and captures.grabs == plain_grabs  # no jump skips more than 500 frames
 
 
-def test_seek_gap_limits_seeks_to_long_jumps(write_video, seeks):
-    path = write_video("bands.mp4", [_band_frame(i) for i in range(200)], fps=25)
-    _assert_same(su._grab_frames(path, [0, 199]), su._grab_frames(path, [0, 199], seek_gap=500), "gap 500")
-    assert seeks.count == 0  # no jump skips more than 500 frames
-
-
-def _shared_videos_to_compare() -> list[Path]:
-    """The 7 FF++ videos; from real_faces the file of each source (LipNet mpg, LivePortrait,
-    SadTalker, ...: their codecs and encoders differ) with the most keyframes to seek to, and the
-    files where seeking is refused as not exact. All of real_faces is compared, at the 8 uniform
-    indices, by tests/benchmarks/bench_extract.py."""
-    ffpp = sorted((SHARED_DATA / "ffpp_c23_sample").rglob("*.mp4"))
-    best: dict[str, tuple[int, Path]] = {}
-    refused = []
-    for path in sorted((SHARED_DATA / "real_faces").glob("*")):
-        if path.suffix.lower() in su.VIDEO_EXTENSIONS:
-            keys = su._exact_seek_keyframes(path)
-            if keys is None:
-                refused.append(path)
-                continue
-            source = path.name.split("__")[0]
-            if source not in best or len(keys) > best[source][0]:
-                best[source] = (len(keys), path)
-    return ffpp + [path for _, path in best.values()] + refused
+# The shared videos compared: the 7 FF++ c23 ones and, from real_faces, per source (their codecs and
+# encoders differ: LipNet's MPEG-1, LivePortrait, PC-AVS, SadTalker, ...) the file with the most
+# keyframes to seek to, and video-retalking__face_1, whose timestamps make seeking refused. All of
+# real_faces is compared by tests/benchmarks/bench_extract.py.
+REAL_FACES_TO_COMPARE = (
+    "LipNet__grid_bbaf2n.mpg",
+    "LivePortrait__driving_d6.mp4",
+    "PC-AVS__Pose_Source_741400163.mp4",
+    "SadTalker__WDA_KatieHill_000.mp4",
+    "Thin-Plate-Spline-Motion-Model__driving.mp4",
+    "video-retalking__face_1.mp4",
+    "video-retalking__face_2.mp4",
+)
 
 
 @pytest.mark.real_video
-def test_seek_path_matches_grab_path_on_the_shared_videos(seeks):
-    videos = _shared_videos_to_compare()
+def test_seeking_reads_the_same_clips_as_grabbing_on_the_shared_videos(captures):
+    videos = sorted((SHARED_DATA / "ffpp_c23_sample").rglob("*.mp4"))
+    videos += [p for p in (SHARED_DATA / "real_faces" / n for n in REAL_FACES_TO_COMPARE) if p.is_file()]
     if not videos:
         pytest.skip(f"no shared videos under {SHARED_DATA}")
-    exact = 0
-    for path in videos:
-        cap = cv2.VideoCapture(str(path))
-        total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-        cap.release()
-        keys = su._exact_seek_keyframes(path)
-        exact += keys is not None
-        indices = _seek_indices(keys, total)
-        _assert_same(su._grab_frames(path, indices), su._grab_frames(path, indices, seek_gap=0), path.name)
-    assert exact >= len(videos) - 3  # nearly every file allows exact seeks ...
-    assert seeks.count >= 3  # ... and real seeks (not only first-seek checks) were made
+    real_seeks, grabs_plain, grabs_seeking = 0, 0, 0
+    for path in videos:  # the notebook's 8 frames, at a small size (the pixels compared are the same ones)
+        plain, grabs, seeking = _plain_and_seeking(path, captures, size=32)
+        _assert_same_clip(plain, seeking, path.name)
+        real_seeks += max(0, captures.seeks - 1)  # at most one seek per file is the check
+        grabs_plain, grabs_seeking = grabs_plain + grabs, grabs_seeking + captures.grabs
+    assert real_seeks >= 3, real_seeks  # real seeks were made, not only first-seek checks ...
+    assert grabs_seeking < grabs_plain, (grabs_seeking, grabs_plain)  # ... and they skipped grabbing
 
 
 # -- decoding threads --------------------------------------------------------------------------------
 
 
-def test_extract_worker_decodes_on_one_thread_with_the_same_pixels(coded_video, monkeypatch):
-    path = coded_video(40)
-    indices = su.sample_frame_indices(40, 8)
-    monkeypatch.delattr(su._THREAD, "decoder_threads", raising=False)  # this thread: OpenCV's default
-    default = su._grab_frames(path, indices)
+def test_extraction_workers_decode_on_one_thread_with_the_same_pixels(ffmpeg_videos, coded_video, tmp_path, captures):
+    paths = [ffmpeg_videos["h264-bframes.mp4"], ffmpeg_videos["mpeg4.mp4"], coded_video(40)]
+    items = [su.VideoItem(p, 0, f"m{k}", p.stem) for k, p in enumerate(paths)]
+    here = threading.get_ident()
+    serial = su.extract_frames(items, tmp_path / "serial", 8, 64, workers=0)  # in this thread
+    assert serial.done == items and {c.thread for c in captures.opened} == {here}
+    default_threads = {c.decoder_threads for c in captures.opened}
+    assert default_threads != {1} or su.default_workers() == 1  # OpenCV's default: a thread per CPU
 
-    def in_a_worker():  # what each extraction worker runs first, then a capture on that worker
-        su._init_extract_thread()
-        cap = su._open_capture(path)
-        threads = cap.get(cv2.CAP_PROP_N_THREADS)
-        cap.release()
-        return threads, su._grab_frames(path, indices)
+    captures.reset()
+    opencv_threads = cv2.getNumThreads()
+    pooled = su.extract_frames(items, tmp_path / "pooled", 8, 64, workers=2)
+    assert pooled.done == items and not pooled.failed
+    assert captures.opened and all(c.thread != here and c.decoder_threads == 1 for c in captures.opened)
+    assert cv2.getNumThreads() == opencv_threads  # OpenCV's own thread count is put back
+    for item in items:
+        assert np.array_equal(np.load(su.cache_path(item, tmp_path / "pooled")),
+                              np.load(su.cache_path(item, tmp_path / "serial"))), item.path
 
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        threads, frames = pool.submit(in_a_worker).result()
-    assert threads == 1
-    _assert_same(default, frames, "one decoding thread")
-    cap = su._open_capture(path)  # the setting is the worker thread's own: this one keeps the default
-    assert cap.get(cv2.CAP_PROP_N_THREADS) != 1 or su.default_workers() == 1
-    cap.release()
+    captures.reset()  # the one-thread setting is the workers' own: this thread keeps the default
+    su.read_clip(paths[0], 8, 64)
+    assert {c.decoder_threads for c in captures.opened} == default_threads
 
 
 # -- clip_to_tensor --------------------------------------------------------------------------------

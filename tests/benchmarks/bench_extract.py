@@ -97,7 +97,7 @@ def pool_startup(workers: int) -> float:
     scarlet_utils."""
     t0 = time.perf_counter()
     ctx = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx, initializer=su._init_extract_process) as pool:
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx, initializer=su._init_extract_worker) as pool:
         for fut in [pool.submit(su.default_workers) for _ in range(workers)]:
             fut.result()
     return time.perf_counter() - t0
