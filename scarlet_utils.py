@@ -2172,7 +2172,8 @@ def plot_confusion_matrix(cm: Sequence[Sequence[int]], title: str = "Confusion m
     ax = fig.add_subplot()
     sns.heatmap(np.asarray(cm), annot=True, fmt="d", cmap="Blues", cbar=True, ax=ax, square=True, vmin=0,
                 xticklabels=CLASS_NAMES, yticklabels=CLASS_NAMES, annot_kws={"size": 14})
-    ax.set(xlabel="Predicted label", ylabel="True label", title=title)
+    ax.set(xlabel="Predicted label", ylabel="True label")
+    ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -2330,6 +2331,7 @@ def save_predictions(items: Sequence[VideoItem], y_prob: Sequence[float], path: 
 def plot_history(history: Sequence[dict[str, float]]):
     """Training loss and validation accuracy / F1 / ROC AUC per epoch, side by side."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     epochs = [h["epoch"] for h in history]
     fig = Figure(figsize=(10, 3.8), dpi=110)
@@ -2347,8 +2349,8 @@ def plot_history(history: Sequence[dict[str, float]]):
     ax_val.legend(loc="lower right")
     for ax in (ax_loss, ax_val):
         ax.grid(alpha=0.3)
-        ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)  # one epoch too: whole-number ticks, not 0.96-1.04
-        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # whole epochs, even for one
     fig.tight_layout()
     return fig
 

@@ -258,3 +258,13 @@ def test_history_and_frame_grid_plots_render(tmp_path: Path) -> None:
     grid = su.save_figure(su.plot_frame_grid(clips, ["dark", "bright"]), tmp_path / "grid.png")
     assert cv2.imread(str(grid)).shape[0] > 100
     assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temp files
+
+
+def test_a_one_epoch_history_has_whole_number_ticks() -> None:
+    """One epoch used to give ticks 0.96-1.04: the epoch axis shows whole epochs only."""
+    fig = su.plot_history([{"epoch": 1, "train_loss": 0.7, "val_loss": 0.69, "val_accuracy": 0.5,
+                            "val_f1": 0.33, "val_roc_auc": 0.5}])
+    fig.canvas.draw()
+    for ax in fig.axes:
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert ticks == [1.0], ticks

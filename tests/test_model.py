@@ -246,7 +246,8 @@ def test_plain_base_state_dict_loads_offline_with_nothing_cached(tmp_path):
         assert out[name]["config"] == [8, 224, 768, 12, "Real", "Fake"], name
         assert out[name]["sdpa"] == "SdpaTimesformerSelfAttention", name
         assert out[name]["sha256"] == want, name  # every key, every weight bit for bit
-    assert list(hf_home.rglob("*")) == []  # nothing was downloaded or cached
+    # Nothing was downloaded or cached (transformers 4.x's hub client writes its cache's version.txt on import).
+    assert [p for p in hf_home.rglob("*") if p.is_file() and p.name != "version.txt"] == []
 
 
 def test_data_parallel_prefix_is_stripped(model, make_config, tmp_path):
