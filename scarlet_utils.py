@@ -200,6 +200,8 @@ def sized_split(n_real: int, n_fake: int) -> tuple[int, int]:
     if pool < 2:
         raise ValueError(f"need at least one real and one fake video, found {n_real} real, {n_fake} fake")
     return pool - pool // 2, pool // 2
+
+
 def resolve_config(defaults: dict[str, Any], environ: dict[str, str] | None = None) -> Config:
     """The run's configuration: ``defaults``, then the mode's presets, then ``SCARLET_<NAME>``
     environment variables (which always win, so CI can run the same notebook headless).
@@ -241,7 +243,7 @@ def resolve_config(defaults: dict[str, Any], environ: dict[str, str] | None = No
         presets["CACHE_DIR"] = f"{mode}_output/frame_cache"
         if mode == "demo":
             # Its own folder per size: the synthetic data follows N_TRAIN and N_VAL, never SEED.
-            n_per_class = (env.get("N_TRAIN", 192) + env.get("N_VAL", 96)) // 2
+            n_per_class = ((env.get("N_TRAIN") or 192) + (env.get("N_VAL") or 96)) // 2
             presets.update(DATA_ROOT=f"{mode}_output/synthetic_{n_per_class}", METHODS=["Deepfakes"], N_TRAIN=192,
                            N_VAL=96, EPOCHS=20)
         else:
@@ -467,6 +469,7 @@ class Clip:
     indices: list[int]
     total_frames: int
     faces_missing: int = 0  # frames where face crop found no face and fell back to a centre crop
+    warnings: list[str] = field(default_factory=list)  # e.g. a header that lied about the frame count
 
 
 def read_clip(path: str | Path, num_frames: int = 8, size: int = 224, face_crop: bool = False,
@@ -503,14 +506,17 @@ def read_clip(path: str | Path, num_frames: int = 8, size: int = 224, face_crop:
         if ended_early and reached < 1:
             raise VideoReadError(f"{path}: the video has no decodable frames")
         real_count = reached if ended_early else _count_frames(path)
-        logger.warning("%s: header says %d frames, %s %d decode; resampling",
-                       path, frame_count, "only" if ended_early else "but", real_count)
+        warnings = [f"{path}: header says {frame_count} frames, {'only' if ended_early else 'but'} {real_count} "
+                    "decode; resampling"]
+        logger.warning(warnings[0])
         frame_count = real_count
         indices = sample(frame_count)
         frames, reached = _grab_frames(path, indices, prepare, seek_gap)
         if len(frames) < len(set(indices)):
             raise VideoReadError(f"{path}: decoding is not repeatable (stream broke at frame {reached})")
 
+    else:
+        warnings = []
     by_index = dict(zip(sorted(set(indices)), frames))
     crops = [by_index[i] for i in indices]  # a short video's repeated frames are shared, not copied
     faces_missing = 0
@@ -519,7 +525,7 @@ def read_clip(path: str | Path, num_frames: int = 8, size: int = 224, face_crop:
     clip = np.stack(crops)
     if num_clips > 1:
         clip = clip.reshape(num_clips, num_frames, size, size, 3)
-    return Clip(clip, list(indices), frame_count, faces_missing)
+    return Clip(clip, list(indices), frame_count, faces_missing, warnings)
 
 
 def read_video_frames(path: str | Path, num_frames: int = 8, size: int = 224, face_crop: bool = False) -> np.ndarray:
@@ -1068,34 +1074,18 @@ class ExtractionReport:
         return self.done + self.skipped
 
 
-class _WarningCollector(logging.Handler):
-    """The WARNING messages logged on the thread that made it (other threads decode other videos)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.thread, self.messages = threading.get_ident(), []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.thread == self.thread:
-            self.messages.append(record.getMessage())
-
-
 def _extract_one(item: VideoItem, dest: Path, num_frames: int, size: int, face_crop: bool,
                  num_clips: int) -> tuple[str | None, int, list[str]]:
     """Decode one video into ``dest``: (error or None, frames without a face, warnings). A clip that
     cannot be written (a full disk, a read-only cache) raises ``OSError`` naming ``dest``."""
-    collector = _WarningCollector()
-    logger.addHandler(collector)
     try:
         clip = read_clip(item.path, num_frames, size, face_crop, num_clips)
     except VideoReadError as exc:
         return str(exc), 0, []
     except Exception as exc:  # a decoder bug must not stop the other videos: report it
         return f"{item.path}: {type(exc).__name__}: {exc}", 0, []
-    finally:
-        logger.removeHandler(collector)
     atomic_write(dest, lambda fh: np.save(fh, clip.frames), "the clip to the frame cache")
-    return None, clip.faces_missing, collector.messages
+    return None, clip.faces_missing, clip.warnings
 
 
 def default_workers() -> int:
@@ -2120,9 +2110,8 @@ def bootstrap_ci(y_true: Sequence[int], y_prob: Sequence[float], threshold: floa
     return {"accuracy": interval(accuracy), "roc_auc": interval(auc) if both else None}
 
 
-def compute_metrics(
-    y_true: Sequence[int], y_prob: Sequence[float], threshold: float = 0.5, n_bootstrap: int = 1000, seed: int = 0
-) -> dict[str, Any]:
+def compute_metrics(y_true: Sequence[int], y_prob: Sequence[float], threshold: float = 0.5, n_bootstrap: int = 1000,
+                    seed: int = 0) -> dict[str, Any]:
     """Accuracy, per-class / macro / weighted precision, recall and F1, ROC AUC, average precision,
     equal error rate, confusion matrix, and bootstrap 95% intervals for accuracy and ROC AUC.
 
@@ -2138,9 +2127,8 @@ def compute_metrics(
     if n_bootstrap < 0:
         raise ValueError(f"n_bootstrap must be >= 0, got {n_bootstrap}")
     y_pred = (y_prob >= threshold).astype(np.int64)
-    report = classification_report(
-        y_true, y_pred, labels=[0, 1], target_names=list(CLASS_NAMES), output_dict=True, zero_division=0
-    )
+    report = classification_report(y_true, y_pred, labels=[0, 1], target_names=list(CLASS_NAMES), output_dict=True,
+                                   zero_division=0)
     both = len(np.unique(y_true)) == 2
     eer, eer_threshold = _equal_error_rate(*_roc(y_true, y_prob)) if both else (None, None)
     return {
@@ -2236,22 +2224,12 @@ def _round_floats(obj: Any, digits: int = 6) -> Any:
     return obj
 
 
-def save_reports(
-    y_true: Sequence[int],
-    y_prob: Sequence[float],
-    out_dir: str | Path,
-    threshold: float = 0.5,
-    extra: dict[str, Any] | None = None,
-    name: str = "",
-) -> dict[str, Any]:
-    """Write ``metrics.json``, ``classification_report.txt`` and ``confusion_matrix.png`` to
-    ``out_dir`` (as the original run did), plus ``roc_curve.png`` and ``score_histogram.png``,
-    whose titles start with ``name`` (the part and protocol, say); returns the metrics as written.
-
-    ``extra`` (e.g. ``{"split_strategy": ..., "config": {...}}``) is merged into ``metrics.json``
-    unrounded (values JSON cannot hold, such as paths, as text); a key that is already a metric
-    raises ``ValueError``.
-    """
+def save_reports(y_true: Sequence[int], y_prob: Sequence[float], out_dir: str | Path, threshold: float = 0.5,
+                 extra: dict[str, Any] | None = None, name: str = "") -> dict[str, Any]:
+    """Write ``metrics.json``, ``classification_report.txt`` and ``confusion_matrix.png`` (as the
+    original run did), ``roc_curve.png`` and ``score_histogram.png`` (titles start with ``name``) to
+    ``out_dir``; returns the metrics as written. ``extra`` joins ``metrics.json`` unrounded (paths
+    as text); a key that is already a metric raises ``ValueError``."""
     from sklearn.metrics import classification_report
 
     out_dir = Path(out_dir)
@@ -2290,9 +2268,8 @@ def summary_row(name: str, metrics: dict[str, Any]) -> list[str]:
     return [name, with_ci("accuracy"), with_ci("roc_auc"), fmt(metrics.get("average_precision")), fmt(metrics.get("eer")), str(n)]
 
 
-def cross_method_metrics(
-    items: Sequence[VideoItem], y_prob: Sequence[float], n_bootstrap: int = 1000, seed: int = 0, threshold: float = 0.5
-) -> list[dict[str, Any]]:
+def cross_method_metrics(items: Sequence[VideoItem], y_prob: Sequence[float], n_bootstrap: int = 1000, seed: int = 0,
+                         threshold: float = 0.5) -> list[dict[str, Any]]:
     """One row per manipulation method among the fakes of ``items`` (scored with ``y_prob``,
     P(fake) in the same order), then a row ``"all"``: that method's fakes against ALL the real
     items. Each row: ``method``, ``n_real``, ``n_fake``, ``accuracy``, ``recall_fake`` (share of
@@ -2378,14 +2355,8 @@ def plot_frame_grid(clips: Sequence[np.ndarray], titles: Sequence[str], max_fram
 
 
 @torch.no_grad()
-def predict_video(
-    model: torch.nn.Module,
-    path: str | Path,
-    preprocessing: Preprocessing | None = None,
-    device: torch.device | str | None = None,
-    num_clips: int = 1,
-    amp: bool = True,
-) -> float:
+def predict_video(model: torch.nn.Module, path: str | Path, preprocessing: Preprocessing | None = None,
+                  device: torch.device | str | None = None, num_clips: int = 1, amp: bool = True) -> float:
     """P(fake) for one video file, averaged over ``num_clips`` clips spread over the video.
 
     ``preprocessing`` is the checkpoint's (``checkpoint_info(path).preprocessing``); None means
