@@ -1110,9 +1110,13 @@ def extract_frames(items: Sequence[VideoItem], cache_dir: str | Path, num_frames
     others; a clip that cannot be written stops the run with an ``OSError`` naming the file.
     """
     report = ExtractionReport()
-    todo = [(item, cache_path(item, cache_dir)) for item in items]
-    report.skipped = [item for item, dest in todo if dest.is_file()]
-    todo = [(item, dest) for item, dest in todo if not dest.is_file()]
+    todo = []
+    for item in items:
+        dest = cache_path(item, cache_dir)
+        if dest.is_file():
+            report.skipped.append(item)
+        else:
+            todo.append((item, dest))
     workers = default_workers() if workers is None else workers
     workers = min(max(1, workers) if isolate else workers, len(todo))  # isolation needs a process
     settings = (num_frames, size, face_crop, num_clips)
@@ -1389,7 +1393,8 @@ def make_synthetic_dataset(root: str | Path, n_per_class: int = 24, num_frames: 
     if stray or recorded != settings:
         raise ValueError(f"{root}: holds another synthetic dataset ({recorded if recorded != settings else stray[0]}), "
                          f"not the one for {settings}: delete it, or write this one to another folder")
-    write_json(manifest, settings)
+    if not manifest.is_file():
+        write_json(manifest, settings)
     if all(p.exists() for p in [*real.values(), *fake.values()]):
         return root
     # All parameters come from generators spawned up front, so a partially written dataset is
