@@ -2022,6 +2022,10 @@ def evaluation_split(info: CheckpointInfo, split_path: str | Path, data_root: st
             f"{split_path}: not found, and {info.path} does not record the split it was trained on (a plain state "
             "dict, or one saved by an older Scarlet): put the split.json of its run beside it, or set TRAIN on "
             "to train a model of your own (training writes both)")
+    scored = split.val + split.test
+    if scored and not any(i.path.is_file() for i in scored):  # one line, not a failure per video
+        raise FileNotFoundError(f"none of the {len(scored)} videos to score is under {data_root} (e.g. {scored[0].path}): "
+                                f"set DATA_ROOT to the dataset {info.path.name} was trained on")
     if config is not None:
         differ = [f"{knob} {config[knob]!r}" for knob, value in (("SEED", split.seed), ("SPLIT", split.strategy))
                   if knob in config and config[knob] != value]

@@ -24,6 +24,17 @@ def split() -> su.Split:
 
 
 @pytest.fixture
+def data_root(tmp_path: Path, split: su.Split) -> Path:
+    """Today's mount of the data the split was made on (``/data`` then): the same relative paths."""
+    root = tmp_path / "mounted"
+    for i in split.train + split.val:
+        path = root / i.path.relative_to("/data")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"a video")
+    return root
+
+
+@pytest.fixture
 def checkpoint(tmp_path: Path, make_config, split: su.Split):
     """A Scarlet.pt trained (so it says) on ``split`` with face crops, paths relative to /data."""
     def factory(**prep) -> Path:
@@ -44,19 +55,20 @@ def test_the_checkpoint_carries_its_split_relative_to_the_data_root(checkpoint, 
     assert moved.same_videos(split) and moved.val[0].path == tmp_path / "mounted" / "original" / "005.mp4"
 
 
-def test_evaluation_takes_the_checkpoints_split_and_never_rewrites_split_json(checkpoint, split, tmp_path: Path) -> None:
+def test_evaluation_takes_the_checkpoints_split_and_never_rewrites_split_json(checkpoint, split, data_root,
+                                                                             tmp_path: Path) -> None:
     info = su.checkpoint_info(checkpoint())
     other = su.make_split([item("original", f"{n:03d}") for n in range(10, 14)] +
                           [item("Deepfakes", f"{n:03d}_{n + 10:03d}") for n in range(10, 14)], 4, 4, seed=7)
     split_file = su.save_split(other, tmp_path / "split.json", "/data")
     before = split_file.read_bytes()
-    got, notes = su.evaluation_split(info, split_file, "/data", {"TRAIN": False, "SEED": 7, "SPLIT": "random"})
+    got, notes = su.evaluation_split(info, split_file, data_root, {"TRAIN": False, "SEED": 7, "SPLIT": "random"})
     assert got.same_videos(split) and split_file.read_bytes() == before
     assert any("is not the split Scarlet.pt was trained on" in n for n in notes)
     assert any("SEED 7, SPLIT 'random' does not apply" in n for n in notes)
     split_file.unlink()  # a missing split.json is written from the checkpoint
-    got, notes = su.evaluation_split(info, split_file, "/data")
-    assert su.load_split(split_file, "/data").same_videos(split) and "written from the split" in notes[0]
+    got, notes = su.evaluation_split(info, split_file, data_root)
+    assert su.load_split(split_file, data_root).same_videos(split) and "written from the split" in notes[0]
 
 
 def test_faces_seen_in_training_are_left_out_and_counted(checkpoint, split) -> None:
@@ -92,7 +104,8 @@ def test_a_checkpoint_made_with_another_face_crop_is_refused(checkpoint) -> None
         su.checkpoint_info(checkpoint(face_margin=1.6))
 
 
-def test_the_original_runs_state_dict_evaluates_with_a_plain_warning(tmp_path: Path, make_config, split) -> None:
+def test_the_original_runs_state_dict_evaluates_with_a_plain_warning(tmp_path: Path, make_config, split,
+                                                                     data_root) -> None:
     """A plain state dict: no preprocessing, no split. It is taken to use the original run's
     preprocessing, a missing split.json says what to do, and every note says its training videos
     are unknown, so FF++ numbers may include faces it trained on."""
@@ -104,9 +117,9 @@ def test_the_original_runs_state_dict_evaluates_with_a_plain_warning(tmp_path: P
     assert info.preprocessing == su.Preprocessing(8, 224, False, su.KINETICS_MEAN, su.KINETICS_STD)
     assert "plain state dict" in su.preprocessing_notes(info, {"FACE_CROP": False})[0]
     with pytest.raises(FileNotFoundError, match="does not record the split it was trained on"):
-        su.evaluation_split(info, tmp_path / "split.json", "/data")
+        su.evaluation_split(info, tmp_path / "split.json", data_root)
     su.save_split(split, tmp_path / "split.json", "/data")
-    got, notes = su.evaluation_split(info, tmp_path / "split.json", "/data")
+    got, notes = su.evaluation_split(info, tmp_path / "split.json", data_root)
     assert got.same_videos(split) and "training videos are unknown" in notes[0] and "1,400 of the 2,000" in notes[0]
     kept, record, note = su.unseen_items(got.val, info)
     assert kept == got.val and record == {"train_faces": "unknown"} and "may include faces it trained on" in note
@@ -117,3 +130,15 @@ def test_metrics_json_records_the_count(tmp_path: Path) -> None:
         "train_faces": "left out", "videos_sharing_a_training_face": 5})
     written = json.loads((tmp_path / "metrics.json").read_text())
     assert written["videos_sharing_a_training_face"] == metrics["videos_sharing_a_training_face"] == 5
+
+
+def test_a_data_root_without_the_splits_videos_fails_in_one_line(checkpoint, tmp_path: Path) -> None:
+    """A wrong DATA_ROOT (or a dataset not mounted) says so once, instead of failing every video."""
+    info = su.checkpoint_info(checkpoint())
+    with pytest.raises(FileNotFoundError, match=r"none of the 4 videos to score is under .*elsewhere.*set DATA_ROOT"):
+        su.evaluation_split(info, tmp_path / "split.json", tmp_path / "elsewhere")
+    root = tmp_path / "data"
+    (root / "original").mkdir(parents=True)
+    (root / "original" / "005.mp4").write_bytes(b"one video of the split is here")
+    split, _ = su.evaluation_split(info, tmp_path / "split.json", root)
+    assert split.val[0].path == root / "original" / "005.mp4"
