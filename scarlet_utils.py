@@ -20,7 +20,7 @@ import os
 import random
 import shutil
 import stat
-import tempfile
+
 import threading
 from collections import Counter
 from concurrent.futures.process import BrokenProcessPool
@@ -329,17 +329,13 @@ def _check_file(path: Path) -> None:
         if stat.S_ISREG(st.st_mode) and st.st_size:
             with open(path, "rb") as fh:  # a FIFO is never opened: that blocks until someone writes
                 fh.read(1)
-    except FileNotFoundError:
-        raise VideoReadError(f"{path}: file not found") from None
-    except PermissionError:
-        raise VideoReadError(f"{path}: permission denied") from None
-    except OSError as exc:  # a symlink loop, a name too long, ...
+    except OSError as exc:  # not found, permission denied, a symlink loop, ...
+        causes = {errno.ENOENT: "file not found", errno.EACCES: "permission denied"}
         loop = " (a symlink loop)" if exc.errno == errno.ELOOP else ""
-        raise VideoReadError(f"{path}: cannot read the file{loop} ({exc.strerror})") from None
-    if stat.S_ISDIR(st.st_mode):
-        raise VideoReadError(f"{path}: is a directory, not a video file")
+        raise VideoReadError(f"{path}: {causes.get(exc.errno) or f'cannot read the file{loop} ({exc.strerror})'}") from None
+    kind = "is a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file (a FIFO, socket or device)"
     if not stat.S_ISREG(st.st_mode):
-        raise VideoReadError(f"{path}: not a regular file (a FIFO, socket or device), not a video file")
+        raise VideoReadError(f"{path}: {kind}, not a video file")
     if st.st_size == 0:
         raise VideoReadError(f"{path}: empty file (0 bytes)")
 
@@ -413,16 +409,13 @@ def _frame_by_seek(path: Path, idx: int) -> np.ndarray | None:
 def _grab_frames(
     path: Path, indices: Sequence[int], transform: Any = None, seek_gap: int | None = None
 ) -> tuple[list[np.ndarray], int]:
-    """Decode the frames at sorted ``indices`` as BGR, ``grab()``-ing past the rest, each through
+    """Decode the frames at sorted ``indices`` (BGR), ``grab()``-ing past the rest, each through
     ``transform`` as it is decoded (a 4K video's frames are never all held at full size).
-
-    ``seek_gap``: seek instead of grabbing where that skips more than ``seek_gap`` frames; None
-    never seeks. Seeks are made only where exact (``_exact_seek_keyframes``), the file's first is
-    checked pixel for pixel against sequential decoding, and each later one must land on the
-    timestamp asked for, or the file is read again without seeking. Returns the frames reached
-    and how many frames were grabbed: fewer than ``max(indices) + 1`` when the stream ends early,
-    one more when it goes on past the last index (the count it was sampled from is too low).
-    """
+    ``seek_gap``: seek where that skips more than ``seek_gap`` frames (None: never), only where
+    seeks are exact (``_exact_seek_keyframes``); the first seek is checked pixel for pixel and each
+    must land on its timestamp, or the file is read again without seeking. Returns the frames and
+    how many were grabbed (fewer than ``max(indices) + 1`` when the stream ends early, one more
+    when it goes on past the last index)."""
     wanted = sorted(set(indices))
     keys = _exact_seek_keyframes(path) if seek_gap is not None else None
     frames: list[np.ndarray] = []
@@ -474,13 +467,10 @@ class Clip:
 
 def read_clip(path: str | Path, num_frames: int = 8, size: int = 224, face_crop: bool = False,
               num_clips: int = 1, seek_gap: int | None = None) -> Clip:
-    """``num_frames`` uniformly spaced frames of a video as a ``Clip``; with ``num_clips`` > 1, that
-    many clips from consecutive equal segments, ``frames`` ``(num_clips, T, size, size, 3)``.
+    """``num_frames`` uniformly spaced frames of a video as a ``Clip`` (``num_clips`` > 1: that many
+    clips of consecutive segments, ``(num_clips, T, size, size, 3)``). A header's wrong frame count
+    is found while decoding and replaced. Raises ``VideoReadError`` naming the file and the cause."""
 
-    The header's frame count is checked while decoding and replaced by the real count where it is
-    wrong (truncated, re-muxed or damaged files). ``seek_gap``: see ``_grab_frames`` (off by
-    default). Raises ``VideoReadError`` naming the file and the cause.
-    """
     path = Path(path)
     _check_file(path)
     cap = _open_capture(path)
@@ -661,13 +651,8 @@ def available_methods(root: str | Path) -> list[str]:
 
 
 def list_videos(root: str | Path, methods: Iterable[str] = ("Deepfakes",)) -> list[VideoItem]:
-    """Every real video and every fake of ``methods`` under ``root``, sorted by path.
-
-    Reads the Kaggle mirror (``original/``, ``<Method>/``) and the official FF++ layout
-    (``original_sequences/youtube/c23/videos``, ``manipulated_sequences/<Method>/c23/videos``).
-    With ``DeepFakeDetection`` its originals are real videos too, method ``"actors"``
-    (``original_sequences/actors/c23/videos``, or ``actors/`` in the Kaggle mirror), where present.
-    """
+    """Every real video and every fake of ``methods`` under ``root`` (either layout), sorted by
+    path. With ``DeepFakeDetection``, its originals (method ``"actors"``) are real videos too."""
     root = Path(root)
     layout = detect_layout(root)
     # A bare string is one method, not a sequence of letters; repeats would duplicate videos.
@@ -823,12 +808,8 @@ def _official_index() -> dict[frozenset[str], str]:
 
 def video_identities(item_or_id: VideoItem | str) -> frozenset[str]:
     """The people a video shows: real ``"T"`` -> ``{"T"}``; fake ``"T_S"`` -> ``{"T", "S"}``.
-
-    DeepFakeDetection videos (fakes ``"01_02__exit_phone_room__YVGY8LOK"``, originals
-    ``"01__exit_phone_room"``, any id with ``"__"`` or an item of method ``actors`` /
-    ``DeepFakeDetection``) name actors, not youtube videos: their ids come back as ``"actor:01"``,
-    ``"actor:02"``, so actor 01 never collides with youtube video 001's person.
-    """
+    DeepFakeDetection ids (``"01_02__exit_phone_room__YVGY8LOK"``) name actors: ``{"actor:01",
+    "actor:02"}``, so actor 01 never collides with youtube video 001's person."""
     if isinstance(item_or_id, VideoItem):
         vid = item_or_id.video_id
         actor = item_or_id.method in _ACTOR_METHODS or "__" in vid
@@ -867,9 +848,8 @@ def split_by_faces(items: Iterable[VideoItem], faces: set[str]) -> tuple[list[Vi
 
 
 def held_out_items(items: Iterable[VideoItem], split: Split) -> list[VideoItem]:
-    """The videos of ``items`` (any method) on the validation side of ``split``: for the official
-    strategy those in the official val list, otherwise those whose identities all belong to
-    ``split.val`` (so none was seen in training). Scores a model on methods it never trained on."""
+    """The videos of ``items`` (any method) whose faces are all on ``split``'s validation side (for
+    the official strategy: in the official val list): other methods, on faces never trained on."""
     if split.strategy == "official":
         return [i for i in items if official_part(i) == "val"]
     val_ids = identities_of(split.val)
@@ -877,8 +857,8 @@ def held_out_items(items: Iterable[VideoItem], split: Split) -> list[VideoItem]:
 
 
 def _spread(available: dict[str, int], total: int) -> dict[str, int]:
-    """``total`` spread as evenly as possible over ``available``'s keys (sorted: the remainder goes to
-    the first), none above what it has; a short key's shortfall goes to the others."""
+    """``total`` spread evenly over ``available``'s keys (the remainder to the first by name), none
+    above what it has; a short key's shortfall goes to the others."""
     if total > sum(available.values()):
         raise ValueError(f"cannot take {total} from {dict(available)}")
     quota: dict[str, int] = {}
@@ -896,8 +876,7 @@ def _spread(available: dict[str, int], total: int) -> dict[str, int]:
 
 
 def _sample_fakes(rng: random.Random, fakes: Sequence[VideoItem], n: int) -> list[VideoItem]:
-    """``n`` of ``fakes`` (sorted by path) drawn evenly across methods. With one method this is
-    exactly ``rng.sample(fakes, n)``, the original protocol's draw."""
+    """``n`` of ``fakes`` drawn evenly across methods; with one, ``rng.sample`` (the original draw)."""
     by_method: dict[str, list[VideoItem]] = {}
     for item in fakes:
         by_method.setdefault(item.method, []).append(item)
@@ -991,29 +970,14 @@ def _official_split(items: Sequence[VideoItem], rng: random.Random) -> dict[str,
     return parts
 
 
-def make_split(
-    items: Sequence[VideoItem], n_train: int = 600, n_val: int = 800, seed: int = 0, strategy: str = "random"
-) -> Split:
-    """Train / val (/ test) videos by ``strategy``, deterministic for ``seed`` and the input's order:
-
-    - ``"random"``, the original protocol: a balanced pool of ``(n_train + n_val) / 2`` real and as
-      many fake videos, drawn and shuffled with ``seed``; the first ``n_train`` train, the next
-      ``n_val`` validate. Identities leak: a fake ``T_S`` may train while real ``T`` validates.
-    - ``"identity"``: the same sizes and balanced pool, but every identity (``video_identities``)
-      lives on one side only: videos are grouped into connected components over shared
-      identities, the components are shuffled, and they fill train's quotas, then val's (a
-      component may be used in part, never on both sides). Train holds ``n_train // 2`` reals and
-      the rest fakes; val the remainder of the pool.
-    - ``"official"``: FF++'s own lists (``_OFFICIAL_PAIRS``) give train / val / test: real ``T``
-      goes where its pair is, fake ``T_S`` where pair (T, S) or (S, T) is. ``n_train`` / ``n_val``
-      are ignored; each part is balanced by sub-sampling its larger class to its smaller one.
-      Videos not in the lists (DeepFakeDetection, the actors, odd pairs) are left out.
-
-    With several methods the fakes are drawn evenly across methods (the remainder to the first
-    methods by name; a method with too few gives its shortfall to the others); with one method
-    ``"random"`` draws exactly as it always has, so saved splits reproduce. Sizes larger than the
-    pool, or identity quotas that cannot be met, raise ``ValueError`` (never a silent shrink).
-    """
+def make_split(items: Sequence[VideoItem], n_train: int = 600, n_val: int = 800, seed: int = 0,
+               strategy: str = "random") -> Split:
+    """Train / val (/ test) videos, deterministic for ``seed``. ``"random"`` (the original protocol):
+    a balanced pool of ``(n_train + n_val) / 2`` reals and as many fakes, shuffled; identities leak.
+    ``"identity"``: the same sizes, but identity groups (connected over shared faces) are shuffled
+    and fill train's quotas, then val's, so no face is on both sides. ``"official"``: FF++'s own
+    lists, each part balanced by sub-sampling (sizes ignored; videos outside the lists left out).
+    Fakes are drawn evenly across methods. Sizes that cannot be met raise ``ValueError``."""
     if strategy not in SPLIT_STRATEGIES:
         expected = ", ".join(map(repr, SPLIT_STRATEGIES))
         raise ValueError(f"unknown split strategy {strategy!r}; expected one of {expected}")
@@ -1059,8 +1023,7 @@ def cache_path(item: VideoItem, cache_dir: str | Path) -> Path:
 
 @dataclass
 class ExtractionReport:
-    """What ``extract_frames`` did, in the order the videos were given. ``warnings``: videos that
-    decoded short of their header (a damaged stream gives a clip of the frames that do decode)."""
+    """What ``extract_frames`` did; ``warnings``: e.g. a header that lied about the frame count."""
 
     done: list[VideoItem] = field(default_factory=list)
     skipped: list[VideoItem] = field(default_factory=list)  # already in the cache
@@ -1076,8 +1039,8 @@ class ExtractionReport:
 
 def _extract_one(item: VideoItem, dest: Path, num_frames: int, size: int, face_crop: bool,
                  num_clips: int) -> tuple[str | None, int, list[str]]:
-    """Decode one video into ``dest``: (error or None, frames without a face, warnings). A clip that
-    cannot be written (a full disk, a read-only cache) raises ``OSError`` naming ``dest``."""
+    """Decode one video into ``dest``: (error or None, frames without a face, warnings); a clip
+    that cannot be written raises ``OSError``."""
     try:
         clip = read_clip(item.path, num_frames, size, face_crop, num_clips)
     except VideoReadError as exc:
@@ -1099,16 +1062,12 @@ def default_workers() -> int:
 def extract_frames(items: Sequence[VideoItem], cache_dir: str | Path, num_frames: int = 8, size: int = 224,
                    face_crop: bool = False, workers: int | None = None, num_clips: int = 1,
                    isolate: bool = False) -> ExtractionReport:
-    """Decode each video once into ``cache_dir/<method>/<video_id>.npy`` ``(T, size, size, 3)`` uint8
-    (``(num_clips, T, size, size, 3)`` with several clips; see ``read_clip``).
-
-    Cached clips are skipped and new ones written atomically, so a rerun resumes where a run
-    stopped. ``workers`` threads (default: the CPU count; 0 or 1: in this thread) decode one video
-    each on one FFmpeg thread (OpenCV lets go of the GIL while it decodes). ``isolate=True`` uses
-    processes instead, so a crash in the native decoder (or the out-of-memory killer) fails that
-    one video, not the kernel. A video that fails is listed with its cause and never stops the
-    others; a clip that cannot be written stops the run with an ``OSError`` naming the file.
-    """
+    """Decode each video once into ``cache_dir/<method>/<video_id>.npy``, ``(T, size, size, 3)``
+    uint8 (``(num_clips, T, ...)`` with several clips). Cached clips are skipped, so a rerun resumes.
+    ``workers`` threads (default: the CPUs) decode one video each on one FFmpeg thread;
+    ``isolate=True`` uses processes, so a crash in the native decoder fails one video, not the
+    kernel. A video that fails is listed with its cause; a clip that cannot be written stops the
+    run with an ``OSError`` naming the file."""
     report = ExtractionReport()
     todo = []
     for item in items:
@@ -1186,9 +1145,8 @@ def extract_frames(items: Sequence[VideoItem], cache_dir: str | Path, num_frames
 
 
 class FrameClipDataset(Dataset):
-    """Cached clips as model inputs: ``(T, C, H, W)`` float32, normalised, and the label
-    (``(num_clips, T, C, H, W)`` from a several-clips cache). ``augment`` flips the whole clip
-    horizontally with probability 0.5, drawn from torch's random state (which training saves)."""
+    """Cached clips as ``((T, C, H, W) float32 normalised, label)`` (``(K, T, C, H, W)`` for K clips).
+    ``augment``: a horizontal flip with probability 0.5, drawn from torch's (saved) random state."""
 
     def __init__(self, items: Sequence[VideoItem], cache_dir: str | Path, mean: Sequence[float] = KINETICS_MEAN,
                  std: Sequence[float] = KINETICS_STD, augment: bool = False) -> None:
@@ -1208,8 +1166,8 @@ class FrameClipDataset(Dataset):
 
 def clip_to_tensor(frames: np.ndarray, mean: Sequence[float] | torch.Tensor, std: Sequence[float] | torch.Tensor,
                    flip: bool = False) -> torch.Tensor:
-    """``(..., T, H, W, 3)`` uint8 -> ``(..., T, 3, H, W)`` float32 ``(x / 255 - mean) / std``, bit for
-    bit, with one float allocation: the flip moves uint8 bytes, the arithmetic runs in place."""
+    """``(..., T, H, W, 3)`` uint8 -> ``(..., T, 3, H, W)`` float32 ``(x / 255 - mean) / std``, with
+    one float allocation (the flip moves uint8 bytes; the arithmetic runs in place)."""
     x = torch.from_numpy(np.ascontiguousarray(frames)).movedim(-1, -3)
     if flip:
         x = x.flip(-1)
@@ -1219,139 +1177,91 @@ def clip_to_tensor(frames: np.ndarray, mean: Sequence[float] | torch.Tensor, std
 
 
 # -- Demo data: a synthetic real/fake dataset, so the notebook runs with nothing downloaded ----
-# Real clips animate matplotlib's public-domain Grace Hopper portrait with a smooth virtual camera
-# (pan, zoom, roll), slow lighting drift and sensor noise. A fake ``T_S`` replays real ``T``'s
-# exact camera motion (FF++'s "target") and pastes a warped, colour-mismatched face over it through
-# a soft elliptical mask whose geometry, colour and alignment jitter frame to frame: the temporal
-# flicker real face swaps show.
+# Real clips move matplotlib's public-domain Grace Hopper portrait under a slow virtual camera
+# (pan, zoom, roll, lighting drift, sensor noise). A fake ``T_S`` replays real T's exact camera and
+# blends S's mirrored, re-tinted face over it through a soft ellipse whose placement, size and
+# colour jitter frame to frame: the temporal flicker that real face swaps show.
 
-SYNTH_FACE_FRAC = 0.5  # detected face box side / frame side at zoom 1
-_SYNTH_FALLBACK_BOX = (0.303, 0.175, 0.434, 0.370)  # x, y, w, h relative; Haar result on the 512x600 photo
+_PORTRAIT_FACE = (266.0, 216.0, 222.0)  # face centre x, y and side in px of the 512x600 portrait
 
 
 @lru_cache(maxsize=1)
-def _photo() -> tuple[np.ndarray, tuple[float, float, float]]:
-    """Load the portrait (BGR uint8, read-only) and its face box as (cx, cy, side) in pixels."""
+def _portrait() -> np.ndarray:
     from matplotlib import cbook
 
     data = Path(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)).read_bytes()
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    h, w = img.shape[:2]
-    x, y, bw, bh = (_SYNTH_FALLBACK_BOX[0] * w, _SYNTH_FALLBACK_BOX[1] * h, _SYNTH_FALLBACK_BOX[2] * w, _SYNTH_FALLBACK_BOX[3] * h)
-    cascade = _face_detector()
-    if cascade is not None:
-        faces = cascade.detectMultiScale(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY), 1.1, 5, minSize=(w // 6, w // 6))
-        if len(faces):
-            x, y, bw, bh = max(faces, key=lambda f: f[2] * f[3])
-        else:
-            logger.warning("Haar cascade found no face in grace_hopper.jpg; using hard-coded box")
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR).astype(np.float32)
     img.setflags(write=False)
-    return img, (x + bw / 2, y + bh / 2, float(max(bw, bh)))
+    return img
 
 
-def _smooth(rng: np.random.Generator, n: int, amp: float) -> np.ndarray:
-    """Smooth random curve of length n (sum of 3 slow sinusoids), peak roughly +-amp."""
-    t = np.arange(n, dtype=np.float32)[:, None] / 32  # speed per frame, independent of clip length
-    f, ph, w = rng.uniform(0.1, 0.7, 3), rng.uniform(0, 2 * np.pi, 3), rng.dirichlet(np.ones(3))
-    return (amp * (w * np.sin(2 * np.pi * f * t + ph)).sum(1)).astype(np.float32)
+def _drift(rng: np.random.Generator, n: int, amp: float) -> np.ndarray:
+    """``(n,)`` a smooth random curve within about +-amp (three slow sinusoids)."""
+    t = np.arange(n)[:, None] / 32  # the speed per frame does not depend on the clip's length
+    f, phase, w = rng.uniform(0.1, 0.7, 3), rng.uniform(0, 2 * np.pi, 3), rng.dirichlet(np.ones(3))
+    return amp * (w * np.sin(2 * np.pi * f * t + phase)).sum(1)
 
 
-def _motion(rng: np.random.Generator, n: int, size: int) -> dict:
-    """Per-real-video camera / lighting / colour parameters (also reused as a fake's target)."""
-    k = rng.uniform(-0.08, 0.08)  # colour temperature: warm (+) boosts red, cuts blue (BGR order)
-    return dict(
-        flip=bool(rng.random() < 0.5),
-        gains=np.array([1 - k, 1.0, 1 + k], np.float32) * rng.uniform(0.95, 1.05, 3).astype(np.float32),
-        # A steady talking-head camera: slow drift, so a swap's frame-to-frame flicker stands out from it.
-        pan=np.stack([_smooth(rng, n, 0.02 * size) + rng.uniform(-0.04, 0.04) * size for _ in range(2)], 1),
-        zoom=rng.uniform(1.0, 1.25) * np.exp(_smooth(rng, n, 0.03)),
-        rot=_smooth(rng, n, 2.0) + rng.uniform(-4, 4),  # degrees
-        bright=_smooth(rng, n, 0.06) + rng.uniform(-0.05, 0.05),
-        contrast=1 + _smooth(rng, n, 0.1) + rng.uniform(-0.1, 0.1),
-        gamma=np.exp(_smooth(rng, n, 0.12) + rng.uniform(-0.15, 0.15)),
-        elastic=rng.normal(0, 0.015, (4, 4, 2)).astype(np.float32),  # identity warp when used as a source
-    )
+def _camera(rng: np.random.Generator, n: int, size: int) -> dict[str, Any]:
+    """One real video's look and motion (a fake of that target replays it)."""
+    k = rng.uniform(-0.08, 0.08)  # colour temperature (BGR): warm boosts red, cuts blue
+    return {"flip": rng.random() < 0.5, "tint": np.array([1 - k, 1, 1 + k]) * rng.uniform(0.95, 1.05, 3),
+            "pan": np.stack([_drift(rng, n, 0.02 * size) + rng.uniform(-0.04, 0.04) * size for _ in "xy"], 1),
+            "zoom": rng.uniform(1.0, 1.25) * np.exp(_drift(rng, n, 0.03)),
+            "roll": _drift(rng, n, 2.0) + rng.uniform(-4, 4), "light": _drift(rng, n, 0.06) + rng.uniform(-0.05, 0.05)}
 
 
-def _swap(rng: np.random.Generator, n: int, size: int) -> dict:
-    """Per-fake blending parameters: per-video offsets plus per-frame i.i.d. jitter (the flicker)."""
+def _blend(rng: np.random.Generator, n: int, size: int) -> dict[str, Any]:
+    """One fake's swap: per-video offsets plus per-frame jitter (exaggerated, so that the demo's tiny
+    model still sees it at 64 px)."""
     px = size / 96
-    return dict(
-        # Exaggerated on purpose (the demo's tiny model must see them after downscaling to 64 px).
-        shift=rng.normal(0, 2.5 * px, (n, 2)) + rng.normal(0, 1.5 * px, 2),  # alignment error
-        scale=1 + rng.normal(0, 0.03, n) + rng.normal(0, 0.02),
-        rot=rng.normal(0, 2.0, n) + rng.normal(0, 1.5),
-        axes=np.array([rng.uniform(0.36, 0.42), rng.uniform(0.46, 0.52)]) * (1 + rng.normal(0, 0.06, (n, 1))),
-        mask_off=rng.normal(0, 2.5 * px, (n, 2)) + [0, rng.uniform(0, 0.05) * size],
-        feather=np.clip(rng.uniform(0.2, 0.35) * (1 + rng.normal(0, 0.3, n)), 0.08, None),
-        gain=1 + rng.normal(0, 0.04, 3) + rng.normal(0, 0.035, (n, 3)),  # residual after colour transfer
-        offset=rng.normal(0, 8.0, (n, 3)) + rng.normal(0, 5.0, 3),  # in 0-255 units
-        blur=rng.uniform(1.0, 1.6) * px,  # generator output is softer than the target
-    )
+    return {"shift": rng.normal(0, 2.5 * px, (n, 2)) + rng.normal(0, 1.5 * px, 2),
+            "scale": 1 + rng.normal(0, 0.03, n) + rng.normal(0, 0.02), "roll": rng.normal(0, 2.0, n),
+            "axes": np.array([rng.uniform(0.36, 0.42), rng.uniform(0.46, 0.52)]) * (1 + rng.normal(0, 0.06, (n, 1))),
+            "feather": np.clip(rng.uniform(0.2, 0.35) * (1 + rng.normal(0, 0.3, n)), 0.08, None),
+            "gain": 1 + rng.normal(0, 0.04, 3) + rng.normal(0, 0.035, (n, 3)),
+            "offset": rng.normal(0, 8.0, (n, 3)) + rng.normal(0, 5.0, 3), "blur": rng.uniform(1.0, 1.6) * px}
 
 
-def _prepare(size: int, flip: bool, gains: np.ndarray,
-             elastic: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Portrait scaled so the face spans SYNTH_FACE_FRAC*size, flipped/tinted/warped; returns (float image, face centre)."""
-    img, (cx, cy, side) = _photo()
-    s0 = SYNTH_FACE_FRAC * size / side
-    im = cv2.resize(img, None, fx=s0, fy=s0, interpolation=cv2.INTER_AREA).astype(np.float32)
-    cx, cy = cx * s0, cy * s0
-    if flip:
-        im, cx = im[:, ::-1], im.shape[1] - 1 - cx
-    im = np.ascontiguousarray(im * gains)
-    if elastic is not None:  # low-frequency displacement field gives the source a slightly different face shape
-        h, w = im.shape[:2]
-        d = cv2.resize(elastic * SYNTH_FACE_FRAC * size, (w, h), interpolation=cv2.INTER_CUBIC)
-        gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-        im = cv2.remap(im, gx + d[..., 0], gy + d[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-    return im, np.array([cx, cy], np.float32)
+def _render(size: int, cam: dict[str, Any], noise: np.random.Generator, swap: dict[str, Any] | None = None,
+            source: dict[str, Any] | None = None) -> Iterator[np.ndarray]:
+    """The ``(size, size, 3)`` uint8 BGR frames of one clip; with ``swap`` and ``source``, a fake."""
+    cx, cy, side = _PORTRAIT_FACE
+    scale = 0.5 * size / side  # the face spans half the frame at zoom 1
+    looks = {flip: np.ascontiguousarray((_portrait()[:, ::-1] if flip else _portrait()) * cam["tint"], np.float32)
+             for flip in {cam["flip"], bool(source and source["flip"])}}
+    yy, xx = np.mgrid[0:size, 0:size]
+    for t in range(len(cam["zoom"])):
+        dst = size / 2 + cam["pan"][t]
 
+        def place(flip: bool, zoom: float, roll: float, at: np.ndarray) -> np.ndarray:
+            centre = (looks[flip].shape[1] - 1 - cx if flip else cx, cy)
+            m = cv2.getRotationMatrix2D(centre, roll, zoom * scale)
+            m[:, 2] += at - centre
+            return cv2.warpAffine(looks[flip], m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
 
-def _affine(center: np.ndarray, zoom: float, rot_deg: float, dst: np.ndarray) -> np.ndarray:
-    """2x3 similarity mapping `center` to `dst` with the given zoom and roll."""
-    a = np.deg2rad(rot_deg)
-    A = zoom * np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]], np.float32)
-    return np.hstack([A, (dst - A @ center)[:, None]]).astype(np.float32)
-
-
-def _render(size: int, m: dict, noise: np.random.Generator,
-            sw: dict | None = None, src: dict | None = None) -> Iterator[np.ndarray]:
-    """Yield uint8 BGR frames of one clip; with `sw`/`src` the face is swapped (fake)."""
-    base, c = _prepare(size, m["flip"], m["gains"])
-    if sw is not None:
-        # Source face: other id's flip + identity warp, target's tint (a colour-transfer step would do that).
-        face_im, fc = _prepare(size, src["flip"], m["gains"], src["elastic"])
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
-    warp = dict(dsize=(size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-    for t in range(len(m["zoom"])):
-        dst = size / 2 + m["pan"][t]  # analytic face centre in this frame
-        frame = cv2.warpAffine(base, _affine(c, m["zoom"][t], m["rot"][t], dst), **warp)
-        if sw is not None:
-            M = _affine(fc, m["zoom"][t] * sw["scale"][t], m["rot"][t] + sw["rot"][t], dst + sw["shift"][t])
-            face = cv2.GaussianBlur(cv2.warpAffine(face_im, M, **warp), (0, 0), sw["blur"])
-            face = face * sw["gain"][t].astype(np.float32) + sw["offset"][t].astype(np.float32)
-            side = SYNTH_FACE_FRAC * size * m["zoom"][t]
-            mc = dst + sw["mask_off"][t]
-            ax, ay = sw["axes"][t] * side
-            r = np.sqrt(((xx - mc[0]) / ax) ** 2 + ((yy - mc[1]) / ay) ** 2)
-            alpha = np.clip((1 - r) / sw["feather"][t], 0, 1)[..., None]  # soft elliptical mask, 1 inside
+        frame = place(cam["flip"], cam["zoom"][t], cam["roll"][t], dst)
+        if swap is not None:
+            face = place(source["flip"], cam["zoom"][t] * swap["scale"][t], cam["roll"][t] + swap["roll"][t],
+                         dst + swap["shift"][t])
+            face = cv2.GaussianBlur(face, (0, 0), swap["blur"]) * swap["gain"][t] + swap["offset"][t]
+            ax, ay = swap["axes"][t] * 0.5 * size * cam["zoom"][t]
+            r = np.sqrt(((xx - dst[0]) / ax) ** 2 + ((yy - dst[1]) / ay) ** 2)
+            alpha = np.clip((1 - r) / swap["feather"][t], 0, 1)[..., None]  # a soft ellipse, 1 inside
             frame = alpha * face + (1 - alpha) * frame
-        x = np.clip(frame / 255, 0, 1) ** m["gamma"][t]
-        x = (x - 0.5) * m["contrast"][t] + 0.5 + m["bright"][t]
-        x = x * 255 + noise.normal(0, 2.0, x.shape).astype(np.float32)  # sensor noise
-        yield np.clip(x, 0, 255).astype(np.uint8)
+        frame = frame * (1 + cam["light"][t]) + noise.normal(0, 2.0, frame.shape)
+        yield np.clip(frame, 0, 255).astype(np.uint8)
 
 
-def _write(path: Path, frames: Iterable[np.ndarray], size: int, fps: int) -> None:
-    """Encode frames to a hidden temp .mp4 beside `path`, then atomically rename it into place."""
-    tmp = path.with_name(f".{path.stem}.tmp.mp4")  # must end in .mp4 so FFmpeg picks the container
+def _write_video(path: Path, frames: Iterable[np.ndarray], size: int, fps: int) -> None:
+    """Encode ``frames`` to a hidden temp .mp4 beside ``path`` (the suffix picks the container), then rename."""
+    tmp = path.with_name(f".{path.stem}.tmp.mp4")
     writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (size, size))
     try:
         if not writer.isOpened():
-            raise RuntimeError(f"cv2.VideoWriter could not open {tmp}")
-        for f in frames:
-            writer.write(f)
+            raise OSError(f"{tmp}: cv2.VideoWriter cannot write an mp4v video here")
+        for frame in frames:
+            writer.write(frame)
         writer.release()
         os.replace(tmp, path)
     finally:
@@ -1361,14 +1271,10 @@ def _write(path: Path, frames: Iterable[np.ndarray], size: int, fps: int) -> Non
 
 def make_synthetic_dataset(root: str | Path, n_per_class: int = 24, num_frames: int = 32, size: int = 96,
                            fps: int = 16, seed: int = 0) -> Path:
-    """Write a small synthetic FF++-layout real/fake video dataset under `root` and return it.
+    """Write ``root/original/NNN.mp4`` (real) and ``root/Deepfakes/T_S.mp4`` (target T's camera with
+    source S's face; each real is the target of one fake) and return ``root``. Deterministic for
+    ``seed``; only missing files are written; a root holding another seed's or size's is refused."""
 
-    Creates `root/original/NNN.mp4` (real) and `root/Deepfakes/T_S.mp4` (fake: target T's
-    camera motion with source S's face swapped in; every real id is the target of exactly one
-    fake, S != T). Deterministic for a given `seed`; only missing files are (re)written, so a
-    second call with the same arguments is a fast no-op; a root holding the fakes of another seed
-    or size is refused. Files are written atomically.
-    """
     if not 2 <= n_per_class <= 1000:
         raise ValueError("n_per_class must be in [2, 1000] (3-digit ids, source != target)")
     root = Path(root)
@@ -1399,17 +1305,17 @@ def make_synthetic_dataset(root: str | Path, n_per_class: int = 24, num_frames: 
         return root
     # All parameters come from generators spawned up front, so a partially written dataset is
     # completed with exactly the clips a fresh run would produce.
-    motions = [_motion(g, num_frames, size) for g in rng.spawn(n_per_class)]
-    swaps = [_swap(g, num_frames, size) for g in rng.spawn(n_per_class)]
+    cameras = [_camera(g, num_frames, size) for g in rng.spawn(n_per_class)]
+    swaps = [_blend(g, num_frames, size) for g in rng.spawn(n_per_class)]
     noises = rng.spawn(2 * n_per_class)
     for d in ("original", "Deepfakes"):
         (root / d).mkdir(parents=True, exist_ok=True)
     for i in range(n_per_class):
         if not real[i].exists():
-            _write(real[i], _render(size, motions[i], noises[i]), size, fps)
+            _write_video(real[i], _render(size, cameras[i], noises[i]), size, fps)
         if not fake[i].exists():
-            frames = _render(size, motions[i], noises[n_per_class + i], swaps[i], motions[src_of[i]])
-            _write(fake[i], frames, size, fps)
+            frames = _render(size, cameras[i], noises[n_per_class + i], swaps[i], cameras[src_of[i]])
+            _write_video(fake[i], frames, size, fps)
     logger.info("synthetic dataset ready at %s (%d real, %d fake)", root, n_per_class, n_per_class)
     return root
 
@@ -1427,10 +1333,8 @@ ORIGINAL_TRAIN_NOTE = ("its training videos are unknown, so any FaceForensics++ 
 
 @dataclass(frozen=True)
 class Preprocessing:
-    """Everything that decides how a model's inputs are made; it travels inside ``Scarlet.pt`` and
-    evaluation follows it, not the knobs. ``num_frames`` spread uniformly first to last, ``size`` px,
-    whole frames (shortest side, centre crop) or face crops (``face_method``), ``(x / 255 - mean) / std``.
-    The defaults are the original run's."""
+    """How a model's inputs are made (the defaults are the original run's): it travels inside
+    ``Scarlet.pt`` and evaluation follows it, not the knobs."""
 
     num_frames: int = 8
     size: int = 224
@@ -1469,10 +1373,9 @@ def _download_help(source: Any, exc: Exception) -> str:
 
 def build_model(source: Any = DEFAULT_MODEL, num_labels: int = 2, *, sdpa: bool = True,
                 gradient_checkpointing: bool = False) -> torch.nn.Module:
-    """TimeSformer with a fresh ``num_labels``-way head (``Real``/``Fake`` for 2). ``source``: a hub
-    id, a local folder, or a ``TimesformerConfig`` (a random model, as the tests and demo use).
-    ``sdpa``: attention through ``scaled_dot_product_attention`` (``use_sdpa_attention``).
-    ``gradient_checkpointing``: recompute activations in backward (more compute, less memory)."""
+    """TimeSformer with a fresh ``num_labels``-way head (``Real``/``Fake``) from a hub id, a local
+    folder, or a ``TimesformerConfig`` (a random model, as the tests and demo use). ``sdpa``: fused
+    attention (``use_sdpa_attention``); ``gradient_checkpointing``: less memory, more compute."""
     from transformers import TimesformerConfig, TimesformerForVideoClassification
 
     names = list(CLASS_NAMES) if num_labels == 2 else [f"LABEL_{i}" for i in range(num_labels)]
@@ -1497,10 +1400,9 @@ def build_model(source: Any = DEFAULT_MODEL, num_labels: int = 2, *, sdpa: bool 
 
 @lru_cache(maxsize=1)
 def _sdpa_attention_class() -> type:
-    """``TimesformerSelfAttention`` with its forward through ``scaled_dot_product_attention``: the
-    same parameters and maths (``softmax(q k^T * scale) v``, dropout while training), without
-    materialising the ``(B, heads, N, N)`` weights (``output_attentions=True`` runs the stock code).
-    Made on first use (transformers is imported lazily); ``__getattr__`` below lets pickle find it."""
+    """``TimesformerSelfAttention`` through ``scaled_dot_product_attention``: the same parameters and
+    maths, without materialising the ``(B, heads, N, N)`` weights. Made on first use (transformers
+    is imported lazily, and a spawned decoding worker never needs it); ``__getattr__`` lets pickle find it."""
     from transformers.models.timesformer.modeling_timesformer import TimesformerSelfAttention
 
     class SdpaTimesformerSelfAttention(TimesformerSelfAttention):
@@ -1526,8 +1428,8 @@ def __getattr__(name: str) -> Any:  # PEP 562: the lazily made attention class, 
 
 
 def use_sdpa_attention(model: torch.nn.Module) -> torch.nn.Module:
-    """Swap the class of every ``TimesformerSelfAttention`` in ``model`` (in place) for the fused one:
-    parameters, state dict keys, checkpoints and ``save_pretrained`` stay as they were. Idempotent."""
+    """Swap the class of every ``TimesformerSelfAttention`` in ``model`` for the fused one, in place
+    (parameters, state dict keys and ``save_pretrained`` stay as they were)."""
     from transformers.models.timesformer.modeling_timesformer import TimesformerSelfAttention
 
     for module in model.modules():
@@ -1548,8 +1450,7 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def wrap_multi_gpu(model: torch.nn.Module) -> torch.nn.Module:
-    """``DataParallel`` on ``cuda:0`` when more than one GPU is visible (Kaggle's "GPU T4 x2"), else
-    ``model`` unchanged. Use batches of at least the GPU count."""
+    """``DataParallel`` where more than one GPU is visible (Kaggle's "GPU T4 x2"), else ``model``."""
     if isinstance(model, torch.nn.DataParallel) or torch.cuda.device_count() <= 1:
         return model
     logger.info("DataParallel over %d GPUs", torch.cuda.device_count())
@@ -1557,8 +1458,7 @@ def wrap_multi_gpu(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def normalization_for(source: Any = DEFAULT_MODEL) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """``(mean, std)`` of the source's image processor; the k400 values for a config (a random model)
-    and for a local folder without ``preprocessor_config.json``."""
+    """``(mean, std)`` of the source's image processor (the k400 values for a config, or a folder without one)."""
     if not isinstance(source, (str, Path)) or (Path(source).is_dir() and not (Path(source) / "preprocessor_config.json").is_file()):
         return KINETICS_MEAN, KINETICS_STD
     from transformers import AutoImageProcessor
@@ -1571,8 +1471,8 @@ def normalization_for(source: Any = DEFAULT_MODEL) -> tuple[tuple[float, ...], t
 
 
 def image_processor(prep: Preprocessing) -> Any:
-    """The transformers image processor of ``prep``'s whole frames (shortest side, centre crop,
-    rescale, normalise), whose ``save_pretrained`` writes ``preprocessor_config.json``."""
+    """The transformers image processor of ``prep``'s whole frames (its ``save_pretrained`` writes
+    ``preprocessor_config.json``)."""
     import transformers
 
     # transformers 5 renamed the PIL-backed processor; its old name needs torchvision there.
@@ -1600,8 +1500,8 @@ def model_source(name: str, num_frames: int = 8, size: int = 224) -> Any:
 
 
 def check_input_size(model: torch.nn.Module, num_frames: int, size: int) -> None:
-    """``ValueError`` unless the model was built for ``num_frames`` x ``size`` px clips (TimeSformer's
-    layers reshape by the configured frame count, deep inside the forward pass)."""
+    """``ValueError`` unless the model was built for ``num_frames`` x ``size`` px clips (else it fails
+    deep inside the forward pass)."""
     cfg = unwrap(model).config
     if (cfg.num_frames, cfg.image_size) != (num_frames, size):
         raise ValueError(f"the model is built for {cfg.num_frames} frames at {cfg.image_size} px, the data has "
@@ -1610,9 +1510,8 @@ def check_input_size(model: torch.nn.Module, num_frames: int, size: int) -> None
 
 def save_checkpoint(model: torch.nn.Module, path: str | Path, preprocessing: Preprocessing,
                     split: Split | None = None, data_root: str | Path | None = None, **extra: Any) -> Path:
-    """Write ``Scarlet.pt`` atomically: the state dict, the model config (so evaluation rebuilds the
-    model with no download), ``preprocessing``, the split it trained on (paths relative to
-    ``data_root``: the faces evaluation must not score) and plain ``extra`` values (epoch, score)."""
+    """Write ``Scarlet.pt`` atomically: weights, the model config (evaluation downloads nothing),
+    ``preprocessing``, the split it trained on (paths relative to ``data_root``) and ``extra`` values."""
     model = unwrap(model)
     payload = {
         "format": CHECKPOINT_FORMAT,
@@ -1671,11 +1570,10 @@ def _is_scarlet(obj: Any) -> bool:
 
 def load_checkpoint(path: str | Path, model: torch.nn.Module | None = None, source: Any = None, *,
                     sdpa: bool = True) -> torch.nn.Module:
-    """Load ``Scarlet.pt`` into ``model``, or into a model rebuilt from its stored config; nothing is
-    downloaded, and always ``torch.load(weights_only=True)``. A plain state dict (the original run's
-    ``Scarlet.pt``; ``module.`` keys from DataParallel too) loads into ``model``, or a model of
-    ``source`` where that is a ``TimesformerConfig``, else of ``TimesformerConfig()``: its defaults
-    are the k400 base architecture. Weights for other clips or layers raise ``CheckpointError``."""
+    """Load ``Scarlet.pt`` into ``model``, or a model rebuilt from its config, downloading nothing. A
+    plain state dict (the original run's; ``module.`` keys too) loads into ``model``, or a model of
+    ``source`` (a ``TimesformerConfig``), else of ``TimesformerConfig()``: the k400 base architecture.
+    Weights for other clips or layers raise ``CheckpointError``."""
     from transformers import TimesformerConfig
 
     path = Path(path)
@@ -1695,9 +1593,8 @@ def load_checkpoint(path: str | Path, model: torch.nn.Module | None = None, sour
 
 @dataclass
 class CheckpointInfo:
-    """What ``Scarlet.pt`` records beside its weights. ``recorded`` is False for a plain state dict
-    (its preprocessing is taken to be the original run's); ``split`` (JSON, paths relative to the
-    data root) is None where the checkpoint does not say which videos it trained on."""
+    """What ``Scarlet.pt`` records beside its weights; ``recorded`` is False for a plain state dict,
+    and ``split`` (JSON, relative paths) is None where its training videos are unknown."""
 
     path: Path
     preprocessing: Preprocessing
@@ -1726,34 +1623,27 @@ def checkpoint_info(path: str | Path) -> CheckpointInfo:
 
 def export_pretrained(model: torch.nn.Module, out_dir: str | Path, preprocessing: Preprocessing) -> Path:
     """A hub-ready folder (``config.json`` with Real/Fake labels, ``model.safetensors``,
-    ``preprocessor_config.json``) that ``from_pretrained``, ``build_model`` and ``normalization_for``
-    load. Written beside ``out_dir`` and renamed into place, so a reader never finds a partial
-    export; a non-empty ``out_dir`` that is not an export (no ``config.json``) is refused."""
+    ``preprocessor_config.json``) for ``from_pretrained``. Written to a temp folder beside
+    ``out_dir``, then renamed onto it: a reader finds no export or a whole one, never part of one.
+    A non-empty ``out_dir`` that is not an export (no ``config.json``) is refused."""
     out_dir = Path(out_dir)
     if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / "config.json").is_file())):
         raise FileExistsError(f"{out_dir}: exists and is not a model export; refusing to replace it")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    old = tmp.with_name(tmp.name.replace(".tmp-", ".old-", 1))
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp")
     try:
+        shutil.rmtree(tmp, ignore_errors=True)  # what a killed export left
         unwrap(model).save_pretrained(tmp, safe_serialization=True)
         image_processor(preprocessing).save_pretrained(tmp)
         umask = os.umask(0)
         os.umask(umask)
-        tmp.chmod(0o777 & ~umask)  # mkdtemp makes an owner-only folder; an export is for sharing
         for f in tmp.iterdir():  # safetensors writes model.safetensors 0600 whatever the umask
             f.chmod(0o666 & ~umask)
-        if out_dir.exists():
-            os.rename(out_dir, old)
+        shutil.rmtree(out_dir, ignore_errors=True)
         os.rename(tmp, out_dir)
-    except BaseException:
-        if old.exists() and not out_dir.exists():
-            os.rename(old, out_dir)
-        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
     return out_dir
+
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1762,22 +1652,17 @@ def export_pretrained(model: torch.nn.Module, out_dir: str | Path, preprocessing
 
 
 def cpu_supports_bf16() -> bool:
-    """Whether this CPU does bf16 natively (AVX512-BF16 or AMX), so bf16 matmuls beat fp32 ones;
-    elsewhere oneDNN emulates bf16 and it is slower."""
-    probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
-    if any(callable(p) for p in probes):  # torch's own checks (the instructions its kernels would use)
-        return any(bool(p()) for p in probes if callable(p))
-    try:
-        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").split()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    """Whether this CPU does bf16 natively (AVX512-BF16 or AMX; torch's own checks for the
+    instructions its kernels use): elsewhere oneDNN emulates bf16, slower than fp32. A torch without
+    those checks says no: fp32 is never the slow choice."""
+    return any(bool(getattr(torch.cpu, probe, lambda: False)()) for probe in ("_is_avx512_bf16_supported",
+                                                                            "_is_amx_tile_supported"))
 
 
 def precision(device: torch.device | str, training: bool = False, amp: bool = True) -> torch.dtype | None:
-    """The one precision choice: the autocast dtype for ``device``, or None for fp32. GPUs: bf16 where
-    supported, else fp16 (the T4; training then needs a GradScaler). CPU: fp32 for training; bf16
-    for scoring where the CPU has native bf16. ``amp=False`` (the ``AMP`` knob): fp32 everywhere."""
+    """The one precision choice: the autocast dtype, or None for fp32. GPUs: bf16 where supported,
+    else fp16 (the T4: training needs a GradScaler). CPUs: fp32, but bf16 for scoring where native.
+    ``amp=False`` (the ``AMP`` knob): fp32 everywhere."""
     device = torch.device(device)
     if not amp:
         return None
@@ -1796,19 +1681,12 @@ def _autocast(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
 
 
-def _num_batches(loader: Iterable[Any]) -> int | None:
-    try:
-        return len(loader)  # type: ignore[arg-type]
-    except TypeError:
-        return None
-
 
 def training_step(model: torch.nn.Module, pixel_values: torch.Tensor, labels: torch.Tensor,
                   optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None = None,
                   dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """One optimisation step on a batch ``(B, T, C, H, W)``: forward under ``dtype`` autocast (None:
-    fp32), cross-entropy in fp32, backward through ``scaler`` (None: no scaling), optimizer step.
-    Returns ``(loss, logits)``; the benchmarks time exactly this."""
+    """One optimisation step on a batch ``(B, T, C, H, W)`` under ``dtype`` autocast (None: fp32),
+    the loss in fp32, through ``scaler``; returns ``(loss, logits)``. The benchmarks time this."""
     with _autocast(pixel_values.device, dtype):
         logits = model(pixel_values=pixel_values).logits
     loss = torch.nn.functional.cross_entropy(logits.float(), labels)
@@ -1823,8 +1701,7 @@ def training_step(model: torch.nn.Module, pixel_values: torch.Tensor, labels: to
 def train_one_epoch(model: torch.nn.Module, loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
                     optimizer: torch.optim.Optimizer, device: torch.device | str,
                     scaler: torch.amp.GradScaler | None = None, amp: bool = True) -> dict[str, float]:
-    """One pass over ``loader``; returns the mean loss and the training accuracy. Precision as
-    ``precision(device, training=True, amp=amp)``; pass the run's ``make_grad_scaler``."""
+    """One pass over ``loader`` at ``precision(device, training=True)``: the mean loss and accuracy."""
     device = torch.device(device)
     dtype = precision(device, training=True, amp=amp)
     scaler = scaler or make_grad_scaler(device, amp)
@@ -1832,7 +1709,7 @@ def train_one_epoch(model: torch.nn.Module, loader: Iterable[tuple[torch.Tensor,
     total_loss, correct, seen = 0.0, 0, 0
     # The bar counts batches but never holds the loader's iterator: an iterator kept alive by a
     # progress bar is inherited by the next epoch's forked workers and breaks them.
-    bar = _progress(total=_num_batches(loader), desc="train", unit="batch", leave=False)
+    bar = _progress(total=len(loader) if hasattr(loader, "__len__") else None, desc="train", unit="batch", leave=False)
     for pixel_values, labels in loader:
         labels = labels.to(device, non_blocking=True)
         loss, logits = training_step(model, pixel_values.to(device, non_blocking=True), labels, optimizer, scaler, dtype)
@@ -1856,10 +1733,8 @@ def save_training_state(path: str | Path, model: torch.nn.Module, optimizer: tor
                         scaler: torch.amp.GradScaler | None, epoch: int, best_score: float | None,
                         history: Sequence[dict[str, Any]], *, generator: torch.Generator | None = None,
                         **extra: Any) -> Path:
-    """Write what continuing after ``epoch`` needs, atomically: weights, optimizer and GradScaler
-    states, ``best_score``, ``history``, torch's random states (CPU, CUDA and the DataLoader's
-    ``generator``: shuffling, augmentation and dropout draw from them) and plain ``extra`` values.
-    Save at the end of an epoch, after validation."""
+    """Write what continuing after ``epoch`` needs, atomically: weights, optimizer and scaler states,
+    ``best_score``, ``history``, torch's random states (CPU, CUDA, the DataLoader's ``generator``)."""
     payload = {
         "format": TRAINING_STATE_FORMAT, "epoch": int(epoch), "history": _plain(list(history)),
         "best_score": None if best_score is None else float(best_score),
@@ -1876,27 +1751,22 @@ def save_training_state(path: str | Path, model: torch.nn.Module, optimizer: tor
 def load_training_state(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                         scaler: torch.amp.GradScaler | None = None, *, generator: torch.Generator | None = None,
                         match: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Load a ``save_training_state`` file into ``model``, ``optimizer``, ``scaler`` and ``generator``
-    (built as in the run that saved it) and restore the random states; returns ``{"epoch",
-    "best_score", "history", "extra"}``. ``match``: ``extra`` values the saved ones must equal. A
-    difference there, other weights or optimizer, or a file that is not a training state raise
-    ``CheckpointError`` saying which, before anything given is changed."""
+    """Load a ``save_training_state`` file into the objects given and restore the random states;
+    returns ``{"epoch", "best_score", "history", "extra"}``. ``match``: ``extra`` values that must be
+    equal. A mismatch raises ``CheckpointError`` saying which, before anything is changed."""
     path = Path(path)
     obj = _torch_load(path)
     if not (isinstance(obj, dict) and obj.get("format") == TRAINING_STATE_FORMAT):
         found = "a Scarlet.pt model checkpoint: load it with load_checkpoint" if _is_scarlet(obj) else f"found {type(obj).__name__}"
         raise CheckpointError(f"{path}: not a Scarlet training state ({found})")
-    differ = []
     for key, want in sorted((match or {}).items()):
-        have, want = obj["extra"].get(key, "nothing"), _plain(want)
-        if have != want and isinstance(have, dict) and isinstance(want, dict):  # say which settings differ
-            short = lambda v: repr(v) if len(repr(v)) <= 40 else repr(v)[:37] + "..."  # noqa: E731
-            subs = sorted(k for k in have.keys() | want.keys() if have.get(k) != want.get(k))
-            differ.append(f"{key} (" + "; ".join(f"{k}: saved {short(have.get(k))}, now {short(want.get(k))}" for k in subs) + ")")
-        elif have != want:
-            differ.append(key)
-    if differ:
-        raise CheckpointError(f"{path}: saved by a run with other {', '.join(differ)}")
+        have, want = obj["extra"].get(key, {}), _plain(want)
+        if have != want:  # name the settings that differ (a run key is a dict of knobs)
+            subs = sorted(k for k in have.keys() | want.keys() if have.get(k) != want.get(k)) \
+                if isinstance(have, dict) and isinstance(want, dict) else []
+            detail = "; ".join(f"{k}: saved {have.get(k)!r:.40}, now {want.get(k)!r:.40}" for k in subs)
+            raise CheckpointError(f"{path}: saved by a run with other {key}" + (f" ({detail})" if detail else ""))
+
     target = _check_weights(path, model, obj["model"])
     given = [len(g["params"]) for g in optimizer.param_groups]
     saved = [len(g["params"]) for g in obj["optimizer"]["param_groups"]]
@@ -1923,9 +1793,8 @@ def load_training_state(path: str | Path, model: torch.nn.Module, optimizer: tor
 def resume_training(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                     scaler: torch.amp.GradScaler | None, generator: torch.Generator | None, run_key: dict[str, Any],
                     resume: bool = True) -> tuple[list[dict[str, Any]], float, int, str]:
-    """Where the training loop starts: ``(history, best_score, first_epoch, what happened)``. With
-    ``resume`` and a state at ``path`` saved by this run (the same ``run_key``), it is loaded and
-    training continues after its epoch; otherwise training starts at epoch 1."""
+    """Where the training loop starts: ``(history, best_score, first_epoch, what happened)``: after
+    the saved epoch where ``path`` holds this run's state (the same ``run_key``), else at epoch 1."""
     path = Path(path)
     if not resume or not path.is_file():
         return [], -1.0, 1, "training from the start" + ("" if resume else " (RESUME is off)")
@@ -1940,14 +1809,13 @@ def resume_training(path: str | Path, model: torch.nn.Module, optimizer: torch.o
 @torch.no_grad()
 def predict_probs(model: torch.nn.Module, loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
                   device: torch.device | str, amp: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """``(y_true, y_prob)``: labels and P(fake) (softmax, class 1) per video. Batches ``(B, T, C, H, W)``
-    score one clip per video, ``(B, K, T, C, H, W)`` K clips whose P(fake) is averaged. Precision
-    as ``precision(device, amp=amp)``."""
+    """``(y_true, y_prob)``: labels and P(fake) per video; batches ``(B, K, T, C, H, W)`` average K clips."""
+
     device = torch.device(device)
     dtype = precision(device, amp=amp)
     model.eval()
     y_true, y_prob = [np.zeros(0, np.int64)], [np.zeros(0, np.float32)]
-    bar = _progress(total=_num_batches(loader), desc="predict", unit="batch", leave=False)
+    bar = _progress(total=len(loader) if hasattr(loader, "__len__") else None, desc="predict", unit="batch", leave=False)
     for pixel_values, labels in loader:
         clips = pixel_values.shape[1] if pixel_values.ndim == 6 else 1
         with _autocast(device, dtype):
@@ -1975,9 +1843,9 @@ def score_items(model: torch.nn.Module, items: Sequence[VideoItem], cache_dir: s
 
 
 def run_preprocessing(config: dict[str, Any], checkpoint: str | Path) -> tuple[Preprocessing, list[str]]:
-    """How this run makes its inputs, and notes to show. Training: from the knobs, with the mean/std
-    of ``MODEL``'s image processor. ``TRAIN`` off: from ``checkpoint`` (nothing is downloaded);
-    a knob that disagrees is reported in one note, never obeyed."""
+    """How this run makes its inputs, and notes to show: from the knobs when training, else from
+    ``checkpoint`` (a knob that disagrees is noted, never obeyed)."""
+
     if config["TRAIN"]:
         mean, std = normalization_for(model_source(config["MODEL"], config["NUM_FRAMES"], config["SIZE"]))
         return Preprocessing(config["NUM_FRAMES"], config["SIZE"], config["FACE_CROP"], mean, std), []
@@ -1999,11 +1867,9 @@ def preprocessing_notes(info: CheckpointInfo, config: dict[str, Any]) -> list[st
 
 def evaluation_split(info: CheckpointInfo, split_path: str | Path, data_root: str | Path,
                      config: dict[str, Any] | None = None) -> tuple[Split, list[str]]:
-    """The split that ``info``'s checkpoint was trained on, its paths resolved against today's
-    ``data_root``, and notes to show. An existing ``split.json`` is never rewritten: where it
-    disagrees with the checkpoint, the checkpoint's split is used and the note says so; a missing
-    one is written from the checkpoint. A checkpoint that records no split (a plain state dict)
-    uses ``split.json`` and a note says that its training videos are unknown."""
+    """The split ``info``'s checkpoint was trained on, resolved against today's ``data_root``, and
+    notes to show. ``split.json`` is never rewritten (a missing one is written from the checkpoint);
+    a checkpoint that records no split uses ``split.json``, and a note says so."""
     split_path = Path(split_path)
     notes = []
     if info.split is not None:
@@ -2037,11 +1903,9 @@ def evaluation_split(info: CheckpointInfo, split_path: str | Path, data_root: st
 
 def unseen_items(items: Sequence[VideoItem], info: CheckpointInfo,
                  allow_train_faces: bool = False) -> tuple[list[VideoItem], dict[str, Any], str]:
-    """The videos of ``items`` to score with ``info``'s checkpoint: ``(items, record, note)``.
-
-    A video that shares a face with the checkpoint's training videos is left out (a score on it
-    measures memory, not detection), unless ``allow_train_faces``; ``record`` (for
-    ``metrics.json``) counts them, and is ``"unknown"`` where the training videos are."""
+    """``(items, record, note)``: the videos to score with ``info``'s checkpoint. Those that share a
+    face with its training videos are left out (a score there measures memory, not detection)
+    unless ``allow_train_faces``; ``record`` (for ``metrics.json``) counts them."""
     faces = info.train_faces()
     if faces is None:
         return list(items), {"train_faces": "unknown"}, f"{info.path.name}: {ORIGINAL_TRAIN_NOTE}"
@@ -2083,9 +1947,8 @@ def _roc(y_true: np.ndarray, y_prob: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 
 def _equal_error_rate(fpr: np.ndarray, tpr: np.ndarray, thresholds: np.ndarray) -> tuple[float, float]:
-    """``(EER, threshold)``: where the ROC, drawn as straight segments between its points, crosses
-    FPR == FNR (FNR = 1 - TPR). The threshold is interpolated between the two bracketing scores at
-    the same fraction; sklearn's first threshold is +inf, so there the lower score is taken."""
+    """``(EER, threshold)`` where the ROC (straight segments between its points) crosses FPR == FNR;
+    the threshold is interpolated alike (sklearn's first threshold, +inf, counts as the next score)."""
     gap = fpr - (1.0 - tpr)  # -1 at (0, 0), +1 at (1, 1), strictly increasing point to point
     i = int(np.argmax(gap >= 0))
     if gap[i] == 0 or i == 0:
@@ -2098,10 +1961,9 @@ def _equal_error_rate(fpr: np.ndarray, tpr: np.ndarray, thresholds: np.ndarray) 
 
 def bootstrap_ci(y_true: Sequence[int], y_prob: Sequence[float], threshold: float = 0.5, n_bootstrap: int = 1000,
                  seed: int = 0) -> dict[str, list[float] | None]:
-    """Percentile-bootstrap 95% intervals ``{"accuracy": [lo, hi], "roc_auc": [lo, hi]}``: videos are
-    resampled with replacement within each class (so every resample has both; ``roc_auc`` is None
-    with one class). Each class is sorted by score first, so the interval depends on the scores
-    alone, not on the order of the videos (which a parallel extraction may change)."""
+    """Percentile-bootstrap 95% intervals ``{"accuracy": [lo, hi], "roc_auc": [lo, hi]}``, resampling
+    within each class. Each class is sorted first: the interval depends on the scores, not on the
+    order of the videos (which a parallel extraction may change)."""
     y_true, y_prob = _scores(y_true, y_prob)
     if n_bootstrap < 1:
         raise ValueError(f"n_bootstrap must be >= 1, got {n_bootstrap}")
@@ -2121,14 +1983,9 @@ def bootstrap_ci(y_true: Sequence[int], y_prob: Sequence[float], threshold: floa
 
 def compute_metrics(y_true: Sequence[int], y_prob: Sequence[float], threshold: float = 0.5, n_bootstrap: int = 1000,
                     seed: int = 0) -> dict[str, Any]:
-    """Accuracy, per-class / macro / weighted precision, recall and F1, ROC AUC, average precision,
-    equal error rate, confusion matrix, and bootstrap 95% intervals for accuracy and ROC AUC.
-
-    A clip is called fake when P(fake) >= ``threshold``. ROC AUC, average precision and the EER
-    are None when only one class is present. ``eer`` is where FPR == FNR on the ROC (its points
-    joined by straight lines) and ``eer_threshold`` the score there. ``ci95`` comes from
-    ``bootstrap_ci`` with ``n_bootstrap`` class-stratified resamples (``n_bootstrap=0``: None).
-    """
+    """Accuracy (fake where P(fake) >= ``threshold``), per-class / macro / weighted precision, recall
+    and F1, ROC AUC, average precision, EER (None with one class), confusion matrix, and
+    ``bootstrap_ci``'s intervals (``n_bootstrap=0``: None)."""
     from sklearn.metrics import (accuracy_score, average_precision_score, classification_report, confusion_matrix,
                                  log_loss, roc_auc_score)
 
@@ -2176,8 +2033,7 @@ def plot_confusion_matrix(cm: Sequence[Sequence[int]], title: str = "Confusion m
 
 
 def plot_roc_curve(y_true: Sequence[int], y_prob: Sequence[float], title: str = "ROC curve"):
-    """The ROC curve with its AUC (sklearn's ``RocCurveDisplay``), the chance diagonal and the
-    equal-error point (FPR == FNR) marked; with one class only, a figure that says it is undefined."""
+    """The ROC curve and AUC (``RocCurveDisplay``), chance line and equal-error point (FPR == FNR)."""
     from matplotlib.figure import Figure
     from sklearn.metrics import RocCurveDisplay
 
@@ -2235,10 +2091,9 @@ def _round_floats(obj: Any, digits: int = 6) -> Any:
 
 def save_reports(y_true: Sequence[int], y_prob: Sequence[float], out_dir: str | Path, threshold: float = 0.5,
                  extra: dict[str, Any] | None = None, name: str = "") -> dict[str, Any]:
-    """Write ``metrics.json``, ``classification_report.txt`` and ``confusion_matrix.png`` (as the
-    original run did), ``roc_curve.png`` and ``score_histogram.png`` (titles start with ``name``) to
-    ``out_dir``; returns the metrics as written. ``extra`` joins ``metrics.json`` unrounded (paths
-    as text); a key that is already a metric raises ``ValueError``."""
+    """Write ``metrics.json``, ``classification_report.txt``, ``confusion_matrix.png`` (as the
+    original run did), ``roc_curve.png`` and ``score_histogram.png`` (titled ``name``) to ``out_dir``;
+    returns the metrics, with ``extra`` (which must not overwrite one)."""
     from sklearn.metrics import classification_report
 
     out_dir = Path(out_dir)
@@ -2279,12 +2134,9 @@ def summary_row(name: str, metrics: dict[str, Any]) -> list[str]:
 
 def cross_method_metrics(items: Sequence[VideoItem], y_prob: Sequence[float], n_bootstrap: int = 1000, seed: int = 0,
                          threshold: float = 0.5) -> list[dict[str, Any]]:
-    """One row per manipulation method among the fakes of ``items`` (scored with ``y_prob``,
-    P(fake) in the same order), then a row ``"all"``: that method's fakes against ALL the real
-    items. Each row: ``method``, ``n_real``, ``n_fake``, ``accuracy``, ``recall_fake`` (share of
-    the method's fakes called fake), ``roc_auc``, ``average_precision``, ``eer`` and ``ci95``
-    (as ``compute_metrics``, same ``seed`` for every row). Methods come in ``KNOWN_METHODS``
-    order, then any others alphabetically."""
+    """One row per manipulation method among ``items``' fakes, then ``"all"``: its fakes against all
+    the reals (``y_prob`` in ``items``' order), with ``recall_fake`` (its fakes called fake) beside
+    ``compute_metrics``' accuracy, ROC AUC, AP, EER and ``ci95``."""
     y_prob = np.asarray(y_prob, dtype=np.float64)
     if y_prob.ndim != 1 or len(y_prob) != len(items):
         raise ValueError(f"need one score per item: {len(items)} items, y_prob of shape {y_prob.shape}")
@@ -2294,14 +2146,11 @@ def cross_method_metrics(items: Sequence[VideoItem], y_prob: Sequence[float], n_
     order = [m for m in KNOWN_METHODS if m in found] + sorted(found - set(KNOWN_METHODS))
     rows = []
     for name in [*order, "all"]:
-        keep = (labels == 0) | ((labels == 1) & ((methods == name) if name != "all" else True))
+        keep = (labels == 0) | ((methods == name) if name != "all" else True)
         m = compute_metrics(labels[keep], y_prob[keep], threshold, n_bootstrap, seed)
-        fakes = y_prob[keep & (labels == 1)]
-        rows.append({
-            "method": name, "n_real": m["support"]["Real"], "n_fake": m["support"]["Fake"],
-            "accuracy": m["accuracy"], "recall_fake": float(np.mean(fakes >= threshold)) if len(fakes) else None,
-            "roc_auc": m["roc_auc"], "average_precision": m["average_precision"], "eer": m["eer"], "ci95": m["ci95"],
-        })
+        rows.append({"method": name, "n_real": m["support"]["Real"], "n_fake": m["support"]["Fake"],
+                     "recall_fake": m["per_class"]["Fake"]["recall"],
+                     **{k: m[k] for k in ("accuracy", "roc_auc", "average_precision", "eer", "ci95")}})
     return rows
 
 
@@ -2366,12 +2215,9 @@ def plot_frame_grid(clips: Sequence[np.ndarray], titles: Sequence[str], max_fram
 @torch.no_grad()
 def predict_video(model: torch.nn.Module, path: str | Path, preprocessing: Preprocessing | None = None,
                   device: torch.device | str | None = None, num_clips: int = 1, amp: bool = True) -> float:
-    """P(fake) for one video file, averaged over ``num_clips`` clips spread over the video.
-
-    ``preprocessing`` is the checkpoint's (``checkpoint_info(path).preprocessing``); None means
-    whole frames at the model's own frame count and size, normalised as the k400 checkpoint. A
-    model built for other clips raises ``ValueError``; an unreadable file ``VideoReadError``.
-    """
+    """P(fake) for one video, averaged over ``num_clips`` clips spread over it. ``preprocessing``:
+    the checkpoint's (``checkpoint_info``); None: whole frames at the model's frame count and size.
+    An unreadable file raises ``VideoReadError``."""
     cfg = unwrap(model).config
     prep = preprocessing or Preprocessing(cfg.num_frames, cfg.image_size)
     check_input_size(model, prep.num_frames, prep.size)
