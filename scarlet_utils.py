@@ -410,7 +410,7 @@ def _grab_frames(
     path: Path, indices: Sequence[int], transform: Any = None, seek_gap: int | None = None
 ) -> tuple[list[np.ndarray], int]:
     """Decode the frames at sorted ``indices`` (BGR), ``grab()``-ing past the rest, each through
-    ``transform`` as it is decoded (a 4K video's frames are never all held at full size).
+    ``transform(index, frame)`` as it is decoded (a 4K video's frames are never all held at full size).
     ``seek_gap``: seek where that skips more than ``seek_gap`` frames (None: never), only where
     seeks are exact (``_exact_seek_keyframes``); the first seek is checked pixel for pixel and each
     must land on its timestamp, or the file is read again without seeking. Returns the frames and
@@ -446,7 +446,7 @@ def _grab_frames(
                 if not proven:
                     logger.debug("%s: a seek to frame %d is not exact; reading without seeking", path, idx)
                     keys = None
-            frames.append(frame if transform is None else transform(frame))
+            frames.append(frame if transform is None else transform(idx, frame))
         if cap.grab():
             pos += 1
     finally:
@@ -461,7 +461,8 @@ class Clip:
     frames: np.ndarray
     indices: list[int]
     total_frames: int
-    faces_missing: int = 0  # frames where face crop found no face and fell back to a centre crop
+    faces: FaceCounts | None = None  # with face crop: how the crops were made
+    boxes: list[Box | None] | None = None  # with face crop: each frame's face box (None: a centre crop)
     warnings: list[str] = field(default_factory=list)  # e.g. a header that lied about the frame count
 
 
@@ -475,23 +476,32 @@ def read_clip(path: str | Path, num_frames: int = 8, size: int = 224, face_crop:
     _check_file(path)
     cap = _open_capture(path)
     frame_count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    fps = fps if 1 <= fps <= 1000 else 25.0  # a header without a rate
     cap.release()
     if frame_count < 1:  # some containers (and broken headers) report 0 or a negative count
         frame_count = _count_frames(path)
         if frame_count < 1:
             raise VideoReadError(f"{path}: the video has no decodable frames")
 
-    def sample(total: int) -> list[int]:
-        return [i for clip in sample_clip_indices(total, num_frames, num_clips) for i in clip]
+    def sample(total: int) -> tuple[list[int], dict[int, int]]:
+        """The kept frames and, with face crop, each one's neighbour (see the Faces section)."""
+        kept = [i for clip in sample_clip_indices(total, num_frames, num_clips) for i in clip]
+        step = FACE_NEIGHBOUR if face_crop else 0
+        return kept, {i: i + step if i + step < total else max(i - step, 0) for i in kept}
 
-    def prepare(frame: np.ndarray) -> np.ndarray:
+    def prepare(idx: int, frame: np.ndarray) -> np.ndarray | tuple[np.ndarray, float]:
         # Whole frames shrink as they are decoded (memory: the clip, not the decoded video); the
-        # face crop needs them whole. Resizing is per channel, so BGR -> RGB after it is the same.
+        # face crop needs them whole, and of a neighbour only what the detector sees. Resizing is
+        # per channel, so BGR -> RGB after it is the same.
+        if face_crop and idx not in kept:
+            return detection_view(frame, bgr=True)
         return cv2.cvtColor(frame if face_crop else resize_short_side_center_crop(frame, size), cv2.COLOR_BGR2RGB)
 
-    indices = sample(frame_count)
-    frames, reached = _grab_frames(path, indices, prepare, seek_gap)
-    ended_early = len(frames) < len(set(indices))
+    indices, neighbour = sample(frame_count)
+    kept = set(indices)
+    frames, reached = _grab_frames(path, [*indices, *neighbour.values()], prepare, seek_gap)
+    ended_early = len(frames) < len(kept | set(neighbour.values()))
     if ended_early or reached > frame_count:  # the header was wrong: resample over what decodes
         if ended_early and reached < 1:
             raise VideoReadError(f"{path}: the video has no decodable frames")
@@ -500,100 +510,220 @@ def read_clip(path: str | Path, num_frames: int = 8, size: int = 224, face_crop:
                     "decode; resampling"]
         logger.warning(warnings[0])
         frame_count = real_count
-        indices = sample(frame_count)
-        frames, reached = _grab_frames(path, indices, prepare, seek_gap)
-        if len(frames) < len(set(indices)):
+        indices, neighbour = sample(frame_count)
+        kept = set(indices)
+        frames, reached = _grab_frames(path, [*indices, *neighbour.values()], prepare, seek_gap)
+        if len(frames) < len(kept | set(neighbour.values())):
             raise VideoReadError(f"{path}: decoding is not repeatable (stream broke at frame {reached})")
 
     else:
         warnings = []
-    by_index = dict(zip(sorted(set(indices)), frames))
+    by_index = dict(zip(sorted(kept | set(neighbour.values())), frames))
     crops = [by_index[i] for i in indices]  # a short video's repeated frames are shared, not copied
-    faces_missing = 0
+    faces = boxes = None
     if face_crop:
-        crops, faces_missing = crop_faces(crops, size)
+        boxes, faces = face_boxes(crops, indices, [by_index[neighbour[i]] for i in indices], fps)
+        crops = crop_faces(crops, boxes, size)
     clip = np.stack(crops)
     if num_clips > 1:
         clip = clip.reshape(num_clips, num_frames, size, size, 3)
-    return Clip(clip, list(indices), frame_count, faces_missing, warnings)
+    return Clip(clip, list(indices), frame_count, faces, boxes, warnings)
 
 
 def read_video_frames(path: str | Path, num_frames: int = 8, size: int = 224, face_crop: bool = False) -> np.ndarray:
     """``(num_frames, size, size, 3)`` uint8 RGB frames spread over the whole video: whole frames as
-    the k400 processor makes them, or face crops (``crop_faces``). Raises ``VideoReadError``."""
+    the k400 processor makes them, or face crops (the Faces section). Raises ``VideoReadError``."""
     clip = read_clip(path, num_frames, size, face_crop)
-    if clip.faces_missing:
-        logger.warning("%s: no face in %d/%d frames; used a centre crop there", path, clip.faces_missing, num_frames)
+    if clip.faces is not None and clip.faces.unsure:
+        logger.warning("%s: the face was not found on most frames (%s)", path, clip.faces.summary())
     return clip.frames
 
 
 # ----------------------------------------------------------------------------------------------
 # Faces
 # ----------------------------------------------------------------------------------------------
+# One face track per video. The kept frames are searched (frontal Haar cascade; an equalised grey
+# frame for dark scenes; the profile cascade, both ways, where nothing frontal is found), and each
+# find is looked for again FACE_NEIGHBOUR frames away: a face persists, a chance pattern rarely
+# does. Finds are linked across kept frames by position and size into tracks; the clip follows the
+# track in the most frames (then the largest), and a frame off it takes the box of the nearest
+# frame on it. Boxes are averaged only over frames a few apart, where a face cannot have moved far.
 
 FACE_DETECT_SHORT_SIDE = 360  # detect on a downscaled grey frame: much faster, the same faces on FF++
 FACE_MARGIN = 1.3  # square box 1.3x the detected face: keeps hairline, jaw and blending seams
+FACE_NEIGHBOUR = 2  # frames between a kept frame and the one its finds are confirmed on
+FACE_BORROW_SECONDS = 2.0  # a frame off the track this close to a frame on it is "borrowed", not "no face"
+Box = tuple[float, float, float]  # a face's centre x, centre y and side, in the frame's pixels
+
+
+@dataclass
+class FaceCounts:
+    """How a clip's face crops were made, in kept frames: ``on_track``, at the face's own box;
+    ``borrowed``, at the box of the nearest frame on the track, at most FACE_BORROW_SECONDS away;
+    ``no_face``, farther than that, or whole-frame centre crops where the video shows no face;
+    ``tracks``: faces found in two or more kept frames (more than one: several people)."""
+
+    on_track: int = 0
+    borrowed: int = 0
+    no_face: int = 0
+    tracks: int = 0
+
+    @property
+    def unsure(self) -> bool:
+        """The face was not found in most frames: such a clip is listed, never silently used."""
+        return 2 * self.on_track <= self.on_track + self.borrowed + self.no_face
+
+    def summary(self) -> str:
+        return (f"face on {self.on_track} frames, borrowed on {self.borrowed}, none on {self.no_face}; "
+                f"{self.tracks} face track{'s' if self.tracks != 1 else ''}")
 
 
 @lru_cache(maxsize=1)
-def _face_cascade_file() -> str | None:
-    """The Haar frontal-face cascade's path, or None (said once) where this OpenCV build ships none."""
-    cascade_dir = getattr(getattr(cv2, "data", None), "haarcascades", None)
-    path = os.path.join(cascade_dir or "", "haarcascade_frontalface_default.xml")
-    if cascade_dir is None or not hasattr(cv2, "CascadeClassifier") or cv2.CascadeClassifier(path).empty():
-        logger.warning("this OpenCV ships no Haar face cascade (opencv-python>=5?): face crop falls back to centre crops")
+def _cascade_files() -> tuple[str, str] | None:
+    """The frontal and profile Haar cascades, or None (said once) where this OpenCV ships none."""
+    folder = getattr(getattr(cv2, "data", None), "haarcascades", None) or ""
+    files = tuple(os.path.join(folder, f"haarcascade_{n}face{d}.xml") for n, d in (("frontal", "_default"), ("profile", "")))
+    if not folder or not hasattr(cv2, "CascadeClassifier") or any(cv2.CascadeClassifier(f).empty() for f in files):
+        logger.warning("this OpenCV ships no Haar face cascades (opencv-python>=5?): face crop falls back to centre crops")
         return None
-    return path
+    return files  # type: ignore[return-value]
 
 
-def _face_detector() -> Any | None:
-    """The Haar cascade, one per thread (a ``CascadeClassifier`` keeps the buffers of the image it
+def _cascades() -> tuple[Any, Any] | None:
+    """The cascades, one pair per thread (a ``CascadeClassifier`` keeps the buffers of the image it
     scans, so threads sharing one race), or None where OpenCV ships none."""
-    path = _face_cascade_file()
-    if path is not None and getattr(_THREAD, "face_detector", None) is None:
-        _THREAD.face_detector = cv2.CascadeClassifier(path)
-    return _THREAD.face_detector if path is not None else None
+    files = _cascade_files()
+    if files is not None and getattr(_THREAD, "cascades", None) is None:
+        _THREAD.cascades = tuple(cv2.CascadeClassifier(f) for f in files)
+    return _THREAD.cascades if files is not None else None
 
 
-def detect_face(frame: np.ndarray) -> tuple[float, float, float] | None:
-    """Largest face in an ``(H, W, 3)`` RGB frame as ``(centre_x, centre_y, side)`` in pixels."""
-    detector = _face_detector()
-    if detector is None:
-        return None
+def detection_view(frame: np.ndarray, bgr: bool = False) -> tuple[np.ndarray, float]:
+    """An ``(H, W, 3)`` RGB (or BGR) frame as the detector sees it: grey, the short side scaled to
+    FACE_DETECT_SHORT_SIDE (never up), and that scale."""
     h, w = frame.shape[:2]
     scale = min(1.0, FACE_DETECT_SHORT_SIDE / min(h, w))
-    grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+    grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY if bgr else cv2.COLOR_RGB2GRAY)
     if scale < 1.0:
         grey = cv2.resize(grey, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
-    faces = detector.detectMultiScale(grey, scaleFactor=1.1, minNeighbors=5, minSize=(30, 30))
-    if len(faces) == 0:
-        return None
-    x, y, fw, fh = max(faces, key=lambda f: f[2] * f[3])
-    return ((x + fw / 2) / scale, (y + fh / 2) / scale, max(fw, fh) / scale)
+    return grey, scale
 
 
-def crop_faces(frames: Sequence[np.ndarray], size: int) -> tuple[list[np.ndarray], int]:
-    """Crop each ``(H, W, 3)`` frame to a square around the clip's face, resized to ``size``: the
-    largest Haar face, 1.3x margin, each box the median of itself and its detected neighbours (one
-    spurious box cannot win). Frames with no face get the whole-frame centre crop; returns the
-    crops and how many frames fell back."""
-    boxes = [detect_face(f) for f in frames]
-    found = [i for i, b in enumerate(boxes) if b is not None]
-    smoothed = {i: np.median([boxes[j] for j in found[max(0, k - 1) : k + 2]], axis=0) for k, i in enumerate(found)}
+def _same_face(a: Box, b: Box, reach: float = 1.0) -> bool:
+    """Whether two boxes are one face: centres within ``reach`` sides, sizes within 1.6x."""
+    return (np.hypot(a[0] - b[0], a[1] - b[1]) <= reach * max(a[2], b[2])
+            and max(a[2], b[2]) <= 1.6 * min(a[2], b[2]))
+
+
+def detect_faces(frame: np.ndarray | tuple[np.ndarray, float], near: Box | None = None) -> list[Box]:
+    """The faces in an ``(H, W, 3)`` RGB frame (or its ``detection_view``), most confident first, in
+    the frame's pixels. ``near``: only faces of about that box's size and place (a confirmation)."""
+    cascades = _cascades()
+    if cascades is None:
+        return []
+    grey, scale = frame if isinstance(frame, tuple) else detection_view(frame)
+    x0 = y0 = 0
+    sizes = {"minSize": (30, 30)}
+    if near is not None:  # a window 2.5 sides wide around the box, for faces 0.6-1.6x its size
+        cx, cy, side = (v * scale for v in near)
+        x0, y0 = max(0, int(cx - 1.25 * side)), max(0, int(cy - 1.25 * side))
+        grey = grey[y0 : max(0, int(cy + 1.25 * side)), x0 : max(0, int(cx + 1.25 * side))]
+        sizes = {"minSize": (int(0.6 * side),) * 2, "maxSize": (int(1.6 * side) + 1,) * 2}
+    if min(grey.shape) < sizes["minSize"][0]:
+        return []
+    equalised = cv2.equalizeHist(grey)  # dark or flat scenes: stretched contrast
+    found: list[tuple[float, Box]] = []
+    # Frontal, then frontal on the equalised frame, then profile both ways: each only where the
+    # ones before found nothing (the profile cascade finds faces turned one way; mirrored, the other).
+    for cascade, image, mirrored in ((cascades[0], grey, False), (cascades[0], equalised, False),
+                                     (cascades[1], equalised, False), (cascades[1], equalised, True)):
+        if found and not mirrored:
+            break
+        image = np.ascontiguousarray(image[:, ::-1] if mirrored else image)
+        rects, _, weights = cascade.detectMultiScale3(image, scaleFactor=1.1, minNeighbors=5, outputRejectLevels=True,
+                                                      **sizes)
+        for (x, y, w, h), weight in zip(rects, np.ravel(weights)):
+            x = image.shape[1] - x - w if mirrored else x
+            found.append((float(weight), ((x0 + x + w / 2) / scale, (y0 + y + h / 2) / scale, max(w, h) / scale)))
+    faces: list[Box] = []
+    for _, box in sorted(found, key=lambda f: -f[0]):  # one box per face: the most confident
+        if not any(_same_face(box, kept, 0.5) for kept in faces):
+            faces.append(box)
+    # A box centred inside a larger one is a part of that face (eyes and brows can pass for a face).
+    return [b for b in faces if not any(o[2] > b[2] and max(abs(o[0] - b[0]), abs(o[1] - b[1])) < o[2] / 2
+                                        for o in faces)]
+
+
+def track_faces(detections: Sequence[Sequence[Box]], frame_ids: Sequence[int],
+                fps: float = 25.0) -> tuple[list[Box | None], FaceCounts]:
+    """A box for each kept frame from the faces found in it (``detections[k]`` at frame
+    ``frame_ids[k]``), by the main face track (see the section's comment), and the counts.
+    All boxes are None where no frame shows a face."""
+    tracks: list[dict[int, Box]] = []  # kept frame -> box, filled in frame order
+    last = lambda t: t[max(t, key=frame_ids.__getitem__)]  # noqa: E731  (a track's latest box)
+    for k, faces in sorted(enumerate(detections), key=lambda kf: frame_ids[kf[0]]):
+        for box in faces:  # most confident first: it picks its track first
+            free = [t for t in tracks if k not in t and _same_face(last(t), box)]
+            if free:
+                min(free, key=lambda t: np.hypot(last(t)[0] - box[0], last(t)[1] - box[1]))[k] = box
+            else:
+                tracks.append({k: box})
+    counts = FaceCounts(tracks=sum(len(t) >= 2 for t in tracks))
+    if not tracks:
+        counts.no_face = len(detections)
+        return [None] * len(detections), counts
+    main = max(tracks, key=lambda t: (len(t), np.mean([b[2] for b in t.values()])))
+    boxes: list[Box | None] = []
+    for k, frame in enumerate(frame_ids):
+        if k in main:  # averaged with the track's boxes a few frames away only
+            near = [main[j] for j in main if abs(frame_ids[j] - frame) <= 2 * FACE_NEIGHBOUR]
+            boxes.append(tuple(np.mean(near, axis=0).tolist()))
+            counts.on_track += 1
+            continue
+        nearest = min(main, key=lambda j: abs(frame_ids[j] - frame))
+        boxes.append(main[nearest])
+        if abs(frame_ids[nearest] - frame) <= FACE_BORROW_SECONDS * fps:
+            counts.borrowed += 1
+        else:
+            counts.no_face += 1
+    return boxes, counts
+
+
+def crop_faces(frames: Sequence[np.ndarray], boxes: Sequence[Box | None], size: int) -> list[np.ndarray]:
+    """Each ``(H, W, 3)`` frame cropped to a square FACE_MARGIN times its box, resized to ``size``
+    (a box near an edge is shifted inside, not padded); None: the whole-frame centre crop."""
     crops = []
-    for i, frame in enumerate(frames):
-        if i not in smoothed:
+    for frame, box in zip(frames, boxes, strict=True):
+        if box is None:
             crops.append(resize_short_side_center_crop(frame, size))
             continue
         h, w = frame.shape[:2]
-        cx, cy, side = smoothed[i]
-        side = min(side * FACE_MARGIN, h, w)  # a box larger than the frame cannot be square
-        x0 = int(round(min(max(cx - side / 2, 0), w - side)))  # shift inside rather than pad
-        y0 = int(round(min(max(cy - side / 2, 0), h - side)))
-        s = int(round(side))
+        cx, cy, side = box
+        s = int(round(min(side * FACE_MARGIN, h, w)))  # a box larger than the frame cannot be square
+        x0 = int(round(min(max(cx - s / 2, 0), w - s)))
+        y0 = int(round(min(max(cy - s / 2, 0), h - s)))
         crop = frame[y0 : y0 + s, x0 : x0 + s]
         crops.append(cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA if s > size else cv2.INTER_LINEAR))
-    return crops, len(frames) - len(smoothed)
+    return crops
+
+
+def face_boxes(frames: Sequence[np.ndarray], frame_ids: Sequence[int],
+               neighbours: Sequence[np.ndarray | tuple[np.ndarray, float]], fps: float = 25.0
+               ) -> tuple[list[Box | None], FaceCounts]:
+    """The boxes ``track_faces`` gives for kept ``(H, W, 3)`` RGB ``frames``, each searched, and its
+    finds confirmed on ``neighbours[k]`` (the frame FACE_NEIGHBOUR away, or its ``detection_view``):
+    where some are confirmed the rest are dropped; where none is found, the neighbour's are used."""
+    detections = []
+    for frame, neighbour in zip(frames, neighbours, strict=True):
+        view = neighbour if isinstance(neighbour, tuple) else detection_view(neighbour)
+        own = detect_faces(frame)
+        confirmed = []
+        for box in own:
+            again = [b for b in detect_faces(view, near=box) if _same_face(box, b, 0.3)]
+            if again:
+                confirmed.append(tuple(np.mean([box, again[0]], axis=0).tolist()))
+        detections.append(confirmed or own or detect_faces(view))
+    return track_faces(detections, frame_ids, fps)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1013,7 +1143,7 @@ def cache_dir_for(root: str | Path, num_frames: int = 8, size: int = 224, face_c
                   num_clips: int = 1) -> Path:
     """The cache folder for one extraction setting, so changing a knob never reuses stale clips."""
     clips = f"_c{num_clips}" if num_clips > 1 else ""
-    return Path(root) / f"f{num_frames}_s{size}_{'face' if face_crop else 'full'}{clips}"
+    return Path(root) / f"f{num_frames}_s{size}_{FACE_METHOD if face_crop else 'full'}{clips}"
 
 
 def cache_path(item: VideoItem, cache_dir: str | Path) -> Path:
@@ -1028,7 +1158,7 @@ class ExtractionReport:
     done: list[VideoItem] = field(default_factory=list)
     skipped: list[VideoItem] = field(default_factory=list)  # already in the cache
     failed: list[tuple[VideoItem, str]] = field(default_factory=list)  # with the cause
-    faces_missing: dict[str, int] = field(default_factory=dict)  # path -> frames without a face
+    faces: dict[VideoItem, FaceCounts] = field(default_factory=dict)  # with face crop: how each clip's crops were made
     warnings: list[tuple[VideoItem, str]] = field(default_factory=list)
 
     @property
@@ -1036,19 +1166,48 @@ class ExtractionReport:
         """Videos with a clip in the cache."""
         return self.done + self.skipped
 
+    @property
+    def unsure(self) -> list[tuple[VideoItem, FaceCounts]]:
+        """Videos whose face was not found on most frames (``FaceCounts.unsure``)."""
+        return [(item, counts) for item, counts in self.faces.items() if counts.unsure]
+
+    def summary(self) -> str:
+        """What the notebook shows: the counts, each failure with its cause, and with face crop the
+        frame counts and every video whose crops were not all on one face."""
+        lines = [f"decoded {len(self.done)}, already cached {len(self.skipped)}, failed {len(self.failed)}"]
+        if self.failed:
+            lines.append(format_table([(i.path.name, i.method, cause) for i, cause in self.failed], ["video", "method", "cause"]))
+        if self.faces:
+            total = {k: sum(getattr(c, k) for c in self.faces.values()) for k in ("on_track", "borrowed", "no_face")}
+            odd = [(i, c) for i, c in self.faces.items() if c.borrowed or c.no_face or c.tracks != 1]
+            lines.append(f"face crops of {len(self.faces)} videos: the face on {total['on_track']} frames, borrowed from "
+                         f"the nearest frame on its track on {total['borrowed']}, no face on {total['no_face']}; "
+                         f"{len(self.unsure)} videos without the face on most frames (listed as unsure)")
+            if odd:
+                lines.append(format_table([(i.path.name, i.method, c.on_track, c.borrowed, c.no_face, c.tracks,
+                                            "unsure" if c.unsure else "") for i, c in odd],
+                                          ["video", "method", "on track", "borrowed", "no face", "face tracks", ""]))
+        return "\n".join(lines)
+
 
 def _extract_one(item: VideoItem, dest: Path, num_frames: int, size: int, face_crop: bool,
-                 num_clips: int) -> tuple[str | None, int, list[str]]:
-    """Decode one video into ``dest``: (error or None, frames without a face, warnings); a clip
-    that cannot be written raises ``OSError``."""
+                 num_clips: int) -> tuple[str | None, FaceCounts | None, list[str]]:
+    """Decode one video into ``dest``: (error or None, face counts, warnings); a clip that cannot
+    be written raises ``OSError``."""
     try:
         clip = read_clip(item.path, num_frames, size, face_crop, num_clips)
     except VideoReadError as exc:
-        return str(exc), 0, []
+        return str(exc), None, []
     except Exception as exc:  # a decoder bug must not stop the other videos: report it
-        return f"{item.path}: {type(exc).__name__}: {exc}", 0, []
+        return f"{item.path}: {type(exc).__name__}: {exc}", None, []
+    if clip.faces is not None:  # first, so that a cached clip always has its counts
+        write_json(_face_counts_path(dest), asdict(clip.faces))
     atomic_write(dest, lambda fh: np.save(fh, clip.frames), "the clip to the frame cache")
-    return None, clip.faces_missing, clip.warnings
+    return None, clip.faces, clip.warnings
+
+
+def _face_counts_path(clip_path: Path) -> Path:
+    return clip_path.with_suffix(".faces.json")
 
 
 def default_workers() -> int:
@@ -1074,6 +1233,8 @@ def extract_frames(items: Sequence[VideoItem], cache_dir: str | Path, num_frames
         dest = cache_path(item, cache_dir)
         if dest.is_file():
             report.skipped.append(item)
+            if face_crop and _face_counts_path(dest).is_file():
+                report.faces[item] = FaceCounts(**json.loads(_face_counts_path(dest).read_text(encoding="utf-8")))
         else:
             todo.append((item, dest))
     workers = default_workers() if workers is None else workers
@@ -1081,20 +1242,20 @@ def extract_frames(items: Sequence[VideoItem], cache_dir: str | Path, num_frames
     settings = (num_frames, size, face_crop, num_clips)
     bar = _progress(total=len(todo), desc="extracting frames", unit="video", disable=not todo)
 
-    def record(item: VideoItem, result: tuple[str | None, int, list[str]]) -> None:
-        error, missing, warnings = result
+    def record(item: VideoItem, result: tuple[str | None, FaceCounts | None, list[str]]) -> None:
+        error, faces, warnings = result
         if error is not None:
             report.failed.append((item, error))
         else:
             report.done.append(item)
             report.warnings += [(item, w) for w in warnings]
-            if missing:
-                report.faces_missing[str(item.path)] = missing
+            if faces is not None:
+                report.faces[item] = faces
             for warning in warnings if isolate else []:  # a process logs to its own stderr: say it here
                 logger.warning(warning)
         bar.update()
 
-    def consume(results: Iterator[tuple[str | None, int, list[str]]], jobs: list[tuple[VideoItem, Path]]) -> int:
+    def consume(results: Iterator[tuple[str | None, FaceCounts | None, list[str]]], jobs: list[tuple[VideoItem, Path]]) -> int:
         """Record ``results`` in the order of ``jobs``; returns how many came before a worker process died."""
         done = 0
         try:
@@ -1126,7 +1287,7 @@ def extract_frames(items: Sequence[VideoItem], cache_dir: str | Path, num_frames
                 if queue:  # a worker died, on the first unfinished video or one beside it: that one alone
                     if in_pool(processes(1), queue[:1]) == 0:
                         record(queue[0][0], (f"{queue[0][0].path}: the decoding process died (a crash in the "
-                                             "native decoder, or killed for memory)", 0, []))
+                                             "native decoder, or killed for memory)", None, []))
                     queue = queue[1:]
         elif workers <= 1:
             consume((_extract_one(item, dest, *settings) for item, dest in todo), todo)
@@ -1326,7 +1487,7 @@ def make_synthetic_dataset(root: str | Path, n_per_class: int = 24, num_frames: 
 
 CHECKPOINT_FORMAT = "scarlet-checkpoint-v2"
 _CHECKPOINT_V1 = "scarlet-checkpoint-v1"  # weights, config and loose extras: no preprocessing record, no split
-FACE_METHOD = "haar-largest-smoothed"  # what crop_faces does; a checkpoint trained on other crops is refused
+FACE_METHOD = "haar-track"  # what the Faces section does; a checkpoint trained on other crops is refused
 ORIGINAL_TRAIN_NOTE = ("its training videos are unknown, so any FaceForensics++ number for it may include faces it "
                        "trained on (the original run used 1,400 of the 2,000 Deepfakes/original videos)")
 
@@ -2223,8 +2384,8 @@ def predict_video(model: torch.nn.Module, path: str | Path, preprocessing: Prepr
     check_input_size(model, prep.num_frames, prep.size)
     device = torch.device(device) if device is not None else next(model.parameters()).device
     clip = read_clip(path, prep.num_frames, prep.size, prep.face_crop, num_clips=num_clips)
-    if clip.faces_missing:
-        logger.warning("%s: no face in %d frames; used a centre crop there", path, clip.faces_missing)
+    if clip.faces is not None and clip.faces.unsure:
+        logger.warning("%s: the face was not found on most frames (%s)", path, clip.faces.summary())
     x = clip_to_tensor(clip.frames, prep.mean, prep.std).view(-1, prep.num_frames, 3, prep.size, prep.size)
     model.eval()
     with _autocast(device, precision(device, amp=amp)):

@@ -275,13 +275,16 @@ def test_extract_frames_real_sample(sample_items, reference_clips, tmp_path, cap
         report = su.extract_frames(items, cache, NUM_FRAMES, SIZE, workers=workers, isolate=isolate)
     assert cv2.getNumThreads() == opencv_threads  # the thread pool puts OpenCV's setting back
     assert sorted(report.done, key=str) == sorted(sample_items, key=str)
-    assert report.skipped == [] and report.faces_missing == {}
+    assert report.skipped == [] and report.faces == {} and report.unsure == []
     assert len(report.failed) == 1
     failed_item, cause = report.failed[0]
     assert failed_item == bad
     assert str(bad_path) in cause and "OpenCV cannot open it as a video" in cause
     said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert [m for m in said if str(bad_path) in m] == [f"skipped {cause}"]  # said once, from any worker
+    summary = report.summary().splitlines()  # what the notebook shows: the counts, then each failure with its cause
+    assert summary[0] == f"decoded {len(sample_items)}, already cached 0, failed 1"
+    assert summary[1].split() == ["video", "method", "cause"] and summary[3].split(maxsplit=2) == [bad_path.name, bad.method, cause]
     assert sorted(report.ok, key=str) == sorted(sample_items, key=str)
 
     # exactly one .npy per good video and nothing else: no temp files, no clip for the bad one
@@ -315,7 +318,7 @@ def test_extract_frames_write_failure_leaves_no_partial_clip(write_video, tmp_pa
 def test_cache_locations():
     item = su.VideoItem(Path("/x/Deepfakes/000_003.mp4"), 1, "Deepfakes", "000_003")
     assert su.cache_dir_for("/c", 8, 224, False) == Path("/c/f8_s224_full")
-    assert su.cache_dir_for("/c", 16, 112, True) == Path("/c/f16_s112_face")
+    assert su.cache_dir_for("/c", 16, 112, True) == Path(f"/c/f16_s112_{su.FACE_METHOD}")
     assert su.cache_path(item, "/c/f8_s224_full") == Path("/c/f8_s224_full/Deepfakes/000_003.npy")
 
 

@@ -40,10 +40,10 @@ def main() -> None:
                 times.append(time.perf_counter() - t0)
             med = statistics.median(times)
             totals[face].append(med)
-            row += [f"{len(clip.frames)}", f"{med:.3f}"] + ([f"{args.frames - clip.faces_missing}/{args.frames}"] if face else [])
+            row += [f"{len(clip.frames)}", f"{med:.3f}"] + ([f"{clip.faces.on_track}/{args.frames}"] if face else [])
         row.insert(1, str(clip.total_frames))
         rows.append(row)
-    print(su.format_table(rows, ["video", "frames in video", "frames", "s (whole)", "frames", "s (face crop)", "faces found"]))
+    print(su.format_table(rows, ["video", "frames in video", "frames", "s (whole)", "frames", "s (face crop)", "face on track"]))
     print(f"\nmean seconds per video: whole frames {statistics.mean(totals[False]):.3f}, "
           f"face crop {statistics.mean(totals[True]):.3f} "
           f"(face crop / whole = {statistics.mean(totals[True]) / statistics.mean(totals[False]):.2f}x)")
