@@ -1180,9 +1180,10 @@ class ExtractionReport:
         if self.faces:
             total = {k: sum(getattr(c, k) for c in self.faces.values()) for k in ("on_track", "borrowed", "no_face")}
             odd = [(i, c) for i, c in self.faces.items() if c.borrowed or c.no_face or c.tracks != 1]
-            lines.append(f"face crops of {len(self.faces)} videos: the face on {total['on_track']} frames, borrowed from "
-                         f"the nearest frame on its track on {total['borrowed']}, no face on {total['no_face']}; "
-                         f"{len(self.unsure)} videos without the face on most frames (listed as unsure)")
+            videos = lambda n: f"{n} video{'' if n == 1 else 's'}"  # noqa: E731
+            lines.append(f"face crops of {videos(len(self.faces))}: the face on {total['on_track']} frames, borrowed "
+                         f"from the nearest frame on its track on {total['borrowed']}, no face on {total['no_face']}; "
+                         f"{videos(len(self.unsure))} without the face on most frames (listed as unsure)")
             if odd:
                 lines.append(format_table([(i.path.name, i.method, c.on_track, c.borrowed, c.no_face, c.tracks,
                                             "unsure" if c.unsure else "") for i, c in odd],

@@ -724,7 +724,7 @@ def test_extract_frames_reports_the_faces_and_lists_the_unsure(tmp_path, face_vi
     lines = again.summary().splitlines()
     assert lines[0] == "decoded 0, already cached 3, failed 0"
     assert lines[1] == ("face crops of 3 videos: the face on 7 frames, borrowed from the nearest frame on its track on 1, "
-                        "no face on 4; 1 videos without the face on most frames (listed as unsure)")
+                        "no face on 4; 1 video without the face on most frames (listed as unsure)")
     rows = {line.split()[0]: line.split()[1:] for line in lines[4:]}
     assert rows == {"late.mp4": ["original", "3", "1", "0", "1"], "no_face.mp4": ["Deepfakes", "0", "0", "4", "0", "unsure"]}
     whole = su.extract_frames(items, tmp_path / "whole", 4, 32, face_crop=False, workers=1)
