@@ -18,13 +18,14 @@ import logging
 import multiprocessing
 import os
 import random
+import re
 import shutil
 import stat
 
 import threading
 from collections import Counter
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -733,82 +734,186 @@ def face_boxes(frames: Sequence[np.ndarray], frame_ids: Sequence[int],
 REAL_FOLDER = "original"
 ACTORS_FOLDER = "actors"  # DeepFakeDetection's real videos (its own actors, not youtube ids)
 KNOWN_METHODS = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures", "FaceShifter", "DeepFakeDetection")
+FFPP = "FaceForensics++"  # the dataset of an FF++ c23 item; other compressions are "FaceForensics++ c40", ...
+COMPRESSIONS = ("c23", "c40", "raw")
+CELEB_FOLDERS = {"Celeb-real": 0, "YouTube-real": 0, "Celeb-synthesis": 1}  # Celeb-DF v2's folders and labels
 LAYOUT_HELP = (
     "expected one of these layouts under the data root:\n"
-    "  Kaggle mirror:  ROOT/original/NNN.mp4 and ROOT/<Method>/TTT_SSS.mp4 (e.g. ROOT/Deepfakes/000_003.mp4)\n"
-    "  FF++ official:  ROOT/original_sequences/youtube/c23/videos/NNN.mp4 and\n"
-    "                  ROOT/manipulated_sequences/<Method>/c23/videos/TTT_SSS.mp4"
+    "  FF++ Kaggle mirror:  ROOT/original/NNN.mp4 and ROOT/<Method>/TTT_SSS.mp4 (e.g. ROOT/Deepfakes/000_003.mp4)\n"
+    "  FF++ official:       ROOT/original_sequences/youtube/c23/videos/NNN.mp4 and\n"
+    "                       ROOT/manipulated_sequences/<Method>/c23/videos/TTT_SSS.mp4 (c23, c40 or raw)\n"
+    "  Celeb-DF v2:         ROOT/Celeb-real/idX_NNNN.mp4, ROOT/YouTube-real/NNNNN.mp4,\n"
+    "                       ROOT/Celeb-synthesis/idX_idY_NNNN.mp4 and ROOT/List_of_testing_videos.txt\n"
+    "  DFDC:                ROOT/metadata.json beside its videos, or ROOT/dfdc_train_part_N/metadata.json\n"
+    "                       (one level deeper too), e.g. the competition's train_sample_videos/\n"
+    "  your own videos:     ROOT/real/... and ROOT/fake/... (any names, any subfolders)"
 )
 
 
 @dataclass(frozen=True)
 class VideoItem:
-    """One labelled video: ``label`` 0 is real, 1 is fake; ``video_id`` is the file stem."""
+    """One labelled video: ``label`` 0 is real, 1 is fake; ``video_id`` names it in its ``method``
+    folder (FF++: ``T`` or ``T_S``); ``people``: its identities where the id does not say them."""
 
     path: Path
     label: int
     method: str
     video_id: str
+    dataset: str = FFPP
+    people: tuple[str, ...] = ()
 
 
-def _video_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS and not p.name.startswith("."))
+def _video_files(folder: Path, recursive: bool = False) -> list[Path]:
+    files = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(p for p in files if p.suffix.lower() in VIDEO_EXTENSIONS and not p.name.startswith(".")
+                  and (p.is_file() or not recursive))
+
+
+def _dfdc_metadata(root: Path) -> list[Path]:
+    """DFDC's ``metadata.json`` files at ``root`` and up to two folder levels below it."""
+    return sorted(p for pattern in ("metadata.json", "*/metadata.json", "*/*/metadata.json") for p in root.glob(pattern))
 
 
 def detect_layout(root: str | Path) -> str:
-    """``"kaggle"`` or ``"official"``; a root with neither raises ``FileNotFoundError``."""
+    """``"kaggle"`` or ``"official"`` (FF++), ``"celeb-df"``, ``"dfdc"`` or ``"folders"``; a root
+    with none of them raises ``FileNotFoundError`` listing them all."""
     root = Path(root)
     if (root / "original_sequences").is_dir():
         return "official"
     if (root / REAL_FOLDER).is_dir():
         return "kaggle"
-    raise FileNotFoundError(f"{root}: not a FaceForensics++ data root; {LAYOUT_HELP}")
+    if any((root / folder).is_dir() for folder in CELEB_FOLDERS):
+        return "celeb-df"
+    if _dfdc_metadata(root):
+        return "dfdc"
+    if (root / "real").is_dir() and (root / "fake").is_dir():
+        return "folders"
+    raise FileNotFoundError(f"{root}: not a data root Scarlet reads; {LAYOUT_HELP}")
 
 
-def _layout_folders(root: Path, layout: str, method: str) -> Path:
+def _layout_folders(root: Path, layout: str, method: str, compression: str = "c23") -> Path:
     if layout == "kaggle":
         return root / method
     if method in (REAL_FOLDER, ACTORS_FOLDER):
-        return root / "original_sequences" / ("youtube" if method == REAL_FOLDER else "actors") / "c23" / "videos"
-    return root / "manipulated_sequences" / method / "c23" / "videos"
+        return root / "original_sequences" / ("youtube" if method == REAL_FOLDER else "actors") / compression / "videos"
+    return root / "manipulated_sequences" / method / compression / "videos"
 
 
-def available_methods(root: str | Path) -> list[str]:
-    """Manipulation methods with a video folder under ``root`` (either layout)."""
+def available_methods(root: str | Path, compression: str = "c23") -> list[str]:
+    """The fake methods under ``root``: FF++ manipulations with a folder, else those ``list_videos`` finds."""
     root = Path(root)
     layout = detect_layout(root)
-    return [m for m in KNOWN_METHODS if _layout_folders(root, layout, m).is_dir()]
+    if layout in ("kaggle", "official"):
+        return [m for m in KNOWN_METHODS if _layout_folders(root, layout, m, compression).is_dir()]
+    return sorted({i.method for i in _other_videos(root, layout) if i.label == 1})
 
 
-def list_videos(root: str | Path, methods: Iterable[str] = ("Deepfakes",)) -> list[VideoItem]:
-    """Every real video and every fake of ``methods`` under ``root`` (either layout), sorted by
-    path. With ``DeepFakeDetection``, its originals (method ``"actors"``) are real videos too."""
+def _celeb_item(root: Path, path: Path) -> VideoItem:
+    """A Celeb-DF v2 video: ``idX_NNNN`` shows celebrity X, ``idX_idY_NNNN`` X's video with Y's face,
+    a YouTube-real video its own person."""
+    method = path.parent.name
+    ids = [part for part in path.stem.split("_") if re.fullmatch(r"id\d+", part)]
+    people = tuple(f"celeb:{i}" for i in ids) if method != "YouTube-real" and ids else (f"celeb-youtube:{path.stem}",)
+    return VideoItem(path, CELEB_FOLDERS.get(method, 1), method, path.stem, "Celeb-DF-v2", people)
+
+
+def _other_videos(root: Path, layout: str) -> list[VideoItem]:
+    """Every video of a Celeb-DF v2, DFDC or own-folders root (see ``LAYOUT_HELP``)."""
+    if layout == "celeb-df":
+        return [_celeb_item(root, p) for folder in CELEB_FOLDERS if (root / folder).is_dir()
+                for p in _video_files(root / folder)]
+    if layout == "folders":  # each video its own person; the id keeps its subfolders
+        dataset = f"own-{root.name}"
+        return [VideoItem(p, label, side, p.relative_to(root / side).with_suffix("").as_posix().replace("/", "__"),
+                          dataset, (f"{dataset}:{p.relative_to(root).as_posix()}",))
+                for label, side in ((0, "real"), (1, "fake")) for p in _video_files(root / side, recursive=True)]
+    items = []  # DFDC: a fake and its original are one group of people
+    for meta in _dfdc_metadata(root):
+        try:
+            entries = json.loads(meta.read_text(encoding="utf-8"))
+            rows = [(name, str(e["label"]).upper(), e.get("original")) for name, e in entries.items()]
+        except (OSError, ValueError, KeyError, AttributeError, TypeError) as exc:
+            raise ValueError(f"{meta}: not a DFDC metadata.json ({type(exc).__name__}: {exc})") from None
+        missing = [name for name, _, _ in rows if not (meta.parent / name).is_file()]
+        if missing:
+            logger.warning("%s: %d of its %d videos are not in %s (e.g. %s); listing the others", meta, len(missing),
+                           len(rows), meta.parent, missing[0])
+        items += [VideoItem(meta.parent / name, int(label == "FAKE"), "DFDC" if label == "FAKE" else "DFDC-real",
+                            Path(name).stem, "DFDC", (f"dfdc:{Path(original or name).stem}",))
+                  for name, label, original in rows if name not in missing]
+    return items
+
+
+def list_videos(root: str | Path, methods: Iterable[str] | None = None, compression: str = "c23") -> list[VideoItem]:
+    """Every real video and every fake of ``methods`` (None: every method found) under ``root``, in
+    any layout of ``LAYOUT_HELP``, sorted by path. FF++ at ``compression`` (official layout);
+    with ``DeepFakeDetection``, its originals (method ``"actors"``) are real videos too."""
     root = Path(root)
     layout = detect_layout(root)
+    if compression not in COMPRESSIONS or (compression != "c23" and layout == "kaggle"):
+        raise ValueError(f"{root}: compression {compression!r}: expected one of {COMPRESSIONS} (the Kaggle mirror "
+                         "holds c23 only)")
     # A bare string is one method, not a sequence of letters; repeats would duplicate videos.
-    methods = list(dict.fromkeys([methods] if isinstance(methods, str) else methods))
-    items: list[VideoItem] = []
-    for method in [REAL_FOLDER, *methods]:
-        folder = _layout_folders(root, layout, method)
-        if not folder.is_dir():
-            found = available_methods(root)
-            raise FileNotFoundError(
-                f"{folder}: no folder for {method!r} under {root} ({layout} layout); methods found: {found or 'none'}"
-            )
-        items += [VideoItem(p, int(method != REAL_FOLDER), method, p.stem) for p in _video_files(folder)]
-    if "DeepFakeDetection" in methods:
-        folder = _layout_folders(root, layout, ACTORS_FOLDER)
-        if folder.is_dir():
-            items += [VideoItem(p, 0, ACTORS_FOLDER, p.stem) for p in _video_files(folder)]
-        else:
-            logger.warning("%s: no DeepFakeDetection originals (actors) here, so the DeepFakeDetection fakes have "
-                           "no matching real videos", folder)
-    if not any(i.label == 0 for i in items) or not any(i.label == 1 for i in items):
+    methods = None if methods is None else list(dict.fromkeys([methods] if isinstance(methods, str) else methods))
+    if layout not in ("kaggle", "official"):
+        items = _other_videos(root, layout)
+        unknown = sorted(set(methods or ()) - {i.method for i in items if i.label == 1})
+        if unknown:
+            raise FileNotFoundError(f"{root}: no fakes of {unknown} ({layout} layout); methods found: "
+                                    f"{available_methods(root) or 'none'}")
+        items = [i for i in items if i.label == 0 or methods is None or i.method in methods]
+        empty = ""
+    else:
+        methods = available_methods(root, compression) if methods is None else methods
+        dataset = FFPP if compression == "c23" else f"{FFPP} {compression}"
+        items = []
+        for method in [REAL_FOLDER, *methods]:
+            folder = _layout_folders(root, layout, method, compression)
+            if not folder.is_dir():
+                found = available_methods(root, compression)
+                raise FileNotFoundError(f"{folder}: no folder for {method!r} under {root} ({layout} layout); "
+                                        f"methods found: {found or 'none'}")
+            items += [VideoItem(p, int(method != REAL_FOLDER), method, p.stem, dataset) for p in _video_files(folder)]
+        if "DeepFakeDetection" in methods:
+            folder = _layout_folders(root, layout, ACTORS_FOLDER, compression)
+            if folder.is_dir():
+                items += [VideoItem(p, 0, ACTORS_FOLDER, p.stem, dataset) for p in _video_files(folder)]
+            else:
+                logger.warning("%s: no DeepFakeDetection originals (actors) here, so the DeepFakeDetection fakes have "
+                               "no matching real videos", folder)
         counts = Counter(i.method for i in items)
-        empty = [str(_layout_folders(root, layout, m)) for m in [REAL_FOLDER, *methods] if not counts[m]]
-        where = f"; no video files ({', '.join(VIDEO_EXTENSIONS)}) in {', '.join(empty)}" if empty else ""
-        raise FileNotFoundError(f"{root}: need real and fake videos, found {dict(counts) or 'none'}{where}; {LAYOUT_HELP}")
+        empty = [str(_layout_folders(root, layout, m, compression)) for m in [REAL_FOLDER, *methods] if not counts[m]]
+        empty = f"; no video files ({', '.join(VIDEO_EXTENSIONS)}) in {', '.join(empty)}" if empty else ""
+    if not any(i.label == 0 for i in items) or not any(i.label == 1 for i in items):
+        counts = dict(Counter(i.method for i in items))
+        raise FileNotFoundError(f"{root}: need real and fake videos, found {counts or 'none'}{empty}; {LAYOUT_HELP}")
     return sorted(items, key=lambda i: str(i.path))
+
+
+def dataset_test_items(root: str | Path, n_eval: int = 800, seed: int = 0, compression: str = "c23") -> list[VideoItem]:
+    """A dataset's standard test set: Celeb-DF v2's ``List_of_testing_videos.txt`` (518 videos; ``1``
+    means real there), FF++'s official test pairs, a balanced sample of at most ``n_eval`` DFDC
+    videos drawn with ``seed``, or every video of your own folders."""
+    root = Path(root)
+    layout = detect_layout(root)
+    if layout == "celeb-df":
+        listing = root / "List_of_testing_videos.txt"
+        if not listing.is_file():
+            raise FileNotFoundError(f"{listing}: Celeb-DF v2's test list is missing (one 'LABEL RELPATH' per line)")
+        rows = [line.split(maxsplit=1) for line in listing.read_text(encoding="utf-8").splitlines() if line.strip()]
+        if any(len(r) != 2 or r[0] not in ("0", "1") for r in rows):
+            raise ValueError(f"{listing}: expected 'LABEL RELPATH' lines with LABEL 1 (real) or 0 (fake)")
+        items = [_celeb_item(root, root / rel.strip()) for _, rel in rows]
+        return [replace(i, label=1 - int(label)) for i, (label, _) in zip(items, rows)]  # the list's own label
+    items = list_videos(root, compression=compression)
+    if layout in ("kaggle", "official"):
+        return [i for i in items if official_part(i) == "test"]
+    if layout == "dfdc":
+        rng = random.Random(seed)
+        n = min(n_eval // 2, *(sum(i.label == c for i in items) for c in (0, 1)))
+        return sorted(rng.sample([i for i in items if i.label == 0], n) + rng.sample([i for i in items if i.label == 1], n),
+                      key=lambda i: str(i.path))
+    return items
 
 
 SPLIT_STRATEGIES = ("random", "identity", "official")
@@ -843,14 +948,14 @@ class Split:
     def from_json(cls, obj: dict[str, Any], data_root: str | Path | None = None) -> "Split":
         """The split ``to_json`` wrote, its relative paths resolved against today's ``data_root``."""
         root = Path(data_root) if data_root is not None else Path()
-        side = lambda rows: [VideoItem(root / r["path"], int(r["label"]), r["method"], r["video_id"])  # noqa: E731
-                             for r in rows]
+        side = lambda rows: [VideoItem(root / r["path"], int(r["label"]), r["method"], r["video_id"],  # noqa: E731
+                                       r.get("dataset", FFPP), tuple(r.get("people", ()))) for r in rows]
         return cls(side(obj["train"]), side(obj["val"]), side(obj.get("test", [])), obj.get("strategy", "random"),
                    obj.get("seed", 0))
 
     def same_videos(self, other: "Split") -> bool:
-        """Whether both hold the same videos on each side (by method and id, wherever the data lives)."""
-        key = lambda items: sorted((i.method, i.video_id) for i in items)  # noqa: E731
+        """Whether both hold the same videos on each side (by dataset, method and id, wherever the data lives)."""
+        key = lambda items: sorted((i.dataset, i.method, i.video_id) for i in items)  # noqa: E731
         return all(key(getattr(self, p)) == key(getattr(other, p)) for p in SPLIT_PARTS)
 
 
@@ -940,6 +1045,8 @@ def video_identities(item_or_id: VideoItem | str) -> frozenset[str]:
     """The people a video shows: real ``"T"`` -> ``{"T"}``; fake ``"T_S"`` -> ``{"T", "S"}``.
     DeepFakeDetection ids (``"01_02__exit_phone_room__YVGY8LOK"``) name actors: ``{"actor:01",
     "actor:02"}``, so actor 01 never collides with youtube video 001's person."""
+    if isinstance(item_or_id, VideoItem) and item_or_id.people:  # listed with its people (not FF++)
+        return frozenset(item_or_id.people)
     if isinstance(item_or_id, VideoItem):
         vid = item_or_id.video_id
         actor = item_or_id.method in _ACTOR_METHODS or "__" in vid
@@ -1147,8 +1254,9 @@ def cache_dir_for(root: str | Path, num_frames: int = 8, size: int = 224, face_c
 
 
 def cache_path(item: VideoItem, cache_dir: str | Path) -> Path:
-    """Where ``item``'s clip lives in ``cache_dir``: ``<method>/<video_id>.npy``."""
-    return Path(cache_dir) / item.method / f"{item.video_id}.npy"
+    """Where ``item``'s clip lives in ``cache_dir``: ``<method>/<video_id>.npy``, below a folder
+    named after its dataset unless that is FF++ c23 (so FF++ at c40 never reuses c23's clips)."""
+    return Path(cache_dir) / ("" if item.dataset == FFPP else item.dataset) / item.method / f"{item.video_id}.npy"
 
 
 @dataclass

@@ -37,7 +37,8 @@ def _check_listing(items, root: Path, methods):
 def test_list_videos_official_layout(ffpp_root):
     assert su.detect_layout(ffpp_root) == "official"
     assert su.available_methods(ffpp_root) == ALL_METHODS
-    _check_listing(su.list_videos(ffpp_root), ffpp_root, ["Deepfakes"])  # default: Deepfakes only
+    _check_listing(su.list_videos(ffpp_root, ["Deepfakes"]), ffpp_root, ["Deepfakes"])
+    _check_listing(su.list_videos(ffpp_root), ffpp_root, ALL_METHODS)  # methods left out: every one found
     items = su.list_videos(ffpp_root, ALL_METHODS)
     _check_listing(items, ffpp_root, ALL_METHODS)
     real = next(i for i in items if i.video_id == "004")
@@ -74,7 +75,8 @@ def test_kaggle_tree_with_its_metadata_csv_lists_and_extracts_as_without_it(kagg
     assert su.available_methods(kaggle_root) == ALL_METHODS
     items = su.list_videos(kaggle_root, ALL_METHODS)
     assert items == plain and len(items) == 7
-    assert [f.name for f in dataclasses.fields(su.VideoItem)] == ["path", "label", "method", "video_id"]
+    assert [f.name for f in dataclasses.fields(su.VideoItem)] == ["path", "label", "method", "video_id", "dataset", "people"]
+    assert {(i.dataset, i.people) for i in items} == {(su.FFPP, ())}  # FF++ ids say their people themselves
     item = next(i for i in items if i.video_id == "004")
     assert item.path.is_symlink()
     report = su.extract_frames([item], tmp_path / "cache", num_frames=4, size=32, workers=0)
@@ -85,12 +87,15 @@ def test_kaggle_tree_with_its_metadata_csv_lists_and_extracts_as_without_it(kagg
 
 def test_root_with_neither_layout(tmp_path):
     (tmp_path / "videos").mkdir()
-    with pytest.raises(FileNotFoundError, match="not a FaceForensics\\+\\+ data root") as info:
+    with pytest.raises(FileNotFoundError, match="not a data root Scarlet reads") as info:
         su.list_videos(tmp_path)
     message = str(info.value)
     assert str(tmp_path) in message
     assert "ROOT/original/NNN.mp4" in message and "ROOT/<Method>/TTT_SSS.mp4" in message
     assert "ROOT/original_sequences/youtube/c23/videos/NNN.mp4" in message
+    for other in ("ROOT/Celeb-synthesis/idX_idY_NNNN.mp4", "List_of_testing_videos.txt", "dfdc_train_part_N/metadata.json",
+                  "ROOT/real/... and ROOT/fake/..."):  # every layout it reads, not only FF++'s
+        assert other in message, other
 
 
 @pytest.mark.real_video
@@ -176,7 +181,8 @@ def test_split_json_round_trip(tmp_path):
     assert raw["seed"] == 7 and raw["strategy"] == "random"
     # no data root given: the paths are kept as they are
     assert raw["train"][0] == {"path": str(split.train[0].path), "label": split.train[0].label,
-                               "method": split.train[0].method, "video_id": split.train[0].video_id}
+                               "method": split.train[0].method, "video_id": split.train[0].video_id,
+                               "dataset": su.FFPP, "people": []}
     loaded = su.load_split(path)
     assert loaded == split
     assert all(isinstance(i.path, Path) for i in loaded.train + loaded.val + loaded.test)

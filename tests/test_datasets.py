@@ -1,0 +1,207 @@
+"""Datasets beyond FF++ c23: Celeb-DF v2, DFDC, your own real/ and fake/ folders, FF++ at c40.
+
+Each layout is built from symlinks to the real videos in ../shared/data (no video is copied), with
+the text and JSON lists those datasets ship, and read through the public functions.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import scarlet_utils as su
+
+from conftest import official_path
+
+REAL_FACES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real_faces"
+
+
+@pytest.fixture
+def real_clips(ffpp_root) -> list[Path]:
+    clips = sorted(REAL_FACES.glob("LipNet__*.mpg"))[:4]
+    if len(clips) < 4:
+        pytest.skip("the shared real_faces videos are absent")
+    return clips
+
+
+def _link(link: Path, target: Path) -> Path:
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(target)
+    return link
+
+
+@pytest.fixture
+def celeb_root(tmp_path, real_clips, ffpp_videos) -> Path:
+    """Celeb-DF v2's layout: two celebrities, one YouTube video, two fakes, and the test list."""
+    root = tmp_path / "Celeb-DF-v2"
+    _link(root / "Celeb-real" / "id0_0000.mp4", real_clips[0])
+    _link(root / "Celeb-real" / "id1_0001.mp4", real_clips[1])
+    _link(root / "YouTube-real" / "00003.mp4", real_clips[2])
+    _link(root / "Celeb-synthesis" / "id0_id1_0000.mp4", ffpp_videos[("Deepfakes", "519_515")])
+    _link(root / "Celeb-synthesis" / "id1_id0_0001.mp4", ffpp_videos[("FaceSwap", "634_660")])
+    # 1 means real in this list, 0 fake; a listed video may be missing, and is still listed
+    (root / "List_of_testing_videos.txt").write_text(
+        "1 YouTube-real/00003.mp4\n0 Celeb-synthesis/id1_id0_0001.mp4\n1 Celeb-real/id1_0001.mp4\n"
+        "0 Celeb-synthesis/id5_id6_0009.mp4\n", encoding="utf-8")
+    return root
+
+
+def test_celeb_df_layout_labels_methods_and_people(celeb_root):
+    assert su.detect_layout(celeb_root) == "celeb-df"
+    items = su.list_videos(celeb_root)
+    got = {(i.method, i.video_id): (i.label, i.dataset, i.people) for i in items}
+    assert got == {
+        ("Celeb-real", "id0_0000"): (0, "Celeb-DF-v2", ("celeb:id0",)),
+        ("Celeb-real", "id1_0001"): (0, "Celeb-DF-v2", ("celeb:id1",)),
+        ("YouTube-real", "00003"): (0, "Celeb-DF-v2", ("celeb-youtube:00003",)),
+        ("Celeb-synthesis", "id0_id1_0000"): (1, "Celeb-DF-v2", ("celeb:id0", "celeb:id1")),
+        ("Celeb-synthesis", "id1_id0_0001"): (1, "Celeb-DF-v2", ("celeb:id1", "celeb:id0")),
+    }
+    assert su.available_methods(celeb_root) == ["Celeb-synthesis"]
+    by_id = {i.video_id: i for i in items}
+    # the fake of celebrity 0 with 1's face shares a face with both, never with the YouTube video
+    assert su.count_identity_leaks([by_id["id0_id1_0000"]], [by_id["id1_0001"], by_id["00003"]]) == 1
+    assert su.video_identities(by_id["id0_id1_0000"]) == {"celeb:id0", "celeb:id1"}
+
+
+def test_celeb_df_test_list_gives_the_standard_test_set_with_its_labels(celeb_root):
+    test = su.dataset_test_items(celeb_root)
+    assert [(i.method, i.video_id, i.label) for i in test] == [
+        ("YouTube-real", "00003", 0), ("Celeb-synthesis", "id1_id0_0001", 1), ("Celeb-real", "id1_0001", 0),
+        ("Celeb-synthesis", "id5_id6_0009", 1)]  # in the list's order; "1" is real
+    assert [i.path.is_file() for i in test] == [True, True, True, False]  # a missing one fails at extraction, listed
+    report = su.extract_frames(test, celeb_root.parent / "cache", 4, 32, workers=0)
+    assert [i.video_id for i, _ in report.failed] == ["id5_id6_0009"] and "file not found" in report.failed[0][1]
+    assert su.cache_path(test[0], "/c") == Path("/c/Celeb-DF-v2/YouTube-real/00003.npy")  # beside FF++'s, never mixed
+    (celeb_root / "List_of_testing_videos.txt").write_text("real Celeb-real/id0_0000.mp4\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="LABEL 1 \\(real\\) or 0 \\(fake\\)"):
+        su.dataset_test_items(celeb_root)
+    (celeb_root / "List_of_testing_videos.txt").unlink()
+    with pytest.raises(FileNotFoundError, match="List_of_testing_videos.txt"):
+        su.dataset_test_items(celeb_root)
+
+
+@pytest.fixture
+def dfdc_root(tmp_path, real_clips, ffpp_videos) -> Path:
+    """Two DFDC parts (the second one level deeper), 2 reals and 5 fakes, one fake listed but absent."""
+    root = tmp_path / "dfdc"
+    fakes = [ffpp_videos[k] for k in (("Deepfakes", "519_515"), ("Face2Face", "750_743"), ("FaceSwap", "634_660"),
+                                      ("NeuralTextures", "004_982"))]
+    part0, part1 = root / "dfdc_train_part_0", root / "dfdc_train_part_1" / "dfdc_train_part_1"
+    _link(part0 / "aaaaaaaaaa.mp4", real_clips[0])
+    for name, target in zip(("bbbbbbbbbb.mp4", "cccccccccc.mp4", "dddddddddd.mp4"), fakes):
+        _link(part0 / name, target)
+    (part0 / "metadata.json").write_text(json.dumps({
+        "aaaaaaaaaa.mp4": {"label": "REAL", "split": "train", "original": None},
+        **{n: {"label": "FAKE", "split": "train", "original": "aaaaaaaaaa.mp4"}
+           for n in ("bbbbbbbbbb.mp4", "cccccccccc.mp4", "dddddddddd.mp4")}}), encoding="utf-8")
+    _link(part1 / "eeeeeeeeee.mp4", real_clips[1])
+    _link(part1 / "ffffffffff.mp4", fakes[3])
+    (part1 / "metadata.json").write_text(json.dumps({
+        "eeeeeeeeee.mp4": {"label": "REAL", "split": "train", "original": None},
+        "ffffffffff.mp4": {"label": "FAKE", "split": "train", "original": "eeeeeeeeee.mp4"},
+        "gggggggggg.mp4": {"label": "FAKE", "split": "train", "original": "eeeeeeeeee.mp4"}}), encoding="utf-8")
+    return root
+
+
+def test_dfdc_parts_list_every_video_with_its_group(dfdc_root, caplog):
+    assert su.detect_layout(dfdc_root) == "dfdc"
+    with caplog.at_level(logging.WARNING, logger="scarlet"):
+        items = su.list_videos(dfdc_root)
+    said = [r.getMessage() for r in caplog.records if r.name == "scarlet"]
+    assert len(said) == 1 and "1 of its 3 videos" in said[0] and "gggggggggg.mp4" in said[0]
+    got = {i.video_id: (i.label, i.method, i.dataset, i.people) for i in items}
+    assert got == {
+        "aaaaaaaaaa": (0, "DFDC-real", "DFDC", ("dfdc:aaaaaaaaaa",)),
+        "bbbbbbbbbb": (1, "DFDC", "DFDC", ("dfdc:aaaaaaaaaa",)),
+        "cccccccccc": (1, "DFDC", "DFDC", ("dfdc:aaaaaaaaaa",)),
+        "dddddddddd": (1, "DFDC", "DFDC", ("dfdc:aaaaaaaaaa",)),
+        "eeeeeeeeee": (0, "DFDC-real", "DFDC", ("dfdc:eeeeeeeeee",)),
+        "ffffffffff": (1, "DFDC", "DFDC", ("dfdc:eeeeeeeeee",)),
+    }
+    # a fake and its original are one group: an identity split keeps them on one side
+    split = su.make_split(items, n_train=2, n_val=2, seed=0, strategy="identity")
+    assert su.count_identity_leaks(split.train, split.val) == 0
+
+
+def test_dfdc_test_set_is_a_balanced_seeded_sample(dfdc_root):
+    test = su.dataset_test_items(dfdc_root, n_eval=800, seed=3)
+    assert sorted(i.label for i in test) == [0, 0, 1, 1]  # 2 reals: 2 of the 4 fakes
+    assert test == su.dataset_test_items(dfdc_root, n_eval=800, seed=3)  # the seed decides
+    draws = {tuple(i.video_id for i in su.dataset_test_items(dfdc_root, seed=s) if i.label) for s in range(8)}
+    assert len(draws) > 1  # and another seed draws other fakes
+    assert sorted(i.label for i in su.dataset_test_items(dfdc_root, n_eval=2)) == [0, 1]  # at most n_eval
+
+
+def test_a_broken_dfdc_metadata_file_is_named(dfdc_root):
+    (dfdc_root / "dfdc_train_part_0" / "metadata.json").write_text("[1, 2]", encoding="utf-8")
+    with pytest.raises(ValueError, match="dfdc_train_part_0/metadata.json: not a DFDC metadata.json"):
+        su.list_videos(dfdc_root)
+
+
+def test_own_folders_each_video_its_own_person(tmp_path, real_clips, ffpp_videos):
+    root = tmp_path / "my_videos"
+    _link(root / "real" / "holiday.mp4", real_clips[0])
+    _link(root / "real" / "2024" / "holiday.mp4", real_clips[1])  # the same name in a subfolder
+    _link(root / "fake" / "suspect one.mp4", ffpp_videos[("Deepfakes", "519_515")])
+    (root / "fake" / "notes.txt").write_text("not a video", encoding="utf-8")
+    assert su.detect_layout(root) == "folders"
+    items = su.list_videos(root)
+    assert [(i.method, i.video_id, i.label, i.dataset) for i in items] == [
+        ("fake", "suspect one", 1, "own-my_videos"), ("real", "2024__holiday", 0, "own-my_videos"),
+        ("real", "holiday", 0, "own-my_videos")]
+    assert len({su.cache_path(i, "/c") for i in items}) == 3  # two holiday.mp4, two clips
+    assert len(su.identities_of(items)) == 3 and su.dataset_test_items(root) == items  # all of them, own people
+    with pytest.raises(FileNotFoundError, match="no fakes of \\['Deepfakes'\\].*methods found: \\['fake'\\]"):
+        su.list_videos(root, ["Deepfakes"])
+
+
+def test_ffpp_at_another_compression(tmp_path, ffpp_root, ffpp_videos):
+    root = tmp_path / "ffpp"
+    for (method, video_id), path in ffpp_videos.items():
+        rel = official_path(method, video_id).relative_to(ffpp_root)
+        _link(root / str(rel).replace("/c23/", "/c40/"), path)
+    with pytest.raises(FileNotFoundError, match="no folder for 'original'"):
+        su.list_videos(root)  # c23 by default: not there
+    items = su.list_videos(root, compression="c40")
+    assert len(items) == 7 and {i.dataset for i in items} == {"FaceForensics++ c40"}
+    assert su.available_methods(root, "c40") == ["Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures"]
+    c23 = {(i.method, i.video_id): i for i in su.list_videos(ffpp_root)}
+    for item in items:  # the same ids as c23, other clips: never the c23 cache's
+        assert su.cache_path(item, "/c") != su.cache_path(c23[(item.method, item.video_id)], "/c")
+        assert su.video_identities(item) == su.video_identities(c23[(item.method, item.video_id)])
+    test = su.dataset_test_items(root, compression="c40")  # the official test pairs: 634 and 634_660
+    assert sorted(i.video_id for i in test) == ["634", "634_660"]
+    with pytest.raises(ValueError, match="compression 'c99'"):
+        su.list_videos(root, compression="c99")
+
+
+def test_kaggle_mirror_is_c23_only(kaggle_root):
+    with pytest.raises(ValueError, match="Kaggle mirror holds c23 only"):
+        su.list_videos(kaggle_root, compression="c40")
+
+
+def test_a_split_of_another_dataset_keeps_its_dataset_and_people(celeb_root, tmp_path):
+    items = su.list_videos(celeb_root)
+    split = su.make_split(items, n_train=2, n_val=2, seed=0, strategy="random")
+    path = su.save_split(split, tmp_path / "split.json", celeb_root)
+    loaded = su.load_split(path, celeb_root)
+    assert loaded.train == split.train and loaded.val == split.val  # dataset and people come back
+    moved = su.load_split(path, tmp_path / "elsewhere")
+    assert moved.same_videos(split) and not moved.train[0].path.is_file()
+    ffpp_like = su.Split([su.VideoItem(Path("x"), i.label, i.method, i.video_id) for i in split.train],
+                         [su.VideoItem(Path("x"), i.label, i.method, i.video_id) for i in split.val])
+    assert not ffpp_like.same_videos(split)  # the same names in another dataset are other videos
+    raw = json.loads(path.read_text(encoding="utf-8"))["train"][0]
+    assert raw["dataset"] == "Celeb-DF-v2" and isinstance(raw["people"], list) and raw["people"]
+
+
+def test_celeb_clip_extracts_like_read_clip(celeb_root, tmp_path):
+    item = next(i for i in su.list_videos(celeb_root) if i.video_id == "id0_0000")
+    report = su.extract_frames([item], tmp_path / "cache", 4, 32, workers=0)
+    assert report.done == [item]
+    np.testing.assert_array_equal(np.load(su.cache_path(item, tmp_path / "cache")), su.read_video_frames(item.path, 4, 32))
