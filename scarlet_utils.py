@@ -195,6 +195,22 @@ def find_local_model(search_dirs: Sequence[str | Path] | None = None, max_depth:
     return None
 
 
+def find_datasets(search_dirs: Sequence[str | Path] | None = None, max_depth: int = 4) -> list[Path]:
+    """The root of every dataset layout ``list_videos`` reads below ``search_dirs`` (default
+    ``/kaggle/input``), outermost first: a folder inside a root found is part of that dataset."""
+    found: list[Path] = []
+    for top in map(Path, search_dirs or (KAGGLE_INPUT,)):
+        for folder in _walk_dirs(top, max_depth):
+            if folder == top or any(folder.is_relative_to(root) for root in found):  # top: it holds them all
+                continue
+            try:
+                detect_layout(folder)
+            except FileNotFoundError:
+                continue
+            found.append(folder)
+    return found
+
+
 def sized_split(n_real: int, n_fake: int) -> tuple[int, int]:
     """``(n_train, n_val)`` using the whole balanced pool of a small tree, half each side."""
     pool = 2 * min(n_real, n_fake)
@@ -745,7 +761,7 @@ LAYOUT_HELP = (
     "  Celeb-DF v2:         ROOT/Celeb-real/idX_NNNN.mp4, ROOT/YouTube-real/NNNNN.mp4,\n"
     "                       ROOT/Celeb-synthesis/idX_idY_NNNN.mp4 and ROOT/List_of_testing_videos.txt\n"
     "  DFDC:                ROOT/metadata.json beside its videos, or ROOT/dfdc_train_part_N/metadata.json\n"
-    "                       (one level deeper too), e.g. the competition's train_sample_videos/\n"
+    "                       (or .../dfdc_train_part_N/dfdc_train_part_N/), e.g. the competition's train_sample_videos/\n"
     "  your own videos:     ROOT/real/... and ROOT/fake/... (any names, any subfolders)"
 )
 
@@ -770,8 +786,10 @@ def _video_files(folder: Path, recursive: bool = False) -> list[Path]:
 
 
 def _dfdc_metadata(root: Path) -> list[Path]:
-    """DFDC's ``metadata.json`` files at ``root`` and up to two folder levels below it."""
-    return sorted(p for pattern in ("metadata.json", "*/metadata.json", "*/*/metadata.json") for p in root.glob(pattern))
+    """DFDC's ``metadata.json`` files: at ``root``, in its part folders, or one level deeper in a
+    part folder of the same name (``dfdc_train_part_0/dfdc_train_part_0/``), as the archives unpack."""
+    deeper = [p for p in root.glob("*/*/metadata.json") if p.parent.name == p.parent.parent.name]
+    return sorted([*root.glob("metadata.json"), *root.glob("*/metadata.json"), *deeper])
 
 
 def detect_layout(root: str | Path) -> str:
@@ -1839,7 +1857,7 @@ def _is_scarlet(obj: Any) -> bool:
 
 
 def load_checkpoint(path: str | Path, model: torch.nn.Module | None = None, source: Any = None, *,
-                    sdpa: bool = True) -> torch.nn.Module:
+                    sdpa: bool = True, gradient_checkpointing: bool = False) -> torch.nn.Module:
     """Load ``Scarlet.pt`` into ``model``, or a model rebuilt from its config, downloading nothing. A
     plain state dict (the original run's; ``module.`` keys too) loads into ``model``, or a model of
     ``source`` (a ``TimesformerConfig``), else of ``TimesformerConfig()``: the k400 base architecture.
@@ -1856,7 +1874,8 @@ def load_checkpoint(path: str | Path, model: torch.nn.Module | None = None, sour
         raise CheckpointError(f"{path}: not a Scarlet checkpoint or a state dict (found {type(obj).__name__})")
     state = {k.removeprefix("module."): v for k, v in state.items()}
     if model is None:
-        model = build_model(config, num_labels=len(config.id2label) if _is_scarlet(obj) else 2, sdpa=sdpa)
+        model = build_model(config, num_labels=len(config.id2label) if _is_scarlet(obj) else 2, sdpa=sdpa,
+                            gradient_checkpointing=gradient_checkpointing)
     _check_weights(path, model, state).load_state_dict(state)
     return model
 
@@ -1873,8 +1892,24 @@ class CheckpointInfo:
     recorded: bool
 
     def train_faces(self) -> set[str] | None:
-        """The identities of the training videos, or None where they are unknown."""
-        return None if self.split is None else identities_of(Split.from_json(self.split).train)
+        """The identities of the training videos, with those of the checkpoint it was fine-tuned from
+        (``INIT_FROM``); None where none are known."""
+        own = None if self.split is None else identities_of(Split.from_json(self.split).train)
+        earlier = (self.extra.get("init_from") or {}).get("train_faces")
+        return None if own is None and earlier is None else (own or set()) | set(earlier or ())
+
+    def trained_on(self) -> set[str]:
+        """The datasets of the training videos, and of the checkpoint it was fine-tuned from (one
+        that does not say was trained on FF++, as the original)."""
+        own = {r.get("dataset", FFPP) for r in self.split["train"]} if self.split else {FFPP}
+        return own | set((self.extra.get("init_from") or {}).get("trained_on", ()))
+
+    def lineage(self) -> dict[str, Any]:
+        """What a model fine-tuned from this checkpoint records of it (``save_checkpoint(init_from=...)``),
+        so that its leak checks know both training sets."""
+        faces = self.train_faces()
+        return {"checkpoint": str(self.path), "train_faces": None if faces is None else sorted(faces),
+                "trained_on": sorted(self.trained_on())}
 
 
 def checkpoint_info(path: str | Path) -> CheckpointInfo:
@@ -2107,6 +2142,21 @@ def score_items(model: torch.nn.Module, items: Sequence[VideoItem], cache_dir: s
     return predict_probs(model.to(device), loader, device, amp)
 
 
+def evaluate_items(model: torch.nn.Module, items: Sequence[VideoItem], cache_root: str | Path, prep: Preprocessing,
+                   device: torch.device | str, num_clips: int = 1, batch_size: int = 2, workers: int = 0,
+                   amp: bool = True, isolate: bool = False) -> tuple[ExtractionReport, np.ndarray, np.ndarray]:
+    """Decode ``items`` as ``prep`` says (the checkpoint's), ``num_clips`` clips each, and score them:
+    ``(report, y_true, y_prob)``, the scores in the order of ``report.ok``. Videos that fail are in
+    ``report.failed``; none readable raises ``FileNotFoundError``."""
+    cache = cache_dir_for(cache_root, prep.num_frames, prep.size, prep.face_crop, num_clips)
+    report = extract_frames(items, cache, prep.num_frames, prep.size, prep.face_crop, workers, num_clips, isolate)
+    if not report.ok:
+        raise FileNotFoundError(f"none of the {len(items)} videos could be read (e.g. {report.failed[0][1]})"
+                                if report.failed else "no videos to score")
+    y_true, y_prob = score_items(model, report.ok, cache, device, prep.mean, prep.std, batch_size, min(workers, 4), amp)
+    return report, y_true, y_prob
+
+
 # ----------------------------------------------------------------------------------------------
 # Evaluation: bound to the checkpoint it evaluates
 # ----------------------------------------------------------------------------------------------
@@ -2114,12 +2164,12 @@ def score_items(model: torch.nn.Module, items: Sequence[VideoItem], cache_dir: s
 
 def run_preprocessing(config: dict[str, Any], checkpoint: str | Path) -> tuple[Preprocessing, list[str]]:
     """How this run makes its inputs, and notes to show: from the knobs when training, else from
-    ``checkpoint`` (a knob that disagrees is noted, never obeyed)."""
+    ``checkpoint``, or from ``INIT_FROM`` when fine-tuning it (a knob that disagrees is noted, never obeyed)."""
 
-    if config["TRAIN"]:
+    if config["TRAIN"] and not config.get("INIT_FROM"):
         mean, std = normalization_for(model_source(config["MODEL"], config["NUM_FRAMES"], config["SIZE"]))
         return Preprocessing(config["NUM_FRAMES"], config["SIZE"], config["FACE_CROP"], mean, std), []
-    info = checkpoint_info(checkpoint)
+    info = checkpoint_info(config["INIT_FROM"] if config["TRAIN"] else checkpoint)  # fine-tuning follows its start
     return info.preprocessing, preprocessing_notes(info, config)
 
 
@@ -2131,7 +2181,7 @@ def preprocessing_notes(info: CheckpointInfo, config: dict[str, Any]) -> list[st
                      "(8 frames at 224 px, whole frames, the k400 mean/std)")
     differ = info.preprocessing.differences(config)
     if differ:
-        notes.append(f"{info.path.name} was trained with " + ", ".join(differ) + "; evaluation follows the checkpoint")
+        notes.append(f"{info.path.name} was trained with " + ", ".join(differ) + "; this run follows the checkpoint")
     return notes
 
 
@@ -2179,18 +2229,21 @@ def unseen_items(items: Sequence[VideoItem], info: CheckpointInfo,
     faces = info.train_faces()
     if faces is None:
         return list(items), {"train_faces": "unknown"}, f"{info.path.name}: {ORIGINAL_TRAIN_NOTE}"
+    unknown = (info.extra.get("init_from") or {"train_faces": ()})["train_faces"] is None
+    partly = (f"; it was fine-tuned from {Path(info.extra['init_from']['checkpoint']).name}, whose training videos "
+              "are unknown, so only its own are known") if unknown else ""
     unseen, seen = split_by_faces(items, faces)
     record = {"train_faces": "scored" if allow_train_faces else "left out", "videos_sharing_a_training_face": len(seen)}
     if allow_train_faces:
         return list(items), record, (f"{len(seen)} of {len(items)} videos share a face with the training videos and are "
-                                     "scored anyway (ALLOW_TRAIN_FACES)")
+                                     f"scored anyway (ALLOW_TRAIN_FACES){partly}")
     if not unseen:
         raise CheckpointError(f"all {len(items)} videos share a face with {info.path.name}'s training videos: there is "
                               "nothing honest to score (set ALLOW_TRAIN_FACES to score them anyway)")
     note = (f"left out {len(seen)} of {len(items)} videos that share a face with {info.path.name}'s training videos "
             "(set ALLOW_TRAIN_FACES to score them)") if seen else \
         f"none of the {len(items)} videos shares a face with {info.path.name}'s training videos"
-    return unseen, record, note
+    return unseen, record, note + partly
 
 
 # ----------------------------------------------------------------------------------------------
@@ -2322,6 +2375,26 @@ def plot_roc_curve(y_true: Sequence[int], y_prob: Sequence[float], title: str = 
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[1]:
         ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_roc_curves(curves: dict[str, tuple[Sequence[int], Sequence[float]]], title: str = "ROC curves"):
+    """One ROC curve per ``name: (y_true, y_prob)``, each with its AUC, on one chart with the chance line."""
+    from matplotlib.figure import Figure
+    from sklearn.metrics import RocCurveDisplay
+
+    fig = Figure(figsize=(6, 6), dpi=120)
+    ax = fig.add_subplot()
+    for name, (y_true, y_prob) in curves.items():
+        y_true, y_prob = _scores(y_true, y_prob)
+        if len(np.unique(y_true)) == 2:
+            RocCurveDisplay.from_predictions(y_true, y_prob, ax=ax, name=f"{name} (n={len(y_true)})")
+    ax.plot([0, 1], [0, 1], "--", color="0.6", lw=1, label="chance (AUC = 0.5)")
+    ax.set(xlim=(-0.01, 1.01), ylim=(-0.01, 1.01), aspect="equal", title=title,
+           xlabel="False positive rate (real videos called fake)", ylabel="True positive rate (fakes caught)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     return fig
 

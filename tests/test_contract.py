@@ -91,8 +91,10 @@ def test_evaluation_follows_the_checkpoints_preprocessing(checkpoint) -> None:
     prep, notes = su.run_preprocessing(config, path)
     assert prep == su.Preprocessing(4, 32, True)
     assert notes == ["Scarlet.pt was trained with NUM_FRAMES: 4 (the configuration says 8), SIZE: 32 (the "
-                     "configuration says 224), FACE_CROP: True (the configuration says False); evaluation follows "
+                     "configuration says 224), FACE_CROP: True (the configuration says False); this run follows "
                      "the checkpoint"]
+    # Fine-tuning it further (INIT_FROM) makes its inputs as it does too, whatever the knobs say.
+    assert su.run_preprocessing({**config, "TRAIN": True, "INIT_FROM": str(path)}, "no/such/Scarlet.pt") == (prep, notes)
     with pytest.raises(su.CheckpointError, match="no checkpoint here"):
         su.run_preprocessing(config, path.with_name("missing.pt"))
     trained, notes = su.run_preprocessing({**config, "TRAIN": True, "MODEL": "tiny"}, path)
@@ -142,3 +144,40 @@ def test_a_data_root_without_the_splits_videos_fails_in_one_line(checkpoint, tmp
     (root / "original" / "005.mp4").write_bytes(b"one video of the split is here")
     split, _ = su.evaluation_split(info, tmp_path / "split.json", root)
     assert split.val[0].path == root / "original" / "005.mp4"
+
+
+# -- fine-tuning further (INIT_FROM): the new checkpoint knows both training sets ------------------
+
+
+def test_a_fine_tuned_checkpoint_carries_the_faces_it_started_from(checkpoint, make_config, tmp_path: Path) -> None:
+    start = su.checkpoint_info(checkpoint())  # trained on FF++ faces 000-003
+    celeb = [su.VideoItem(Path(f"/celeb/Celeb-real/id{k}_0000.mp4"), 0, "Celeb-real", f"id{k}_0000", "Celeb-DF-v2",
+                          (f"celeb:id{k}",)) for k in range(4)]
+    celeb += [su.VideoItem(Path("/celeb/Celeb-synthesis/id0_id1_0000.mp4"), 1, "Celeb-synthesis", "id0_id1_0000",
+                           "Celeb-DF-v2", ("celeb:id0", "celeb:id1"))]
+    tuned_split = su.Split([celeb[0], celeb[4]], [celeb[2], celeb[3]])
+    lineage = start.lineage()
+    assert lineage == {"checkpoint": str(start.path), "train_faces": ["000", "001", "002", "003"],
+                       "trained_on": ["FaceForensics++"]}
+    tuned = su.checkpoint_info(su.save_checkpoint(su.build_model(make_config()), tmp_path / "tuned.pt",
+                                                  start.preprocessing, tuned_split, "/celeb", init_from=lineage))
+    assert tuned.train_faces() == {"000", "001", "002", "003", "celeb:id0", "celeb:id1"}
+    assert tuned.trained_on() == {"FaceForensics++", "Celeb-DF-v2"}
+    ffpp = [item("original", "002"), item("Deepfakes", "009_008"), item("original", "008")]
+    scored, record, note = su.unseen_items(ffpp + celeb[1:4], tuned)  # faces of both training sets are left out
+    assert [i.video_id for i in scored] == ["009_008", "008", "id2_0000", "id3_0000"]
+    assert record["videos_sharing_a_training_face"] == 2 and "unknown" not in note
+
+
+def test_fine_tuned_from_a_plain_state_dict_says_what_is_unknown(make_config, tmp_path: Path) -> None:
+    model = su.build_model(make_config())
+    torch.save(model.state_dict(), tmp_path / "original.pt")
+    start = su.checkpoint_info(tmp_path / "original.pt")
+    assert start.lineage()["train_faces"] is None and start.trained_on() == {"FaceForensics++"}
+    own = su.Split([item("original", "000")], [item("original", "005")])
+    tuned = su.checkpoint_info(su.save_checkpoint(model, tmp_path / "tuned.pt", start.preprocessing, own, "/data",
+                                                  init_from=start.lineage()))
+    assert tuned.train_faces() == {"000"}  # its own faces are still left out ...
+    scored, _, note = su.unseen_items([item("original", "000"), item("original", "007")], tuned)
+    assert [i.video_id for i in scored] == ["007"]
+    assert "fine-tuned from original.pt, whose training videos are unknown" in note  # ... and it says the rest is not known

@@ -205,3 +205,18 @@ def test_celeb_clip_extracts_like_read_clip(celeb_root, tmp_path):
     report = su.extract_frames([item], tmp_path / "cache", 4, 32, workers=0)
     assert report.done == [item]
     np.testing.assert_array_equal(np.load(su.cache_path(item, tmp_path / "cache")), su.read_video_frames(item.path, 4, 32))
+
+
+def test_find_datasets_lists_every_root_under_the_input_folder(tmp_path, celeb_root, dfdc_root, kaggle_root):
+    # Kaggle's /kaggle/input: one folder per attached dataset, a dataset's root at any depth in it.
+    inputs = tmp_path / "input"
+    for name, root in (("celeb-df-v2", celeb_root), ("deepfake-detection-challenge", dfdc_root),
+                       ("ff-c23", kaggle_root)):
+        (inputs / name).mkdir(parents=True)
+        (inputs / name / root.name).symlink_to(root, target_is_directory=True)
+    (inputs / "some-weights" / "timesformer").mkdir(parents=True)  # not a dataset
+    found = su.find_datasets([inputs])
+    assert found == [inputs / "celeb-df-v2" / celeb_root.name, inputs / "deepfake-detection-challenge" / "dfdc",
+                     inputs / "ff-c23" / kaggle_root.name]  # the DFDC parts inside its root are not roots of their own
+    assert [su.detect_layout(r) for r in found] == ["celeb-df", "dfdc", "kaggle"]
+    assert su.find_datasets([tmp_path / "nowhere"]) == []

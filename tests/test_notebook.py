@@ -74,12 +74,12 @@ def test_notebook_tells_a_story() -> None:
     """A markdown cell opens every section; the set-up and evaluation cells are tagged to run alone."""
     cells = notebook_cells()
     headings = [c.source.splitlines()[0] for c in cells if c.cell_type == "markdown" and c.source.startswith("## ")]
-    assert [h.split(". ", 1)[0] for h in headings] == [f"## {i}" for i in range(1, 9)]
+    assert [h.split(". ", 1)[0] for h in headings] == [f"## {i}" for i in range(1, 10)]
     for i, cell in enumerate(cells):
         if cell.cell_type == "code":
             assert cells[i - 1].cell_type == "markdown" or "setup" in cell.metadata.get("tags", []), i
     evaluation = notebook_cells({"evaluation"})
-    assert len(evaluation) == 4 and "load_checkpoint" in evaluation[0].source
+    assert len(evaluation) == 5 and "load_checkpoint" in evaluation[0].source
     assert "export_pretrained" in evaluation[1].source
     assert len(notebook_cells({"setup"})) == 2
 
@@ -216,8 +216,30 @@ def test_face_crop_checkpoint_and_a_rerun_training_cell(tmp_path: Path) -> None:
 def test_sample_mode_on_real_ffpp_videos(kaggle_root: Path, tmp_path: Path) -> None:
     """The real sample (3 originals, 4 methods) through real extraction and every cell."""
     out = tmp_path / "sample_out"
+    # Cross-dataset: a Celeb-DF v2 layout of symlinks (2 real clips, 2 fakes, 1 listed but missing),
+    # and a root that is no dataset, which is reported while the other one is scored.
+    celeb = tmp_path / "celeb"
+    reals = sorted((REPO.parent / "shared" / "data" / "real_faces").glob("LipNet__*.mpg"))[:2]
+    links = {"Celeb-real/id0_0000.mp4": reals[0], "YouTube-real/00001.mp4": reals[1],
+             "Celeb-synthesis/id0_id3_0000.mp4": kaggle_root / "Deepfakes" / "519_515.mp4",
+             "Celeb-synthesis/id3_id0_0002.mp4": kaggle_root / "FaceSwap" / "634_660.mp4"}
+    for rel, target in links.items():
+        (celeb / rel).parent.mkdir(parents=True, exist_ok=True)
+        (celeb / rel).symlink_to(target)
+    (celeb / "List_of_testing_videos.txt").write_text(
+        "".join(f"{int(r.startswith(('Celeb-real', 'YouTube')))} {r}\n" for r in links) + "0 Celeb-synthesis/id9_id8_0001.mp4\n")
+    dfdc = tmp_path / "dfdc" / "dfdc_train_part_7" / "dfdc_train_part_7"  # unpacked one level deeper
+    dfdc.mkdir(parents=True)
+    (dfdc / "aaaaaaaaaa.mp4").symlink_to(reals[0])
+    (dfdc / "bbbbbbbbbb.mp4").symlink_to(kaggle_root / "Face2Face" / "750_743.mp4")
+    (dfdc / "metadata.json").write_text(json.dumps({
+        "aaaaaaaaaa.mp4": {"label": "REAL", "split": "train", "original": None},
+        "bbbbbbbbbb.mp4": {"label": "FAKE", "split": "train", "original": "aaaaaaaaaa.mp4"},
+        "cccccccccc.mp4": {"label": "FAKE", "split": "train", "original": "aaaaaaaaaa.mp4"}}))  # not on disk
+    (tmp_path / "not_a_dataset").mkdir()
     nb = run_notebook(tmp_path, {"SCARLET_MODE": "sample", "SCARLET_DATA_ROOT": str(kaggle_root),
-                                 "SCARLET_OUTPUT_DIR": str(out)})
+                                 "SCARLET_OUTPUT_DIR": str(out),
+                                 "SCARLET_EVAL_DATASETS": f"{celeb},{tmp_path / 'dfdc'},{tmp_path / 'not_a_dataset'}"})
     for name in ARTEFACTS:
         assert (out / name).is_file(), f"sample run did not write {name}"
     split = json.loads((out / "split.json").read_text())
@@ -232,6 +254,17 @@ def test_sample_mode_on_real_ffpp_videos(kaggle_root: Path, tmp_path: Path) -> N
     cross = json.loads((out / "cross_method.json").read_text())
     assert {r["method"] for r in cross} <= {"Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures", "all"}
     assert "failed 0" in text
+    cross = json.loads((out / "cross_dataset.json").read_text())
+    assert [(r["dataset"], r["protocol"]) for r in cross] == [("Celeb-DF-v2", "1 clip"), ("Celeb-DF-v2", "4 clips"),
+                                                              ("DFDC", "1 clip"), ("DFDC", "4 clips")]
+    for row in cross[:2]:  # the 4 videos there scored, the missing one listed with its cause, never fatal
+        assert row["n"] == 4 and row["support"] == {"Real": 2, "Fake": 2} and row["roc_auc"] is not None
+        assert [Path(p).name for p, cause in row["failed"]] == ["id9_id8_0001.mp4"] and "file not found" in row["failed"][0][1]
+    for row in cross[2:]:  # the nested part found; its absent entry skipped (said when listing); balanced 1 + 1
+        assert row["n"] == 2 and row["support"] == {"Real": 1, "Fake": 1} and row["failed"] == []
+    assert "1 of its 3 videos are not in" in stream_text(nb, "stderr") + text
+    assert (out / "cross_dataset_roc.png").is_file()
+    assert f"{tmp_path / 'not_a_dataset'}: skipped: " in text and "not a data root Scarlet reads" in text
 
 
 def test_interrupted_training_resumes_to_the_same_weights(tmp_path: Path) -> None:
@@ -250,3 +283,30 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path: Path) -> Non
     weights = [torch.load(d / "training_state.pt", weights_only=True)["model"] for d in (straight, resumed)]
     assert weights[0].keys() == weights[1].keys()
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_fine_tuning_further_starts_from_a_checkpoint_and_knows_both_training_sets(demo_run, tmp_path: Path) -> None:
+    """INIT_FROM: a second run starts from the demo's Scarlet.pt (not from a fresh model), on other
+    synthetic data, and its checkpoint records the first run's training faces beside its own."""
+    import torch
+
+    workdir, _ = demo_run
+    start = workdir / "demo_output" / "Scarlet.pt"
+    out = tmp_path / "tuned"
+    # LR 0: AdamW moves no weight (its decay is scaled by the rate too), so the saved model must be the
+    # one it started from, bit for bit: the training cell loaded INIT_FROM's exact weights.
+    nb = run_notebook(tmp_path, {**SMALL, "SCARLET_EPOCHS": "1", "SCARLET_INIT_FROM": str(start), "SCARLET_LR": "0",
+                                 "SCARLET_OUTPUT_DIR": str(out), "SCARLET_ALLOW_TRAIN_FACES": "1"})
+    text = stream_text(nb)
+    assert f"starting from {start} (trained on FaceForensics++)" in text
+    first = su.checkpoint_info(start)
+    tuned = su.checkpoint_info(out / "Scarlet.pt")
+    assert tuned.extra["init_from"]["checkpoint"] == str(start)
+    own = su.identities_of(su.Split.from_json(tuned.split).train)
+    assert tuned.train_faces() == own | first.train_faces() and not first.train_faces() <= own
+    started = torch.load(start, weights_only=True)["state_dict"]
+    saved = torch.load(out / "Scarlet.pt", weights_only=True)["state_dict"]
+    assert saved.keys() == started.keys() and all(torch.equal(saved[k], started[k]) for k in started)
+    metrics = json.loads((out / "metrics.json").read_text())
+    val = su.Split.from_json(tuned.split).val
+    assert metrics["videos_sharing_a_training_face"] == len(su.split_by_faces(val, tuned.train_faces())[1]) > 0
