@@ -251,6 +251,7 @@ def test_sample_mode_on_real_ffpp_videos(kaggle_root: Path, tmp_path: Path) -> N
     assert metrics["n"] + metrics["videos_sharing_a_training_face"] == len(split["val"])
     text = stream_text(nb)
     assert "'Deepfakes', 'Face2Face', 'FaceSwap', 'NeuralTextures'" in text  # every method found
+    assert "1 of the 7 videos (3 real, 4 fake) are left out, to draw as many fakes as reals" in text
     cross = json.loads((out / "cross_method.json").read_text())
     assert {r["method"] for r in cross} <= {"Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures", "all"}
     assert "failed 0" in text
