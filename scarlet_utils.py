@@ -1345,6 +1345,20 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+NO_PROCESSES = ("worker processes cannot start here, so ISOLATE_DECODING (isolate=True) decodes in threads instead: "
+                "Python runs a script's top level again in each worker it starts, so a script that starts them "
+                "must keep that code under 'if __name__ == \"__main__\":'")
+
+
+def _processes_start() -> bool:
+    """Whether a spawned worker process starts and runs at all here (see ``NO_PROCESSES``)."""
+    try:
+        with concurrent.futures.ProcessPoolExecutor(1, multiprocessing.get_context("spawn")) as pool:
+            return pool.submit(int).result() == 0
+    except BrokenProcessPool:
+        return False
+
+
 def extract_frames(items: Sequence[VideoItem], cache_dir: str | Path, num_frames: int = 8, size: int = 224,
                    face_crop: bool = False, workers: int | None = None, num_clips: int = 1,
                    isolate: bool = False) -> ExtractionReport:
@@ -1407,18 +1421,21 @@ def extract_frames(items: Sequence[VideoItem], cache_dir: str | Path, num_frames
         return concurrent.futures.ProcessPoolExecutor(n, multiprocessing.get_context("spawn"), _init_extract_worker)
 
     try:
-        if isolate:
-            queue = todo
-            while queue:
-                queue = queue[in_pool(processes(workers), queue):]
-                if queue:  # a worker died, on the first unfinished video or one beside it: that one alone
-                    if in_pool(processes(1), queue[:1]) == 0:
-                        record(queue[0][0], (f"{queue[0][0].path}: the decoding process died (a crash in the "
-                                             "native decoder, or killed for memory)", None, []))
-                    queue = queue[1:]
-        elif workers <= 1:
+        queue = todo if isolate else []
+        while queue:
+            queue = queue[in_pool(processes(workers), queue):]
+            if queue:  # a worker died, on the first unfinished video or one beside it: that one alone
+                if in_pool(processes(1), queue[:1]) == 0:
+                    if not _processes_start():  # no process runs here at all: not the video's fault
+                        logger.warning(NO_PROCESSES)
+                        todo, isolate, workers = queue, False, max(workers, 1)
+                        break
+                    record(queue[0][0], (f"{queue[0][0].path}: the decoding process died (a crash in the "
+                                         "native decoder, or killed for memory)", None, []))
+                queue = queue[1:]
+        if not isolate and workers <= 1:
             consume((_extract_one(item, dest, *settings) for item, dest in todo), todo)
-        else:
+        elif not isolate:
             opencv_threads = cv2.getNumThreads()  # process-wide: off while the pool is the parallelism
             cv2.setNumThreads(1)
             try:

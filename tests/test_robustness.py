@@ -814,3 +814,31 @@ def test_training_state_carrying_code_is_refused(make_config, tmp_path):
     with pytest.raises(su.CheckpointError, match="refused: the file holds Python objects"):
         su.load_training_state(path, model, torch.optim.AdamW(model.parameters()))
     assert not marker.exists()
+
+
+# The same extraction in a script whose top level is not guarded: every spawned worker runs it again
+# and fails while starting (Python refuses to start a process during bootstrapping), on any video.
+_UNGUARDED_EXTRACTION = textwrap.dedent("""
+    import json, sys
+    from pathlib import Path
+    import scarlet_utils as su
+
+    paths, cache = json.loads(sys.argv[1]), sys.argv[2]
+    items = [su.VideoItem(Path(p), 0, "original", Path(p).stem) for p in paths]
+    report = su.extract_frames(items, cache, {num_frames}, {size}, workers=2, isolate=True)
+    print("REPORT " + json.dumps({{"done": sorted(i.video_id for i in report.done),
+                                  "failed": [[i.video_id, cause] for i, cause in report.failed]}}))
+""")
+
+
+def test_isolated_extraction_in_a_script_without_a_main_guard_says_why_and_uses_threads(tmp_path, no_hang):
+    paths = [_write(tmp_path / "videos" / f"{k:03d}.mp4", _frames(6, seed=k)) for k in range(3)]
+    script = tmp_path / "unguarded_extraction.py"
+    script.write_text(_UNGUARDED_EXTRACTION.format(num_frames=NUM_FRAMES, size=SIZE))
+    proc = subprocess.run([sys.executable, str(script), json.dumps([str(p) for p in paths]), str(tmp_path / "cache")],
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=200)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(next(l for l in proc.stdout.splitlines() if l.startswith("REPORT "))[len("REPORT "):])
+    assert report == {"done": ["000", "001", "002"], "failed": []}  # not "the decoding process died" for each
+    assert su.NO_PROCESSES in proc.stderr and "bootstrapping phase" in proc.stderr  # our cause, and Python's
+    assert sorted(p.name for p in (tmp_path / "cache" / "original").iterdir()) == ["000.npy", "001.npy", "002.npy"]
