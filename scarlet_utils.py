@@ -481,6 +481,7 @@ class Clip:
     faces: FaceCounts | None = None  # with face crop: how the crops were made
     boxes: list[Box | None] | None = None  # with face crop: each frame's face box (None: a centre crop)
     warnings: list[str] = field(default_factory=list)  # e.g. a header that lied about the frame count
+    fps: float = 25.0  # the header's frame rate (25 where it gives none)
 
 
 def read_clip(path: str | Path, num_frames: int = 8, size: int = 224, face_crop: bool = False,
@@ -544,7 +545,7 @@ def read_clip(path: str | Path, num_frames: int = 8, size: int = 224, face_crop:
     clip = np.stack(crops)
     if num_clips > 1:
         clip = clip.reshape(num_clips, num_frames, size, size, 3)
-    return Clip(clip, list(indices), frame_count, faces, boxes, warnings)
+    return Clip(clip, list(indices), frame_count, faces, boxes, warnings, fps)
 
 
 def read_video_frames(path: str | Path, num_frames: int = 8, size: int = 224, face_crop: bool = False) -> np.ndarray:
@@ -781,8 +782,7 @@ class VideoItem:
 
 def _video_files(folder: Path, recursive: bool = False) -> list[Path]:
     files = folder.rglob("*") if recursive else folder.iterdir()
-    return sorted(p for p in files if p.suffix.lower() in VIDEO_EXTENSIONS and not p.name.startswith(".")
-                  and (p.is_file() or not recursive))
+    return sorted(p for p in files if p.suffix.lower() in VIDEO_EXTENSIONS and not p.name.startswith("."))
 
 
 def _dfdc_metadata(root: Path) -> list[Path]:
@@ -2514,13 +2514,19 @@ def cross_method_metrics(items: Sequence[VideoItem], y_prob: Sequence[float], n_
     return rows
 
 
+def write_csv(path: str | Path, rows: Sequence[dict[str, Any]]) -> Path:
+    """``rows`` as CSV (the csv module quotes commas and quotes in paths), columns in the first row's order."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else [], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return write_text(path, buffer.getvalue())
+
+
 def save_predictions(items: Sequence[VideoItem], y_prob: Sequence[float], path: str | Path) -> Path:
     """``predictions.csv``: one row per video with its label and P(fake), for error analysis."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["path", "method", "label", "p_fake"])
-    writer.writerows([str(i.path), i.method, i.label, f"{p:.6f}"] for i, p in zip(items, y_prob, strict=True))
-    return write_text(path, buffer.getvalue())
+    return write_csv(path, [{"path": str(i.path), "method": i.method, "label": i.label, "p_fake": f"{p:.6f}"}
+                            for i, p in zip(items, y_prob, strict=True)])
 
 
 def plot_history(history: Sequence[dict[str, float]]):
@@ -2568,25 +2574,71 @@ def plot_frame_grid(clips: Sequence[np.ndarray], titles: Sequence[str], max_fram
 
 
 # ----------------------------------------------------------------------------------------------
-# One video
+# Your own videos
 # ----------------------------------------------------------------------------------------------
 
 
+def video_files(path: str | Path) -> list[Path]:
+    """``path`` itself, or every video below a folder (``VIDEO_EXTENSIONS``, subfolders too), sorted."""
+    path = Path(path)
+    return _video_files(path, recursive=True) if path.is_dir() else [path]
+
+
 @torch.no_grad()
+def score_clip(model: torch.nn.Module, clip: Clip, prep: Preprocessing, device: torch.device | str,
+               amp: bool = True) -> list[float]:
+    """P(fake) of each clip of ``clip.frames`` (``(T, S, S, 3)`` or ``(K, T, S, S, 3)``)."""
+    device = torch.device(device)
+    x = clip_to_tensor(clip.frames, prep.mean, prep.std).view(-1, prep.num_frames, 3, prep.size, prep.size)
+    model.eval()
+    with _autocast(device, precision(device, amp=amp)):
+        logits = model(pixel_values=x.to(device)).logits
+    return logits.float().softmax(-1)[:, 1].cpu().tolist()
+
+
+def _model_prep(model: torch.nn.Module, preprocessing: Preprocessing | None, device: Any) -> tuple[Preprocessing, Any]:
+    cfg = unwrap(model).config
+    prep = preprocessing or Preprocessing(cfg.num_frames, cfg.image_size)
+    check_input_size(model, prep.num_frames, prep.size)
+    return prep, torch.device(device) if device is not None else next(model.parameters()).device
+
+
 def predict_video(model: torch.nn.Module, path: str | Path, preprocessing: Preprocessing | None = None,
                   device: torch.device | str | None = None, num_clips: int = 1, amp: bool = True) -> float:
     """P(fake) for one video, averaged over ``num_clips`` clips spread over it. ``preprocessing``:
     the checkpoint's (``checkpoint_info``); None: whole frames at the model's frame count and size.
     An unreadable file raises ``VideoReadError``."""
-    cfg = unwrap(model).config
-    prep = preprocessing or Preprocessing(cfg.num_frames, cfg.image_size)
-    check_input_size(model, prep.num_frames, prep.size)
-    device = torch.device(device) if device is not None else next(model.parameters()).device
+    prep, device = _model_prep(model, preprocessing, device)
     clip = read_clip(path, prep.num_frames, prep.size, prep.face_crop, num_clips=num_clips)
     if clip.faces is not None and clip.faces.unsure:
         logger.warning("%s: the face was not found on most frames (%s)", path, clip.faces.summary())
-    x = clip_to_tensor(clip.frames, prep.mean, prep.std).view(-1, prep.num_frames, 3, prep.size, prep.size)
-    model.eval()
-    with _autocast(device, precision(device, amp=amp)):
-        logits = model(pixel_values=x.to(device)).logits
-    return float(logits.float().softmax(-1)[:, 1].mean())
+    return float(np.mean(score_clip(model, clip, prep, device, amp)))
+
+
+def score_videos(model: torch.nn.Module, paths: Sequence[str | Path], preprocessing: Preprocessing | None = None,
+                 device: torch.device | str | None = None, num_clips: int = 1, amp: bool = True,
+                 threshold: float = 0.5) -> list[dict[str, Any]]:
+    """One row per file, in order: ``p_fake`` (the mean over ``num_clips`` clips), ``call`` at
+    ``threshold``, ``clip_scores``, ``frames``, ``duration_s``, the face counts where the checkpoint
+    crops faces, and ``error``: a file that cannot be read gets its cause there, never a stop."""
+    prep, device = _model_prep(model, preprocessing, device)
+    rows = []
+    for path in _progress(iterable=paths, desc="scoring videos", unit="video", disable=not paths):
+        row: dict[str, Any] = {"path": str(path), "p_fake": None, "call": None, "clip_scores": None, "frames": None,
+                               "duration_s": None, "face_on_track": None, "face_borrowed": None, "no_face": None,
+                               "face_tracks": None, "error": None}
+        try:
+            clip = read_clip(path, prep.num_frames, prep.size, prep.face_crop, num_clips=num_clips)
+        except VideoReadError as exc:
+            rows.append({**row, "error": str(exc)})
+            continue
+        scores = score_clip(model, clip, prep, device, amp)
+        p_fake = float(np.mean(scores))
+        row.update(p_fake=round(p_fake, 6), call="FAKE" if p_fake >= threshold else "REAL",
+                   clip_scores=" ".join(f"{p:.4f}" for p in scores), frames=clip.total_frames,
+                   duration_s=round(clip.total_frames / clip.fps, 2))
+        if clip.faces is not None:
+            row.update(face_on_track=clip.faces.on_track, face_borrowed=clip.faces.borrowed,
+                       no_face=clip.faces.no_face, face_tracks=clip.faces.tracks)
+        rows.append(row)
+    return rows

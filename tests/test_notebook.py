@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "Scarlet.ipynb"
 ARTEFACTS = ("Scarlet.pt", "split.json", "history.json", "training_curves.png", "sample_frames.png",
              "metrics.json", "classification_report.txt", "confusion_matrix.png", "roc_curve.png",
-             "score_histogram.png", "predictions.csv", "cross_method.json", "clips_4/metrics.json",
+             "score_histogram.png", "predictions.csv", "predictions_own.csv", "cross_method.json", "clips_4/metrics.json",
              "scarlet-hf/config.json", "scarlet-hf/model.safetensors", "scarlet-hf/preprocessor_config.json")
 SMALL = {"SCARLET_MODE": "demo", "SCARLET_N_TRAIN": "16", "SCARLET_N_VAL": "8", "SCARLET_NUM_CLIPS": "1",
          "SCARLET_CROSS_METHODS": "0"}

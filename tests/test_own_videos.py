@@ -1,0 +1,92 @@
+"""Your own videos: a folder in (subfolders, broken files, a non-video), one row per file out, and
+the CSV the notebook writes."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import scarlet_utils as su
+
+PREP = su.Preprocessing(num_frames=4, size=32)
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    from transformers import TimesformerConfig
+
+    config = TimesformerConfig(image_size=32, patch_size=16, num_frames=4, hidden_size=32, num_hidden_layers=1,
+                               num_attention_heads=2, intermediate_size=64)
+    return su.build_model(config).eval()
+
+
+def _frames(n: int, seed: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, (40, 48, 3), dtype=np.uint8) for _ in range(n)]
+
+
+@pytest.fixture
+def folder(tmp_path, write_video) -> Path:
+    """Two good videos (one in a subfolder, one with a quote and a comma in its name), an empty
+    file, random bytes named .mp4, and a text file that is not listed at all."""
+    root = tmp_path / "mine"
+    (root / "2024").mkdir(parents=True)
+    write_video("a.mp4", _frames(20, 0), fps=10).rename(root / "a.mp4")
+    write_video("b.mp4", _frames(12, 1), fps=4).rename(root / "2024" / 'say "hi", b.mp4')
+    (root / "empty.mp4").write_bytes(b"")
+    (root / "2024" / "noise.avi").write_bytes(os.urandom(3000))
+    (root / "notes.txt").write_text("not a video")
+    return root
+
+
+def test_a_folder_scores_every_video_and_lists_the_bad_ones(model, folder, tmp_path):
+    paths = su.video_files(folder)
+    assert [p.relative_to(folder).as_posix() for p in paths] == ['2024/noise.avi', '2024/say "hi", b.mp4', "a.mp4",
+                                                                "empty.mp4"]
+    assert su.video_files(folder / "a.mp4") == [folder / "a.mp4"]  # a file is itself
+    rows = su.score_videos(model, paths, PREP, "cpu", num_clips=2, amp=False, threshold=0.5)
+    by_name = {Path(r["path"]).name: r for r in rows}
+    assert [Path(r["path"]).name for r in rows] == [p.name for p in paths]  # one row per file, in order
+    assert "OpenCV cannot open it" in by_name["noise.avi"]["error"] and by_name["noise.avi"]["p_fake"] is None
+    assert by_name["empty.mp4"]["error"].endswith("empty file (0 bytes)")
+    for name, frames, seconds in (("a.mp4", 20, 2.0), ('say "hi", b.mp4', 12, 3.0)):
+        row = by_name[name]
+        assert row["error"] is None and (row["frames"], row["duration_s"]) == (frames, seconds)
+        scores = [float(s) for s in row["clip_scores"].split()]
+        assert len(scores) == 2 and row["p_fake"] == pytest.approx(np.mean(scores), abs=1e-4)
+        assert row["call"] == ("FAKE" if row["p_fake"] >= 0.5 else "REAL")
+        # the same number as scoring that one video alone
+        assert row["p_fake"] == pytest.approx(su.predict_video(model, row["path"], PREP, "cpu", 2, amp=False), abs=1e-6)
+        assert row["face_on_track"] is None  # whole frames: no face counts
+    # the threshold decides the call
+    flipped = su.score_videos(model, [folder / "a.mp4"], PREP, "cpu", 2, amp=False, threshold=by_name["a.mp4"]["p_fake"] + 1e-3)
+    assert flipped[0]["call"] == "REAL"
+    # the CSV reads back with the quote and the comma in the name intact
+    out = su.write_csv(tmp_path / "predictions_own.csv", rows)
+    with open(out, newline="", encoding="utf-8") as fh:
+        back = list(csv.DictReader(fh))
+    assert [r["path"] for r in back] == [r["path"] for r in rows] and back[1]["call"] == rows[1]["call"]
+    assert list(back[0]) == list(rows[0])
+
+
+def test_face_counts_come_with_a_face_crop_checkpoint(model, tmp_path, write_video):
+    from matplotlib import cbook
+    import cv2
+
+    src = cbook.get_sample_data("grace_hopper.jpg")
+    data = Path(src).read_bytes() if isinstance(src, (str, os.PathLike)) else src.read()
+    face = cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    video = write_video("face.mp4", [np.roll(face, i, axis=1) for i in range(10)])
+    row = su.score_videos(model, [video], su.Preprocessing(4, 32, face_crop=True), "cpu", amp=False)[0]
+    assert row["error"] is None
+    assert (row["face_on_track"], row["face_borrowed"], row["no_face"], row["face_tracks"]) == (4, 0, 0, 1)
+
+
+def test_an_empty_list_gives_no_rows(model):
+    assert su.score_videos(model, [], PREP, "cpu") == []
