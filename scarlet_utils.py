@@ -2615,18 +2615,49 @@ def predict_video(model: torch.nn.Module, path: str | Path, preprocessing: Prepr
     return float(np.mean(score_clip(model, clip, prep, device, amp)))
 
 
+def plot_timeline(name: str, clip: Clip, scores: Sequence[float], threshold: float = 0.5):
+    """P(fake) of each clip against the time of its middle frame, with the threshold, under the
+    frames of the most suspicious clip (face crops where the checkpoint uses them)."""
+    from matplotlib.figure import Figure
+
+    frames = clip.frames.reshape(len(scores), -1, *clip.frames.shape[-3:])
+    indices = np.asarray(clip.indices).reshape(len(scores), -1)
+    worst = int(np.argmax(scores))
+    fig = Figure(figsize=(10, 4.6), dpi=100)
+    grid = fig.add_gridspec(2, frames.shape[1], height_ratios=(1, 1.5))
+    for t in range(frames.shape[1]):
+        ax = fig.add_subplot(grid[0, t])
+        ax.imshow(frames[worst, t])
+        ax.set_title(f"{indices[worst, t] / clip.fps:.1f} s", fontsize=8)
+        ax.axis("off")
+    ax = fig.add_subplot(grid[1, :])
+    times = indices.mean(axis=1) / clip.fps
+    ax.plot(times, scores, "o-", color="C3", label="P(fake) of each clip")
+    ax.plot(times[worst], scores[worst], "s", color="k", ms=9, fillstyle="none", label="the clip shown above")
+    ax.axhline(threshold, color="k", ls="--", lw=1, label=f"threshold {threshold:g}")
+    ax.set(xlim=(0, max(clip.total_frames / clip.fps, float(times.max()) + 1e-3)), ylim=(-0.02, 1.02),
+           xlabel="time in the video (s, middle of each clip)", ylabel="P(fake)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)  # where it hides no point
+    call = "FAKE" if np.mean(scores) >= threshold else "REAL"
+    fig.suptitle(f"{name}: P(fake) {np.mean(scores):.3f} -> {call}; frames of the most suspicious clip", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 def score_videos(model: torch.nn.Module, paths: Sequence[str | Path], preprocessing: Preprocessing | None = None,
                  device: torch.device | str | None = None, num_clips: int = 1, amp: bool = True,
-                 threshold: float = 0.5) -> list[dict[str, Any]]:
+                 threshold: float = 0.5, timeline_dir: str | Path | None = None) -> list[dict[str, Any]]:
     """One row per file, in order: ``p_fake`` (the mean over ``num_clips`` clips), ``call`` at
     ``threshold``, ``clip_scores``, ``frames``, ``duration_s``, the face counts where the checkpoint
-    crops faces, and ``error``: a file that cannot be read gets its cause there, never a stop."""
+    crops faces, and ``error``: a file that cannot be read gets its cause there, never a stop. With
+    ``timeline_dir``, each scored video's ``plot_timeline`` is saved there (``timeline`` in its row)."""
     prep, device = _model_prep(model, preprocessing, device)
     rows = []
-    for path in _progress(iterable=paths, desc="scoring videos", unit="video", disable=not paths):
+    for n, path in enumerate(_progress(iterable=paths, desc="scoring videos", unit="video", disable=not paths)):
         row: dict[str, Any] = {"path": str(path), "p_fake": None, "call": None, "clip_scores": None, "frames": None,
                                "duration_s": None, "face_on_track": None, "face_borrowed": None, "no_face": None,
-                               "face_tracks": None, "error": None}
+                               "face_tracks": None, "timeline": None, "error": None}
         try:
             clip = read_clip(path, prep.num_frames, prep.size, prep.face_crop, num_clips=num_clips)
         except VideoReadError as exc:
@@ -2640,5 +2671,8 @@ def score_videos(model: torch.nn.Module, paths: Sequence[str | Path], preprocess
         if clip.faces is not None:
             row.update(face_on_track=clip.faces.on_track, face_borrowed=clip.faces.borrowed,
                        no_face=clip.faces.no_face, face_tracks=clip.faces.tracks)
+        if timeline_dir is not None:  # numbered: two videos of one name in two subfolders get two plots
+            out = Path(timeline_dir) / f"{n:03d}_{Path(path).stem}.png"
+            row["timeline"] = str(save_figure(plot_timeline(Path(path).name, clip, scores, threshold), out))
         rows.append(row)
     return rows

@@ -88,5 +88,27 @@ def test_face_counts_come_with_a_face_crop_checkpoint(model, tmp_path, write_vid
     assert (row["face_on_track"], row["face_borrowed"], row["no_face"], row["face_tracks"]) == (4, 0, 0, 1)
 
 
+def test_a_timeline_per_scored_video(model, folder, tmp_path):
+    rows = su.score_videos(model, su.video_files(folder), PREP, "cpu", num_clips=3, amp=False,
+                           timeline_dir=tmp_path / "timelines")
+    written = sorted(p.name for p in (tmp_path / "timelines").iterdir())
+    assert written == ['001_say "hi", b.png', "002_a.png"]  # the two readable videos, numbered in row order
+    assert [Path(r["timeline"]).name if r["timeline"] else None for r in rows] == [None, written[0], written[1], None]
+    import matplotlib.image
+
+    assert matplotlib.image.imread(rows[2]["timeline"]).shape[:2] == (460, 1000)  # 10 x 4.6 in at 100 dpi
+    clip = su.read_clip(folder / "a.mp4", PREP.num_frames, PREP.size, num_clips=3)
+    scores = [float(s) for s in rows[2]["clip_scores"].split()]
+    fig = su.plot_timeline("a.mp4", clip, scores, threshold=0.4)
+    plot = fig.axes[-1]  # above it, the frames of the most suspicious clip, titled with their times
+    assert (plot.get_xlabel(), plot.get_ylabel()) == ("time in the video (s, middle of each clip)", "P(fake)")
+    worst = int(np.argmax(scores))
+    assert [a.get_title() for a in fig.axes[:-1]] == [f"{i / clip.fps:.1f} s" for i in clip.indices[4 * worst:4 * worst + 4]]
+    line = plot.get_lines()[0]
+    assert list(line.get_ydata()) == scores
+    assert list(np.round(line.get_xdata(), 6)) == list(np.round(np.asarray(clip.indices).reshape(3, 4).mean(1) / clip.fps, 6))
+    assert "threshold 0.4" in [t.get_text() for t in plot.get_legend().get_texts()]
+
+
 def test_an_empty_list_gives_no_rows(model):
     assert su.score_videos(model, [], PREP, "cpu") == []
