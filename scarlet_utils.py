@@ -21,7 +21,6 @@ import random
 import re
 import shutil
 import stat
-
 import threading
 from collections import Counter
 from concurrent.futures.process import BrokenProcessPool
@@ -350,8 +349,8 @@ def _check_file(path: Path) -> None:
         causes = {errno.ENOENT: "file not found", errno.EACCES: "permission denied"}
         loop = " (a symlink loop)" if exc.errno == errno.ELOOP else ""
         raise VideoReadError(f"{path}: {causes.get(exc.errno) or f'cannot read the file{loop} ({exc.strerror})'}") from None
-    kind = "is a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file (a FIFO, socket or device)"
     if not stat.S_ISREG(st.st_mode):
+        kind = "is a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file (a FIFO, socket or device)"
         raise VideoReadError(f"{path}: {kind}, not a video file")
     if st.st_size == 0:
         raise VideoReadError(f"{path}: empty file (0 bytes)")
@@ -489,7 +488,6 @@ def read_clip(path: str | Path, num_frames: int = 8, size: int = 224, face_crop:
     """``num_frames`` uniformly spaced frames of a video as a ``Clip`` (``num_clips`` > 1: that many
     clips of consecutive segments, ``(num_clips, T, size, size, 3)``). A header's wrong frame count
     is found while decoding and replaced. Raises ``VideoReadError`` naming the file and the cause."""
-
     path = Path(path)
     _check_file(path)
     cap = _open_capture(path)
@@ -516,10 +514,17 @@ def read_clip(path: str | Path, num_frames: int = 8, size: int = 224, face_crop:
             return detection_view(frame, bgr=True)
         return cv2.cvtColor(frame if face_crop else resize_short_side_center_crop(frame, size), cv2.COLOR_BGR2RGB)
 
-    indices, neighbour = sample(frame_count)
-    kept = set(indices)
-    frames, reached = _grab_frames(path, [*indices, *neighbour.values()], prepare, seek_gap)
-    ended_early = len(frames) < len(kept | set(neighbour.values()))
+    def decode(total: int) -> tuple[list[int], dict[int, int], list[int], list[Any], int]:
+        """The kept frames, their neighbours, every frame decoded (sorted), the frames, how many were grabbed."""
+        nonlocal kept
+        indices, neighbour = sample(total)
+        kept = set(indices)
+        wanted = sorted(kept | set(neighbour.values()))
+        return (indices, neighbour, wanted, *_grab_frames(path, wanted, prepare, seek_gap))
+
+    kept: set[int] = set()
+    indices, neighbour, wanted, frames, reached = decode(frame_count)
+    ended_early = len(frames) < len(wanted)
     if ended_early or reached > frame_count:  # the header was wrong: resample over what decodes
         if ended_early and reached < 1:
             raise VideoReadError(f"{path}: the video has no decodable frames")
@@ -528,15 +533,12 @@ def read_clip(path: str | Path, num_frames: int = 8, size: int = 224, face_crop:
                     "decode; resampling"]
         logger.warning(warnings[0])
         frame_count = real_count
-        indices, neighbour = sample(frame_count)
-        kept = set(indices)
-        frames, reached = _grab_frames(path, [*indices, *neighbour.values()], prepare, seek_gap)
-        if len(frames) < len(kept | set(neighbour.values())):
+        indices, neighbour, wanted, frames, reached = decode(frame_count)
+        if len(frames) < len(wanted):
             raise VideoReadError(f"{path}: decoding is not repeatable (stream broke at frame {reached})")
-
     else:
         warnings = []
-    by_index = dict(zip(sorted(kept | set(neighbour.values())), frames))
+    by_index = dict(zip(wanted, frames))
     crops = [by_index[i] for i in indices]  # a short video's repeated frames are shared, not copied
     faces = boxes = None
     if face_crop:
@@ -1350,10 +1352,15 @@ NO_PROCESSES = ("worker processes cannot start here, so ISOLATE_DECODING (isolat
                 "must keep that code under 'if __name__ == \"__main__\":'")
 
 
+def _process_pool(n: int) -> concurrent.futures.ProcessPoolExecutor:
+    # spawn, not fork: forking a process that already runs OpenCV/torch threads can deadlock.
+    return concurrent.futures.ProcessPoolExecutor(n, multiprocessing.get_context("spawn"), _init_extract_worker)
+
+
 def _processes_start() -> bool:
     """Whether a spawned worker process starts and runs at all here (see ``NO_PROCESSES``)."""
     try:
-        with concurrent.futures.ProcessPoolExecutor(1, multiprocessing.get_context("spawn")) as pool:
+        with _process_pool(1) as pool:
             return pool.submit(int).result() == 0
     except BrokenProcessPool:
         return False
@@ -1416,16 +1423,12 @@ def extract_frames(items: Sequence[VideoItem], cache_dir: str | Path, num_frames
         finally:  # on a stop, drop the queued videos; the running ones finish their atomic writes
             pool.shutdown(wait=True, cancel_futures=True)
 
-    def processes(n: int) -> concurrent.futures.ProcessPoolExecutor:
-        # spawn, not fork: forking a process that already runs OpenCV/torch threads can deadlock.
-        return concurrent.futures.ProcessPoolExecutor(n, multiprocessing.get_context("spawn"), _init_extract_worker)
-
     try:
         queue = todo if isolate else []
         while queue:
-            queue = queue[in_pool(processes(workers), queue):]
+            queue = queue[in_pool(_process_pool(workers), queue):]
             if queue:  # a worker died, on the first unfinished video or one beside it: that one alone
-                if in_pool(processes(1), queue[:1]) == 0:
+                if in_pool(_process_pool(1), queue[:1]) == 0:
                     if not _processes_start():  # no process runs here at all: not the video's fault
                         logger.warning(NO_PROCESSES)
                         todo, isolate, workers = queue, False, max(workers, 1)
@@ -1536,15 +1539,16 @@ def _render(size: int, cam: dict[str, Any], noise: np.random.Generator, swap: di
     looks = {flip: np.ascontiguousarray((_portrait()[:, ::-1] if flip else _portrait()) * cam["tint"], np.float32)
              for flip in {cam["flip"], bool(source and source["flip"])}}
     yy, xx = np.mgrid[0:size, 0:size]
+
+    def place(flip: bool, zoom: float, roll: float, at: np.ndarray) -> np.ndarray:
+        """The portrait (mirrored or not) with its face centred at ``at``, zoomed and rolled."""
+        centre = (looks[flip].shape[1] - 1 - cx if flip else cx, cy)
+        m = cv2.getRotationMatrix2D(centre, roll, zoom * scale)
+        m[:, 2] += at - centre
+        return cv2.warpAffine(looks[flip], m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+
     for t in range(len(cam["zoom"])):
         dst = size / 2 + cam["pan"][t]
-
-        def place(flip: bool, zoom: float, roll: float, at: np.ndarray) -> np.ndarray:
-            centre = (looks[flip].shape[1] - 1 - cx if flip else cx, cy)
-            m = cv2.getRotationMatrix2D(centre, roll, zoom * scale)
-            m[:, 2] += at - centre
-            return cv2.warpAffine(looks[flip], m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-
         frame = place(cam["flip"], cam["zoom"][t], cam["roll"][t], dst)
         if swap is not None:
             face = place(source["flip"], cam["zoom"][t] * swap["scale"][t], cam["roll"][t] + swap["roll"][t],
@@ -1579,7 +1583,6 @@ def make_synthetic_dataset(root: str | Path, n_per_class: int = 24, num_frames: 
     """Write ``root/original/NNN.mp4`` (real) and ``root/Deepfakes/T_S.mp4`` (target T's camera with
     source S's face; each real is the target of one fake) and return ``root``. Deterministic for
     ``seed``; only missing files are written; a root holding another seed's or size's is refused."""
-
     if not 2 <= n_per_class <= 1000:
         raise ValueError("n_per_class must be in [2, 1000] (3-digit ids, source != target)")
     root = Path(root)
@@ -1967,7 +1970,6 @@ def export_pretrained(model: torch.nn.Module, out_dir: str | Path, preprocessing
     return out_dir
 
 
-
 # ----------------------------------------------------------------------------------------------
 # Training
 # ----------------------------------------------------------------------------------------------
@@ -2003,6 +2005,13 @@ def _autocast(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
 
 
+def _num_batches(loader: Iterable[Any]) -> int | None:
+    """The loader's length, or None where it has none (an iterable dataset's ``len`` raises)."""
+    try:
+        return len(loader)  # type: ignore[arg-type]
+    except TypeError:
+        return None
+
 
 def training_step(model: torch.nn.Module, pixel_values: torch.Tensor, labels: torch.Tensor,
                   optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None = None,
@@ -2031,7 +2040,7 @@ def train_one_epoch(model: torch.nn.Module, loader: Iterable[tuple[torch.Tensor,
     total_loss, correct, seen = 0.0, 0, 0
     # The bar counts batches but never holds the loader's iterator: an iterator kept alive by a
     # progress bar is inherited by the next epoch's forked workers and breaks them.
-    bar = _progress(total=len(loader) if hasattr(loader, "__len__") else None, desc="train", unit="batch", leave=False)
+    bar = _progress(total=_num_batches(loader), desc="train", unit="batch", leave=False)
     for pixel_values, labels in loader:
         labels = labels.to(device, non_blocking=True)
         loss, logits = training_step(model, pixel_values.to(device, non_blocking=True), labels, optimizer, scaler, dtype)
@@ -2088,7 +2097,6 @@ def load_training_state(path: str | Path, model: torch.nn.Module, optimizer: tor
                 if isinstance(have, dict) and isinstance(want, dict) else []
             detail = "; ".join(f"{k}: saved {have.get(k)!r:.40}, now {want.get(k)!r:.40}" for k in subs)
             raise CheckpointError(f"{path}: saved by a run with other {key}" + (f" ({detail})" if detail else ""))
-
     target = _check_weights(path, model, obj["model"])
     given = [len(g["params"]) for g in optimizer.param_groups]
     saved = [len(g["params"]) for g in obj["optimizer"]["param_groups"]]
@@ -2132,12 +2140,11 @@ def resume_training(path: str | Path, model: torch.nn.Module, optimizer: torch.o
 def predict_probs(model: torch.nn.Module, loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
                   device: torch.device | str, amp: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """``(y_true, y_prob)``: labels and P(fake) per video; batches ``(B, K, T, C, H, W)`` average K clips."""
-
     device = torch.device(device)
     dtype = precision(device, amp=amp)
     model.eval()
     y_true, y_prob = [np.zeros(0, np.int64)], [np.zeros(0, np.float32)]
-    bar = _progress(total=len(loader) if hasattr(loader, "__len__") else None, desc="predict", unit="batch", leave=False)
+    bar = _progress(total=_num_batches(loader), desc="predict", unit="batch", leave=False)
     for pixel_values, labels in loader:
         clips = pixel_values.shape[1] if pixel_values.ndim == 6 else 1
         with _autocast(device, dtype):
@@ -2182,7 +2189,6 @@ def evaluate_items(model: torch.nn.Module, items: Sequence[VideoItem], cache_roo
 def run_preprocessing(config: dict[str, Any], checkpoint: str | Path) -> tuple[Preprocessing, list[str]]:
     """How this run makes its inputs, and notes to show: from the knobs when training, else from
     ``checkpoint``, or from ``INIT_FROM`` when fine-tuning it (a knob that disagrees is noted, never obeyed)."""
-
     if config["TRAIN"] and not config.get("INIT_FROM"):
         mean, std = normalization_for(model_source(config["MODEL"], config["NUM_FRAMES"], config["SIZE"]))
         return Preprocessing(config["NUM_FRAMES"], config["SIZE"], config["FACE_CROP"], mean, std), []
@@ -2246,9 +2252,9 @@ def unseen_items(items: Sequence[VideoItem], info: CheckpointInfo,
     faces = info.train_faces()
     if faces is None:
         return list(items), {"train_faces": "unknown"}, f"{info.path.name}: {ORIGINAL_TRAIN_NOTE}"
-    unknown = (info.extra.get("init_from") or {"train_faces": ()})["train_faces"] is None
-    partly = (f"; it was fine-tuned from {Path(info.extra['init_from']['checkpoint']).name}, whose training videos "
-              "are unknown, so only its own are known") if unknown else ""
+    start = info.extra.get("init_from")  # the checkpoint it was fine-tuned from, if any
+    partly = (f"; it was fine-tuned from {Path(start['checkpoint']).name}, whose training videos are unknown, so "
+              "only its own are known") if start and start["train_faces"] is None else ""
     unseen, seen = split_by_faces(items, faces)
     record = {"train_faces": "scored" if allow_train_faces else "left out", "videos_sharing_a_training_face": len(seen)}
     if allow_train_faces:
