@@ -237,9 +237,13 @@ def test_sample_mode_on_real_ffpp_videos(kaggle_root: Path, tmp_path: Path) -> N
         "bbbbbbbbbb.mp4": {"label": "FAKE", "split": "train", "original": "aaaaaaaaaa.mp4"},
         "cccccccccc.mp4": {"label": "FAKE", "split": "train", "original": "aaaaaaaaaa.mp4"}}))  # not on disk
     (tmp_path / "not_a_dataset").mkdir()
+    broken = tmp_path / "broken"  # your own folders, where not one video reads
+    for side in ("real", "fake"):
+        (broken / side).mkdir(parents=True)
+        (broken / side / "x.mp4").write_bytes(b"")
     nb = run_notebook(tmp_path, {"SCARLET_MODE": "sample", "SCARLET_DATA_ROOT": str(kaggle_root),
                                  "SCARLET_OUTPUT_DIR": str(out),
-                                 "SCARLET_EVAL_DATASETS": f"{celeb},{tmp_path / 'dfdc'},{tmp_path / 'not_a_dataset'}"})
+                                 "SCARLET_EVAL_DATASETS": f"{celeb},{tmp_path / 'dfdc'},{broken},{tmp_path / 'not_a_dataset'}"})
     for name in ARTEFACTS:
         assert (out / name).is_file(), f"sample run did not write {name}"
     split = json.loads((out / "split.json").read_text())
@@ -266,6 +270,7 @@ def test_sample_mode_on_real_ffpp_videos(kaggle_root: Path, tmp_path: Path) -> N
     assert "1 of its 3 videos are not in" in stream_text(nb, "stderr") + text
     assert (out / "cross_dataset_roc.png").is_file()
     assert f"{tmp_path / 'not_a_dataset'}: skipped: " in text and "not a data root Scarlet reads" in text
+    assert f"{broken}: skipped: none of the 2 videos could be read (e.g. {broken / 'fake' / 'x.mp4'}: empty file" in text
 
 
 def test_interrupted_training_resumes_to_the_same_weights(tmp_path: Path) -> None:
@@ -296,9 +301,13 @@ def test_fine_tuning_further_starts_from_a_checkpoint_and_knows_both_training_se
     out = tmp_path / "tuned"
     # LR 0: AdamW moves no weight (its decay is scaled by the rate too), so the saved model must be the
     # one it started from, bit for bit: the training cell loaded INIT_FROM's exact weights.
+    empty = tmp_path / "no_videos_here"  # and the last section given a folder without videos
+    empty.mkdir()
     nb = run_notebook(tmp_path, {**SMALL, "SCARLET_EPOCHS": "1", "SCARLET_INIT_FROM": str(start), "SCARLET_LR": "0",
-                                 "SCARLET_OUTPUT_DIR": str(out), "SCARLET_ALLOW_TRAIN_FACES": "1"})
+                                 "SCARLET_OUTPUT_DIR": str(out), "SCARLET_ALLOW_TRAIN_FACES": "1",
+                                 "SCARLET_VIDEO": str(empty)})
     text = stream_text(nb)
+    assert f"{empty}: no video files in this folder" in text and f"0 videos from {empty}" in text
     assert f"starting from {start} (trained on FaceForensics++)" in text
     first = su.checkpoint_info(start)
     tuned = su.checkpoint_info(out / "Scarlet.pt")
