@@ -391,18 +391,45 @@ def _count_frames(path: Path) -> int:
 # OpenCV's frame seek (CAP_PROP_POS_FRAMES) turns the number into a timestamp, seeks back to the
 # keyframe at or before 16 frames earlier, and decodes forward to the frame asked for.
 _SEEK_BACKOFF = 16
+# Seek only in a video whose kept frames lie more than this many frames apart: x264's default
+# keyframe interval (FF++'s). Closer (FF++, Celeb-DF, DFDC), a seek would rarely skip a keyframe
+# interval, and the video is decoded straight through without even the keyframe scan (~2% of its
+# decoding time).
+SEEK_MIN_GAP = 250
+
+
+def _nal_types(packet: bytes, codec: str) -> set[int]:
+    """The NAL unit types in an Annex B packet (``00 00 01`` before each unit), H.264 or HEVC."""
+    types, at = set(), packet.find(b"\x00\x00\x01")
+    while 0 <= at < len(packet) - 3:
+        header = packet[at + 3]
+        types.add(header & 0x1F if codec == "h264" else header >> 1 & 0x3F)
+        at = packet.find(b"\x00\x00\x01", at + 3)
+    return types
+
+
+# NAL types that start a picture decodable without any before it: H.264's IDR, HEVC's IRAP (BLA,
+# IDR, CRA). FFmpeg flags H.264 recovery points (intra refresh, open GOPs) as keyframes too, and a
+# frame decoded from one of those can differ from a full decode's.
+_RANDOM_ACCESS_NALS = {"h264": {5}, "hevc": set(range(16, 22))}
 
 
 def _exact_seek_keyframes(path: Path) -> list[int] | None:
-    """The keyframes a frame-number seek in ``path`` can decode from, or ``None`` where a seek might
-    not land on the frame sequential decoding numbers the same: that holds when the packets' rounded
-    timestamps (``CAP_PROP_PTS``) are exactly 0, 1, ..., n-1. Reads packets without decoding them."""
-    cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, [cv2.CAP_PROP_FORMAT, -1])  # raw packets
+    """The keyframes a frame-number seek in ``path`` can decode from (H.264 and HEVC: only those that
+    are random access points), or ``None`` where a seek might not land on the frame sequential
+    decoding numbers the same: that holds when the packets' rounded timestamps (``CAP_PROP_PTS``)
+    are exactly 0, 1, ..., n-1. Reads packets without decoding them."""
+    cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, [cv2.CAP_PROP_FORMAT, -1])  # raw packets, Annex B
+    codec = int(cap.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little").decode("latin-1").lower()
     pts: list[float] = []
     keys: list[int] = []
     while cap.isOpened() and cap.grab():
         pts.append(cap.get(cv2.CAP_PROP_PTS))
         if cap.get(cv2.CAP_PROP_LRF_HAS_KEY_FRAME):
+            if codec in _RANDOM_ACCESS_NALS:
+                ok, packet = cap.retrieve()
+                if not (ok and _nal_types(packet.tobytes(), codec) & _RANDOM_ACCESS_NALS[codec]):
+                    continue
             keys.append(int(pts[-1]))
     cap.release()
     return sorted(keys) if pts and sorted(pts) == list(range(len(pts))) else None
@@ -423,45 +450,52 @@ def _frame_by_seek(path: Path, idx: int) -> np.ndarray | None:
 
 
 def _grab_frames(
-    path: Path, indices: Sequence[int], transform: Any = None, seek_gap: int | None = None
+    path: Path, indices: Sequence[int], transform: Any = None, seek_gap: int | None = SEEK_MIN_GAP
 ) -> tuple[list[np.ndarray], int]:
     """Decode the frames at sorted ``indices`` (BGR), ``grab()``-ing past the rest, each through
     ``transform(index, frame)`` as it is decoded (a 4K video's frames are never all held at full size).
-    ``seek_gap``: seek where that skips more than ``seek_gap`` frames (None: never), only where
-    seeks are exact (``_exact_seek_keyframes``); the first seek is checked pixel for pixel and each
-    must land on its timestamp, or the file is read again without seeking. Returns the frames and
-    how many were grabbed (fewer than ``max(indices) + 1`` when the stream ends early, one more
-    when it goes on past the last index)."""
+    ``seek_gap``: where two indices lie more than ``seek_gap`` apart (None: never) and seeks in the
+    file are exact (``_exact_seek_keyframes``), seek wherever that skips decoding (a keyframe lies
+    between). Before the first seek, the frame ``_SEEK_BACKOFF`` past the next keyframe, as close to
+    a keyframe as any seek decodes from, is decoded in order and compared pixel for pixel with a
+    seek's (at most one keyframe interval of decoding, once per file); every seek must land on its
+    timestamp, or the file is read again without seeking. Returns the frames and how many were
+    grabbed (fewer than ``max(indices) + 1`` when the stream ends early, one more when it goes on
+    past the last index)."""
     wanted = sorted(set(indices))
-    keys = _exact_seek_keyframes(path) if seek_gap is not None else None
+    far = seek_gap is not None and any(b - a > seek_gap for a, b in zip([0, *wanted], wanted))
+    keys = _exact_seek_keyframes(path) if far else None
     frames: list[np.ndarray] = []
     cap = _open_capture(path)
-    pos, proven, check, jumped = 0, False, -1, False
+    pos, proven, jumped = 0, False, False
     try:
         for idx in wanted:
-            seeked = False
             start = max((k for k in keys if k <= idx - _SEEK_BACKOFF), default=0) if keys else 0
-            if keys and start - pos > seek_gap:
-                if not proven:  # decode this one sequentially and compare it with a seek's
-                    check = idx
-                elif cap.set(cv2.CAP_PROP_POS_FRAMES, idx) and cap.get(cv2.CAP_PROP_POS_FRAMES) == idx:
-                    pos, seeked, jumped = idx, True, True
-                else:
-                    return _grab_frames(path, indices, transform)
+            if keys and not proven and start > pos:
+                probe = min(k for k in keys if k >= pos) + _SEEK_BACKOFF  # a seek there decodes from that key
+                while pos <= probe:
+                    if not cap.grab():
+                        return frames, pos
+                    pos += 1
+                ok, frame = cap.retrieve()
+                proven = ok and np.array_equal(frame, _frame_by_seek(path, probe))
+                if not proven:
+                    logger.debug("%s: a seek to frame %d is not exact; reading without seeking", path, probe)
+                    keys = None
+            seeked = keys is not None and start > pos
+            if seeked:
+                if not (cap.set(cv2.CAP_PROP_POS_FRAMES, idx) and cap.get(cv2.CAP_PROP_POS_FRAMES) == idx):
+                    return _grab_frames(path, indices, transform, None)
+                pos, jumped = idx, True
             while pos <= idx:
                 if not cap.grab():  # after a seek, the count of frames reached must come from grabbing
-                    return _grab_frames(path, indices, transform) if jumped else (frames, pos)
+                    return _grab_frames(path, indices, transform, None) if jumped else (frames, pos)
                 pos += 1
             if seeked and cap.get(cv2.CAP_PROP_PTS) != idx:
-                return _grab_frames(path, indices, transform)
+                return _grab_frames(path, indices, transform, None)
             ok, frame = cap.retrieve()
             if not ok or frame is None:
                 raise VideoReadError(f"{path}: frame {idx} could be grabbed but not decoded")
-            if idx == check:
-                proven = np.array_equal(frame, _frame_by_seek(path, idx))
-                if not proven:
-                    logger.debug("%s: a seek to frame %d is not exact; reading without seeking", path, idx)
-                    keys = None
             frames.append(frame if transform is None else transform(idx, frame))
         if cap.grab():
             pos += 1
@@ -484,10 +518,12 @@ class Clip:
 
 
 def read_clip(path: str | Path, num_frames: int = 8, size: int = 224, face_crop: bool = False,
-              num_clips: int = 1, seek_gap: int | None = None) -> Clip:
+              num_clips: int = 1, seek_gap: int | None = SEEK_MIN_GAP) -> Clip:
     """``num_frames`` uniformly spaced frames of a video as a ``Clip`` (``num_clips`` > 1: that many
     clips of consecutive segments, ``(num_clips, T, size, size, 3)``). A header's wrong frame count
-    is found while decoding and replaced. Raises ``VideoReadError`` naming the file and the cause."""
+    is found while decoding and replaced. Where kept frames lie more than ``seek_gap`` frames apart,
+    the read seeks over the gaps if seeking is exact in the file (None: never seek); the frames are a
+    full decode's either way. Raises ``VideoReadError`` naming the file and the cause."""
     path = Path(path)
     _check_file(path)
     cap = _open_capture(path)
@@ -2656,14 +2692,16 @@ def score_videos(model: torch.nn.Module, paths: Sequence[str | Path], preprocess
                  threshold: float = 0.5, timeline_dir: str | Path | None = None) -> list[dict[str, Any]]:
     """One row per file, in order: ``p_fake`` (the mean over ``num_clips`` clips), ``call`` at
     ``threshold``, ``clip_scores``, ``frames``, ``duration_s``, the face counts where the checkpoint
-    crops faces, and ``error``: a file that cannot be read gets its cause there, never a stop. With
+    crops faces, ``note`` (what makes a score less sure: a header whose frame count was wrong, a face
+    missing on most frames), and ``error``: a file that cannot be read gets its cause there, never a
+    stop. With
     ``timeline_dir``, each scored video's ``plot_timeline`` is saved there (``timeline`` in its row)."""
     prep, device = _model_prep(model, preprocessing, device)
     rows = []
     for n, path in enumerate(_progress(iterable=paths, desc="scoring videos", unit="video", disable=not paths)):
         row: dict[str, Any] = {"path": str(path), "p_fake": None, "call": None, "clip_scores": None, "frames": None,
                                "duration_s": None, "face_on_track": None, "face_borrowed": None, "no_face": None,
-                               "face_tracks": None, "timeline": None, "error": None}
+                               "face_tracks": None, "timeline": None, "note": None, "error": None}
         try:
             clip = read_clip(path, prep.num_frames, prep.size, prep.face_crop, num_clips=num_clips)
         except VideoReadError as exc:
@@ -2674,9 +2712,12 @@ def score_videos(model: torch.nn.Module, paths: Sequence[str | Path], preprocess
         row.update(p_fake=round(p_fake, 6), call="FAKE" if p_fake >= threshold else "REAL",
                    clip_scores=" ".join(f"{p:.4f}" for p in scores), frames=clip.total_frames,
                    duration_s=round(clip.total_frames / clip.fps, 2))
+        notes = [w.removeprefix(f"{Path(path)}: ") for w in clip.warnings]
         if clip.faces is not None:
             row.update(face_on_track=clip.faces.on_track, face_borrowed=clip.faces.borrowed,
                        no_face=clip.faces.no_face, face_tracks=clip.faces.tracks)
+            notes += [f"the face was not found on most frames ({clip.faces.summary()})"] if clip.faces.unsure else []
+        row["note"] = "; ".join(notes) or None
         if timeline_dir is not None:  # numbered: two videos of one name in two subfolders get two plots
             out = Path(timeline_dir) / f"{n:03d}_{Path(path).stem}.png"
             row["timeline"] = str(save_figure(plot_timeline(Path(path).name, clip, scores, threshold), out))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import threading
 
 # Never reach the model hub from a test (the tests build tiny models locally).
@@ -167,7 +169,9 @@ class _CaptureSpy:
         params = list(args[2]) if len(args) > 2 else []  # (path, api, [prop, value, ...])
         self.raw = cv2.CAP_PROP_FORMAT in params[::2]  # raw packets: reads timestamps, decodes nothing
         self.seeked = False
-        if not self.raw and self._cap.isOpened():
+        if self.raw:
+            state.scans += 1
+        elif self._cap.isOpened():
             state.opened.append(SimpleNamespace(thread=threading.get_ident(),
                                                 decoder_threads=self._cap.get(cv2.CAP_PROP_N_THREADS)))
 
@@ -206,17 +210,45 @@ def captures(monkeypatch) -> SimpleNamespace:
     it saw on the decoding captures (not the raw-packet ones that only read timestamps):
 
     - ``seeks``: frame seeks asked for (``set(CAP_PROP_POS_FRAMES, ...)``), ``grabs``: frames
-      grabbed, ``opened``: per capture opened, its ``thread`` and ``decoder_threads``;
+      grabbed, ``opened``: per capture opened, its ``thread`` and ``decoder_threads``; ``scans``:
+      raw-packet captures opened (each reads a file's timestamps to see whether seeking is exact);
     - knobs: ``frame_count`` (what ``CAP_PROP_FRAME_COUNT`` says instead of the header),
       ``fail_seeks_after`` (seeks after the first n fail), ``corrupt_seeks`` (a frame retrieved
       after a seek comes back black: the seek landed on other pixels);
     - ``reset()`` zeroes the counts."""
     real = cv2.VideoCapture
-    state = SimpleNamespace(seeks=0, grabs=0, opened=[], frame_count=None, fail_seeks_after=None, corrupt_seeks=False)
+    state = SimpleNamespace(seeks=0, grabs=0, scans=0, opened=[], frame_count=None, fail_seeks_after=None, corrupt_seeks=False)
 
     def reset() -> None:
-        state.seeks, state.grabs, state.opened = 0, 0, []
+        state.seeks, state.grabs, state.scans, state.opened = 0, 0, 0, []
 
     state.reset = reset
     monkeypatch.setattr(cv2, "VideoCapture", lambda *args: _CaptureSpy(real, state, *args))
     return state
+
+
+@pytest.fixture(scope="session")
+def ffmpeg_encode() -> Callable[..., Path]:
+    """``ffmpeg_encode(path, frames, args, fps=25)``: ``frames`` ``(N, H, W, 3)`` uint8 RGB (or a list
+    of ffmpeg input arguments, such as a lavfi source) encoded by the ffmpeg command line with output
+    ``args`` (codec, keyframe interval, ...). Skips without ffmpeg; under CI, where .ci/run installs
+    it, its absence fails."""
+    if shutil.which("ffmpeg") is None:
+        if os.environ.get("CI"):
+            pytest.fail("the ffmpeg command line is not installed, and .ci/run should have installed it")
+        pytest.skip("the ffmpeg command line is not installed")
+
+    def encode(path: Path, frames: np.ndarray | list[str], args: Sequence[str], fps: int = 25) -> Path:
+        if isinstance(frames, list):
+            source, data = frames, None
+        else:
+            h, w = frames.shape[1:3]
+            source = ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", str(fps), "-i", "-"]
+            data = np.ascontiguousarray(frames).tobytes()
+        cmd = ["ffmpeg", "-v", "error", "-y", *source, *args, str(path)]
+        done = subprocess.run(cmd, input=data, capture_output=True, timeout=120, check=False)
+        if done.returncode != 0:
+            pytest.skip(f"ffmpeg cannot write {path.name}: {done.stderr.decode(errors='replace')[-300:]}")
+        return path
+
+    return encode

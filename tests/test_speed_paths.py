@@ -8,9 +8,6 @@ the seeks and grabs and to make a seek fail or land on other pixels."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 import threading
 from pathlib import Path
 
@@ -60,24 +57,11 @@ SEEKABLE = [name for name in FFMPEG_VIDEOS if name != "gap.mp4"]
 
 
 @pytest.fixture(scope="module")
-def ffmpeg_videos(tmp_path_factory) -> dict[str, Path]:
+def ffmpeg_videos(tmp_path_factory, ffmpeg_encode) -> dict[str, Path]:
     """``{name: path}`` of ``FFMPEG_VIDEOS``, encoded by the ffmpeg command line (skips without it)."""
-    if shutil.which("ffmpeg") is None:
-        if os.environ.get("CI"):  # .ci/run installs it: missing there is a failure, not a skip
-            pytest.fail("the ffmpeg command line is not installed, and .ci/run should have installed it")
-        pytest.skip("the ffmpeg command line is not installed")
     folder = tmp_path_factory.mktemp("ffmpeg")
     frames = np.stack([_band_frame(i) for i in range(BAND_FRAMES)])
-    videos = {}
-    for name, args in FFMPEG_VIDEOS.items():
-        path = folder / name
-        cmd = ["ffmpeg", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{BAND_SIZE}x{BAND_SIZE}",
-               "-r", "25", "-i", "-", *args, str(path)]
-        done = subprocess.run(cmd, input=frames.tobytes(), capture_output=True, timeout=60, check=False)
-        if done.returncode != 0:
-            pytest.skip(f"ffmpeg cannot write {name}: {done.stderr.decode(errors='replace')[-300:]}")
-        videos[name] = path
-    return videos
+    return {name: ffmpeg_encode(folder / name, frames, args) for name, args in FFMPEG_VIDEOS.items()}
 
 
 def _assert_same_clip(a: su.Clip, b: su.Clip, what: str) -> None:
@@ -87,14 +71,16 @@ def _assert_same_clip(a: su.Clip, b: su.Clip, what: str) -> None:
         assert np.array_equal(x, y), f"{what}: frame #{k} (index {a.indices[k]}) differs"
 
 
-def _plain_and_seeking(path: Path, captures, num_frames: int = 8, size: int = BAND_SIZE, seek_gap: int = 0):
-    """``(plain clip, grabs it made, seeking clip)``; ``captures`` then holds the seeking read's counts."""
+def _plain_and_seeking(path: Path, captures, num_frames: int = 8, size: int = BAND_SIZE, seek_gap: int | None = 0,
+                       **kwargs):
+    """``(plain clip, grabs it made, seeking clip)``: ``seek_gap=None`` (a full decode), then the
+    given one; ``captures`` then holds the seeking read's counts."""
     captures.reset()
-    plain = su.read_clip(path, num_frames, size)
-    assert captures.seeks == 0, "read_clip seeks by default"
+    plain = su.read_clip(path, num_frames, size, seek_gap=None, **kwargs)
+    assert captures.seeks == 0 and captures.scans == 0, "read_clip(seek_gap=None) seeks"
     grabs = captures.grabs
     captures.reset()
-    return plain, grabs, su.read_clip(path, num_frames, size, seek_gap=seek_gap)
+    return plain, grabs, su.read_clip(path, num_frames, size, seek_gap=seek_gap, **kwargs)
 
 
 # -- seeking ---------------------------------------------------------------------------------------
@@ -138,7 +124,105 @@ def test_a_seek_that_fails_rereads_the_file_without_seeking(ffmpeg_videos, captu
 def test_seek_gap_limits_seeks_to_long_jumps(ffmpeg_videos, captures):
     plain, plain_grabs, seeking = _plain_and_seeking(ffmpeg_videos["mpeg4.mp4"], captures, seek_gap=500)
     _assert_same_clip(plain, seeking, "seek_gap=500")
-    assert captures.seeks == 0 and captures.grabs == plain_grabs  # no jump skips more than 500 frames
+    # no jump could skip more than 500 frames: not even the keyframes are read
+    assert (captures.seeks, captures.scans, captures.grabs) == (0, 0, plain_grabs)
+
+
+def test_by_default_a_short_video_is_decoded_straight_through(ffmpeg_videos, captures):
+    # 200 frames, 8 kept ~28 apart: under SEEK_MIN_GAP, as on FF++ (see the shared-video test)
+    captures.reset()
+    clip = su.read_clip(ffmpeg_videos["mpeg4.mp4"], 8, BAND_SIZE)
+    assert (captures.seeks, captures.scans, captures.grabs) == (0, 0, BAND_FRAMES)
+    assert [_band_index(f) for f in clip.frames] == clip.indices
+
+
+# -- long videos -------------------------------------------------------------------------------------
+# 3000 frames (2 minutes at 25 fps) with their index in 12 bits: keyframes every 10 frames and every
+# 250 (x264's default, FF++'s), B-frames in both. A full decode is the truth.
+LONG_FRAMES, LONG_SIZE, LONG_BITS = 3000, 64, 12
+LONG_VIDEOS = {
+    "long-g10.mp4": ["-c:v", "libx264", "-preset", "veryfast", "-g", "10", "-bf", "2", "-crf", "10"],
+    "long-g250.mp4": ["-c:v", "libx264", "-preset", "veryfast", "-g", "250", "-keyint_min", "250", "-sc_threshold",
+                      "0", "-bf", "3", "-crf", "10"],
+}
+# And one whose seeks land on other pixels: with x264's intra refresh, the "keyframes" after the
+# first are recovery points (FFmpeg flags them as keyframes), and a frame decoded from one can
+# differ from a full decode's. ffmpeg's moving test pattern, 2 minutes of it.
+INTRA_REFRESH = (["-f", "lavfi", "-i", f"testsrc2=size=128x96:rate=25:duration={LONG_FRAMES / 25:g}"],
+                 ["-c:v", "libx264", "-preset", "veryfast", "-x264-params", "intra-refresh=1:keyint=30", "-pix_fmt",
+                  "yuv420p"])
+
+
+def _long_frame(i: int) -> np.ndarray:
+    """RGB frame ``i``: its index as 12 black/white 16-px cells (4 x 3, top) over a moving gradient."""
+    frame = np.zeros((LONG_SIZE, LONG_SIZE, 3), np.uint8)
+    frame[48:] = ((np.arange(LONG_SIZE)[None, :, None] * 4 + i * 7) % 256).astype(np.uint8)
+    for bit in range(LONG_BITS):
+        if (i >> bit) & 1:
+            row, col = divmod(bit, 4)
+            frame[row * 16 : row * 16 + 16, col * 16 : col * 16 + 16] = 255
+    return frame
+
+
+def _long_index(frame: np.ndarray) -> int:
+    return sum(1 << bit for bit in range(LONG_BITS) if frame[bit // 4 * 16 + 8, bit % 4 * 16 + 8].mean() > 128)
+
+
+@pytest.fixture(scope="module")
+def long_videos(tmp_path_factory, ffmpeg_encode) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("long")
+    frames = np.stack([_long_frame(i) for i in range(LONG_FRAMES)])
+    videos = {name: ffmpeg_encode(folder / name, frames, [*args, "-pix_fmt", "yuv420p"])
+              for name, args in LONG_VIDEOS.items()}
+    videos["intra-refresh.mp4"] = ffmpeg_encode(folder / "intra-refresh.mp4", *INTRA_REFRESH)
+    return videos
+
+
+@pytest.mark.parametrize(("name", "clips", "gap"), [("long-g10.mp4", 1, su.SEEK_MIN_GAP),
+                                                    ("long-g250.mp4", 1, su.SEEK_MIN_GAP),
+                                                    ("long-g10.mp4", 4, 50)])  # 4 x 8 frames lie ~94 apart
+def test_a_long_video_is_read_by_seeking_with_a_full_decodes_frames(long_videos, captures, name, clips, gap):
+    plain, plain_grabs, seeking = _plain_and_seeking(long_videos[name], captures, 8, LONG_SIZE, gap, num_clips=clips)
+    assert plain_grabs == LONG_FRAMES and plain.total_frames == LONG_FRAMES
+    assert [_long_index(f) for f in plain.frames.reshape(-1, *plain.frames.shape[-3:])] == plain.indices
+    _assert_same_clip(plain, seeking, f"{name}, {clips} clips")
+    assert captures.scans == 1 and captures.seeks >= 5 * clips, (captures.scans, captures.seeks)
+    # grab() decodes the check's frames (up to a keyframe interval), and then little beyond each seek
+    assert captures.grabs < plain_grabs / 5, captures.grabs
+
+
+def test_a_long_video_with_faces_seeks_to_each_frame_and_its_neighbour(long_videos, captures):
+    plain, _, seeking = _plain_and_seeking(long_videos["long-g10.mp4"], captures, 8, LONG_SIZE, 50, num_clips=4,
+                                           face_crop=True)
+    _assert_same_clip(plain, seeking, "face crop, 4 clips")
+    assert seeking.boxes == plain.boxes and seeking.faces == plain.faces
+    assert captures.seeks >= 20, captures.seeks
+
+
+def _decode_all(path: Path) -> list[np.ndarray]:
+    cap, frames = cv2.VideoCapture(str(path)), []
+    while (got := cap.read())[0]:
+        frames.append(got[1])
+    cap.release()
+    return frames
+
+
+def test_a_long_video_whose_seeks_land_on_other_pixels_is_decoded_through(long_videos, captures):
+    path = long_videos["intra-refresh.mp4"]
+    # the premise: OpenCV's own frame seeks in it land on other pixels than a full decode has
+    full = _decode_all(path)
+    cap, differ = cv2.VideoCapture(str(path)), 0
+    for idx in range(40, 1000, 23):
+        cap.set(cv2.CAP_PROP_POS_FRAMES, idx)
+        differ += not np.array_equal(cap.read()[1], full[idx])
+    cap.release()
+    assert differ >= 3, differ
+    captures.reset()
+    plain, plain_grabs, seeking = _plain_and_seeking(path, captures, 8, 64, su.SEEK_MIN_GAP)
+    _assert_same_clip(plain, seeking, "intra refresh")
+    assert plain.total_frames == len(full) == LONG_FRAMES
+    # its keyframes were read (a gap is long enough), and none is a random access point: no seek
+    assert (captures.scans, captures.seeks, captures.grabs) == (1, 0, plain_grabs)
 
 
 # The shared videos compared: the 7 FF++ c23 ones and, from real_faces, per source (their codecs and
