@@ -112,3 +112,52 @@ def test_a_timeline_per_scored_video(model, folder, tmp_path):
 
 def test_an_empty_list_gives_no_rows(model):
     assert su.score_videos(model, [], PREP, "cpu") == []
+
+
+def _testsrc(seconds: int) -> list[str]:
+    """ffmpeg input arguments: its moving test pattern, 64 x 48 at 25 fps."""
+    return ["-f", "lavfi", "-i", f"testsrc2=size=64x48:rate=25:duration={seconds}"]
+
+
+def test_a_folder_with_long_videos_and_broken_files(model, tmp_path, write_video, ffmpeg_encode, captures):
+    """Good short videos, two long ones (160 s, a keyframe every 10 frames and every 250), a copy of
+    one cut in half (its header promises all 4000 frames), a file of random bytes, an empty one, and
+    a text file that is not a video: every row is checked."""
+    root = tmp_path / "mixed"
+    (root / "long").mkdir(parents=True)
+    write_video("a.mp4", _frames(20, 0), fps=10).rename(root / "a.mp4")
+    h264 = ["-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-movflags", "+faststart"]
+    ffmpeg_encode(root / "long" / "g10.mp4", _testsrc(160), [*h264, "-g", "10"])
+    ffmpeg_encode(root / "long" / "g250.mp4", _testsrc(160), [*h264, "-g", "250", "-keyint_min", "250",
+                                                              "-sc_threshold", "0"])
+    data = (root / "long" / "g10.mp4").read_bytes()
+    (root / "cut.mp4").write_bytes(data[: len(data) // 2])  # moov first: it opens, and breaks half way
+    (root / "noise.mkv").write_bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    (root / "empty.mov").write_bytes(b"")
+    (root / "README.txt").write_text("my videos")
+    paths = su.video_files(root)
+    assert [p.relative_to(root).as_posix() for p in paths] == ["a.mp4", "cut.mp4", "empty.mov", "long/g10.mp4",
+                                                               "long/g250.mp4", "noise.mkv"]
+    captures.reset()
+    rows = {Path(r["path"]).relative_to(root).as_posix(): r for r in su.score_videos(model, paths, PREP, "cpu", 2, amp=False)}
+    assert list(rows) == [p.relative_to(root).as_posix() for p in paths]
+    assert captures.seeks >= 8  # the long videos were read by seeking (the two clips' 8 frames lie 500 apart)
+
+    def full_decode_score(path: Path) -> float:
+        clip = su.read_clip(path, PREP.num_frames, PREP.size, num_clips=2, seek_gap=None)
+        return float(np.mean(su.score_clip(model, clip, PREP, "cpu", amp=False)))
+
+    for name, frames in (("a.mp4", 20), ("long/g10.mp4", 4000), ("long/g250.mp4", 4000)):
+        row = rows[name]
+        assert row["error"] is None and row["note"] is None, row
+        assert (row["frames"], row["duration_s"]) == (frames, frames / (10 if name == "a.mp4" else 25))
+        assert len(row["clip_scores"].split()) == 2
+        assert row["p_fake"] == pytest.approx(full_decode_score(root / name), abs=1e-6)  # a full decode's score
+    cut = rows["cut.mp4"]  # scored over the frames that decode, and the row says the header was wrong
+    assert cut["error"] is None and 1000 < cut["frames"] < 3000, cut
+    assert cut["note"] == f"header says 4000 frames, only {cut['frames']} decode; resampling"
+    assert cut["p_fake"] == pytest.approx(full_decode_score(root / "cut.mp4"), abs=1e-6)
+    assert rows["empty.mov"]["error"].endswith("empty file (0 bytes)")
+    assert "OpenCV cannot open it" in rows["noise.mkv"]["error"]
+    for name in ("empty.mov", "noise.mkv"):
+        assert all(rows[name][k] is None for k in ("p_fake", "call", "clip_scores", "frames", "note"))
