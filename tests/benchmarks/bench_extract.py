@@ -1,14 +1,13 @@
 """Frame extraction: the common approach vs ours, same pixels. Not a test (the only assertions are
 that every approach returns exactly the baseline's frames): run it and read the tables.
 
-    /work/venv/bin/python tests/benchmarks/bench_extract.py [--rounds 3] [--seek-gap 16]
+    /work/venv/bin/python tests/benchmarks/bench_extract.py [--rounds 3]
 
 Approaches, each over the 7 FF++ c23 sample videos, 8 frames at 224 (the notebook's setting):
   baseline     the common approach: cv2.VideoCapture, cap.read() every frame up to the last
                wanted one, keep the 8 wanted (sample_frame_indices), BGR->RGB, resize + centre
                crop; one process, video after video
   grab         read_clip: grab() skips unwanted frames without converting them; serial
-  grab+seek    read_clip(seek_gap=...): also seeks over long gaps where that is exact; serial
   ours         extract_frames: grab(), default_workers() threads (one FFmpeg decoding thread
                each; OpenCV lets go of the GIL while decoding), the clips written to a .npy cache
                (included in its time)
@@ -81,8 +80,6 @@ def run(approach: str, paths: list[Path], args) -> tuple[list[np.ndarray], float
         clips = [baseline(p, args.frames, args.size) for p in paths]
     elif approach == "grab":
         clips = [su.read_clip(p, args.frames, args.size).frames for p in paths]
-    elif approach == "grab+seek":
-        clips = [su.read_clip(p, args.frames, args.size, seek_gap=args.seek_gap).frames for p in paths]
     else:
         with tempfile.TemporaryDirectory() as cache:
             items = items_for(paths)
@@ -110,30 +107,11 @@ def frame_count(path: Path) -> int:
     return n
 
 
-def seek_plan(path: Path, num_frames: int, seek_gap: int) -> tuple[list[int] | None, int, int, int]:
-    """What the seeking path does on ``path`` (the rules of ``_grab_frames``): keyframes, seeks
-    made, frames of decoding they skip, frames the first-seek check decodes on its own capture."""
-    keys = su._exact_seek_keyframes(path)
-    seeks = skipped = check = 0
-    pos, checked = 0, False
-    for idx in sorted(set(su.sample_frame_indices(frame_count(path), num_frames))):
-        start = max((k for k in keys if k <= idx - su._SEEK_BACKOFF), default=0) if keys else 0
-        if keys and start - pos > seek_gap:
-            if checked:
-                seeks, skipped = seeks + 1, skipped + start - pos
-            else:
-                checked, check = True, idx - start + 1
-        pos = idx + 1
-    return keys, seeks, skipped, check
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3, help="timed passes per approach (median kept)")
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--seek-gap", type=int, default=16,
-                        help="grab+seek: seek when that skips more than this many frames of decoding")
     args = parser.parse_args()
     ffpp = sorted(FFPP.rglob("*.mp4"))
     real = sorted(p for p in REAL_FACES.glob("*") if p.suffix.lower() in su.VIDEO_EXTENSIONS)
@@ -152,18 +130,13 @@ def main() -> None:
         cap.release()
         indices = su.sample_frame_indices(n, args.frames)
         source_frames += indices[-1] + 1
-        keys, seeks, skipped, check = seek_plan(p, args.frames, args.seek_gap)
-        rows.append([p.name, n, f"{w}x{h}", "not exact" if keys is None else " ".join(map(str, keys)),
-                     indices[-1] + 1, seeks, skipped, check])
-    print(su.format_table(rows, ["video", "frames", "size", "keyframes", "decoded by grab",
-                                 f"seeks (gap>{args.seek_gap})", "frames they skip", "check decodes"]))
-    total_skip, total_check = sum(r[6] for r in rows), sum(r[7] for r in rows)
-    print(f"seeking skips {total_skip} of the {source_frames} frames grabbing decodes "
-          f"({100 * total_skip / source_frames:.1f}%); its first-seek checks decode {total_check} more on a "
-          f"second capture\n")
+        rows.append([p.name, n, f"{w}x{h}", indices[-1] + 1, max(b - a for a, b in zip(indices, indices[1:]))])
+    print(su.format_table(rows, ["video", "frames", "size", "decoded by grab", "largest gap"]))
+    print(f"no gap is over SEEK_MIN_GAP ({su.SEEK_MIN_GAP}): read_clip decodes these straight through "
+          "(bench_long.py measures seeking)\n")
 
     # -- timing, interleaved --------------------------------------------------------------------------
-    approaches = ["baseline", "grab", "grab+seek", "ours", "isolated"]
+    approaches = ["baseline", "grab", "ours", "isolated"]
     wall = {a: [] for a in approaches}
     cpu = {a: [] for a in approaches}
     startup = []
@@ -207,8 +180,6 @@ def main() -> None:
     print(f"isolated / baseline: {med['baseline'] / med['isolated']:.2f}x in wall time; its process pool's "
           f"start-up, measured apart: {start:.2f}s (spawn {workers} workers importing scarlet_utils: torch); "
           f"without it {med['baseline'] / max(med['isolated'] - start, 1e-9):.2f}x (what a long run approaches)")
-    print(f"grab+seek / grab: {med['grab'] / med['grab+seek']:.2f}x in wall time, "
-          f"{med_cpu['grab'] / med_cpu['grab+seek']:.2f}x in CPU seconds (seeking on these files)")
     print(f"ours used {med_cpu['ours']:.2f} CPU s (one decoding thread per video: little beyond decoding every "
           f"frame up to the last sampled one), so {workers} CPUs need at least {med_cpu['ours'] / workers:.2f}s; "
           f"it took {med['ours']:.2f}s: {med_cpu['ours'] / workers / med['ours']:.0%} parallel efficiency")
@@ -234,7 +205,7 @@ def main() -> None:
                 assert y.shape == x.shape and np.array_equal(y, x), f"{a}: {p.name} differs from baseline"
             line.append(f"{a} {w:.2f}s")
         print("  " + ", ".join(line))
-        print(f"  identical pixels: grab, grab+seek, ours and isolated returned exactly the baseline's clips for all "
+        print(f"  identical pixels: grab, ours and isolated returned exactly the baseline's clips for all "
               f"{len(real)} (np.array_equal)")
     print(f"\nload average at the end: {os.getloadavg()[0]:.1f}")
 
