@@ -4,6 +4,7 @@ evaluation-only flows a user runs in a new session against an existing Scarlet.p
 from __future__ import annotations
 
 import ast
+import csv
 import json
 import os
 import re
@@ -58,10 +59,42 @@ def without(metrics: dict, *config_keys: str) -> dict:
     return out
 
 
+def own_videos(folder: Path, videos: dict[str, Path]) -> Path:
+    """A folder of your own videos for the last section: ``videos`` (name: target) as symlinks, an
+    empty file in a subfolder (``z_more``, whose path sorts last) and a text file."""
+    (folder / "z_more").mkdir(parents=True)
+    for name, target in videos.items():
+        (folder / name).symlink_to(target)
+    (folder / "z_more" / "broken.mp4").write_bytes(b"")
+    (folder / "notes.txt").write_text("not a video")
+    return folder
+
+
+def check_own_videos(out: Path, nb: nbformat.NotebookNode, scored: list[str], face_crop: bool) -> None:
+    """The last section's CSV: a row per video in path order, ``scored`` with their scores and
+    ``z_more/broken.mp4`` last, with its cause; a timeline PNG per scored video, the first 3 shown."""
+    with open(out / "predictions_own.csv", newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [Path(r["path"]).name for r in rows] == [*scored, "broken.mp4"]
+    assert rows[-1]["error"].endswith("empty file (0 bytes)") and rows[-1]["p_fake"] == "" == rows[-1]["timeline"]
+    for row in rows[:-1]:
+        assert row["error"] == "" and 0.0 <= float(row["p_fake"]) <= 1.0 and row["call"] in ("REAL", "FAKE")
+        assert int(row["frames"]) > 0 and (row["face_on_track"] != "") == face_crop
+    assert sorted(p.name for p in (out / "timelines").iterdir()) == sorted(Path(r["timeline"]).name for r in rows[:-1])
+    last = nb.cells[-1]
+    assert sum("image/png" in o.get("data", {}) for o in last.outputs) == min(3, len(scored))
+    text = stream_text(nb)
+    assert f"{len(rows)} videos from " in text and "broken.mp4: empty file (0 bytes)" in text
+    assert f"P(fake) = {float(rows[0]['p_fake']):.3f} -> {rows[0]['call']}" in text
+
+
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, nbformat.NotebookNode]:
     workdir = tmp_path_factory.mktemp("demo")
-    nb = run_notebook(workdir, {"SCARLET_MODE": "demo"})
+    data = su.make_synthetic_dataset(workdir / "mine_src", n_per_class=2, num_frames=24, size=64)
+    mine = own_videos(workdir / "mine", {"a_real.mp4": next((data / "original").glob("*.mp4")),
+                                         "b_fake.mp4": next((data / "Deepfakes").glob("*.mp4"))})
+    nb = run_notebook(workdir, {"SCARLET_MODE": "demo", "SCARLET_VIDEO": str(mine)})
     return workdir, nb
 
 
@@ -139,7 +172,7 @@ def test_demo_mode_writes_every_artefact_outside_models_video(demo_run) -> None:
     # The saved checkpoint is the best validation epoch, and the evaluation reproduces its accuracy.
     assert metrics["accuracy"] == pytest.approx(max(h["val_accuracy"] for h in history))
     text = stream_text(nb)
-    assert "P(fake) =" in text and "(threshold 0.5)" in text
+    check_own_videos(out, nb, ["a_real.mp4", "b_fake.mp4"], face_crop=False)
     assert re.search(r"BATCH_SIZE +2 +4 +MODE demo", text) and re.search(r"LR +3e-05 +0.0005 +MODE demo", text)
     bars = stream_text(nb, "stderr")
     assert "extracting frames: 100%" in bars
@@ -241,8 +274,13 @@ def test_sample_mode_on_real_ffpp_videos(kaggle_root: Path, tmp_path: Path) -> N
     for side in ("real", "fake"):
         (broken / side).mkdir(parents=True)
         (broken / side / "x.mp4").write_bytes(b"")
+    shared = REPO.parent / "shared" / "data" / "real_faces"
+    mine = own_videos(tmp_path / "mine", {"face_1.mp4": shared / "video-retalking__face_1.mp4",
+                                          "grid.mpg": shared / "LipNet__grid_bbaf2n.mpg",
+                                          "swap.mp4": kaggle_root / "FaceSwap" / "634_660.mp4",
+                                          "talk.mp4": shared / "SadTalker__WDA_KatieHill_000.mp4"})
     nb = run_notebook(tmp_path, {"SCARLET_MODE": "sample", "SCARLET_DATA_ROOT": str(kaggle_root),
-                                 "SCARLET_OUTPUT_DIR": str(out),
+                                 "SCARLET_OUTPUT_DIR": str(out), "SCARLET_VIDEO": str(mine),
                                  "SCARLET_EVAL_DATASETS": f"{celeb},{tmp_path / 'dfdc'},{broken},{tmp_path / 'not_a_dataset'}"})
     for name in ARTEFACTS:
         assert (out / name).is_file(), f"sample run did not write {name}"
@@ -271,6 +309,7 @@ def test_sample_mode_on_real_ffpp_videos(kaggle_root: Path, tmp_path: Path) -> N
     assert (out / "cross_dataset_roc.png").is_file()
     assert f"{tmp_path / 'not_a_dataset'}: skipped: " in text and "not a data root Scarlet reads" in text
     assert f"{broken}: skipped: none of the 2 videos could be read (e.g. {broken / 'fake' / 'x.mp4'}: empty file" in text
+    check_own_videos(out, nb, ["face_1.mp4", "grid.mpg", "swap.mp4", "talk.mp4"], face_crop=False)
 
 
 def test_interrupted_training_resumes_to_the_same_weights(tmp_path: Path) -> None:
