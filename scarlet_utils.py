@@ -2694,8 +2694,8 @@ def score_videos(model: torch.nn.Module, paths: Sequence[str | Path], preprocess
     ``threshold``, ``clip_scores``, ``frames``, ``duration_s``, the face counts where the checkpoint
     crops faces, ``note`` (what makes a score less sure: a header whose frame count was wrong, a face
     missing on most frames), and ``error``: a file that cannot be read gets its cause there, never a
-    stop. With
-    ``timeline_dir``, each scored video's ``plot_timeline`` is saved there (``timeline`` in its row)."""
+    stop. With ``timeline_dir``, each scored video's ``plot_timeline`` is saved there (``timeline``
+    in its row)."""
     prep, device = _model_prep(model, preprocessing, device)
     rows = []
     for n, path in enumerate(_progress(iterable=paths, desc="scoring videos", unit="video", disable=not paths)):
