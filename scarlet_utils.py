@@ -2665,12 +2665,13 @@ def plot_timeline(name: str, clip: Clip, scores: Sequence[float], threshold: flo
     frames = clip.frames.reshape(len(scores), -1, *clip.frames.shape[-3:])
     indices = np.asarray(clip.indices).reshape(len(scores), -1)
     worst = int(np.argmax(scores))
+    digits = 1 if np.diff(indices[worst]).min(initial=clip.fps) / clip.fps >= 0.1 else 2  # no two titles alike
     fig = Figure(figsize=(10, 4.6), dpi=100)
     grid = fig.add_gridspec(2, frames.shape[1], height_ratios=(1, 1.5))
     for t in range(frames.shape[1]):
         ax = fig.add_subplot(grid[0, t])
         ax.imshow(frames[worst, t])
-        ax.set_title(f"{indices[worst, t] / clip.fps:.1f} s", fontsize=8)
+        ax.set_title(f"{indices[worst, t] / clip.fps:.{digits}f} s", fontsize=8)
         ax.axis("off")
     ax = fig.add_subplot(grid[1, :])
     times = indices.mean(axis=1) / clip.fps

@@ -110,6 +110,14 @@ def test_a_timeline_per_scored_video(model, folder, tmp_path):
     assert "threshold 0.4" in [t.get_text() for t in plot.get_legend().get_texts()]
 
 
+def test_timeline_frame_times_are_told_apart_on_a_short_video():
+    # the demo's videos: 32 frames at 16 fps, 4 clips of 8, so a clip's frames are 1/16 s apart
+    clip = su.Clip(np.zeros((4, 8, 16, 16, 3), np.uint8), list(range(32)), total_frames=32, fps=16.0)
+    fig = su.plot_timeline("short.mp4", clip, [0.2, 0.9, 0.4, 0.1])
+    titles = [a.get_title() for a in fig.axes[:-1]]
+    assert titles[:2] == ["0.50 s", "0.56 s"] and len(set(titles)) == 8  # the second clip's, all different
+
+
 def test_an_empty_list_gives_no_rows(model):
     assert su.score_videos(model, [], PREP, "cpu") == []
 
