@@ -109,6 +109,15 @@ def _write_video(path: Path, frames_rgb: Sequence[np.ndarray], fps: int = 10, fo
     return path
 
 
+def decode_all(path: Path) -> list[np.ndarray]:
+    """Every frame of ``path`` (BGR), decoded in order by ``cap.read()``: the plain reference."""
+    cap, frames = cv2.VideoCapture(str(path)), []
+    while (got := cap.read())[0]:
+        frames.append(got[1])
+    cap.release()
+    return frames
+
+
 @pytest.fixture
 def write_video(tmp_path: Path) -> Callable[..., Path]:
     """``write_video(name, frames_rgb, fps=10, fourcc="mp4v")``: a small video in ``tmp_path``

@@ -12,21 +12,16 @@ import pytest
 import scarlet_utils as su
 from scarlet_utils import make_synthetic_dataset
 
+from conftest import decode_all
+
 N, FRAMES, SIZE = 8, 16, 96
 
 
 def read_video(path: Path) -> np.ndarray:
     """Decode all frames of a video as a float32 (T, H, W, 3) array."""
-    cap = cv2.VideoCapture(str(path))
-    assert cap.isOpened(), path
-    frames = []
-    while True:
-        ok, f = cap.read()
-        if not ok:
-            break
-        frames.append(f.astype(np.float32))
-    cap.release()
-    return np.stack(frames)
+    frames = decode_all(path)
+    assert frames, path
+    return np.stack(frames).astype(np.float32)
 
 
 @pytest.fixture(scope="module")

@@ -26,6 +26,8 @@ import pytest
 
 import scarlet_utils as su
 
+from conftest import decode_all
+
 REPO = Path(__file__).resolve().parents[1]
 REAL_FACES = REPO.parent / "shared" / "data" / "real_faces"
 TALKING_FACE = REAL_FACES / "LipNet__grid_bbaf2n.mpg"  # GRID corpus: 360 x 288, 75 frames, one frontal speaker
@@ -44,14 +46,7 @@ def frontal_pass(grey: np.ndarray) -> list[tuple[float, float, float]]:
 
 
 def _rgb_frames(path: Path) -> list[np.ndarray]:
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, bgr = cap.read()
-        if not ok:
-            break
-        frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-    cap.release()
+    frames = [cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB) for bgr in decode_all(path)]
     assert frames, f"cannot decode {path}"
     return frames
 

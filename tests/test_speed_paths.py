@@ -18,6 +18,8 @@ import torch
 
 import scarlet_utils as su
 
+from conftest import decode_all
+
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 BAND_BITS = 8
 BAND_SIZE = 16 * BAND_BITS  # 128 x 128 frames: read at this size, a clip is the decoded frames as they are
@@ -199,18 +201,10 @@ def test_a_long_video_with_faces_seeks_to_each_frame_and_its_neighbour(long_vide
     assert captures.seeks >= 20, captures.seeks
 
 
-def _decode_all(path: Path) -> list[np.ndarray]:
-    cap, frames = cv2.VideoCapture(str(path)), []
-    while (got := cap.read())[0]:
-        frames.append(got[1])
-    cap.release()
-    return frames
-
-
 def test_a_long_video_whose_seeks_land_on_other_pixels_is_decoded_through(long_videos, captures):
     path = long_videos["intra-refresh.mp4"]
     # the premise: OpenCV's own frame seeks in it land on other pixels than a full decode has
-    full = _decode_all(path)
+    full = decode_all(path)
     cap, differ = cv2.VideoCapture(str(path)), 0
     for idx in range(40, 1000, 23):
         cap.set(cv2.CAP_PROP_POS_FRAMES, idx)
