@@ -15,8 +15,9 @@ only assertions are that seeking returns exactly a full decode's frames): run it
    (``TimesformerConfig()``: random weights, nothing downloaded), fp32 (``amp=False``) against the
    module's choice (``amp=True``: bf16 autocast where the CPU has native bf16), on the 7 FF++ videos
    and the long one (4 clips). Random weights put every P(fake) near one value, so the classifier
-   is first set from an fp32 pass to spread P(fake) over about 0.1-0.9 (shown): a margin of that
-   size carries the bf16 error into P(fake) as a trained model's would.
+   is first set from an fp32 pass to give logit margins of mean 0 and std 2 over these videos (the
+   P(fake) are printed): a margin of that size carries the bf16 error into P(fake) as a trained
+   model's would.
 
 The two reads of a video run back to back, in alternating order; each figure is the median over
 rounds (the FF++ reads, a few seconds each, get 2 x --rounds + 1).
@@ -101,9 +102,9 @@ def compare_reads(paths: list[Path], rounds: int, **kwargs) -> dict[str, tuple[f
     return {kind: (statistics.median(full), statistics.median(seek)) for kind, (full, seek) in runs.items()}
 
 
-def calibrated_base_model(videos: list[Path], prep: su.Preprocessing) -> tuple[torch.nn.Module, list[float]]:
+def calibrated_base_model(videos: list[Path], prep: su.Preprocessing) -> torch.nn.Module:
     """The base model, random weights, its head set so that the fp32 logit margin over ``videos`` has
-    mean 0 and std 2 (P(fake) spread over about 0.1-0.9). The calibration pass is also the warm-up."""
+    mean 0 and std 2, so P(fake) differs from video to video. The calibration pass is also the warm-up."""
     from transformers import TimesformerConfig
 
     torch.manual_seed(0)
@@ -121,7 +122,7 @@ def calibrated_base_model(videos: list[Path], prep: su.Preprocessing) -> tuple[t
     with torch.no_grad():
         model.classifier.weight.copy_(torch.stack([-v / 2, v / 2]))
         model.classifier.bias.copy_(torch.stack([-c / 2, c / 2]))
-    return model, torch.sigmoid(x @ v + c).tolist()
+    return model
 
 
 def main() -> None:
@@ -163,18 +164,18 @@ def main() -> None:
         return
     prep = su.Preprocessing(8, 224)
     torch.set_num_threads(os.cpu_count() or 1)
-    model, _ = calibrated_base_model(ffpp, prep)
+    model = calibrated_base_model(ffpp, prep)
     with contextlib.redirect_stderr(io.StringIO()):
         su.score_videos(model, ffpp[:1], prep, "cpu", amp=True)  # warm-up of the bf16 kernels
     per_video, long_s, probs = {False: [], True: []}, {False: [], True: []}, {}
     for r in range(args.rounds):
         for amp in ((False, True) if r % 2 == 0 else (True, False)):
             with contextlib.redirect_stderr(io.StringIO()):
-                t, rows_ = timed(lambda: su.score_videos(model, ffpp, prep, "cpu", amp=amp))
+                t, ffpp_rows = timed(lambda: su.score_videos(model, ffpp, prep, "cpu", amp=amp))
                 tl, long_rows = timed(lambda: su.score_videos(model, [video], prep, "cpu", num_clips=4, amp=amp))
             per_video[amp].append(t / len(ffpp))
             long_s[amp].append(tl)
-            probs[amp] = [r_["p_fake"] for r_ in rows_ + long_rows]
+            probs[amp] = [row["p_fake"] for row in ffpp_rows + long_rows]
     t32, t16 = statistics.median(per_video[False]), statistics.median(per_video[True])
     l32, l16 = statistics.median(long_s[False]), statistics.median(long_s[True])
     chosen = su.precision("cpu")
