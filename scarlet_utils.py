@@ -591,7 +591,7 @@ def read_video_frames(path: str | Path, num_frames: int = 8, size: int = 224, fa
     the k400 processor makes them, or face crops (the Faces section). Raises ``VideoReadError``."""
     clip = read_clip(path, num_frames, size, face_crop)
     if clip.faces is not None and clip.faces.unsure:
-        logger.warning("%s: the face was not found on most frames (%s)", path, clip.faces.summary())
+        logger.warning("%s: %s", path, clip.faces.warning())
     return clip.frames
 
 
@@ -632,6 +632,10 @@ class FaceCounts:
     def summary(self) -> str:
         return (f"face on {self.on_track} frames, borrowed on {self.borrowed}, none on {self.no_face}; "
                 f"{self.tracks} face track{'s' if self.tracks != 1 else ''}")
+
+    def warning(self) -> str:
+        """What a clip that is ``unsure`` says of itself."""
+        return f"the face was not found on most frames ({self.summary()})"
 
 
 @lru_cache(maxsize=1)
@@ -918,7 +922,7 @@ def list_videos(root: str | Path, methods: Iterable[str] | None = None, compress
             raise FileNotFoundError(f"{root}: no fakes of {unknown} ({layout} layout); methods found: "
                                     f"{available_methods(root) or 'none'}")
         items = [i for i in items if i.label == 0 or methods is None or i.method in methods]
-        empty = ""
+        where = ""
     else:
         methods = available_methods(root, compression) if methods is None else methods
         dataset = FFPP if compression == "c23" else f"{FFPP} {compression}"
@@ -939,10 +943,10 @@ def list_videos(root: str | Path, methods: Iterable[str] | None = None, compress
                                "no matching real videos", folder)
         counts = Counter(i.method for i in items)
         empty = [str(_layout_folders(root, layout, m, compression)) for m in [REAL_FOLDER, *methods] if not counts[m]]
-        empty = f"; no video files ({', '.join(VIDEO_EXTENSIONS)}) in {', '.join(empty)}" if empty else ""
+        where = f"; no video files ({', '.join(VIDEO_EXTENSIONS)}) in {', '.join(empty)}" if empty else ""
     if not any(i.label == 0 for i in items) or not any(i.label == 1 for i in items):
         counts = dict(Counter(i.method for i in items))
-        raise FileNotFoundError(f"{root}: need real and fake videos, found {counts or 'none'}{empty}; {LAYOUT_HELP}")
+        raise FileNotFoundError(f"{root}: need real and fake videos, found {counts or 'none'}{where}; {LAYOUT_HELP}")
     return sorted(items, key=lambda i: str(i.path))
 
 
@@ -2653,7 +2657,7 @@ def predict_video(model: torch.nn.Module, path: str | Path, preprocessing: Prepr
     prep, device = _model_prep(model, preprocessing, device)
     clip = read_clip(path, prep.num_frames, prep.size, prep.face_crop, num_clips=num_clips)
     if clip.faces is not None and clip.faces.unsure:
-        logger.warning("%s: the face was not found on most frames (%s)", path, clip.faces.summary())
+        logger.warning("%s: %s", path, clip.faces.warning())
     return float(np.mean(score_clip(model, clip, prep, device, amp)))
 
 
@@ -2717,7 +2721,7 @@ def score_videos(model: torch.nn.Module, paths: Sequence[str | Path], preprocess
         if clip.faces is not None:
             row.update(face_on_track=clip.faces.on_track, face_borrowed=clip.faces.borrowed,
                        no_face=clip.faces.no_face, face_tracks=clip.faces.tracks)
-            notes += [f"the face was not found on most frames ({clip.faces.summary()})"] if clip.faces.unsure else []
+            notes += [clip.faces.warning()] if clip.faces.unsure else []
         row["note"] = "; ".join(notes) or None
         if timeline_dir is not None:  # numbered: two videos of one name in two subfolders get two plots
             out = Path(timeline_dir) / f"{n:03d}_{Path(path).stem}.png"

@@ -83,9 +83,13 @@ def test_face_counts_come_with_a_face_crop_checkpoint(model, tmp_path, write_vid
     data = Path(src).read_bytes() if isinstance(src, (str, os.PathLike)) else src.read()
     face = cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
     video = write_video("face.mp4", [np.roll(face, i, axis=1) for i in range(10)])
-    row = su.score_videos(model, [video], su.Preprocessing(4, 32, face_crop=True), "cpu", amp=False)[0]
-    assert row["error"] is None
+    faceless = write_video("noise.mp4", _frames(10, 2))
+    row, other = su.score_videos(model, [video, faceless], su.Preprocessing(4, 32, face_crop=True), "cpu", amp=False)
+    assert row["error"] is None and row["note"] is None
     assert (row["face_on_track"], row["face_borrowed"], row["no_face"], row["face_tracks"]) == (4, 0, 0, 1)
+    # no face anywhere: scored on centre crops, and the row says so
+    assert other["error"] is None and (other["face_on_track"], other["no_face"], other["face_tracks"]) == (0, 4, 0)
+    assert other["note"] == "the face was not found on most frames (face on 0 frames, borrowed on 0, none on 4; 0 face tracks)"
 
 
 def test_a_timeline_per_scored_video(model, folder, tmp_path):
