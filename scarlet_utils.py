@@ -26,7 +26,7 @@ from collections import Counter
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import cv2
@@ -114,15 +114,6 @@ def format_table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
-def _walk_dirs(top: Path, max_depth: int) -> Iterator[Path]:
-    """Folders below ``top`` (itself included), sorted, at most ``max_depth`` levels down."""
-    for dirpath, dirnames, _ in os.walk(top, followlinks=True):
-        dirnames.sort()
-        if len(Path(dirpath).relative_to(top).parts) >= max_depth:
-            dirnames[:] = []
-        yield Path(dirpath)
-
-
 # ----------------------------------------------------------------------------------------------
 # Configuration
 # ----------------------------------------------------------------------------------------------
@@ -131,7 +122,6 @@ ENV_PREFIX = "SCARLET_"
 MODES = ("kaggle", "demo", "sample")
 KAGGLE_INPUT = Path("/kaggle/input")
 KAGGLE_WORKING = Path("/kaggle/working")
-DATASET_DIR_NAME = "FaceForensics++_C23"
 
 
 class Config(dict):
@@ -139,6 +129,7 @@ class Config(dict):
     mode or a ``SCARLET_<NAME>`` variable changed, for the notebook to show."""
 
     changes: list[tuple[str, Any, Any, str]]
+    notes: list[str]
 
 
 def _parse_env_value(name: str, text: str, default: Any) -> Any:
@@ -162,52 +153,85 @@ def _parse_env_value(name: str, text: str, default: Any) -> Any:
     return text
 
 
-def find_data_root(search_dirs: Sequence[str | Path] | None = None, name: str = DATASET_DIR_NAME,
-                   max_depth: int = 5) -> Path | None:
-    """The first folder called ``name`` (any case) below ``search_dirs`` (default ``/kaggle/input``)
-    that holds a dataset layout: Kaggle has mounted datasets at several depths over time."""
-    for top in map(Path, search_dirs or (KAGGLE_INPUT,)):
-        for folder in _walk_dirs(top, max_depth):
-            if folder.name.lower() == name.lower():
-                try:
-                    detect_layout(folder)
-                    return folder
-                except FileNotFoundError:
-                    continue
-    return None
+KAGGLE_MOUNTS = {"datasets": 2, "competitions": 1, "models": 2, "notebooks": 2}  # newer mounts: levels to an input
 
 
-def find_local_model(search_dirs: Sequence[str | Path] | None = None, max_depth: int = 6) -> Path | None:
-    """A local copy of the k400 TimeSformer (``config.json`` of a timesformer with 400 labels, and its
-    weights) below ``search_dirs`` (default ``/kaggle/input``: a Kaggle Model or dataset), or None."""
-    for top in map(Path, search_dirs or (KAGGLE_INPUT,)):
-        for folder in _walk_dirs(top, max_depth):
-            weights = [folder / w for w in ("model.safetensors", "pytorch_model.bin")]
-            if not ((folder / "config.json").is_file() and any(w.is_file() for w in weights)):
-                continue
-            try:
-                cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                continue
-            if cfg.get("model_type") == "timesformer" and len(cfg.get("id2label", {})) == 400:
-                return folder
-    return None
+def kaggle_inputs(top: str | Path | None = None) -> list[Path]:
+    """Each attached input's folder below ``top`` (default ``/kaggle/input``), on the older mounts
+    (``<slug>``) and the newer (``datasets/<owner>/<slug>``, ``competitions/<slug>``, ...)."""
+    top = Path(top or KAGGLE_INPUT)
+    if not top.is_dir():
+        return []
+    found = []
+    for folder in sorted(p for p in top.iterdir() if p.is_dir()):
+        depth = KAGGLE_MOUNTS.get(folder.name)
+        found += sorted(p for p in folder.glob("/".join(["*"] * depth)) if p.is_dir()) if depth else [folder]
+    return found
+
+
+def _matching_folders(folder: Path, is_match: Callable[[Path], bool], max_depth: int) -> list[Path]:
+    """The outermost folders ``is_match`` accepts, ``folder`` and at most ``max_depth`` levels below, sorted."""
+    if is_match(folder):
+        return [folder]
+    if max_depth == 0:
+        return []
+    with os.scandir(folder) as entries:  # scandir: no stat per video in a folder of thousands
+        subfolders = sorted(Path(e.path) for e in entries if e.is_dir() and not e.name.startswith("."))
+    return [found for sub in subfolders for found in _matching_folders(sub, is_match, max_depth - 1)]
+
+
+def _is_data_root(folder: Path) -> bool:
+    try:
+        return bool(detect_layout(folder))
+    except FileNotFoundError:
+        return False
 
 
 def find_datasets(search_dirs: Sequence[str | Path] | None = None, max_depth: int = 4) -> list[Path]:
-    """The root of every dataset layout ``list_videos`` reads below ``search_dirs`` (default
-    ``/kaggle/input``), outermost first: a folder inside a root found is part of that dataset."""
-    found: list[Path] = []
-    for top in map(Path, search_dirs or (KAGGLE_INPUT,)):
-        for folder in _walk_dirs(top, max_depth):
-            if folder == top or any(folder.is_relative_to(root) for root in found):  # top: it holds them all
-                continue
-            try:
-                detect_layout(folder)
-            except FileNotFoundError:
-                continue
-            found.append(folder)
-    return found
+    """The root of every dataset layout ``list_videos`` reads, up to ``max_depth`` levels into each
+    Kaggle input below ``search_dirs`` (default ``/kaggle/input``); nothing inside a root is a root."""
+    return [root for top in search_dirs or (KAGGLE_INPUT,) for folder in kaggle_inputs(top)
+            for root in _matching_folders(folder, _is_data_root, max_depth)]
+
+
+def find_data_root(search_dirs: Sequence[str | Path] | None = None, compression: str = "c23") -> Path | None:
+    """The first FaceForensics++ root (the Kaggle mirror, or the official layout at ``compression``)
+    below ``search_dirs`` (default ``/kaggle/input``), found by its layout whatever its folder is called."""
+    for root in find_datasets(search_dirs):
+        layout = detect_layout(root)
+        if (layout == "official" or layout == "kaggle" and compression == "c23") and \
+                _layout_folders(root, layout, REAL_FOLDER, compression).is_dir():
+            return root
+    return None
+
+
+def _is_k400_timesformer(folder: Path) -> bool:
+    if not any((folder / w).is_file() for w in ("model.safetensors", "pytorch_model.bin")):
+        return False
+    try:
+        cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return cfg.get("model_type") == "timesformer" and len(cfg.get("id2label", {})) == 400
+
+
+def find_local_model(search_dirs: Sequence[str | Path] | None = None, max_depth: int = 5) -> Path | None:
+    """A local copy of the k400 TimeSformer (``config.json`` of a timesformer with 400 labels, and its
+    weights) in a Kaggle Model or dataset below ``search_dirs`` (default ``/kaggle/input``), or None."""
+    return next((found for top in search_dirs or (KAGGLE_INPUT,) for folder in kaggle_inputs(top)
+                 for found in _matching_folders(folder, _is_k400_timesformer, max_depth)), None)
+
+
+def describe_inputs(top: str | Path | None = None) -> str:
+    """What each Kaggle input below ``top`` (default ``/kaggle/input``) holds, in one line."""
+    top = Path(top or KAGGLE_INPUT)
+    said = []
+    for folder in kaggle_inputs(top):
+        roots = _matching_folders(folder, _is_data_root, 4)
+        said.append(f"{folder.relative_to(top)} (" + (", ".join(
+            f"{detect_layout(r)} layout" + (f" in {r.relative_to(folder)}" if r != folder else "") for r in roots)
+            or "no dataset layout") + ")")
+    return "; ".join(said) or "nothing"
 
 
 def sized_split(n_real: int, n_fake: int) -> tuple[int, int]:
@@ -235,18 +259,21 @@ def resolve_config(defaults: dict[str, Any], environ: dict[str, str] | None = No
     cfg = {**defaults, **env}
     on_kaggle = KAGGLE_WORKING.is_dir()
     if cfg.get("DATA_ROOT") is None and cfg.get("MODE") in (None, "kaggle"):
-        found = find_data_root()
+        found = find_data_root(compression=cfg.get("COMPRESSION") or "c23")
         cfg["DATA_ROOT"] = str(found) if found else None
     mode = cfg.get("MODE") or ("kaggle" if cfg.get("DATA_ROOT") else "demo")
+    notes = []
+    if on_kaggle and mode == "demo" and not cfg.get("MODE"):  # Run All on Kaggle without FF++: say what is there
+        notes.append(f"MODE demo: no FaceForensics++ root (ROOT/original/ beside ROOT/<Method>/, or "
+                     f"ROOT/original_sequences/) under {KAGGLE_INPUT}, which holds: {describe_inputs()}")
     if mode not in MODES:
         raise ValueError(f"MODE must be one of {MODES}, got {mode!r}")
     presets: dict[str, Any] = {"MODE": mode}
     if mode == "kaggle":
         if cfg.get("DATA_ROOT") is None:
             raise FileNotFoundError(
-                f"no {DATASET_DIR_NAME} folder found under {KAGGLE_INPUT}: attach the dataset, "
-                f"or set {ENV_PREFIX}DATA_ROOT, or run {ENV_PREFIX}MODE=demo"
-            )
+                f"no FaceForensics++ root found under {KAGGLE_INPUT} ({describe_inputs()}): attach the dataset, "
+                f"or set {ENV_PREFIX}DATA_ROOT, or run {ENV_PREFIX}MODE=demo")
         presets["OUTPUT_DIR"] = str(KAGGLE_WORKING / "models" / "video") if on_kaggle else "models/video"
         presets["CACHE_DIR"] = str(KAGGLE_WORKING / "frame_cache") if on_kaggle else ".scarlet_cache"
         local = find_local_model() if cfg.get("MODEL") == DEFAULT_MODEL else None
@@ -276,6 +303,7 @@ def resolve_config(defaults: dict[str, Any], environ: dict[str, str] | None = No
     out = Config(cfg)
     out.changes = [(k, defaults[k], out[k], f"{ENV_PREFIX}{k}" if k in env else f"MODE {mode}")
                    for k in defaults if out[k] != defaults[k]]
+    out.notes = notes
     return out
 
 
@@ -804,7 +832,8 @@ LAYOUT_HELP = (
     "  Celeb-DF v2:         ROOT/Celeb-real/idX_NNNN.mp4, ROOT/YouTube-real/NNNNN.mp4,\n"
     "                       ROOT/Celeb-synthesis/idX_idY_NNNN.mp4 and ROOT/List_of_testing_videos.txt\n"
     "  DFDC:                ROOT/metadata.json beside its videos, or ROOT/dfdc_train_part_N/metadata.json\n"
-    "                       (or .../dfdc_train_part_N/dfdc_train_part_N/), e.g. the competition's train_sample_videos/\n"
+    "                       (or .../dfdc_train_part_0N/dfdc_train_part_N/), e.g. the competition's train_sample_videos/;\n"
+    "                       its public test set: labels.csv (filename,label; 1 is fake) beside its videos\n"
     "  your own videos:     ROOT/real/... and ROOT/fake/... (any names, any subfolders)"
 )
 
@@ -827,11 +856,18 @@ def _video_files(folder: Path, recursive: bool = False) -> list[Path]:
     return sorted(p for p in files if p.suffix.lower() in VIDEO_EXTENSIONS and not p.name.startswith("."))
 
 
+def _part_name(name: str) -> str:
+    return re.sub(r"\d+", lambda m: str(int(m[0])), name)
+
+
 def _dfdc_metadata(root: Path) -> list[Path]:
-    """DFDC's ``metadata.json`` files: at ``root``, in its part folders, or one level deeper in a
-    part folder of the same name (``dfdc_train_part_0/dfdc_train_part_0/``), as the archives unpack."""
-    deeper = [p for p in root.glob("*/*/metadata.json") if p.parent.name == p.parent.parent.name]
-    return sorted([*root.glob("metadata.json"), *root.glob("*/metadata.json"), *deeper])
+    """DFDC's ``metadata.json`` files, or ``labels.csv`` of its public test set: at ``root``, in its part
+    folders, or one level deeper in the part's own folder, as the archives unpack
+    (``dfdc_train_part_00/dfdc_train_part_0/``: the numbers match, not always their zeros)."""
+    deeper = [p for p in root.glob("*/*/metadata.json") if _part_name(p.parent.name) == _part_name(p.parent.parent.name)]
+    labels = [p for p in [*root.glob("labels.csv"), *root.glob("*/labels.csv")]
+              if p.read_text(encoding="utf-8-sig").partition("\n")[0].strip().lower() == "filename,label"]
+    return sorted([*root.glob("metadata.json"), *root.glob("*/metadata.json"), *deeper, *labels])
 
 
 def detect_layout(root: str | Path) -> str:
@@ -890,10 +926,14 @@ def _other_videos(root: Path, layout: str) -> list[VideoItem]:
     items = []  # DFDC: a fake and its original are one group of people
     for meta in _dfdc_metadata(root):
         try:
-            entries = json.loads(meta.read_text(encoding="utf-8"))
-            rows = [(name, str(e["label"]).upper(), e.get("original")) for name, e in entries.items()]
+            if meta.suffix == ".csv":  # the public test set: filename,label with 1 for fake
+                with open(meta, newline="", encoding="utf-8-sig") as fh:
+                    rows = [(r["filename"], "FAKE" if int(r["label"]) else "REAL", None) for r in csv.DictReader(fh)]
+            else:
+                entries = json.loads(meta.read_text(encoding="utf-8"))
+                rows = [(name, str(e["label"]).upper(), e.get("original")) for name, e in entries.items()]
         except (OSError, ValueError, KeyError, AttributeError, TypeError) as exc:
-            raise ValueError(f"{meta}: not a DFDC metadata.json ({type(exc).__name__}: {exc})") from None
+            raise ValueError(f"{meta}: not a DFDC {meta.name} ({type(exc).__name__}: {exc})") from None
         missing = [name for name, _, _ in rows if not (meta.parent / name).is_file()]
         if missing:
             logger.warning("%s: %d of its %d videos are not in %s (e.g. %s); listing the others", meta, len(missing),
@@ -950,30 +990,69 @@ def list_videos(root: str | Path, methods: Iterable[str] | None = None, compress
     return sorted(items, key=lambda i: str(i.path))
 
 
-def dataset_test_items(root: str | Path, n_eval: int = 800, seed: int = 0, compression: str = "c23") -> list[VideoItem]:
-    """A dataset's standard test set: Celeb-DF v2's ``List_of_testing_videos.txt`` (518 videos; ``1``
-    means real there), FF++'s official test pairs, a balanced sample of at most ``n_eval`` DFDC
-    videos drawn with ``seed``, or every video of your own folders."""
+def _celeb_test_list(root: Path) -> list[VideoItem]:
+    """Celeb-DF v2's ``List_of_testing_videos.txt`` (``1`` means real there), with the videos missing
+    here left out and counted; a path may carry a leading folder or backslashes."""
+    listing = root / "List_of_testing_videos.txt"
+    if not listing.is_file():
+        raise FileNotFoundError(f"{listing}: Celeb-DF v2's test list is missing (one 'LABEL RELPATH' per line)")
+    rows = [line.split(maxsplit=1) for line in listing.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
+    if any(len(r) != 2 or r[0] not in ("0", "1") for r in rows):
+        raise ValueError(f"{listing}: expected 'LABEL RELPATH' lines with LABEL 1 (real) or 0 (fake)")
+    items = []
+    for label, rel in rows:
+        parts = PureWindowsPath(rel.strip()).parts  # either separator; from its Celeb-DF folder on
+        start = next((k for k, part in enumerate(parts) if part in CELEB_FOLDERS), 0)
+        items.append(replace(_celeb_item(root, root.joinpath(*parts[start:])), label=1 - int(label)))
+    missing = [i for i in items if not i.path.is_file()]
+    if missing:
+        logger.warning("%s: %d of its %d videos are not under %s (e.g. %s); scoring the others", listing,
+                       len(missing), len(items), root, missing[0].path.relative_to(root))
+    return [i for i in items if i.path.is_file()]
+
+
+def dataset_test_items(root: str | Path, n_eval: int | None = 800, seed: int = 0,
+                       compression: str = "c23") -> tuple[list[VideoItem], str]:
+    """A dataset's standard test set and what it is: Celeb-DF v2's test list, FF++'s official test
+    pairs, DFDC's public test set (``labels.csv``) or else its labelled videos, or every video of
+    your own folders. DFDC draws at most ``n_eval`` videos, balanced, with ``seed`` (None: all)."""
     root = Path(root)
     layout = detect_layout(root)
     if layout == "celeb-df":
-        listing = root / "List_of_testing_videos.txt"
-        if not listing.is_file():
-            raise FileNotFoundError(f"{listing}: Celeb-DF v2's test list is missing (one 'LABEL RELPATH' per line)")
-        rows = [line.split(maxsplit=1) for line in listing.read_text(encoding="utf-8").splitlines() if line.strip()]
-        if any(len(r) != 2 or r[0] not in ("0", "1") for r in rows):
-            raise ValueError(f"{listing}: expected 'LABEL RELPATH' lines with LABEL 1 (real) or 0 (fake)")
-        items = [_celeb_item(root, root / rel.strip()) for _, rel in rows]
-        return [replace(i, label=1 - int(label)) for i, (label, _) in zip(items, rows)]  # the list's own label
+        items = _celeb_test_list(root)
+        return items, f"Celeb-DF-v2 test list, {len(items)} videos"
     items = list_videos(root, compression=compression)
     if layout in ("kaggle", "official"):
-        return [i for i in items if official_part(i) == "test"]
-    if layout == "dfdc":
-        rng = random.Random(seed)
-        n = min(n_eval // 2, *(sum(i.label == c for i in items) for c in (0, 1)))
-        return sorted(rng.sample([i for i in items if i.label == 0], n) + rng.sample([i for i in items if i.label == 1], n),
-                      key=lambda i: str(i.path))
-    return items
+        items = [i for i in items if official_part(i) == "test"]
+        return items, f"{items[0].dataset if items else FFPP} official test pairs, {len(items)} videos"
+    if layout != "dfdc":
+        return items, f"{items[0].dataset}, all {len(items)} videos"
+    test_folders = {meta.parent for meta in _dfdc_metadata(root) if meta.suffix == ".csv"}
+    test = [i for i in items if i.path.parent in test_folders]
+    what = "DFDC public test set" if test else "DFDC labelled videos (not its test set)"
+    items = test or items
+    if n_eval is None or n_eval >= len(items):
+        return items, f"{what}, all {len(items)} videos"
+    rng = random.Random(seed)
+    n = min(n_eval // 2, *(sum(i.label == c for i in items) for c in (0, 1)))
+    drawn = sorted(rng.sample([i for i in items if i.label == 0], n) + rng.sample([i for i in items if i.label == 1], n),
+                   key=lambda i: str(i.path))
+    return drawn, f"{what}, {len(drawn)} of {len(items)} drawn balanced"
+
+
+def standard_test_sets(roots: Sequence[str | Path], n_eval: int | None = 800, seed: int = 0,
+                       compression: str = "c23") -> tuple[dict[str, tuple[Path, list[VideoItem]]], list[str]]:
+    """``{name: (root, items)}``, each root's standard test set (``dataset_test_items``) under a name of
+    its own (the root's folder added where two are alike), and a note for each root that cannot be read."""
+    found, notes = [], []
+    for root in map(Path, roots):
+        try:
+            found.append((root, *dataset_test_items(root, n_eval, seed, compression)))
+        except (OSError, ValueError) as exc:  # a wrong root is reported; the others still run
+            notes.append(f"{root}: skipped: {exc}")
+    names, folders = Counter(name for _, _, name in found), Counter(root.name for root, _, _ in found)
+    return {name if names[name] == 1 else f"{name} ({root.name if folders[root.name] == 1 else root})": (root, items)
+            for root, items, name in found}, notes
 
 
 SPLIT_STRATEGIES = ("random", "identity", "official")
@@ -1732,8 +1811,7 @@ def build_model(source: Any = DEFAULT_MODEL, num_labels: int = 2, *, sdpa: bool 
         model = TimesformerForVideoClassification(TimesformerConfig.from_dict({**source.to_dict(), **labels}))
     else:
         try:  # the 400-class head cannot load into a 2-class one: it is made afresh, all else is copied
-            model = TimesformerForVideoClassification.from_pretrained(
-                str(source), num_labels=num_labels, ignore_mismatched_sizes=True, **labels)
+            model = TimesformerForVideoClassification.from_pretrained(str(source), ignore_mismatched_sizes=True, **labels)
         except OSError as exc:
             raise OSError(_download_help(source, exc)) from exc
     if sdpa:

@@ -144,7 +144,7 @@ def test_find_local_model_finds_the_k400_timesformer_and_ignores_other_models(tm
 def test_kaggle_mode_uses_a_local_k400_model_for_the_default_model(tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     mount = tmp_path / "input"
-    dataset = mount / "some-user" / "ff-c23" / su.DATASET_DIR_NAME
+    dataset = mount / "some-user" / "ff-c23" / "FaceForensics++_C23"
     (dataset / "original").mkdir(parents=True)  # the Kaggle layout (find_data_root checks the layout only)
     _decoys(mount / "other-models")
     k400 = _model_folder(mount / "timesformer" / "transformers" / "base-k400" / "1")
@@ -268,3 +268,52 @@ def test_a_one_epoch_history_has_whole_number_ticks() -> None:
     for ax in fig.axes:
         ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
         assert ticks == [1.0], ticks
+
+
+def test_kaggle_inputs_on_the_newer_and_the_older_mounts(tmp_path: Path) -> None:
+    mount = tmp_path / "input"
+    for rel in ("ff-c23", "datasets/alice/celeb-df-v2", "datasets/bob/dfdc-parts", "competitions/deepfake-detection-challenge",
+                "models/google/timesformer/transformers/base-k400/1", "notebooks/carol/scarlet-run"):
+        (mount / rel).mkdir(parents=True)
+    assert su.kaggle_inputs(mount) == [mount / rel for rel in (
+        "competitions/deepfake-detection-challenge", "datasets/alice/celeb-df-v2", "datasets/bob/dfdc-parts", "ff-c23",
+        "models/google/timesformer", "notebooks/carol/scarlet-run")]
+    assert su.kaggle_inputs(tmp_path / "missing") == []
+
+
+def test_official_ffpp_mounted_deep_under_datasets_is_the_training_root(monkeypatch: pytest.MonkeyPatch,
+                                                                         ffpp_root: Path, tmp_path: Path) -> None:
+    mount = tmp_path / "input"
+    target = mount / "datasets" / "someone" / "ffpp-official" / "FaceForensics" / "videos" / "FaceForensics++"
+    target.parent.mkdir(parents=True)
+    target.symlink_to(ffpp_root, target_is_directory=True)  # the official layout: original_sequences/...
+    monkeypatch.setattr(su, "KAGGLE_INPUT", mount)
+    monkeypatch.setattr(su, "KAGGLE_WORKING", tmp_path)
+    cfg = su.resolve_config({**DEFAULTS, "COMPRESSION": "c23"}, environ={})
+    assert cfg["MODE"] == "kaggle" and cfg["DATA_ROOT"] == str(target) and cfg.notes == []
+    assert su.find_data_root([mount], compression="c40") is None  # the sample holds c23 only
+
+
+def test_kaggle_without_ffpp_falls_back_to_demo_and_says_what_it_found(monkeypatch: pytest.MonkeyPatch,
+                                                                       tmp_path: Path) -> None:
+    mount = tmp_path / "input"
+    for layout_folder in ("Celeb-real", "Celeb-synthesis"):
+        (mount / "datasets" / "alice" / "celeb-df-v2" / "Celeb-DF-v2" / layout_folder).mkdir(parents=True)
+    (mount / "datasets" / "bob" / "ffpp-frames" / "images").mkdir(parents=True)  # no layout Scarlet reads
+    monkeypatch.setattr(su, "KAGGLE_INPUT", mount)
+    assert su.resolve_config(DEFAULTS, environ={}).notes == []  # not on Kaggle: demo, nothing to say
+    monkeypatch.setattr(su, "KAGGLE_WORKING", tmp_path)
+    cfg = su.resolve_config(DEFAULTS, environ={})
+    assert cfg["MODE"] == "demo" and len(cfg.notes) == 1
+    assert cfg.notes[0].startswith("MODE demo: no FaceForensics++ root") and cfg.notes[0].endswith(
+        "holds: datasets/alice/celeb-df-v2 (celeb-df layout in Celeb-DF-v2); datasets/bob/ffpp-frames (no dataset layout)")
+    with pytest.raises(FileNotFoundError, match="datasets/bob/ffpp-frames \\(no dataset layout\\)\\): attach the dataset"):
+        su.resolve_config(DEFAULTS, environ={"SCARLET_MODE": "kaggle"})
+
+
+@pytest.mark.parametrize("version", ["models/google/timesformer/transformers/base-k400/1",  # newer mount
+                                     "timesformer/transformers/base-k400/1"])  # older mount
+def test_a_kaggle_model_one_folder_below_its_version_is_found(tmp_path: Path, version: str) -> None:
+    _decoys(tmp_path / "input" / "datasets" / "someone" / "decoys")
+    k400 = _model_folder(tmp_path / "input" / version / "timesformer-base-finetuned-k400")
+    assert su.find_local_model([tmp_path / "input"]) == k400

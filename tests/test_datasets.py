@@ -68,14 +68,14 @@ def test_celeb_df_layout_labels_methods_and_people(celeb_root):
     assert su.video_identities(by_id["id0_id1_0000"]) == {"celeb:id0", "celeb:id1"}
 
 
-def test_celeb_df_test_list_gives_the_standard_test_set_with_its_labels(celeb_root):
-    test = su.dataset_test_items(celeb_root)
+def test_celeb_df_test_list_gives_the_standard_test_set_with_its_labels(celeb_root, caplog):
+    with caplog.at_level(logging.WARNING, logger="scarlet"):
+        test, name = su.dataset_test_items(celeb_root)
     assert [(i.method, i.video_id, i.label) for i in test] == [
-        ("YouTube-real", "00003", 0), ("Celeb-synthesis", "id1_id0_0001", 1), ("Celeb-real", "id1_0001", 0),
-        ("Celeb-synthesis", "id5_id6_0009", 1)]  # in the list's order; "1" is real
-    assert [i.path.is_file() for i in test] == [True, True, True, False]  # a missing one fails at extraction, listed
-    report = su.extract_frames(test, celeb_root.parent / "cache", 4, 32, workers=0)
-    assert [i.video_id for i, _ in report.failed] == ["id5_id6_0009"] and "file not found" in report.failed[0][1]
+        ("YouTube-real", "00003", 0), ("Celeb-synthesis", "id1_id0_0001", 1), ("Celeb-real", "id1_0001", 0)]
+    assert name == "Celeb-DF-v2 test list, 3 videos"  # in the list's order; "1" is real
+    said = [r.getMessage() for r in caplog.records if r.name == "scarlet"]  # the missing one: counted, left out
+    assert len(said) == 1 and "1 of its 4 videos are not under" in said[0] and "id5_id6_0009.mp4" in said[0]
     assert su.cache_path(test[0], "/c") == Path("/c/Celeb-DF-v2/YouTube-real/00003.npy")  # beside FF++'s, never mixed
     (celeb_root / "List_of_testing_videos.txt").write_text("real Celeb-real/id0_0000.mp4\n", encoding="utf-8")
     with pytest.raises(ValueError, match="LABEL 1 \\(real\\) or 0 \\(fake\\)"):
@@ -129,12 +129,15 @@ def test_dfdc_parts_list_every_video_with_its_group(dfdc_root, caplog):
 
 
 def test_dfdc_test_set_is_a_balanced_seeded_sample(dfdc_root):
-    test = su.dataset_test_items(dfdc_root, n_eval=800, seed=3)
+    test, name = su.dataset_test_items(dfdc_root, n_eval=5, seed=3)
     assert sorted(i.label for i in test) == [0, 0, 1, 1]  # 2 reals: 2 of the 4 fakes
-    assert test == su.dataset_test_items(dfdc_root, n_eval=800, seed=3)  # the seed decides
-    draws = {tuple(i.video_id for i in su.dataset_test_items(dfdc_root, seed=s) if i.label) for s in range(8)}
+    assert name == "DFDC labelled videos (not its test set), 4 of 6 drawn balanced"
+    assert (test, name) == su.dataset_test_items(dfdc_root, n_eval=5, seed=3)  # the seed decides
+    draws = {tuple(i.video_id for i in su.dataset_test_items(dfdc_root, 5, seed=s)[0] if i.label) for s in range(8)}
     assert len(draws) > 1  # and another seed draws other fakes
-    assert sorted(i.label for i in su.dataset_test_items(dfdc_root, n_eval=2)) == [0, 1]  # at most n_eval
+    assert sorted(i.label for i in su.dataset_test_items(dfdc_root, n_eval=2)[0]) == [0, 1]  # at most n_eval
+    every, name = su.dataset_test_items(dfdc_root, n_eval=None)
+    assert len(every) == 6 and name == "DFDC labelled videos (not its test set), all 6 videos"
 
 
 def test_a_broken_dfdc_metadata_file_is_named(dfdc_root):
@@ -155,7 +158,8 @@ def test_own_folders_each_video_its_own_person(tmp_path, real_clips, ffpp_videos
         ("fake", "suspect one", 1, "own-my_videos"), ("real", "2024__holiday", 0, "own-my_videos"),
         ("real", "holiday", 0, "own-my_videos")]
     assert len({su.cache_path(i, "/c") for i in items}) == 3  # two holiday.mp4, two clips
-    assert len(su.identities_of(items)) == 3 and su.dataset_test_items(root) == items  # all of them, own people
+    assert len(su.identities_of(items)) == 3  # each video its own person
+    assert su.dataset_test_items(root) == (items, "own-my_videos, all 3 videos")
     with pytest.raises(FileNotFoundError, match="no fakes of \\['Deepfakes'\\].*methods found: \\['fake'\\]"):
         su.list_videos(root, ["Deepfakes"])
 
@@ -174,8 +178,9 @@ def test_ffpp_at_another_compression(tmp_path, ffpp_root, ffpp_videos):
     for item in items:  # the same ids as c23, other clips: never the c23 cache's
         assert su.cache_path(item, "/c") != su.cache_path(c23[(item.method, item.video_id)], "/c")
         assert su.video_identities(item) == su.video_identities(c23[(item.method, item.video_id)])
-    test = su.dataset_test_items(root, compression="c40")  # the official test pairs: 634 and 634_660
+    test, name = su.dataset_test_items(root, compression="c40")  # the official test pairs: 634 and 634_660
     assert sorted(i.video_id for i in test) == ["634", "634_660"]
+    assert name == "FaceForensics++ c40 official test pairs, 2 videos"
     with pytest.raises(ValueError, match="compression 'c99'"):
         su.list_videos(root, compression="c99")
 
@@ -220,3 +225,76 @@ def test_find_datasets_lists_every_root_under_the_input_folder(tmp_path, celeb_r
                      inputs / "ff-c23" / kaggle_root.name]  # the DFDC parts inside its root are not roots of their own
     assert [su.detect_layout(r) for r in found] == ["celeb-df", "dfdc", "kaggle"]
     assert su.find_datasets([tmp_path / "nowhere"]) == []
+
+
+def _dfdc_part(folder: Path, videos: dict[str, tuple[Path, str | None]]) -> None:
+    """A DFDC part: ``videos`` (name: (target, original name or None for a real)) and its metadata.json."""
+    for name, (target, _) in videos.items():
+        _link(folder / name, target)
+    (folder / "metadata.json").write_text(json.dumps({
+        name: {"label": "FAKE" if original else "REAL", "split": "train", "original": original}
+        for name, (_, original) in videos.items()}), encoding="utf-8")
+
+
+def test_a_folder_of_dfdc_parts_is_one_dataset_under_one_n_eval(tmp_path, real_clips, ffpp_videos):
+    # The archives of parts 0-9 unpack as dfdc_train_part_0N/dfdc_train_part_N/; from 10 on the names match.
+    fakes = [ffpp_videos[k] for k in (("Deepfakes", "519_515"), ("Face2Face", "750_743"), ("FaceSwap", "634_660"))]
+    mount = tmp_path / "input" / "datasets" / "someone" / "dfdc-parts"
+    for k, (outer, inner) in enumerate((("dfdc_train_part_00", "dfdc_train_part_0"),
+                                        ("dfdc_train_part_01", "dfdc_train_part_1"),
+                                        ("dfdc_train_part_10", "dfdc_train_part_10"))):
+        _dfdc_part(mount / outer / inner, {f"r{k}.mp4": (real_clips[k], None), f"f{k}.mp4": (fakes[k], f"r{k}.mp4")})
+    assert su.find_datasets([tmp_path / "input"]) == [mount]  # one dataset, not three
+    assert su.detect_layout(mount) == "dfdc" and len(su.list_videos(mount)) == 6
+    test, name = su.dataset_test_items(mount, n_eval=4, seed=0)  # N_EVAL bounds the parts together
+    assert sorted(i.label for i in test) == [0, 0, 1, 1] and name.endswith(", 4 of 6 drawn balanced")
+    (mount / "dfdc_train_part_02" / "dfdc_train_part_3").mkdir(parents=True)  # numbers that differ: not a part
+    (mount / "dfdc_train_part_02" / "dfdc_train_part_3" / "metadata.json").write_text("{not json")
+    assert len(su.list_videos(mount)) == 6
+
+
+def test_dfdc_public_test_set_is_read_from_its_labels_csv(tmp_path, real_clips, ffpp_videos):
+    root = tmp_path / "dfdc-test"
+    _link(root / "test" / "aalscayrfi.mp4", real_clips[0])
+    _link(root / "test" / "bbbbbbbbbb.mp4", ffpp_videos[("Deepfakes", "519_515")])
+    _link(root / "test" / "cccccccccc.mp4", ffpp_videos[("FaceSwap", "634_660")])
+    (root / "test" / "labels.csv").write_text("\ufefffilename,label\naalscayrfi.mp4,0\nbbbbbbbbbb.mp4,1\n"
+                                              "cccccccccc.mp4,1\n", encoding="utf-8")
+    (tmp_path / "other" / "x").mkdir(parents=True)
+    (tmp_path / "other" / "x" / "labels.csv").write_text("id,name\n1,a\n")  # another labels.csv: no dataset
+    assert su.find_datasets([tmp_path]) == [root]
+    test, name = su.dataset_test_items(root, n_eval=None)
+    assert [(i.video_id, i.label, i.dataset) for i in test] == [("aalscayrfi", 0, "DFDC"), ("bbbbbbbbbb", 1, "DFDC"),
+                                                                 ("cccccccccc", 1, "DFDC")]
+    assert name == "DFDC public test set, all 3 videos"
+    _dfdc_part(root / "dfdc_train_part_5", {"r.mp4": (real_clips[1], None), "f.mp4": (real_clips[2], "r.mp4")})
+    test, name = su.dataset_test_items(root, n_eval=2)  # training parts beside it are not its test set
+    assert [i.video_id for i in test] == ["aalscayrfi", test[1].video_id] and test[1].video_id in ("bbbbbbbbbb", "cccccccccc")
+    assert name == "DFDC public test set, 2 of 3 drawn balanced"
+
+
+@pytest.mark.parametrize("listing", [
+    "\ufeff1 YouTube-real/00003.mp4\n0 Celeb-synthesis/id1_id0_0001.mp4\n",  # a BOM
+    "1 Celeb-DF-v2/YouTube-real/00003.mp4\n0 Celeb-DF-v2/Celeb-synthesis/id1_id0_0001.mp4\n",  # the root's name first
+    "1 YouTube-real\\00003.mp4\r\n0 Celeb-DF-v2\\Celeb-synthesis\\id1_id0_0001.mp4\r\n",  # backslashes
+], ids=["bom", "prefix", "backslashes"])
+def test_celeb_df_test_list_as_mirrors_write_it(celeb_root, listing):
+    (celeb_root / "List_of_testing_videos.txt").write_bytes(listing.encode("utf-8"))
+    test, name = su.dataset_test_items(celeb_root)
+    assert [(i.path, i.label) for i in test] == [(celeb_root / "YouTube-real" / "00003.mp4", 0),
+                                                  (celeb_root / "Celeb-synthesis" / "id1_id0_0001.mp4", 1)]
+    assert all(i.path.is_file() for i in test) and name == "Celeb-DF-v2 test list, 2 videos"
+
+
+def test_standard_test_sets_name_each_root_and_report_the_unreadable(tmp_path, dfdc_root, celeb_root, real_clips,
+                                                                     ffpp_videos):
+    other = tmp_path / "train_sample_videos"  # another DFDC root with as many videos: named by its folder
+    _dfdc_part(other, {f"r{k}.mp4": (real_clips[k], None) for k in range(3)}
+               | {f"f{k}.mp4": (ffpp_videos[("Deepfakes", "519_515")], "r0.mp4") for k in range(3)})
+    (tmp_path / "nothing").mkdir()
+    sets, notes = su.standard_test_sets([dfdc_root, celeb_root, other, tmp_path / "nothing"], n_eval=None)
+    assert list(sets) == ["DFDC labelled videos (not its test set), all 6 videos (dfdc)",
+                          "Celeb-DF-v2 test list, 3 videos",
+                          "DFDC labelled videos (not its test set), all 6 videos (train_sample_videos)"]
+    assert [root for root, _ in sets.values()] == [dfdc_root, celeb_root, other]
+    assert len(notes) == 1 and notes[0].startswith(f"{tmp_path / 'nothing'}: skipped: ") and "not a data root" in notes[0]
