@@ -9,6 +9,8 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -115,6 +117,45 @@ def test_notebook_tells_a_story() -> None:
     assert len(evaluation) == 5 and "load_checkpoint" in evaluation[0].source
     assert "export_pretrained" in evaluation[1].source
     assert len(notebook_cells({"setup"})) == 2
+
+
+def run_setup_cell(kaggle: Path, workdir: Path, then: str = "") -> subprocess.CompletedProcess:
+    """The first set-up cell in a fresh Python in ``workdir``, ``kaggle`` standing in for ``/kaggle``,
+    with no ``scarlet_utils`` importable but what the cell finds; then the code ``then``."""
+    source = notebook_cells({"setup"})[0].source
+    assert source.count('Path("/kaggle")') == 1
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return subprocess.run([sys.executable, "-c", source.replace('Path("/kaggle")', f"Path({str(kaggle)!r})") + "\n" + then],
+                          cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("place", [
+    "usr/lib/scarlet-utils/scarlet_utils.py",  # a utility script, older mount
+    "usr/lib/notebooks/alice/scarlet-helpers/scarlet_helpers.py",  # newer mount, another slug: another file name
+    "input/scarlet-code/scarlet_utils.py",  # a dataset, older mount
+    "input/datasets/alice/scarlet-code/src/scarlet_utils.py",  # newer mount, in a folder of the dataset
+])
+def test_the_setup_cell_finds_the_module_on_every_kaggle_mount(tmp_path: Path, place: str) -> None:
+    kaggle, workdir = tmp_path / "kaggle", tmp_path / "working"
+    workdir.mkdir()
+    (kaggle / "usr" / "lib" / "other-script").mkdir(parents=True)
+    (kaggle / "usr" / "lib" / "other-script" / "other_script.py").write_text("x = 1\n")  # another utility script
+    (kaggle / place).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO / "scarlet_utils.py", kaggle / place)
+    # Spawned workers (ISOLATE_DECODING) import the module by name too, whatever the file is called.
+    done = run_setup_cell(kaggle, workdir, "print(su.__file__, su._processes_start())")
+    assert done.returncode == 0, done.stderr
+    path, started = done.stdout.split()
+    assert Path(path).resolve() == (kaggle / place).resolve() and started == "True"
+
+
+def test_the_setup_cell_says_where_it_looked_when_the_module_is_missing(tmp_path: Path) -> None:
+    (tmp_path / "kaggle" / "input" / "ff-c23").mkdir(parents=True)
+    done = run_setup_cell(tmp_path / "kaggle", tmp_path)
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("ModuleNotFoundError: scarlet_utils.py is not beside this notebook, nor up to 5 folders "
+                           f"into {tmp_path / 'kaggle'}/usr/lib or {tmp_path / 'kaggle'}/input: add it with Add Input")
 
 
 def knobs() -> set[str]:
@@ -270,6 +311,13 @@ def test_sample_mode_on_real_ffpp_videos(kaggle_root: Path, tmp_path: Path) -> N
         "aaaaaaaaaa.mp4": {"label": "REAL", "split": "train", "original": None},
         "bbbbbbbbbb.mp4": {"label": "FAKE", "split": "train", "original": "aaaaaaaaaa.mp4"},
         "cccccccccc.mp4": {"label": "FAKE", "split": "train", "original": "aaaaaaaaaa.mp4"}}))  # not on disk
+    parts = tmp_path / "dfdc_parts" / "dfdc_train_part_00" / "dfdc_train_part_0"  # a second DFDC root, as big
+    parts.mkdir(parents=True)
+    (parts / "dddddddddd.mp4").symlink_to(reals[1])
+    (parts / "eeeeeeeeee.mp4").symlink_to(kaggle_root / "Deepfakes" / "519_515.mp4")
+    (parts / "metadata.json").write_text(json.dumps({
+        "dddddddddd.mp4": {"label": "REAL", "split": "train", "original": None},
+        "eeeeeeeeee.mp4": {"label": "FAKE", "split": "train", "original": "dddddddddd.mp4"}}))
     (tmp_path / "not_a_dataset").mkdir()
     broken = tmp_path / "broken"  # your own folders, where not one video reads
     for side in ("real", "fake"):
@@ -280,9 +328,13 @@ def test_sample_mode_on_real_ffpp_videos(kaggle_root: Path, tmp_path: Path) -> N
                                           "grid.mpg": shared / "LipNet__grid_bbaf2n.mpg",
                                           "swap.mp4": kaggle_root / "FaceSwap" / "634_660.mp4",
                                           "talk.mp4": shared / "SadTalker__WDA_KatieHill_000.mp4"})
-    nb = run_notebook(tmp_path, {"SCARLET_MODE": "sample", "SCARLET_DATA_ROOT": str(kaggle_root),
+    shown = nbformat.v4.new_code_cell('print("legend:", [t.get_text() for t in roc.axes[0].get_legend().get_texts()])')
+    cells = notebook_cells()
+    at = next(i for i, c in enumerate(cells) if "cross_dataset_roc" in c.source) + 1
+    nb = run_notebook(tmp_path, cells=cells[:at] + [shown] + cells[at:], env={"SCARLET_MODE": "sample", "SCARLET_DATA_ROOT": str(kaggle_root),
                                  "SCARLET_OUTPUT_DIR": str(out), "SCARLET_VIDEO": str(mine),
-                                 "SCARLET_EVAL_DATASETS": f"{celeb},{tmp_path / 'dfdc'},{broken},{tmp_path / 'not_a_dataset'}"})
+                                 "SCARLET_EVAL_DATASETS": f"{celeb},{tmp_path / 'dfdc'},{tmp_path / 'dfdc_parts'},{broken},"
+                                                          f"{tmp_path / 'not_a_dataset'}"})
     for name in ARTEFACTS:
         assert (out / name).is_file(), f"sample run did not write {name}"
     split = json.loads((out / "split.json").read_text())
@@ -299,17 +351,23 @@ def test_sample_mode_on_real_ffpp_videos(kaggle_root: Path, tmp_path: Path) -> N
     assert {r["method"] for r in cross} <= {"Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures", "all"}
     assert "failed 0" in text
     cross = json.loads((out / "cross_dataset.json").read_text())
-    assert [(r["dataset"], r["protocol"]) for r in cross] == [("Celeb-DF-v2", "1 clip"), ("Celeb-DF-v2", "4 clips"),
-                                                              ("DFDC", "1 clip"), ("DFDC", "4 clips")]
-    for row in cross[:2]:  # the 4 videos there scored, the missing one listed with its cause, never fatal
+    dfdc = "DFDC labelled videos (not its test set), all 2 videos"  # two roots alike: each named by its folder
+    names = ["Celeb-DF-v2 test list, 4 videos", f"{dfdc} (dfdc)", f"{dfdc} (dfdc_parts)"]
+    assert [(r["dataset"], r["protocol"]) for r in cross] == [(n, p) for n in names for p in ("1 clip", "4 clips")]
+    assert [r["root"] for r in cross[::2]] == [str(celeb), str(tmp_path / "dfdc"), str(tmp_path / "dfdc_parts")]
+    for row in cross[:2]:  # the 4 videos there scored; the missing one counted before decoding, never fatal
         assert row["n"] == 4 and row["support"] == {"Real": 2, "Fake": 2} and row["roc_auc"] is not None
-        assert [Path(p).name for p, cause in row["failed"]] == ["id9_id8_0001.mp4"] and "file not found" in row["failed"][0][1]
-    for row in cross[2:]:  # the nested part found; its absent entry skipped (said when listing); balanced 1 + 1
+        assert row["failed"] == []
+    for row in cross[2:]:  # the nested parts found; an absent entry skipped (said when listing); 1 + 1
         assert row["n"] == 2 and row["support"] == {"Real": 1, "Fake": 1} and row["failed"] == []
-    assert "1 of its 3 videos are not in" in stream_text(nb, "stderr") + text
+    said = stream_text(nb, "stderr") + text
+    assert "1 of its 3 videos are not in" in said and "List_of_testing_videos.txt: 1 of its 5 videos are not under" in said
     assert (out / "cross_dataset_roc.png").is_file()
+    legend = next(line for line in text.splitlines() if line.startswith("legend: "))
+    assert [label.split(" (n=")[0].split(" (AUC")[0] for label in ast.literal_eval(legend[len("legend: "):])] == [
+        f"{n}, {p}" for n in names for p in ("1 clip", "4 clips")] + ["chance"]  # a curve per row
     assert f"{tmp_path / 'not_a_dataset'}: skipped: " in text and "not a data root Scarlet reads" in text
-    assert f"{broken}: skipped: none of the 2 videos could be read (e.g. {broken / 'fake' / 'x.mp4'}: empty file" in text
+    assert f"own-broken, all 2 videos: skipped: none of the 2 videos could be read (e.g. {broken / 'fake' / 'x.mp4'}: empty file" in text
     check_own_videos(out, nb, ["face_1.mp4", "grid.mpg", "swap.mp4", "talk.mp4"], face_crop=False)
 
 
