@@ -1,9 +1,7 @@
-"""Scarlet: the tested helpers behind ``Scarlet.ipynb``.
+"""Scarlet: the tested helpers behind ``Scarlet.ipynb``, in the order the notebook uses them.
 
-One flat module, in the order the notebook uses it: configuration, frames, faces, data, model,
-training, evaluation, metrics, one video. Clips are ``(T, H, W, 3)`` uint8 RGB unless said
-otherwise; model inputs are ``(B, T, C, H, W)`` float tensors normalised with the checkpoint's
-mean/std. The module never prints: it logs to the ``scarlet`` logger and returns reports.
+Clips are ``(T, H, W, 3)`` uint8 RGB; model inputs ``(B, T, C, H, W)`` floats normalised with the
+checkpoint's mean/std. The module never prints: it logs to the ``scarlet`` logger and returns reports.
 """
 
 from __future__ import annotations
@@ -33,7 +31,7 @@ import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
-from tqdm import tqdm  # text bars: they read right in a saved, headless-run notebook (widgets show 0%)
+from tqdm import tqdm  # text bars read right in a saved, headless-run notebook (widgets show 0%)
 
 logger = logging.getLogger("scarlet")
 
@@ -53,10 +51,8 @@ class CheckpointError(RuntimeError):
 
 
 def atomic_write(path: str | Path, write: Callable[[Any], Any], what: str = "the file") -> Path:
-    """Call ``write(binary_file)`` on a hidden temp file beside ``path``, then rename it onto ``path``:
-    a reader finds the old file or the new one, never a partial one. ``open`` makes the temp file,
-    so the mode follows the umask (0644 under 022); a temp file a killed write left is overwritten.
-    Failures raise ``OSError`` naming ``path`` and ``what``; a full disk says so."""
+    """``write(binary_file)`` into a temp file beside ``path``, renamed onto it when whole: a reader never
+    finds part of a file. An ``OSError`` names ``path``, ``what`` and the cause (a full disk says so)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     try:
@@ -65,18 +61,16 @@ def atomic_write(path: str | Path, write: Callable[[Any], Any], what: str = "the
             write(fh)
         os.replace(tmp, path)
     except BaseException as exc:
-        with contextlib.suppress(OSError):  # the temp's folder may be no folder (a file in the way)
+        with contextlib.suppress(OSError):  # the temp's folder may be a file in the way
             tmp.unlink(missing_ok=True)
         if not isinstance(exc, OSError):
             raise
-        cause = "No space left on device (the disk or quota is full: free some space, or write elsewhere)" \
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT) else (exc.strerror or str(exc))
-        raise OSError(exc.errno, f"{path}: cannot write {what}: {cause}") from exc
+        full = " (the disk or quota is full)" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+        raise OSError(exc.errno, f"{path}: cannot write {what}: {exc.strerror or exc}{full}") from exc
     return path
 
 
 def write_json(path: str | Path, obj: Any) -> Path:
-    """``obj`` as indented JSON, written atomically (paths and other non-JSON values as text)."""
     return write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
 
 
@@ -89,8 +83,7 @@ def save_figure(fig: Any, path: str | Path) -> Path:
 
 
 def _plain(obj: Any) -> Any:
-    """NumPy values as Python numbers and lists, paths as text: ``torch.load(weights_only=True)``
-    refuses NumPy objects, so a checkpoint holding one could be saved but never loaded."""
+    """Python numbers, lists and text for NumPy values and paths: ``torch.load(weights_only=True)`` refuses NumPy."""
     if isinstance(obj, dict):
         return {k: _plain(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
@@ -101,17 +94,16 @@ def _plain(obj: Any) -> Any:
 
 
 def _progress(**kwargs: Any) -> tqdm:
-    """A progress bar redrawn at most once a second, so a long run's saved output stays small."""
+    """A bar redrawn at most once a second, so a long run's saved output stays small."""
     return tqdm(mininterval=1.0, **kwargs)
 
 
 def format_table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
-    """A plain-text table (no pandas needed) for the notebook to print."""
+    """A plain-text table, for reports that print."""
     cells = [[str(h) for h in headers]] + [[str(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -122,48 +114,41 @@ ENV_PREFIX = "SCARLET_"
 MODES = ("kaggle", "demo", "sample")
 KAGGLE_INPUT = Path("/kaggle/input")
 KAGGLE_WORKING = Path("/kaggle/working")
+KAGGLE_MOUNTS = {"datasets": 2, "competitions": 1, "models": 2, "notebooks": 2}  # newer mounts: levels to an input
+_BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 
 
 class Config(dict):
-    """The run's knobs; ``changes`` lists ``(knob, cell value, value now, set by)`` for each knob the
-    mode or a ``SCARLET_<NAME>`` variable changed, for the notebook to show."""
+    """The run's knobs; ``changes``: ``(knob, cell value, value now, set by)`` for each knob the mode or
+    a ``SCARLET_<NAME>`` variable changed; ``notes``: lines for the notebook to show."""
 
     changes: list[tuple[str, Any, Any, str]]
     notes: list[str]
 
 
 def _parse_env_value(name: str, text: str, default: Any) -> Any:
-    """Parse an environment string into the type of the knob's default."""
+    """An environment string as the type of the knob's default (a list: comma-separated)."""
     text = text.strip()
     if text.lower() in ("", "none", "null"):
         return None
-    if default is None:  # a knob that defaults to "automatic": a whole number is a count (WORKERS)
-        return int(text) if text.lstrip("-").isdigit() else text
+    if isinstance(default, (list, tuple)):
+        return [part.strip() for part in text.split(",") if part.strip()]
     try:
         if isinstance(default, bool):
-            if text.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
-                raise ValueError(text)
-            return text.lower() in ("1", "true", "yes", "on")
+            return _BOOLEANS[text.lower()]
         if isinstance(default, (int, float)):
             return type(default)(text)
-        if isinstance(default, (list, tuple)):
-            return [part.strip() for part in text.split(",") if part.strip()]
-    except ValueError:
+    except (KeyError, ValueError):
         raise ValueError(f"{ENV_PREFIX}{name}={text!r}: expected a {type(default).__name__}") from None
-    return text
-
-
-KAGGLE_MOUNTS = {"datasets": 2, "competitions": 1, "models": 2, "notebooks": 2}  # newer mounts: levels to an input
+    return int(text) if default is None and text.lstrip("-").isdigit() else text  # None: WORKERS takes a count
 
 
 def kaggle_inputs(top: str | Path | None = None) -> list[Path]:
     """Each attached input's folder below ``top`` (default ``/kaggle/input``), on the older mounts
     (``<slug>``) and the newer (``datasets/<owner>/<slug>``, ``competitions/<slug>``, ...)."""
     top = Path(top or KAGGLE_INPUT)
-    if not top.is_dir():
-        return []
     found = []
-    for folder in sorted(p for p in top.iterdir() if p.is_dir()):
+    for folder in sorted(p for p in top.iterdir() if p.is_dir()) if top.is_dir() else []:
         depth = KAGGLE_MOUNTS.get(folder.name)
         found += sorted(p for p in folder.glob("/".join(["*"] * depth)) if p.is_dir()) if depth else [folder]
     return found
@@ -175,9 +160,14 @@ def _matching_folders(folder: Path, is_match: Callable[[Path], bool], max_depth:
         return [folder]
     if max_depth == 0:
         return []
-    with os.scandir(folder) as entries:  # scandir: no stat per video in a folder of thousands
+    with os.scandir(folder) as entries:  # no stat per file in a folder of thousands of videos
         subfolders = sorted(Path(e.path) for e in entries if e.is_dir() and not e.name.startswith("."))
     return [found for sub in subfolders for found in _matching_folders(sub, is_match, max_depth - 1)]
+
+
+def _in_inputs(search_dirs: Sequence[str | Path] | None, is_match: Callable[[Path], bool], max_depth: int) -> list[Path]:
+    return [found for top in search_dirs or (KAGGLE_INPUT,) for folder in kaggle_inputs(top)
+            for found in _matching_folders(folder, is_match, max_depth)]
 
 
 def _is_data_root(folder: Path) -> bool:
@@ -185,24 +175,6 @@ def _is_data_root(folder: Path) -> bool:
         return bool(detect_layout(folder))
     except FileNotFoundError:
         return False
-
-
-def find_datasets(search_dirs: Sequence[str | Path] | None = None, max_depth: int = 4) -> list[Path]:
-    """The root of every dataset layout ``list_videos`` reads, up to ``max_depth`` levels into each
-    Kaggle input below ``search_dirs`` (default ``/kaggle/input``); nothing inside a root is a root."""
-    return [root for top in search_dirs or (KAGGLE_INPUT,) for folder in kaggle_inputs(top)
-            for root in _matching_folders(folder, _is_data_root, max_depth)]
-
-
-def find_data_root(search_dirs: Sequence[str | Path] | None = None, compression: str = "c23") -> Path | None:
-    """The first FaceForensics++ root (the Kaggle mirror, or the official layout at ``compression``)
-    below ``search_dirs`` (default ``/kaggle/input``), found by its layout whatever its folder is called."""
-    for root in find_datasets(search_dirs):
-        layout = detect_layout(root)
-        if (layout == "official" or layout == "kaggle" and compression == "c23") and \
-                _layout_folders(root, layout, REAL_FOLDER, compression).is_dir():
-            return root
-    return None
 
 
 def _is_k400_timesformer(folder: Path) -> bool:
@@ -215,11 +187,27 @@ def _is_k400_timesformer(folder: Path) -> bool:
     return cfg.get("model_type") == "timesformer" and len(cfg.get("id2label", {})) == 400
 
 
+def find_datasets(search_dirs: Sequence[str | Path] | None = None, max_depth: int = 4) -> list[Path]:
+    """The root of every dataset layout ``list_videos`` reads, up to ``max_depth`` folders into each
+    Kaggle input below ``search_dirs`` (default ``/kaggle/input``)."""
+    return _in_inputs(search_dirs, _is_data_root, max_depth)
+
+
+def find_data_root(search_dirs: Sequence[str | Path] | None = None, compression: str = "c23") -> Path | None:
+    """The first FaceForensics++ root (the Kaggle mirror, or the official layout at ``compression``) of
+    ``find_datasets``, found by its layout whatever its folder is called."""
+    for root in find_datasets(search_dirs):
+        layout = detect_layout(root)
+        if (layout == "official" or layout == "kaggle" and compression == "c23") and \
+                _layout_folders(root, layout, REAL_FOLDER, compression).is_dir():
+            return root
+    return None
+
+
 def find_local_model(search_dirs: Sequence[str | Path] | None = None, max_depth: int = 5) -> Path | None:
-    """A local copy of the k400 TimeSformer (``config.json`` of a timesformer with 400 labels, and its
-    weights) in a Kaggle Model or dataset below ``search_dirs`` (default ``/kaggle/input``), or None."""
-    return next((found for top in search_dirs or (KAGGLE_INPUT,) for folder in kaggle_inputs(top)
-                 for found in _matching_folders(folder, _is_k400_timesformer, max_depth)), None)
+    """A copy of the k400 TimeSformer (a timesformer ``config.json`` with 400 labels, and weights) in a
+    Kaggle Model or dataset below ``search_dirs`` (default ``/kaggle/input``), or None."""
+    return next(iter(_in_inputs(search_dirs, _is_k400_timesformer, max_depth)), None)
 
 
 def describe_inputs(top: str | Path | None = None) -> str:
@@ -227,10 +215,9 @@ def describe_inputs(top: str | Path | None = None) -> str:
     top = Path(top or KAGGLE_INPUT)
     said = []
     for folder in kaggle_inputs(top):
-        roots = _matching_folders(folder, _is_data_root, 4)
-        said.append(f"{folder.relative_to(top)} (" + (", ".join(
-            f"{detect_layout(r)} layout" + (f" in {r.relative_to(folder)}" if r != folder else "") for r in roots)
-            or "no dataset layout") + ")")
+        roots = [f"{detect_layout(r)} layout" + (f" in {r.relative_to(folder)}" if r != folder else "")
+                 for r in _matching_folders(folder, _is_data_root, 4)]
+        said.append(f"{folder.relative_to(top)} ({', '.join(roots) or 'no dataset layout'})")
     return "; ".join(said) or "nothing"
 
 
@@ -243,14 +230,9 @@ def sized_split(n_real: int, n_fake: int) -> tuple[int, int]:
 
 
 def resolve_config(defaults: dict[str, Any], environ: dict[str, str] | None = None) -> Config:
-    """The run's configuration: ``defaults``, then the mode's presets, then ``SCARLET_<NAME>``
-    environment variables (which always win, so CI can run the same notebook headless).
-
-    ``MODE`` None picks ``kaggle`` where the dataset is found, else ``demo``. ``demo`` and
-    ``sample`` switch to a tiny model, a small split and few epochs, and write to their own
-    output folders, never to ``models/video``. On Kaggle, ``MODEL`` (the hub id) becomes a local
-    copy under ``/kaggle/input`` where one is attached (``find_local_model``).
-    """
+    """``defaults``, then the mode's presets, then ``SCARLET_<NAME>`` variables, which always win (CI runs
+    the notebook headless). ``MODE`` None: ``kaggle`` where FF++ is found, else ``demo``. ``demo`` and
+    ``sample`` use a tiny model and their own output folders; on Kaggle an attached k400 copy is used."""
     environ = dict(os.environ if environ is None else environ)
     unknown = sorted(k for k in environ if k.startswith(ENV_PREFIX) and k[len(ENV_PREFIX):] not in defaults)
     if unknown:
@@ -262,44 +244,37 @@ def resolve_config(defaults: dict[str, Any], environ: dict[str, str] | None = No
         found = find_data_root(compression=cfg.get("COMPRESSION") or "c23")
         cfg["DATA_ROOT"] = str(found) if found else None
     mode = cfg.get("MODE") or ("kaggle" if cfg.get("DATA_ROOT") else "demo")
+    if mode not in MODES:
+        raise ValueError(f"MODE must be one of {MODES}, got {mode!r}")
     notes = []
     if on_kaggle and mode == "demo" and not cfg.get("MODE"):  # Run All on Kaggle without FF++: say what is there
         notes.append(f"MODE demo: no FaceForensics++ root (ROOT/original/ beside ROOT/<Method>/, or "
                      f"ROOT/original_sequences/) under {KAGGLE_INPUT}, which holds: {describe_inputs()}")
-    if mode not in MODES:
-        raise ValueError(f"MODE must be one of {MODES}, got {mode!r}")
     presets: dict[str, Any] = {"MODE": mode}
     if mode == "kaggle":
         if cfg.get("DATA_ROOT") is None:
-            raise FileNotFoundError(
-                f"no FaceForensics++ root found under {KAGGLE_INPUT} ({describe_inputs()}): attach the dataset, "
-                f"or set {ENV_PREFIX}DATA_ROOT, or run {ENV_PREFIX}MODE=demo")
+            raise FileNotFoundError(f"no FaceForensics++ root found under {KAGGLE_INPUT} ({describe_inputs()}): attach "
+                                    f"the dataset, or set {ENV_PREFIX}DATA_ROOT, or run {ENV_PREFIX}MODE=demo")
         presets["OUTPUT_DIR"] = str(KAGGLE_WORKING / "models" / "video") if on_kaggle else "models/video"
         presets["CACHE_DIR"] = str(KAGGLE_WORKING / "frame_cache") if on_kaggle else ".scarlet_cache"
         local = find_local_model() if cfg.get("MODEL") == DEFAULT_MODEL else None
         if local is not None:
             presets["MODEL"] = str(local)
-    else:
-        # The tiny model and its settings: minutes on a laptop CPU, never a real result.
-        presets.update(MODEL="tiny", NUM_FRAMES=8, SIZE=64, BATCH_SIZE=4, LR=5e-4, FACE_CROP=False)
-        presets["OUTPUT_DIR"] = f"{mode}_output"
-        presets["CACHE_DIR"] = f"{mode}_output/frame_cache"
-        if mode == "demo":
-            # Its own folder per size: the synthetic data follows N_TRAIN and N_VAL, never SEED.
+    else:  # a tiny model: minutes on a laptop CPU, never a real result
+        presets.update(MODEL="tiny", NUM_FRAMES=8, SIZE=64, BATCH_SIZE=4, LR=5e-4, FACE_CROP=False,
+                       OUTPUT_DIR=f"{mode}_output", CACHE_DIR=f"{mode}_output/frame_cache")
+        if mode == "demo":  # a folder per size: the synthetic data follows N_TRAIN and N_VAL, never SEED
             n_per_class = ((env.get("N_TRAIN") or 192) + (env.get("N_VAL") or 96)) // 2
-            presets.update(DATA_ROOT=f"{mode}_output/synthetic_{n_per_class}", METHODS=["Deepfakes"], N_TRAIN=192,
+            presets.update(DATA_ROOT=f"demo_output/synthetic_{n_per_class}", METHODS=["Deepfakes"], N_TRAIN=192,
                            N_VAL=96, EPOCHS=20)
-        else:
-            if cfg.get("DATA_ROOT") is None:
-                raise ValueError(f"MODE=sample needs {ENV_PREFIX}DATA_ROOT, a small FF++ tree")
+        elif cfg.get("DATA_ROOT") is None:
+            raise ValueError(f"MODE=sample needs {ENV_PREFIX}DATA_ROOT, a small FF++ tree")
+        else:  # a handful of videos cannot be split by identity at fixed sizes: random, like the original
             methods = available_methods(cfg["DATA_ROOT"])
-            items = list_videos(cfg["DATA_ROOT"], methods)
-            n_train, n_val = sized_split(sum(i.label == 0 for i in items), sum(i.label == 1 for i in items))
-            # A handful of videos cannot be split by identity at fixed sizes: random, like the original.
+            labels = [i.label for i in list_videos(cfg["DATA_ROOT"], methods)]
+            n_train, n_val = sized_split(labels.count(0), labels.count(1))
             presets.update(METHODS=methods, N_TRAIN=n_train, N_VAL=n_val, EPOCHS=2, SPLIT="random")
-    for key, value in presets.items():
-        if key not in env and key in defaults:
-            cfg[key] = value
+    cfg |= {k: v for k, v in presets.items() if k not in env and k in defaults}
     out = Config(cfg)
     out.changes = [(k, defaults[k], out[k], f"{ENV_PREFIX}{k}" if k in env else f"MODE {mode}")
                    for k in defaults if out[k] != defaults[k]]
@@ -308,25 +283,17 @@ def resolve_config(defaults: dict[str, Any], environ: dict[str, str] | None = No
 
 
 def device_report(amp: bool = True) -> dict[str, Any]:
-    """The compute device, its precision, and the library versions, for the notebook to print."""
+    """The compute device, its precisions, and the library versions, for the notebook to print."""
     import sklearn
     import transformers
 
-    cuda = torch.cuda.is_available()
-    device = torch.device("cuda" if cuda else "cpu")
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     name = {torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast + GradScaler", None: "fp32"}
-    return {
-        "device": str(device),
-        "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else [],
-        "training precision": name[precision(device, training=True, amp=amp)],
-        "scoring precision": name[precision(device, amp=amp)].replace(" + GradScaler", ""),
-        "cpus": default_workers(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "opencv": cv2.__version__,
-        "numpy": np.__version__,
-        "scikit-learn": sklearn.__version__,
-    }
+    return {"device": str(device), "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
+            "training precision": name[precision(device, training=True, amp=amp)],
+            "scoring precision": name[precision(device, amp=amp)].replace(" + GradScaler", ""),
+            "cpus": default_workers(), "torch": torch.__version__, "transformers": transformers.__version__,
+            "opencv": cv2.__version__, "numpy": np.__version__, "scikit-learn": sklearn.__version__}
 
 
 # ----------------------------------------------------------------------------------------------
