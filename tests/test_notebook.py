@@ -49,8 +49,11 @@ def run_notebook(workdir: Path, env: dict[str, str], tags: set[str] | None = Non
 
 
 def stream_text(nb: nbformat.NotebookNode, name: str = "stdout") -> str:
-    return "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs
-                     if o.output_type == "stream" and o.get("name") == name)
+    """What the cells printed to ``name``; for stdout, with the text of the tables they displayed."""
+    return "\n".join(o.get("text", "") if o.output_type == "stream" else o["data"]["text/plain"]
+                     for c in nb.cells if c.cell_type == "code" for o in c.outputs
+                     if o.output_type == "stream" and o.get("name") == name
+                     or name == "stdout" and "text/html" in o.get("data", {}))
 
 
 def without(metrics: dict, *config_keys: str) -> dict:
