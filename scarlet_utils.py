@@ -2393,18 +2393,19 @@ def unseen_items(items: Sequence[VideoItem], info: CheckpointInfo,
 
 
 def _checked_scores(y_true: Sequence[int], y_prob: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
-    """``(y_true, y_prob)`` as int64 / float64 arrays; ``ValueError`` unless equal-length, 1-D and non-empty."""
+    """As int64 / float64 arrays; ``ValueError`` unless equal-length, 1-D and non-empty."""
     y_true, y_prob = np.asarray(y_true, dtype=np.int64), np.asarray(y_prob, dtype=np.float64)
     if y_true.shape != y_prob.shape or y_true.ndim != 1:
         raise ValueError(f"y_true and y_prob must be equal-length 1-D, got {y_true.shape} and {y_prob.shape}")
     if len(y_true) == 0:
-        raise ValueError("no videos were scored (did every video fail to extract? see the failures listed above)")
+        raise ValueError("no videos were scored (did every video fail to extract? "
+                         "see the failures listed above)")
     return y_true, y_prob
 
 
 def _equal_error_rate(y_true: np.ndarray, y_prob: np.ndarray) -> tuple[float, float]:
-    """``(EER, threshold)`` where the ROC, straight between its points, crosses FPR == FNR; the threshold
-    is interpolated alike (sklearn's first threshold, +inf, counts as the top score)."""
+    """``(EER, threshold)`` where the ROC, straight between its points, crosses FPR == FNR; the
+    threshold is interpolated alike (sklearn's first threshold, +inf, counts as the top score)."""
     from sklearn.metrics import roc_curve
 
     fpr, tpr, thresholds = roc_curve(y_true, y_prob, drop_intermediate=False)
@@ -2413,8 +2414,8 @@ def _equal_error_rate(y_true: np.ndarray, y_prob: np.ndarray) -> tuple[float, fl
     return float(np.interp(0, gap, fpr)), float(np.interp(0, gap, thresholds))
 
 
-def bootstrap_ci(y_true: Sequence[int], y_prob: Sequence[float], threshold: float = 0.5, n_bootstrap: int = 1000,
-                 seed: int = 0) -> dict[str, list[float] | None]:
+def bootstrap_ci(y_true: Sequence[int], y_prob: Sequence[float], threshold: float = 0.5,
+                 n_bootstrap: int = 1000, seed: int = 0) -> dict[str, list[float] | None]:
     """Percentile-bootstrap 95% intervals ``{"accuracy": [lo, hi], "roc_auc": [lo, hi] or None}``,
     resampling within each class, each sorted first: the order of the videos cannot change them."""
     from sklearn.metrics import roc_auc_score
@@ -2436,32 +2437,33 @@ def bootstrap_ci(y_true: Sequence[int], y_prob: Sequence[float], threshold: floa
     return {"accuracy": interval(accuracy), "roc_auc": interval(auc) if both else None}
 
 
-def compute_metrics(y_true: Sequence[int], y_prob: Sequence[float], threshold: float = 0.5, n_bootstrap: int = 1000,
-                    seed: int = 0) -> dict[str, Any]:
-    """Accuracy (fake where P(fake) >= ``threshold``), per-class / macro / weighted precision, recall
-    and F1, the ranking metrics (None with one class), confusion matrix and ``bootstrap_ci``'s intervals."""
-    from sklearn.metrics import (accuracy_score, average_precision_score, classification_report, confusion_matrix,
-                                 log_loss, roc_auc_score)
+def compute_metrics(y_true: Sequence[int], y_prob: Sequence[float], threshold: float = 0.5,
+                    n_bootstrap: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """Accuracy (fake where P(fake) >= ``threshold``), per-class / macro / weighted precision, recall, F1,
+    the ranking metrics (None with one class), confusion matrix and ``bootstrap_ci``'s intervals."""
+    from sklearn.metrics import (average_precision_score, classification_report, confusion_matrix, log_loss,
+                                 roc_auc_score)
 
     y_true, y_prob = _checked_scores(y_true, y_prob)
     if n_bootstrap < 0:
         raise ValueError(f"n_bootstrap must be >= 0, got {n_bootstrap}")
     y_pred = (y_prob >= threshold).astype(np.int64)
-    report = classification_report(y_true, y_pred, labels=[0, 1], target_names=list(CLASS_NAMES), output_dict=True,
-                                   zero_division=0)
+    report = classification_report(y_true, y_pred, labels=[0, 1], target_names=list(CLASS_NAMES),
+                                   output_dict=True, zero_division=0)
     floats = lambda d: {k: float(v) for k, v in d.items()}  # noqa: E731
     both = len(np.unique(y_true)) == 2
     eer, eer_threshold = _equal_error_rate(y_true, y_prob) if both else (None, None)
     return {
         "n": len(y_true),
         "threshold": float(threshold),
-        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "accuracy": float(report["accuracy"]),
         "roc_auc": float(roc_auc_score(y_true, y_prob)) if both else None,
         "average_precision": float(average_precision_score(y_true, y_prob)) if both else None,
         "eer": eer,
         "eer_threshold": eer_threshold,
         "ci95": bootstrap_ci(y_true, y_prob, threshold, n_bootstrap, seed) if n_bootstrap else None,
-        "bootstrap": {"n_resamples": int(n_bootstrap), "seed": int(seed), "stratified": True} if n_bootstrap else None,
+        "bootstrap": {"n_resamples": int(n_bootstrap), "seed": int(seed), "stratified": True}
+        if n_bootstrap else None,
         "log_loss": float(log_loss(y_true, np.clip(y_prob, 1e-7, 1 - 1e-7), labels=[0, 1])),
         "per_class": {name: floats(report[name]) for name in CLASS_NAMES},
         "macro_avg": floats(report["macro avg"]),
@@ -2492,8 +2494,8 @@ def plot_roc_curve(y_true: Sequence[int], y_prob: Sequence[float], title: str = 
 
 
 def plot_roc_curves(curves: dict[str, tuple[Sequence[int], Sequence[float]]], title: str = "ROC curves"):
-    """One ROC curve per ``name: (y_true, y_prob)`` with its AUC and equal-error point (FPR == FNR), and
-    the chance line; a set's size goes in its name (in the title for one set); one class: no curve, said."""
+    """One ROC curve per ``name: (y_true, y_prob)`` with its AUC and equal-error point (FPR == FNR),
+    and the chance line; each set's size in its name (one set: in the title); one class: no curve, said."""
     from matplotlib.figure import Figure
     from sklearn.metrics import RocCurveDisplay
 
@@ -2535,7 +2537,7 @@ def plot_score_histogram(y_true: Sequence[int], y_prob: Sequence[float], thresho
     bins = np.linspace(min(0.0, y_prob.min()), max(1.0, y_prob.max()), 26)
     for label, (name, colour) in enumerate(zip(CLASS_NAMES, ("C0", "C3"))):
         scores = y_prob[y_true == label]
-        ax.hist(scores, bins=bins, color=colour, alpha=0.5, edgecolor=colour, label=f"{name} (n={len(scores)})")
+        ax.hist(scores, bins, color=colour, alpha=0.5, edgecolor=colour, label=f"{name} (n={len(scores)})")
     ax.axvline(threshold, color="k", ls="--", lw=1.5, label=f"threshold {threshold:g}")
     ax.set(xlabel="P(fake)", ylabel="videos", title=f"{title} (n={len(y_true)})")
     ax.set_ylim(0, ax.get_ylim()[1] * 1.25)  # headroom: the one-row legend sits above the bars
@@ -2548,12 +2550,13 @@ def plot_score_histogram(y_true: Sequence[int], y_prob: Sequence[float], thresho
 def save_reports(y_true: Sequence[int], y_prob: Sequence[float], out_dir: str | Path, threshold: float = 0.5,
                  extra: dict[str, Any] | None = None, name: str = "") -> dict[str, Any]:
     """Write ``metrics.json``, ``classification_report.txt``, ``confusion_matrix.png``, ``roc_curve.png``
-    and ``score_histogram.png`` (titled ``name``) to ``out_dir``; returns the metrics, with ``extra``."""
+    and ``score_histogram.png`` (titled ``name``) to ``out_dir``; returns the metrics and ``extra``."""
     from sklearn.metrics import classification_report
 
     out_dir = Path(out_dir)
     # 6 digits: a CPU's summation order must not make two evaluations of the same weights differ
-    metrics = json.loads(json.dumps(compute_metrics(y_true, y_prob, threshold)), parse_float=lambda s: round(float(s), 6))
+    metrics = json.loads(json.dumps(compute_metrics(y_true, y_prob, threshold)),
+                         parse_float=lambda s: round(float(s), 6))
     clash = sorted(set(extra or {}) & set(metrics))
     if clash:
         raise ValueError(f"extra keys {clash} would overwrite metrics of the same name")
@@ -2579,17 +2582,19 @@ def summary_row(name: str, metrics: dict[str, Any]) -> list[str]:
     ci = metrics.get("ci95") or {}
 
     def cell(key: str) -> str:
-        value = metrics.get(key)
-        return "n/a" if value is None else f"{value:.3f}" + (" [{:.3f}, {:.3f}]".format(*ci[key]) if ci.get(key) else "")
+        value, interval = metrics.get(key), ci.get(key)
+        if value is None:
+            return "n/a"
+        return f"{value:.3f}" + (f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else "")
 
     n = metrics.get("n", (metrics.get("n_real") or 0) + (metrics.get("n_fake") or 0))
     return [name, cell("accuracy"), cell("roc_auc"), cell("average_precision"), cell("eer"), str(n)]
 
 
-def cross_method_metrics(items: Sequence[VideoItem], y_prob: Sequence[float], n_bootstrap: int = 1000, seed: int = 0,
-                         threshold: float = 0.5) -> list[dict[str, Any]]:
-    """One row per manipulation method among ``items``' fakes, then ``"all"``: its fakes against all the
-    reals (``y_prob`` in ``items``' order), ``recall_fake`` (its fakes called fake) and ``compute_metrics``'."""
+def cross_method_metrics(items: Sequence[VideoItem], y_prob: Sequence[float], n_bootstrap: int = 1000,
+                         seed: int = 0, threshold: float = 0.5) -> list[dict[str, Any]]:
+    """One row per manipulation method among ``items``' fakes, then ``"all"``: its fakes against all
+    the reals (``y_prob`` in ``items``' order), ``recall_fake`` (its fakes called fake) and the metrics."""
     y_prob = np.asarray(y_prob, dtype=np.float64)
     if y_prob.ndim != 1 or len(y_prob) != len(items):
         raise ValueError(f"need one score per item: {len(items)} items, y_prob of shape {y_prob.shape}")
@@ -2610,7 +2615,8 @@ def write_csv(path: str | Path, rows: Sequence[dict[str, Any]]) -> Path:
     """``rows`` as CSV, columns in the first row's order; None as an empty cell, numbers as they are."""
     import pandas as pd
 
-    return write_text(path, pd.DataFrame(list(rows), dtype=object).to_csv(index=False, lineterminator="\n"))
+    table = pd.DataFrame(list(rows), dtype=object)  # object: an int column with a None keeps its ints
+    return write_text(path, table.to_csv(index=False, lineterminator="\n"))
 
 
 def save_predictions(items: Sequence[VideoItem], y_prob: Sequence[float], path: str | Path) -> Path:
@@ -2634,7 +2640,8 @@ def plot_history(history: Sequence[dict[str, float]]):
     for key, style in (("val_accuracy", "o-"), ("val_f1", "s--"), ("val_roc_auc", "^:")):
         values = [h.get(key) for h in history]
         if any(v is not None for v in values):
-            ax_val.plot(epochs, [np.nan if v is None else v for v in values], style, label=key.removeprefix("val_"))
+            ax_val.plot(epochs, [np.nan if v is None else v for v in values], style,
+                        label=key.removeprefix("val_"))
     ax_val.set(xlabel="epoch", ylabel="score", title="Validation", ylim=(0, 1.02))
     for ax, where in ((ax_loss, "best"), (ax_val, "lower right")):
         ax.legend(loc=where)
@@ -2714,7 +2721,8 @@ def plot_timeline(name: str, clip: Clip, scores: Sequence[float], threshold: flo
     frames = clip.frames.reshape(len(scores), -1, *clip.frames.shape[-3:])
     indices = np.asarray(clip.indices).reshape(len(scores), -1)
     worst = int(np.argmax(scores))
-    digits = 1 if np.diff(indices[worst]).min(initial=clip.fps) / clip.fps >= 0.1 else 2  # no two titles alike
+    # two decimals where the frames shown lie under 0.1 s apart: no two titles alike
+    digits = 1 if np.diff(indices[worst]).min(initial=clip.fps) / clip.fps >= 0.1 else 2
     fig = Figure(figsize=(10, 4.6), dpi=100)
     grid = fig.add_gridspec(2, frames.shape[1], height_ratios=(1, 1.5))
     for t in range(frames.shape[1]):
@@ -2738,15 +2746,17 @@ def plot_timeline(name: str, clip: Clip, scores: Sequence[float], threshold: flo
     return fig
 
 
-def score_videos(model: torch.nn.Module, paths: Sequence[str | Path], preprocessing: Preprocessing | None = None,
-                 device: torch.device | str | None = None, num_clips: int = 1, amp: bool = True,
-                 threshold: float = 0.5, timeline_dir: str | Path | None = None) -> list[dict[str, Any]]:
-    """One row per file, in order: ``p_fake`` (mean of ``num_clips`` clips), ``call`` at ``threshold``, the
-    face counts with face crop, ``note`` (why a score is less sure), ``error`` (why a file has none), and
-    with ``timeline_dir``, the ``plot_timeline`` saved there (``timeline``)."""
+def score_videos(model: torch.nn.Module, paths: Sequence[str | Path],
+                 preprocessing: Preprocessing | None = None, device: torch.device | str | None = None,
+                 num_clips: int = 1, amp: bool = True, threshold: float = 0.5,
+                 timeline_dir: str | Path | None = None) -> list[dict[str, Any]]:
+    """One row per file, in order: ``p_fake`` (mean of ``num_clips`` clips), ``call`` at ``threshold``,
+    face counts with face crop, ``note`` (why a score is less sure), ``error`` (why a file has none)
+    and with ``timeline_dir``, the ``plot_timeline`` saved there (``timeline``)."""
     prep, device = _preprocessing_and_device(model, preprocessing, device)
     rows = []
-    for n, path in enumerate(_progress(iterable=paths, desc="scoring videos", unit="video", disable=not paths)):
+    bar = _progress(iterable=paths, desc="scoring videos", unit="video", disable=not paths)
+    for n, path in enumerate(bar):
         row = dict.fromkeys(["path", "p_fake", "call", "clip_scores", "frames", "duration_s", "face_on_track",
                              "face_borrowed", "no_face", "face_tracks", "timeline", "note", "error"])
         row["path"] = str(path)

@@ -155,28 +155,6 @@ def test_bootstrap_of_a_tiny_set_by_hand(real_scores, fake_score, accuracy, roc_
     assert ci["roc_auc"] == pytest.approx(roc_auc, abs=1e-12)  # every resample has both classes: defined
 
 
-def test_bootstrap_agrees_with_a_plain_resampling_loop():
-    """The vectorised accuracy and Mann-Whitney AUC give the intervals that a plain loop of
-    class-stratified resamples scored by sklearn gives, ties included (independent draws, so equal to
-    Monte Carlo error)."""
-    rng = np.random.default_rng(5)
-    y = (rng.random(80) < 0.4).astype(np.int64)
-    p = (rng.integers(0, 4, 80) + y) / 10  # reals 0-0.3, fakes 0.1-0.4: about 3 in 16 (real, fake) pairs tie
-    p0, p1 = p[y == 0], p[y == 1]
-    ties = np.mean(p1[:, None] == p0[None, :])
-    assert ties > 0.15  # ties scored 0 or 1 instead of 1/2 would move every AUC by over 0.075
-    ci = su.bootstrap_ci(y, p, 0.25, 4000, seed=3)
-    draw = np.random.default_rng(11)
-    labels = np.r_[np.zeros(len(p0)), np.ones(len(p1))]
-    accuracy, auc = [], []
-    for _ in range(1000):
-        scores = np.r_[draw.choice(p0, len(p0)), draw.choice(p1, len(p1))]
-        accuracy.append(np.mean((scores >= 0.25) == labels))
-        auc.append(roc_auc_score(labels, scores))
-    assert ci["accuracy"] == pytest.approx(list(np.percentile(accuracy, [2.5, 97.5])), abs=0.03)
-    assert ci["roc_auc"] == pytest.approx(list(np.percentile(auc, [2.5, 97.5])), abs=0.03)
-
-
 # -- reports and plots -----------------------------------------------------------------------------
 
 
@@ -239,6 +217,24 @@ def test_plots_are_bare_figures():
     # one class: still a figure, saying why there is no curve
     single = su.plot_roc_curve([1, 1], [0.2, 0.3])
     assert any("only one class" in t.get_text() for t in single.axes[0].texts)
+
+
+def test_roc_curves_of_several_sets():
+    """The notebook's cross-dataset chart: each set's name with its size, AUC and EER; a set of one
+    class is named on the chart, not dropped silently."""
+    y, p = _overlapping(60)
+    fig = su.plot_roc_curves({"FF++": (Y_TRUE, Y_PROB), "DFDC": (y, p), "Celeb-DF": ([1, 1], [0.2, 0.3])},
+                             "Cross-dataset ROC")
+    ax = fig.axes[0]
+    assert ax.get_title() == "Cross-dataset ROC"
+    assert "False positive rate" in ax.get_xlabel() and "True positive rate" in ax.get_ylabel()
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "FF++ (n=5) (AUC = 0.83)" in legend
+    assert f"DFDC (n=60) (AUC = {roc_auc_score(y, p):.2f})" in legend
+    m = su.compute_metrics(y, p, n_bootstrap=0)
+    assert [t for t in legend if t.startswith("EER")] == [
+        "EER 33.3% (P(fake) >= 0.667)", f"EER {m['eer']:.1%} (P(fake) >= {m['eer_threshold']:.3f})"]
+    assert [t.get_text() for t in ax.texts] == ["Celeb-DF (n=2): undefined, only one class present"]
 
 
 # -- cross-manipulation table ----------------------------------------------------------------------

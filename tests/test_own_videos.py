@@ -122,6 +122,27 @@ def test_timeline_frame_times_are_told_apart_on_a_short_video():
     assert titles[:2] == ["0.50 s", "0.56 s"] and len(set(titles)) == 8  # the second clip's, all different
 
 
+def test_a_decoder_error_on_one_file_is_listed_in_its_row(model, folder, monkeypatch):
+    """Not only ``VideoReadError``: whatever a decoder raises on one file becomes that row's error, on
+    one line, and the next file is scored."""
+    import cv2
+
+    read = su.read_clip
+
+    def read_or_fail(path, *args, **kwargs):
+        if Path(path).name == "a.mp4":
+            raise cv2.error("OpenCV(4.10.0) resize.cpp:4152: error: (-215:Assertion failed)\n!ssize.empty()\n")
+        return read(path, *args, **kwargs)
+
+    monkeypatch.setattr(su, "read_clip", read_or_fail)
+    other = folder / "2024" / 'say "hi", b.mp4'
+    bad, good = su.score_videos(model, [folder / "a.mp4", other], PREP, "cpu", amp=False)
+    assert bad["error"] == f"{folder / 'a.mp4'}: error: OpenCV(4.10.0) resize.cpp:4152: error: (-215:Assertion failed) " \
+                           "!ssize.empty()"
+    assert all(bad[k] is None for k in ("p_fake", "call", "clip_scores", "frames", "note"))
+    assert good["error"] is None and 0 <= good["p_fake"] <= 1
+
+
 def test_an_empty_list_gives_no_rows(model):
     assert su.score_videos(model, [], PREP, "cpu") == []
 
