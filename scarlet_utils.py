@@ -2694,8 +2694,7 @@ def score_clip(model: torch.nn.Module, clip: Clip, prep: Preprocessing, device: 
 
 def _preprocessing_and_device(model: torch.nn.Module, preprocessing: Preprocessing | None,
                               device: torch.device | str | None) -> tuple[Preprocessing, torch.device]:
-    """``preprocessing`` (None: whole frames at the model's size), checked against the model, and
-    ``device`` (None: the model's)."""
+    """None: whole frames at the model's frame count and size, on the model's device."""
     cfg = unwrap(model).config
     prep = preprocessing or Preprocessing(cfg.num_frames, cfg.image_size)
     check_input_size(model, prep.num_frames, prep.size)
@@ -2768,8 +2767,7 @@ def score_videos(model: torch.nn.Module, paths: Sequence[str | Path],
             continue
         scores = score_clip(model, clip, prep, device, amp)
         notes = [w.removeprefix(f"{Path(path)}: ") for w in clip.warnings]
-        if clip.faces is not None:
-            faces = clip.faces
+        if (faces := clip.faces) is not None:
             row.update(face_on_track=faces.on_track, face_borrowed=faces.borrowed, no_face=faces.no_face,
                        face_tracks=faces.tracks)
             notes += [faces.warning()] if faces.unsure else []

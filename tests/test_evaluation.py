@@ -138,6 +138,8 @@ def test_no_bootstrap():
     assert m["roc_auc"] == pytest.approx(5 / 6)  # everything else unchanged
     with pytest.raises(ValueError, match="n_bootstrap"):
         su.compute_metrics(Y_TRUE, Y_PROB, n_bootstrap=-1)
+    with pytest.raises(ValueError, match="n_bootstrap must be >= 1"):
+        su.bootstrap_ci(Y_TRUE, Y_PROB, n_bootstrap=0)
 
 
 @pytest.mark.parametrize(("real_scores", "fake_score", "accuracy", "roc_auc"), [
