@@ -2359,89 +2359,82 @@ def unseen_items(items: Sequence[VideoItem], info: CheckpointInfo,
 # ----------------------------------------------------------------------------------------------
 
 
-def _scores(y_true: Sequence[int], y_prob: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
-    """``(y_true, y_prob)`` as int64 / float64 arrays, or ``ValueError`` unless equal-length 1-D and non-empty."""
-    y_true = np.asarray(y_true, dtype=np.int64)
-    y_prob = np.asarray(y_prob, dtype=np.float64)
+def _checked_scores(y_true: Sequence[int], y_prob: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """As int64 / float64 arrays; ``ValueError`` unless equal-length, 1-D and non-empty."""
+    y_true, y_prob = np.asarray(y_true, dtype=np.int64), np.asarray(y_prob, dtype=np.float64)
     if y_true.shape != y_prob.shape or y_true.ndim != 1:
         raise ValueError(f"y_true and y_prob must be equal-length 1-D, got {y_true.shape} and {y_prob.shape}")
     if len(y_true) == 0:
-        raise ValueError("no videos were scored (did every video fail to extract? see the failures listed above)")
+        raise ValueError("no videos were scored (did every video fail to extract? "
+                         "see the failures listed above)")
     return y_true, y_prob
 
 
-def _roc(y_true: np.ndarray, y_prob: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(fpr, tpr, thresholds)`` at every distinct score (no point dropped), highest threshold first."""
+def _equal_error_rate(y_true: np.ndarray, y_prob: np.ndarray) -> tuple[float, float]:
+    """``(EER, threshold)`` where the ROC, straight between its points, crosses FPR == FNR; the
+    threshold is interpolated alike (sklearn's first threshold, +inf, counts as the top score)."""
     from sklearn.metrics import roc_curve
 
-    return roc_curve(y_true, y_prob, drop_intermediate=False)
+    fpr, tpr, thresholds = roc_curve(y_true, y_prob, drop_intermediate=False)
+    thresholds[0] = thresholds[1]
+    gap = fpr + tpr - 1  # FPR - FNR: strictly rising from -1 at (0, 0) to +1 at (1, 1)
+    return float(np.interp(0, gap, fpr)), float(np.interp(0, gap, thresholds))
 
 
-def _equal_error_rate(fpr: np.ndarray, tpr: np.ndarray, thresholds: np.ndarray) -> tuple[float, float]:
-    """``(EER, threshold)`` where the ROC (straight segments between its points) crosses FPR == FNR;
-    the threshold is interpolated alike (sklearn's first threshold, +inf, counts as the next score)."""
-    gap = fpr - (1.0 - tpr)  # -1 at (0, 0), +1 at (1, 1), strictly increasing point to point
-    i = int(np.argmax(gap >= 0))
-    if gap[i] == 0 or i == 0:
-        return float(fpr[i]), float(thresholds[i])
-    t = -gap[i - 1] / (gap[i] - gap[i - 1])
-    eer = fpr[i - 1] + t * (fpr[i] - fpr[i - 1])
-    upper = thresholds[i - 1] if np.isfinite(thresholds[i - 1]) else thresholds[i]
-    return float(eer), float(upper + t * (thresholds[i] - upper))
+def bootstrap_ci(y_true: Sequence[int], y_prob: Sequence[float], threshold: float = 0.5,
+                 n_bootstrap: int = 1000, seed: int = 0) -> dict[str, list[float] | None]:
+    """Percentile-bootstrap 95% intervals ``{"accuracy": [lo, hi], "roc_auc": [lo, hi] or None}``,
+    resampling within each class, each sorted first: the order of the videos cannot change them."""
+    from sklearn.metrics import roc_auc_score
 
-
-def bootstrap_ci(y_true: Sequence[int], y_prob: Sequence[float], threshold: float = 0.5, n_bootstrap: int = 1000,
-                 seed: int = 0) -> dict[str, list[float] | None]:
-    """Percentile-bootstrap 95% intervals ``{"accuracy": [lo, hi], "roc_auc": [lo, hi]}``, resampling
-    within each class. Each class is sorted first: the interval depends on the scores, not on the
-    order of the videos (which a parallel extraction may change)."""
-    y_true, y_prob = _scores(y_true, y_prob)
+    y_true, y_prob = _checked_scores(y_true, y_prob)
     if n_bootstrap < 1:
         raise ValueError(f"n_bootstrap must be >= 1, got {n_bootstrap}")
     rng = np.random.default_rng(seed)
-    real, fake = (np.sort(y_prob[y_true == c]) for c in (0, 1))
-    both = len(real) > 0 and len(fake) > 0
+    classes = [np.sort(y_prob[y_true == c]) for c in (0, 1)]
+    labels = np.repeat([0, 1], [len(c) for c in classes])
+    both = all(len(c) for c in classes)
     accuracy, auc = [], []
     for _ in range(n_bootstrap):
-        r, f = np.sort(rng.choice(real, len(real))), rng.choice(fake, len(fake))
-        accuracy.append(((r < threshold).sum() + (f >= threshold).sum()) / len(y_true))
-        if both:  # Mann-Whitney: the reals each fake outscores, ties counting 1/2
-            lower, upper = np.searchsorted(r, f, "left"), np.searchsorted(r, f, "right")
-            auc.append((lower + upper).sum() / (2.0 * len(r) * len(f)))
-    interval = lambda v: [float(x) for x in np.percentile(v, [2.5, 97.5])]  # noqa: E731
+        resample = np.concatenate([rng.choice(c, len(c)) for c in classes])
+        accuracy.append(np.mean((resample >= threshold) == labels))
+        if both:
+            auc.append(roc_auc_score(labels, resample))
+    interval = lambda v: np.percentile(v, [2.5, 97.5]).tolist()  # noqa: E731
     return {"accuracy": interval(accuracy), "roc_auc": interval(auc) if both else None}
 
 
-def compute_metrics(y_true: Sequence[int], y_prob: Sequence[float], threshold: float = 0.5, n_bootstrap: int = 1000,
-                    seed: int = 0) -> dict[str, Any]:
-    """Accuracy (fake where P(fake) >= ``threshold``), per-class / macro / weighted precision, recall
-    and F1, ROC AUC, average precision, EER (None with one class), confusion matrix, and
-    ``bootstrap_ci``'s intervals (``n_bootstrap=0``: None)."""
-    from sklearn.metrics import (accuracy_score, average_precision_score, classification_report, confusion_matrix,
-                                 log_loss, roc_auc_score)
+def compute_metrics(y_true: Sequence[int], y_prob: Sequence[float], threshold: float = 0.5,
+                    n_bootstrap: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """Accuracy (fake where P(fake) >= ``threshold``), per-class / macro / weighted precision, recall, F1,
+    the ranking metrics (None with one class), confusion matrix and ``bootstrap_ci``'s intervals."""
+    from sklearn.metrics import (average_precision_score, classification_report, confusion_matrix, log_loss,
+                                 roc_auc_score)
 
-    y_true, y_prob = _scores(y_true, y_prob)
+    y_true, y_prob = _checked_scores(y_true, y_prob)
     if n_bootstrap < 0:
         raise ValueError(f"n_bootstrap must be >= 0, got {n_bootstrap}")
     y_pred = (y_prob >= threshold).astype(np.int64)
-    report = classification_report(y_true, y_pred, labels=[0, 1], target_names=list(CLASS_NAMES), output_dict=True,
-                                   zero_division=0)
+    report = classification_report(y_true, y_pred, labels=[0, 1], target_names=list(CLASS_NAMES),
+                                   output_dict=True, zero_division=0)
+    floats = lambda d: {k: float(v) for k, v in d.items()}  # noqa: E731
     both = len(np.unique(y_true)) == 2
-    eer, eer_threshold = _equal_error_rate(*_roc(y_true, y_prob)) if both else (None, None)
+    eer, eer_threshold = _equal_error_rate(y_true, y_prob) if both else (None, None)
     return {
-        "n": int(len(y_true)),
+        "n": len(y_true),
         "threshold": float(threshold),
-        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "accuracy": float(report["accuracy"]),
         "roc_auc": float(roc_auc_score(y_true, y_prob)) if both else None,
         "average_precision": float(average_precision_score(y_true, y_prob)) if both else None,
         "eer": eer,
         "eer_threshold": eer_threshold,
         "ci95": bootstrap_ci(y_true, y_prob, threshold, n_bootstrap, seed) if n_bootstrap else None,
-        "bootstrap": {"n_resamples": int(n_bootstrap), "seed": int(seed), "stratified": True} if n_bootstrap else None,
+        "bootstrap": {"n_resamples": int(n_bootstrap), "seed": int(seed), "stratified": True}
+        if n_bootstrap else None,
         "log_loss": float(log_loss(y_true, np.clip(y_prob, 1e-7, 1 - 1e-7), labels=[0, 1])),
-        "per_class": {name: {k: float(v) for k, v in report[name].items()} for name in CLASS_NAMES},
-        "macro_avg": {k: float(v) for k, v in report["macro avg"].items()},
-        "weighted_avg": {k: float(v) for k, v in report["weighted avg"].items()},
+        "per_class": {name: floats(report[name]) for name in CLASS_NAMES},
+        "macro_avg": floats(report["macro avg"]),
+        "weighted_avg": floats(report["weighted avg"]),
         "confusion_matrix": confusion_matrix(y_true, y_pred, labels=[0, 1]).tolist(),
         "support": {name: int(report[name]["support"]) for name in CLASS_NAMES},
     }
@@ -2452,8 +2445,7 @@ def plot_confusion_matrix(cm: Sequence[Sequence[int]], title: str = "Confusion m
     import seaborn as sns
     from matplotlib.figure import Figure
 
-    # A bare Figure, not pyplot: no global state, and it renders the same under any backend.
-    fig = Figure(figsize=(5, 4.2), dpi=120)
+    fig = Figure(figsize=(5, 4.2), dpi=120)  # a bare Figure, not pyplot: no global state, any backend
     ax = fig.add_subplot()
     sns.heatmap(np.asarray(cm), annot=True, fmt="d", cmap="Blues", cbar=True, ax=ax, square=True, vmin=0,
                 xticklabels=CLASS_NAMES, yticklabels=CLASS_NAMES, annot_kws={"size": 14})
@@ -2464,41 +2456,35 @@ def plot_confusion_matrix(cm: Sequence[Sequence[int]], title: str = "Confusion m
 
 
 def plot_roc_curve(y_true: Sequence[int], y_prob: Sequence[float], title: str = "ROC curve"):
-    """The ROC curve and AUC (``RocCurveDisplay``), chance line and equal-error point (FPR == FNR)."""
-    from matplotlib.figure import Figure
-    from sklearn.metrics import RocCurveDisplay
-
-    y_true, y_prob = _scores(y_true, y_prob)
-    fig = Figure(figsize=(5, 5), dpi=120)
-    ax = fig.add_subplot()
-    if len(np.unique(y_true)) == 2:
-        RocCurveDisplay.from_predictions(y_true, y_prob, ax=ax, name="ROC", drop_intermediate=False, plot_chance_level=True)
-        eer, eer_threshold = _equal_error_rate(*_roc(y_true, y_prob))
-        ax.plot([0, 1], [1, 0], ":", color="0.75", lw=1, label="FPR = FNR")
-        ax.plot([eer], [1 - eer], "o", color="C3", ms=8, zorder=3, label=f"EER {eer:.1%} (P(fake) >= {eer_threshold:.3f})")
-    else:
-        ax.text(0.5, 0.55, "undefined: only one class present", ha="center", va="center", transform=ax.transAxes)
-    ax.set(xlim=(-0.01, 1.01), ylim=(-0.01, 1.01), aspect="equal", title=f"{title} (n={len(y_true)})",
-           xlabel="False positive rate (real videos called fake)", ylabel="True positive rate (fakes caught)")
-    ax.grid(alpha=0.3)
-    if ax.get_legend_handles_labels()[1]:
-        ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    return fig
+    """``plot_roc_curves`` of one set: its curve named "ROC", its size in the title."""
+    return plot_roc_curves({"ROC": (y_true, y_prob)}, title)
 
 
 def plot_roc_curves(curves: dict[str, tuple[Sequence[int], Sequence[float]]], title: str = "ROC curves"):
-    """One ROC curve per ``name: (y_true, y_prob)``, each with its AUC, on one chart with the chance line."""
+    """One ROC curve per ``name: (y_true, y_prob)`` with its AUC and equal-error point (FPR == FNR),
+    and the chance line; each set's size in its name (one set: in the title); one class: no curve, said."""
     from matplotlib.figure import Figure
     from sklearn.metrics import RocCurveDisplay
 
-    fig = Figure(figsize=(6, 6), dpi=120)
+    several = len(curves) > 1
+    fig = Figure(figsize=(6, 6) if several else (5, 5), dpi=120)
     ax = fig.add_subplot()
-    for name, (y_true, y_prob) in curves.items():
-        y_true, y_prob = _scores(y_true, y_prob)
-        if len(np.unique(y_true)) == 2:
-            RocCurveDisplay.from_predictions(y_true, y_prob, ax=ax, name=f"{name} (n={len(y_true)})")
     ax.plot([0, 1], [0, 1], "--", color="0.6", lw=1, label="chance (AUC = 0.5)")
+    ax.plot([0, 1], [1, 0], ":", color="0.75", lw=1, label="FPR = FNR")
+    undefined = []
+    for name, (y_true, y_prob) in curves.items():
+        y_true, y_prob = _checked_scores(y_true, y_prob)
+        title = title if several else f"{title} (n={len(y_true)})"
+        name = f"{name} (n={len(y_true)})" if several else name
+        if len(np.unique(y_true)) < 2:
+            undefined.append(f"{name}: undefined, only one class present")
+            continue
+        curve = RocCurveDisplay.from_predictions(y_true, y_prob, ax=ax, name=name, drop_intermediate=False)
+        eer, at = _equal_error_rate(y_true, y_prob)
+        ax.plot([eer], [1 - eer], "o", color=curve.line_.get_color(), ms=8, zorder=3,
+                label=f"EER {eer:.1%} (P(fake) >= {at:.3f})")
+    if undefined:
+        ax.text(0.5, 0.55, "\n".join(undefined), ha="center", va="center", transform=ax.transAxes)
     ax.set(xlim=(-0.01, 1.01), ylim=(-0.01, 1.01), aspect="equal", title=title,
            xlabel="False positive rate (real videos called fake)", ylabel="True positive rate (fakes caught)")
     ax.grid(alpha=0.3)
@@ -2512,13 +2498,13 @@ def plot_score_histogram(y_true: Sequence[int], y_prob: Sequence[float], thresho
     """Histograms of P(fake) for the real and the fake videos on shared bins, with the threshold."""
     from matplotlib.figure import Figure
 
-    y_true, y_prob = _scores(y_true, y_prob)
+    y_true, y_prob = _checked_scores(y_true, y_prob)
     fig = Figure(figsize=(6, 4), dpi=120)
     ax = fig.add_subplot()
     bins = np.linspace(min(0.0, y_prob.min()), max(1.0, y_prob.max()), 26)
     for label, (name, colour) in enumerate(zip(CLASS_NAMES, ("C0", "C3"))):
         scores = y_prob[y_true == label]
-        ax.hist(scores, bins=bins, color=colour, alpha=0.5, edgecolor=colour, label=f"{name} (n={len(scores)})")
+        ax.hist(scores, bins, color=colour, alpha=0.5, edgecolor=colour, label=f"{name} (n={len(scores)})")
     ax.axvline(threshold, color="k", ls="--", lw=1.5, label=f"threshold {threshold:g}")
     ax.set(xlabel="P(fake)", ylabel="videos", title=f"{title} (n={len(y_true)})")
     ax.set_ylim(0, ax.get_ylim()[1] * 1.25)  # headroom: the one-row legend sits above the bars
@@ -2528,32 +2514,20 @@ def plot_score_histogram(y_true: Sequence[int], y_prob: Sequence[float], thresho
     return fig
 
 
-def _round_floats(obj: Any, digits: int = 6) -> Any:
-    """Round every float in a nested structure: a CPU's last-bit noise (thread scheduling changes
-    summation order) must not make two evaluations of the same weights differ."""
-    if isinstance(obj, float):
-        return round(obj, digits)
-    if isinstance(obj, dict):
-        return {k: _round_floats(v, digits) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_round_floats(v, digits) for v in obj]
-    return obj
-
-
 def save_reports(y_true: Sequence[int], y_prob: Sequence[float], out_dir: str | Path, threshold: float = 0.5,
                  extra: dict[str, Any] | None = None, name: str = "") -> dict[str, Any]:
-    """Write ``metrics.json``, ``classification_report.txt``, ``confusion_matrix.png`` (as the
-    original run did), ``roc_curve.png`` and ``score_histogram.png`` (titled ``name``) to ``out_dir``;
-    returns the metrics, with ``extra`` (which must not overwrite one)."""
+    """Write ``metrics.json``, ``classification_report.txt``, ``confusion_matrix.png``, ``roc_curve.png``
+    and ``score_histogram.png`` (titled ``name``) to ``out_dir``; returns the metrics and ``extra``."""
     from sklearn.metrics import classification_report
 
     out_dir = Path(out_dir)
-    metrics = _round_floats(compute_metrics(y_true, y_prob, threshold))
-    if extra:
-        clash = sorted(set(extra) & set(metrics))
-        if clash:
-            raise ValueError(f"extra keys {clash} would overwrite metrics of the same name")
-        metrics.update(json.loads(json.dumps(_plain(dict(extra)), default=str)))
+    # 6 digits: a CPU's summation order must not make two evaluations of the same weights differ
+    metrics = json.loads(json.dumps(compute_metrics(y_true, y_prob, threshold)),
+                         parse_float=lambda s: round(float(s), 6))
+    clash = sorted(set(extra or {}) & set(metrics))
+    if clash:
+        raise ValueError(f"extra keys {clash} would overwrite metrics of the same name")
+    metrics.update(json.loads(json.dumps(_plain(dict(extra or {})), default=str)))
     write_json(out_dir / "metrics.json", metrics)
     y_pred = (np.asarray(y_prob) >= threshold).astype(np.int64)
     write_text(out_dir / "classification_report.txt", classification_report(
@@ -2571,32 +2545,31 @@ SUMMARY_HEADERS = ["", "accuracy [95% CI]", "ROC AUC [95% CI]", "AP", "EER", "n"
 
 
 def summary_row(name: str, metrics: dict[str, Any]) -> list[str]:
-    """One table row: accuracy and ROC AUC with their 95% intervals, AP, EER, n."""
-    def with_ci(key: str) -> str:
-        value, ci = metrics.get(key), (metrics.get("ci95") or {}).get(key)
+    """One ``SUMMARY_HEADERS`` row of ``compute_metrics`` or ``cross_method_metrics`` output."""
+    ci = metrics.get("ci95") or {}
+
+    def cell(key: str) -> str:
+        value, interval = metrics.get(key), ci.get(key)
         if value is None:
             return "n/a"
-        return f"{value:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+        return f"{value:.3f}" + (f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else "")
 
-    fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
     n = metrics.get("n", (metrics.get("n_real") or 0) + (metrics.get("n_fake") or 0))
-    return [name, with_ci("accuracy"), with_ci("roc_auc"), fmt(metrics.get("average_precision")), fmt(metrics.get("eer")), str(n)]
+    return [name, cell("accuracy"), cell("roc_auc"), cell("average_precision"), cell("eer"), str(n)]
 
 
-def cross_method_metrics(items: Sequence[VideoItem], y_prob: Sequence[float], n_bootstrap: int = 1000, seed: int = 0,
-                         threshold: float = 0.5) -> list[dict[str, Any]]:
+def cross_method_metrics(items: Sequence[VideoItem], y_prob: Sequence[float], n_bootstrap: int = 1000,
+                         seed: int = 0, threshold: float = 0.5) -> list[dict[str, Any]]:
     """One row per manipulation method among ``items``' fakes, then ``"all"``: its fakes against all
-    the reals (``y_prob`` in ``items``' order), with ``recall_fake`` (its fakes called fake) beside
-    ``compute_metrics``' accuracy, ROC AUC, AP, EER and ``ci95``."""
+    the reals (``y_prob`` in ``items``' order), ``recall_fake`` (its fakes called fake) and the metrics."""
     y_prob = np.asarray(y_prob, dtype=np.float64)
     if y_prob.ndim != 1 or len(y_prob) != len(items):
         raise ValueError(f"need one score per item: {len(items)} items, y_prob of shape {y_prob.shape}")
     labels = np.array([i.label for i in items], dtype=np.int64)
     methods = np.array([i.method for i in items], dtype=object)
     found = set(methods[labels == 1])
-    order = [m for m in KNOWN_METHODS if m in found] + sorted(found - set(KNOWN_METHODS))
     rows = []
-    for name in [*order, "all"]:
+    for name in [*(m for m in KNOWN_METHODS if m in found), *sorted(found - set(KNOWN_METHODS)), "all"]:
         keep = (labels == 0) | ((methods == name) if name != "all" else True)
         m = compute_metrics(labels[keep], y_prob[keep], threshold, n_bootstrap, seed)
         rows.append({"method": name, "n_real": m["support"]["Real"], "n_fake": m["support"]["Fake"],
@@ -2606,12 +2579,11 @@ def cross_method_metrics(items: Sequence[VideoItem], y_prob: Sequence[float], n_
 
 
 def write_csv(path: str | Path, rows: Sequence[dict[str, Any]]) -> Path:
-    """``rows`` as CSV (the csv module quotes commas and quotes in paths), columns in the first row's order."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else [], lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return write_text(path, buffer.getvalue())
+    """``rows`` as CSV, columns in the first row's order; None as an empty cell, numbers as they are."""
+    import pandas as pd
+
+    table = pd.DataFrame(list(rows), dtype=object)  # object: an int column with a None keeps its ints
+    return write_text(path, table.to_csv(index=False, lineterminator="\n"))
 
 
 def save_predictions(items: Sequence[VideoItem], y_prob: Sequence[float], path: str | Path) -> Path:
@@ -2632,14 +2604,14 @@ def plot_history(history: Sequence[dict[str, float]]):
     if all("val_loss" in h for h in history):
         ax_loss.plot(epochs, [h["val_loss"] for h in history], "s--", label="validation loss")
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="Loss")
-    ax_loss.legend()
     for key, style in (("val_accuracy", "o-"), ("val_f1", "s--"), ("val_roc_auc", "^:")):
         values = [h.get(key) for h in history]
         if any(v is not None for v in values):
-            ax_val.plot(epochs, [np.nan if v is None else v for v in values], style, label=key.removeprefix("val_"))
+            ax_val.plot(epochs, [np.nan if v is None else v for v in values], style,
+                        label=key.removeprefix("val_"))
     ax_val.set(xlabel="epoch", ylabel="score", title="Validation", ylim=(0, 1.02))
-    ax_val.legend(loc="lower right")
-    for ax in (ax_loss, ax_val):
+    for ax, where in ((ax_loss, "best"), (ax_val, "lower right")):
+        ax.legend(loc=where)
         ax.grid(alpha=0.3)
         ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # whole epochs, even for one
@@ -2687,7 +2659,9 @@ def score_clip(model: torch.nn.Module, clip: Clip, prep: Preprocessing, device: 
     return logits.float().softmax(-1)[:, 1].cpu().tolist()
 
 
-def _model_prep(model: torch.nn.Module, preprocessing: Preprocessing | None, device: Any) -> tuple[Preprocessing, Any]:
+def _preprocessing_and_device(model: torch.nn.Module, preprocessing: Preprocessing | None,
+                              device: torch.device | str | None) -> tuple[Preprocessing, torch.device]:
+    """None: whole frames at the model's frame count and size, on the model's device."""
     cfg = unwrap(model).config
     prep = preprocessing or Preprocessing(cfg.num_frames, cfg.image_size)
     check_input_size(model, prep.num_frames, prep.size)
@@ -2696,10 +2670,9 @@ def _model_prep(model: torch.nn.Module, preprocessing: Preprocessing | None, dev
 
 def predict_video(model: torch.nn.Module, path: str | Path, preprocessing: Preprocessing | None = None,
                   device: torch.device | str | None = None, num_clips: int = 1, amp: bool = True) -> float:
-    """P(fake) for one video, averaged over ``num_clips`` clips spread over it. ``preprocessing``:
-    the checkpoint's (``checkpoint_info``); None: whole frames at the model's frame count and size.
-    An unreadable file raises ``VideoReadError``."""
-    prep, device = _model_prep(model, preprocessing, device)
+    """P(fake) for one video, averaged over ``num_clips`` clips spread over it; ``preprocessing`` is the
+    checkpoint's (``checkpoint_info``). An unreadable file raises ``VideoReadError``."""
+    prep, device = _preprocessing_and_device(model, preprocessing, device)
     clip = read_clip(path, prep.num_frames, prep.size, prep.face_crop, num_clips=num_clips)
     if clip.faces is not None and clip.faces.unsure:
         logger.warning("%s: %s", path, clip.faces.warning())
@@ -2714,7 +2687,8 @@ def plot_timeline(name: str, clip: Clip, scores: Sequence[float], threshold: flo
     frames = clip.frames.reshape(len(scores), -1, *clip.frames.shape[-3:])
     indices = np.asarray(clip.indices).reshape(len(scores), -1)
     worst = int(np.argmax(scores))
-    digits = 1 if np.diff(indices[worst]).min(initial=clip.fps) / clip.fps >= 0.1 else 2  # no two titles alike
+    # two decimals where the frames shown lie under 0.1 s apart: no two titles alike
+    digits = 1 if np.diff(indices[worst]).min(initial=clip.fps) / clip.fps >= 0.1 else 2
     fig = Figure(figsize=(10, 4.6), dpi=100)
     grid = fig.add_gridspec(2, frames.shape[1], height_ratios=(1, 1.5))
     for t in range(frames.shape[1]):
@@ -2730,44 +2704,44 @@ def plot_timeline(name: str, clip: Clip, scores: Sequence[float], threshold: flo
     ax.set(xlim=(0, max(clip.total_frames / clip.fps, float(times.max()) + 1e-3)), ylim=(-0.02, 1.02),
            xlabel="time in the video (s, middle of each clip)", ylabel="P(fake)")
     ax.grid(alpha=0.3)
-    ax.legend(loc="best", fontsize=8)  # where it hides no point
-    call = "FAKE" if np.mean(scores) >= threshold else "REAL"
-    fig.suptitle(f"{name}: P(fake) {np.mean(scores):.3f} -> {call}; frames of the most suspicious clip", fontsize=10)
+    ax.legend(loc="best", fontsize=8)
+    p_fake = float(np.mean(scores))
+    fig.suptitle(f"{name}: P(fake) {p_fake:.3f} -> {'FAKE' if p_fake >= threshold else 'REAL'}; "
+                 "frames of the most suspicious clip", fontsize=10)
     fig.tight_layout()
     return fig
 
 
-def score_videos(model: torch.nn.Module, paths: Sequence[str | Path], preprocessing: Preprocessing | None = None,
-                 device: torch.device | str | None = None, num_clips: int = 1, amp: bool = True,
-                 threshold: float = 0.5, timeline_dir: str | Path | None = None) -> list[dict[str, Any]]:
-    """One row per file, in order: ``p_fake`` (the mean over ``num_clips`` clips), ``call`` at
-    ``threshold``, ``clip_scores``, ``frames``, ``duration_s``, the face counts where the checkpoint
-    crops faces, ``note`` (what makes a score less sure: a header whose frame count was wrong, a face
-    missing on most frames), and ``error``: a file that cannot be read gets its cause there, never a
-    stop. With ``timeline_dir``, each scored video's ``plot_timeline`` is saved there (``timeline``
-    in its row)."""
-    prep, device = _model_prep(model, preprocessing, device)
+def score_videos(model: torch.nn.Module, paths: Sequence[str | Path],
+                 preprocessing: Preprocessing | None = None, device: torch.device | str | None = None,
+                 num_clips: int = 1, amp: bool = True, threshold: float = 0.5,
+                 timeline_dir: str | Path | None = None) -> list[dict[str, Any]]:
+    """One row per file, in order: ``p_fake`` (mean of ``num_clips`` clips), ``call`` at ``threshold``,
+    face counts with face crop, ``note`` (why a score is less sure), ``error`` (why a file has none)
+    and with ``timeline_dir``, the ``plot_timeline`` saved there (``timeline``)."""
+    prep, device = _preprocessing_and_device(model, preprocessing, device)
     rows = []
-    for n, path in enumerate(_progress(iterable=paths, desc="scoring videos", unit="video", disable=not paths)):
-        row: dict[str, Any] = {"path": str(path), "p_fake": None, "call": None, "clip_scores": None, "frames": None,
-                               "duration_s": None, "face_on_track": None, "face_borrowed": None, "no_face": None,
-                               "face_tracks": None, "timeline": None, "note": None, "error": None}
+    bar = _progress(iterable=paths, desc="scoring videos", unit="video", disable=not paths)
+    for n, path in enumerate(bar):
+        row = dict.fromkeys(["path", "p_fake", "call", "clip_scores", "frames", "duration_s", "face_on_track",
+                             "face_borrowed", "no_face", "face_tracks", "timeline", "note", "error"])
+        row["path"] = str(path)
         try:
             clip = read_clip(path, prep.num_frames, prep.size, prep.face_crop, num_clips=num_clips)
-        except VideoReadError as exc:
-            rows.append({**row, "error": str(exc)})
+        except Exception as exc:  # a decoder's bug on one file must not stop the others
+            cause = str(exc) if isinstance(exc, VideoReadError) else f"{path}: {type(exc).__name__}: {exc}"
+            rows.append({**row, "error": " ".join(cause.splitlines())})
             continue
         scores = score_clip(model, clip, prep, device, amp)
+        notes = [w.removeprefix(f"{Path(path)}: ") for w in clip.warnings]
+        if (faces := clip.faces) is not None:
+            row.update(face_on_track=faces.on_track, face_borrowed=faces.borrowed, no_face=faces.no_face,
+                       face_tracks=faces.tracks)
+            notes += [faces.warning()] if faces.unsure else []
         p_fake = float(np.mean(scores))
         row.update(p_fake=round(p_fake, 6), call="FAKE" if p_fake >= threshold else "REAL",
                    clip_scores=" ".join(f"{p:.4f}" for p in scores), frames=clip.total_frames,
-                   duration_s=round(clip.total_frames / clip.fps, 2))
-        notes = [w.removeprefix(f"{Path(path)}: ") for w in clip.warnings]
-        if clip.faces is not None:
-            row.update(face_on_track=clip.faces.on_track, face_borrowed=clip.faces.borrowed,
-                       no_face=clip.faces.no_face, face_tracks=clip.faces.tracks)
-            notes += [clip.faces.warning()] if clip.faces.unsure else []
-        row["note"] = "; ".join(notes) or None
+                   duration_s=round(clip.total_frames / clip.fps, 2), note="; ".join(notes) or None)
         if timeline_dir is not None:  # numbered: two videos of one name in two subfolders get two plots
             out = Path(timeline_dir) / f"{n:03d}_{Path(path).stem}.png"
             row["timeline"] = str(save_figure(plot_timeline(Path(path).name, clip, scores, threshold), out))

@@ -21,8 +21,8 @@ def model():
     torch.manual_seed(0)
     from transformers import TimesformerConfig
 
-    config = TimesformerConfig(image_size=32, patch_size=16, num_frames=4, hidden_size=32, num_hidden_layers=1,
-                               num_attention_heads=2, intermediate_size=64)
+    config = TimesformerConfig(image_size=32, patch_size=16, num_frames=4, hidden_size=32,
+                               num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
     return su.build_model(config).eval()
 
 
@@ -47,8 +47,8 @@ def folder(tmp_path, write_video) -> Path:
 
 def test_a_folder_scores_every_video_and_lists_the_bad_ones(model, folder, tmp_path):
     paths = su.video_files(folder)
-    assert [p.relative_to(folder).as_posix() for p in paths] == ['2024/noise.avi', '2024/say "hi", b.mp4', "a.mp4",
-                                                                "empty.mp4"]
+    assert [p.relative_to(folder).as_posix() for p in paths] == [
+        "2024/noise.avi", '2024/say "hi", b.mp4', "a.mp4", "empty.mp4"]
     assert su.video_files(folder / "a.mp4") == [folder / "a.mp4"]  # a file is itself
     rows = su.score_videos(model, paths, PREP, "cpu", num_clips=2, amp=False, threshold=0.5)
     by_name = {Path(r["path"]).name: r for r in rows}
@@ -62,10 +62,12 @@ def test_a_folder_scores_every_video_and_lists_the_bad_ones(model, folder, tmp_p
         assert len(scores) == 2 and row["p_fake"] == pytest.approx(np.mean(scores), abs=1e-4)
         assert row["call"] == ("FAKE" if row["p_fake"] >= 0.5 else "REAL")
         # the same number as scoring that one video alone
-        assert row["p_fake"] == pytest.approx(su.predict_video(model, row["path"], PREP, "cpu", 2, amp=False), abs=1e-6)
+        alone = su.predict_video(model, row["path"], PREP, "cpu", 2, amp=False)
+        assert row["p_fake"] == pytest.approx(alone, abs=1e-6)
         assert row["face_on_track"] is None  # whole frames: no face counts
     # the threshold decides the call
-    flipped = su.score_videos(model, [folder / "a.mp4"], PREP, "cpu", 2, amp=False, threshold=by_name["a.mp4"]["p_fake"] + 1e-3)
+    flipped = su.score_videos(model, [folder / "a.mp4"], PREP, "cpu", 2, amp=False,
+                              threshold=by_name["a.mp4"]["p_fake"] + 1e-3)
     assert flipped[0]["call"] == "REAL"
     # the CSV reads back with the quote and the comma in the name intact
     out = su.write_csv(tmp_path / "predictions_own.csv", rows)
@@ -84,12 +86,15 @@ def test_face_counts_come_with_a_face_crop_checkpoint(model, tmp_path, write_vid
     face = cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
     video = write_video("face.mp4", [np.roll(face, i, axis=1) for i in range(10)])
     faceless = write_video("noise.mp4", _frames(10, 2))
-    row, other = su.score_videos(model, [video, faceless], su.Preprocessing(4, 32, face_crop=True), "cpu", amp=False)
+    faces = su.Preprocessing(4, 32, face_crop=True)
+    row, other = su.score_videos(model, [video, faceless], faces, "cpu", amp=False)
     assert row["error"] is None and row["note"] is None
     assert (row["face_on_track"], row["face_borrowed"], row["no_face"], row["face_tracks"]) == (4, 0, 0, 1)
     # no face anywhere: scored on centre crops, and the row says so
-    assert other["error"] is None and (other["face_on_track"], other["no_face"], other["face_tracks"]) == (0, 4, 0)
-    assert other["note"] == "the face was not found on most frames (face on 0 frames, borrowed on 0, none on 4; 0 face tracks)"
+    assert other["error"] is None
+    assert (other["face_on_track"], other["no_face"], other["face_tracks"]) == (0, 4, 0)
+    assert other["note"] == ("the face was not found on most frames "
+                             "(face on 0 frames, borrowed on 0, none on 4; 0 face tracks)")
 
 
 def test_a_timeline_per_scored_video(model, folder, tmp_path):
@@ -97,7 +102,8 @@ def test_a_timeline_per_scored_video(model, folder, tmp_path):
                            timeline_dir=tmp_path / "timelines")
     written = sorted(p.name for p in (tmp_path / "timelines").iterdir())
     assert written == ['001_say "hi", b.png', "002_a.png"]  # the two readable videos, numbered in row order
-    assert [Path(r["timeline"]).name if r["timeline"] else None for r in rows] == [None, written[0], written[1], None]
+    timelines = [Path(r["timeline"]).name if r["timeline"] else None for r in rows]
+    assert timelines == [None, written[0], written[1], None]
     import matplotlib.image
 
     assert matplotlib.image.imread(rows[2]["timeline"]).shape[:2] == (460, 1000)  # 10 x 4.6 in at 100 dpi
@@ -107,10 +113,12 @@ def test_a_timeline_per_scored_video(model, folder, tmp_path):
     plot = fig.axes[-1]  # above it, the frames of the most suspicious clip, titled with their times
     assert (plot.get_xlabel(), plot.get_ylabel()) == ("time in the video (s, middle of each clip)", "P(fake)")
     worst = int(np.argmax(scores))
-    assert [a.get_title() for a in fig.axes[:-1]] == [f"{i / clip.fps:.1f} s" for i in clip.indices[4 * worst:4 * worst + 4]]
+    shown = clip.indices[4 * worst:4 * worst + 4]
+    assert [a.get_title() for a in fig.axes[:-1]] == [f"{i / clip.fps:.1f} s" for i in shown]
     line = plot.get_lines()[0]
     assert list(line.get_ydata()) == scores
-    assert list(np.round(line.get_xdata(), 6)) == list(np.round(np.asarray(clip.indices).reshape(3, 4).mean(1) / clip.fps, 6))
+    middles = np.asarray(clip.indices).reshape(3, 4).mean(1) / clip.fps
+    assert list(np.round(line.get_xdata(), 6)) == list(np.round(middles, 6))
     assert "threshold 0.4" in [t.get_text() for t in plot.get_legend().get_texts()]
 
 
@@ -120,6 +128,28 @@ def test_timeline_frame_times_are_told_apart_on_a_short_video():
     fig = su.plot_timeline("short.mp4", clip, [0.2, 0.9, 0.4, 0.1])
     titles = [a.get_title() for a in fig.axes[:-1]]
     assert titles[:2] == ["0.50 s", "0.56 s"] and len(set(titles)) == 8  # the second clip's, all different
+
+
+def test_a_decoder_error_on_one_file_is_listed_in_its_row(model, folder, monkeypatch):
+    """Not only ``VideoReadError``: whatever a decoder raises on one file becomes that row's error, on
+    one line, and the next file is scored."""
+    import cv2
+
+    read = su.read_clip
+
+    def read_or_fail(path, *args, **kwargs):
+        if Path(path).name == "a.mp4":
+            raise cv2.error("OpenCV(4.10.0) resize.cpp:4152: error: (-215:Assertion failed)\n"
+                            "!ssize.empty()\n")
+        return read(path, *args, **kwargs)
+
+    monkeypatch.setattr(su, "read_clip", read_or_fail)
+    other = folder / "2024" / 'say "hi", b.mp4'
+    bad, good = su.score_videos(model, [folder / "a.mp4", other], PREP, "cpu", amp=False)
+    assert bad["error"] == (f"{folder / 'a.mp4'}: error: OpenCV(4.10.0) resize.cpp:4152: error: "
+                            "(-215:Assertion failed) !ssize.empty()")
+    assert all(bad[k] is None for k in ("p_fake", "call", "clip_scores", "frames", "note"))
+    assert good["error"] is None and 0 <= good["p_fake"] <= 1
 
 
 def test_an_empty_list_gives_no_rows(model):
@@ -144,14 +174,15 @@ def test_a_folder_with_long_videos_and_broken_files(model, tmp_path, write_video
                                                               "-sc_threshold", "0"])
     data = (root / "long" / "g10.mp4").read_bytes()
     (root / "cut.mp4").write_bytes(data[: len(data) // 2])  # moov first: it opens, and breaks half way
-    (root / "noise.mkv").write_bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    (root / "noise.mkv").write_bytes(np.random.default_rng(0).bytes(5000))
     (root / "empty.mov").write_bytes(b"")
     (root / "README.txt").write_text("my videos")
     paths = su.video_files(root)
-    assert [p.relative_to(root).as_posix() for p in paths] == ["a.mp4", "cut.mp4", "empty.mov", "long/g10.mp4",
-                                                               "long/g250.mp4", "noise.mkv"]
+    assert [p.relative_to(root).as_posix() for p in paths] == [
+        "a.mp4", "cut.mp4", "empty.mov", "long/g10.mp4", "long/g250.mp4", "noise.mkv"]
     captures.reset()
-    rows = {Path(r["path"]).relative_to(root).as_posix(): r for r in su.score_videos(model, paths, PREP, "cpu", 2, amp=False)}
+    rows = su.score_videos(model, paths, PREP, "cpu", 2, amp=False)
+    rows = {Path(r["path"]).relative_to(root).as_posix(): r for r in rows}
     assert list(rows) == [p.relative_to(root).as_posix() for p in paths]
     assert captures.seeks >= 8  # the long videos were read by seeking (the two clips' 8 frames lie 500 apart)
 
@@ -164,7 +195,7 @@ def test_a_folder_with_long_videos_and_broken_files(model, tmp_path, write_video
         assert row["error"] is None and row["note"] is None, row
         assert (row["frames"], row["duration_s"]) == (frames, frames / (10 if name == "a.mp4" else 25))
         assert len(row["clip_scores"].split()) == 2
-        assert row["p_fake"] == pytest.approx(full_decode_score(root / name), abs=1e-6)  # a full decode's score
+        assert row["p_fake"] == pytest.approx(full_decode_score(root / name), abs=1e-6)  # a full decode's
     cut = rows["cut.mp4"]  # scored over the frames that decode, and the row says the header was wrong
     assert cut["error"] is None and 1000 < cut["frames"] < 3000, cut
     assert cut["note"] == f"header says 4000 frames, only {cut['frames']} decode; resampling"
