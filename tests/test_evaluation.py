@@ -160,6 +160,19 @@ def test_bootstrap_of_a_tiny_set_by_hand(real_scores, fake_score, accuracy, roc_
 # -- reports and plots -----------------------------------------------------------------------------
 
 
+def test_bootstrap_auc_is_roc_auc_score_of_each_resample():
+    """The rank-sum AUC of every resample equals scikit-learn's, ties included."""
+    from sklearn.metrics import roc_auc_score
+
+    y_true = np.array([0] * 7 + [1] * 5)
+    y_prob = np.array([0.1, 0.2, 0.2, 0.5, 0.5, 0.7, 0.9, 0.2, 0.5, 0.5, 0.8, 0.95])
+    rng = np.random.default_rng(3)  # the resamples bootstrap_ci draws with seed 3: reals, then fakes
+    draws = [np.sort(y_prob[y_true == c])[rng.integers(n, size=(200, n))] for c, n in ((0, 7), (1, 5))]
+    aucs = [roc_auc_score(np.sort(y_true), np.concatenate([r, f])) for r, f in zip(*draws)]
+    ci = su.bootstrap_ci(y_true, y_prob, n_bootstrap=200, seed=3)
+    assert ci["roc_auc"] == pytest.approx(np.percentile(aucs, [2.5, 97.5]).tolist(), abs=1e-12)
+
+
 def test_save_reports_writes_five_files_and_merges_extra(tmp_path):
     y, p = _overlapping(300)
     config = {"LR": 3e-5, "WEIGHT_DECAY": 1e-8, "DATA_ROOT": tmp_path}
