@@ -1807,8 +1807,8 @@ def _from_pretrained(cls: Any, source: Any, **kwargs: Any) -> Any:
 
 def build_model(source: Any = DEFAULT_MODEL, num_labels: int = 2, *, sdpa: bool = True,
                 gradient_checkpointing: bool = False) -> torch.nn.Module:
-    """TimeSformer with a fresh ``num_labels``-way head (``Real``/``Fake``) from a hub id, a local
-    folder, or a ``TimesformerConfig`` (a random model, as the tests and demo use)."""
+    """TimeSformer with a fresh ``num_labels``-way (``Real``/``Fake``) head from a hub id, a folder or a
+    ``TimesformerConfig``; ``sdpa``: fused attention; ``gradient_checkpointing``: less memory, more time."""
     from transformers import TimesformerConfig, TimesformerForVideoClassification
 
     names = list(CLASS_NAMES) if num_labels == 2 else [f"LABEL_{i}" for i in range(num_labels)]
@@ -1830,9 +1830,8 @@ def build_model(source: Any = DEFAULT_MODEL, num_labels: int = 2, *, sdpa: bool 
 
 @lru_cache(maxsize=1)
 def _sdpa_attention_class() -> type:
-    """``TimesformerSelfAttention`` through ``scaled_dot_product_attention``: the same parameters and
-    maths without the ``(B, heads, N, N)`` weights. Made on first use, so that a decoding worker never
-    imports transformers; the module's ``__getattr__`` lets pickle find it."""
+    """``TimesformerSelfAttention`` through ``scaled_dot_product_attention``: the same parameters and maths
+    without the ``(B, heads, N, N)`` weights. Made on first use: decoding workers skip transformers."""
     from transformers.models.timesformer.modeling_timesformer import TimesformerSelfAttention
 
     class SdpaTimesformerSelfAttention(TimesformerSelfAttention):
@@ -1962,9 +1961,8 @@ def _is_scarlet(obj: Any) -> bool:
 
 def load_checkpoint(path: str | Path, model: torch.nn.Module | None = None, source: Any = None, *,
                     sdpa: bool = True, gradient_checkpointing: bool = False) -> torch.nn.Module:
-    """Load ``Scarlet.pt`` into ``model``, or a model rebuilt from its config, downloading nothing. A
-    plain state dict (the original run's; ``module.`` keys too) loads into ``model``, or a model of
-    ``source`` (a ``TimesformerConfig``), else of ``TimesformerConfig()``: the k400 base architecture."""
+    """``Scarlet.pt`` into ``model`` or one rebuilt from its config; a plain state dict (the original
+    run's) into ``model``, or one of ``source`` (a ``TimesformerConfig``), else of ``TimesformerConfig()``."""
     from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
     from transformers import TimesformerConfig
 
@@ -1972,7 +1970,7 @@ def load_checkpoint(path: str | Path, model: torch.nn.Module | None = None, sour
     if _is_scarlet(obj):
         state, config = obj["state_dict"], TimesformerConfig.from_dict(json.loads(obj["config"]))
     elif isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
-        state, config = obj, source if isinstance(source, TimesformerConfig) else TimesformerConfig()
+        state, config = obj, source if isinstance(source, TimesformerConfig) else TimesformerConfig()  # k400
     else:
         raise CheckpointError(f"{path}: not a Scarlet checkpoint or a state dict (found "
                               f"{type(obj).__name__})")
@@ -2039,10 +2037,9 @@ def export_pretrained(model: torch.nn.Module, out_dir: str | Path, preprocessing
     try:
         unwrap(model).save_pretrained(tmp)
         image_processor(preprocessing).save_pretrained(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        for f in tmp.iterdir():  # safetensors writes 0600 whatever the umask
-            f.chmod(0o666 & ~umask)
+        mode = stat.S_IMODE((tmp / "config.json").stat().st_mode)  # the umask's; safetensors writes 0600
+        for f in tmp.iterdir():
+            f.chmod(mode)
         shutil.rmtree(out_dir, ignore_errors=True)
         os.rename(tmp, out_dir)
     finally:
@@ -2150,9 +2147,8 @@ def load_training_state(path: str | Path, model: torch.nn.Module, optimizer: tor
                         scaler: torch.amp.GradScaler | None = None, *,
                         generator: torch.Generator | None = None,
                         match: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Load a ``save_training_state`` file into the objects given and restore the random states;
-    returns ``{"epoch", "best_score", "history", "extra"}``. ``CheckpointError``, before anything is
-    changed, where ``path`` holds no training state or an ``extra`` value differs from ``match``'s."""
+    """Load ``path`` into the objects given, restore the random states, return the rest; before anything
+    changes, ``CheckpointError`` where it is no training state or an ``extra`` value differs from match."""
     obj = _load(Path(path))
     if not (isinstance(obj, dict) and obj.get("format") == TRAINING_STATE_FORMAT):
         found = "a Scarlet.pt model checkpoint: load it with load_checkpoint" if _is_scarlet(obj) else \
