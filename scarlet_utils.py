@@ -1936,7 +1936,8 @@ def save_checkpoint(model: torch.nn.Module, path: str | Path, preprocessing: Pre
     ``preprocessing``, the split it trained on (paths relative to ``data_root``) and ``extra`` values."""
     model = unwrap(model)
     payload = {"format": CHECKPOINT_FORMAT, "config": model.config.to_json_string(),
-               "state_dict": model.state_dict(), "preprocessing": _plain(asdict(preprocessing)),
+               "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},  # loads without a GPU
+               "preprocessing": _plain(asdict(preprocessing)),
                "split": None if split is None else split.to_json(data_root), "extra": _plain(extra)}
     return atomic_write(path, lambda fh: torch.save(payload, fh), "the checkpoint")
 
@@ -2135,8 +2136,8 @@ def save_training_state(path: str | Path, model: torch.nn.Module, optimizer: tor
     payload = {
         "format": TRAINING_STATE_FORMAT, "epoch": int(epoch), "history": _plain(list(history)),
         "best_score": None if best_score is None else float(best_score), "extra": _plain(extra),
-        "model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
-        "scaler": None if scaler is None else scaler.state_dict(),
+        "model": {k: v.cpu() for k, v in unwrap(model).state_dict().items()},
+        "optimizer": optimizer.state_dict(), "scaler": None if scaler is None else scaler.state_dict(),
         "rng": {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all(),
                 "generator": None if generator is None else generator.get_state()},
     }
