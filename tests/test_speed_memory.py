@@ -254,7 +254,8 @@ def bf16_cpu(monkeypatch):
 
 
 def test_cpu_supports_bf16_reads_torch_probes(monkeypatch):
-    for avx512_bf16, amx, native in [(False, False, False), (True, False, True), (False, True, True)]:  # AMX: SPR
+    # AVX512-BF16 or AMX (Sapphire Rapids) is native bf16
+    for avx512_bf16, amx, native in [(False, False, False), (True, False, True), (False, True, True)]:
         monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=avx512_bf16: v, raising=False)
         monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v, raising=False)
         assert su.cpu_supports_bf16() is native
