@@ -1719,16 +1719,17 @@ def make_synthetic_dataset(root: str | Path, n_per_class: int = 24, num_frames: 
 # ----------------------------------------------------------------------------------------------
 
 CHECKPOINT_FORMAT = "scarlet-checkpoint-v2"
-_CHECKPOINT_V1 = "scarlet-checkpoint-v1"  # weights, config and loose extras: no preprocessing record, no split
+_CHECKPOINT_V1 = "scarlet-checkpoint-v1"  # its preprocessing lived among the extras, and it kept no split
 FACE_METHOD = "haar-track"  # what the Faces section does; a checkpoint trained on other crops is refused
-ORIGINAL_TRAIN_NOTE = ("its training videos are unknown, so any FaceForensics++ number for it may include faces it "
-                       "trained on (the original run used 1,400 of the 2,000 Deepfakes/original videos)")
+ORIGINAL_TRAIN_NOTE = ("its training videos are unknown, so any FaceForensics++ number for it may include "
+                       "faces it trained on (the original run used 1,400 of the 2,000 Deepfakes/original "
+                       "videos)")
 
 
 @dataclass(frozen=True)
 class Preprocessing:
     """How a model's inputs are made (the defaults are the original run's): it travels inside
-    ``Scarlet.pt`` and evaluation follows it, not the knobs."""
+    ``Scarlet.pt``, and evaluation follows it, not the knobs."""
 
     num_frames: int = 8
     size: int = 224
@@ -1743,9 +1744,9 @@ class Preprocessing:
 
     @classmethod
     def from_dict(cls, obj: dict[str, Any]) -> "Preprocessing":
-        """The record ``asdict`` made; ``CheckpointError`` where this module cannot make such inputs."""
-        known = {k: tuple(v) if k in ("mean", "std") else v for k, v in obj.items() if k in cls.__dataclass_fields__}
-        prep = cls(**known)
+        """The record ``asdict`` made; ``CheckpointError`` where this module makes inputs otherwise."""
+        prep = cls(**{k: tuple(v) if k in ("mean", "std") else v
+                      for k, v in obj.items() if k in cls.__dataclass_fields__})
         if (prep.sampling, prep.face_margin, prep.face_method) != ("uniform", FACE_MARGIN, FACE_METHOD):
             raise CheckpointError(
                 f"the checkpoint's inputs were made another way (sampling {prep.sampling!r}, face crop "
@@ -1756,35 +1757,38 @@ class Preprocessing:
     def differences(self, config: dict[str, Any]) -> list[str]:
         """``"FACE_CROP: True (the configuration says False)"`` for each knob that disagrees."""
         return [f"{knob}: {getattr(self, name)!r} (the configuration says {config[knob]!r})"
-                for name, knob in self.KNOBS.items() if knob in config and config[knob] != getattr(self, name)]
+                for name, knob in self.KNOBS.items()
+                if knob in config and config[knob] != getattr(self, name)]
 
 
-def _download_help(source: Any, exc: Exception) -> str:
-    return (f"{source}: cannot download it ({type(exc).__name__}: {exc}). On Kaggle, turn Internet on (Settings > "
-            "Internet), or attach the model as a Kaggle Model or dataset: a copy under /kaggle/input is found by itself, "
-            "or set MODEL to its folder. An evaluation with TRAIN off downloads nothing.")
+def _from_pretrained(cls: Any, source: Any, **kwargs: Any) -> Any:
+    """``cls.from_pretrained(source)``; offline, an ``OSError`` that says what to do on Kaggle."""
+    try:
+        return cls.from_pretrained(str(source), **kwargs)
+    except OSError as exc:
+        raise OSError(f"{source}: cannot download it ({type(exc).__name__}: {exc}). On Kaggle, turn "
+                      "Internet on (Settings > Internet), or attach the model as a Kaggle Model or dataset: "
+                      "a copy under /kaggle/input is found by itself, or set MODEL to its folder. An "
+                      "evaluation with TRAIN off downloads nothing.") from exc
 
 
 def build_model(source: Any = DEFAULT_MODEL, num_labels: int = 2, *, sdpa: bool = True,
                 gradient_checkpointing: bool = False) -> torch.nn.Module:
-    """TimeSformer with a fresh ``num_labels``-way head (``Real``/``Fake``) from a hub id, a local
-    folder, or a ``TimesformerConfig`` (a random model, as the tests and demo use). ``sdpa``: fused
-    attention (``use_sdpa_attention``); ``gradient_checkpointing``: less memory, more compute."""
+    """TimeSformer with a fresh ``num_labels``-way (``Real``/``Fake``) head from a hub id, a folder or a
+    ``TimesformerConfig``; ``sdpa``: fused attention; ``gradient_checkpointing``: less memory, more time."""
     from transformers import TimesformerConfig, TimesformerForVideoClassification
 
     names = list(CLASS_NAMES) if num_labels == 2 else [f"LABEL_{i}" for i in range(num_labels)]
     labels = {"id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}}
     if isinstance(source, TimesformerConfig):
         model = TimesformerForVideoClassification(TimesformerConfig.from_dict({**source.to_dict(), **labels}))
-    else:
-        try:  # the 400-class head cannot load into a 2-class one: it is made afresh, all else is copied
-            model = TimesformerForVideoClassification.from_pretrained(str(source), ignore_mismatched_sizes=True, **labels)
-        except OSError as exc:
-            raise OSError(_download_help(source, exc)) from exc
+    else:  # the k400 400-class head is made afresh; every other weight is copied
+        model = _from_pretrained(TimesformerForVideoClassification, source, ignore_mismatched_sizes=True,
+                                 **labels)
     if sdpa:
         use_sdpa_attention(model)
     if gradient_checkpointing:  # non-reentrant: frozen inputs need no requires_grad trick
-        if hasattr(model, "activation_checkpointing_enable"):  # transformers 5's name; the old one warns there
+        if hasattr(model, "activation_checkpointing_enable"):  # gradient_checkpointing_enable warns there
             model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         else:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -1793,21 +1797,21 @@ def build_model(source: Any = DEFAULT_MODEL, num_labels: int = 2, *, sdpa: bool 
 
 @lru_cache(maxsize=1)
 def _sdpa_attention_class() -> type:
-    """``TimesformerSelfAttention`` through ``scaled_dot_product_attention``: the same parameters and
-    maths, without materialising the ``(B, heads, N, N)`` weights. Made on first use (transformers
-    is imported lazily, and a spawned decoding worker never needs it); ``__getattr__`` lets pickle find it."""
+    """``TimesformerSelfAttention`` through ``scaled_dot_product_attention``: the same parameters and maths
+    without the ``(B, heads, N, N)`` weights. Made on first use: decoding workers skip transformers."""
     from transformers.models.timesformer.modeling_timesformer import TimesformerSelfAttention
 
     class SdpaTimesformerSelfAttention(TimesformerSelfAttention):
-        def forward(self, hidden_states: torch.Tensor, output_attentions: bool = False, *args: Any, **kwargs: Any):
+        def forward(self, hidden_states: torch.Tensor, output_attentions: bool = False, *args: Any,
+                    **kwargs: Any) -> tuple[torch.Tensor, ...]:
             if output_attentions or args or kwargs:
                 return super().forward(hidden_states, output_attentions, *args, **kwargs)
-            batch_size, tokens, channels = hidden_states.shape
-            qkv = (self.qkv(hidden_states).reshape(batch_size, tokens, 3, self.num_heads, channels // self.num_heads)
-                   .permute(2, 0, 3, 1, 4))
-            context = torch.nn.functional.scaled_dot_product_attention(
-                *qkv.unbind(0), dropout_p=self.attn_drop.p if self.training else 0.0, scale=self.scale)
-            return (context.transpose(1, 2).reshape(batch_size, tokens, channels),)
+            batch, tokens, width = hidden_states.shape
+            qkv = self.qkv(hidden_states).reshape(batch, tokens, 3, self.num_heads, width // self.num_heads)
+            context = torch.nn.functional.scaled_dot_product_attention(  # q, k, v: (B, heads, N, head width)
+                *qkv.permute(2, 0, 3, 1, 4).unbind(0), dropout_p=self.attn_drop.p if self.training else 0.0,
+                scale=self.scale)
+            return (context.transpose(1, 2).reshape(batch, tokens, width),)
 
     SdpaTimesformerSelfAttention.__module__ = __name__
     SdpaTimesformerSelfAttention.__qualname__ = SdpaTimesformerSelfAttention.__name__
@@ -1826,20 +1830,16 @@ def use_sdpa_attention(model: torch.nn.Module) -> torch.nn.Module:
     from transformers.models.timesformer.modeling_timesformer import TimesformerSelfAttention
 
     for module in model.modules():
-        if type(module) is TimesformerSelfAttention:  # not one already swapped, nor someone else's subclass
+        if type(module) is TimesformerSelfAttention:  # neither one already swapped nor another subclass
             module.__class__ = _sdpa_attention_class()
     return model
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     """The model inside DataParallel / DistributedDataParallel / ``torch.compile`` wrappers."""
-    while True:
-        if isinstance(model, (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel)):
-            model = model.module
-        elif isinstance(getattr(model, "_orig_mod", None), torch.nn.Module):  # torch.compile
-            model = model._orig_mod
-        else:
-            return model
+    parallel = (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel)
+    inner = model.module if isinstance(model, parallel) else getattr(model, "_orig_mod", None)
+    return unwrap(inner) if isinstance(inner, torch.nn.Module) else model
 
 
 def wrap_multi_gpu(model: torch.nn.Module) -> torch.nn.Module:
@@ -1851,24 +1851,21 @@ def wrap_multi_gpu(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def normalization_for(source: Any = DEFAULT_MODEL) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """``(mean, std)`` of the source's image processor (the k400 values for a config, or a folder without one)."""
-    if not isinstance(source, (str, Path)) or (Path(source).is_dir() and not (Path(source) / "preprocessor_config.json").is_file()):
+    """``(mean, std)`` of the source's image processor (the k400 values for a config or a bare folder)."""
+    if not isinstance(source, (str, Path)) or (
+            Path(source).is_dir() and not (Path(source) / "preprocessor_config.json").is_file()):
         return KINETICS_MEAN, KINETICS_STD
     from transformers import AutoImageProcessor
 
-    try:
-        processor = AutoImageProcessor.from_pretrained(str(source))
-    except OSError as exc:
-        raise OSError(_download_help(source, exc)) from exc
+    processor = _from_pretrained(AutoImageProcessor, source)
     return tuple(processor.image_mean), tuple(processor.image_std)
 
 
 def image_processor(prep: Preprocessing) -> Any:
-    """The transformers image processor of ``prep``'s whole frames (its ``save_pretrained`` writes
-    ``preprocessor_config.json``)."""
+    """The transformers image processor of ``prep``'s whole frames (saved as ``preprocessor_config.json``)."""
     import transformers
 
-    # transformers 5 renamed the PIL-backed processor; its old name needs torchvision there.
+    # the PIL-backed class: in transformers 5 the plain name needs torchvision
     cls = getattr(transformers, "VideoMAEImageProcessorPil", None) or transformers.VideoMAEImageProcessor
     return cls(size={"shortest_edge": prep.size}, crop_size={"height": prep.size, "width": prep.size},
                image_mean=list(prep.mean), image_std=list(prep.std))
@@ -1878,13 +1875,12 @@ def tiny_config(num_frames: int = 8, image_size: int = 64, hidden_size: int = 64
     """A small random TimeSformer config for the CPU demo and tests: no download, seconds per epoch."""
     from transformers import TimesformerConfig
 
-    return TimesformerConfig(
-        image_size=image_size, patch_size=16, num_frames=num_frames, hidden_size=hidden_size,
-        num_hidden_layers=num_layers, num_attention_heads=max(1, hidden_size // 32), intermediate_size=hidden_size * 4,
-        # HF's 0.02 suits width 768; at width 64 the residual branches are so weak that a model trained
-        # from scratch ignores its input (loss stuck at ln 2). ~1/sqrt(width) lets it learn.
-        initializer_range=0.1,
-    )
+    # HF's initializer_range 0.02 suits width 768; at width 64 the residual branches are so weak that a
+    # model trained from scratch ignores its input (loss stuck at ln 2). ~1/sqrt(width) lets it learn.
+    return TimesformerConfig(image_size=image_size, patch_size=16, num_frames=num_frames,
+                             hidden_size=hidden_size, num_hidden_layers=num_layers,
+                             num_attention_heads=max(1, hidden_size // 32), intermediate_size=hidden_size * 4,
+                             initializer_range=0.1)
 
 
 def model_source(name: str, num_frames: int = 8, size: int = 224) -> Any:
@@ -1893,12 +1889,12 @@ def model_source(name: str, num_frames: int = 8, size: int = 224) -> Any:
 
 
 def check_input_size(model: torch.nn.Module, num_frames: int, size: int) -> None:
-    """``ValueError`` unless the model was built for ``num_frames`` x ``size`` px clips (else it fails
-    deep inside the forward pass)."""
+    """``ValueError`` unless the model is built for ``num_frames`` x ``size`` px clips (not a failure deep in
+    the forward pass)."""
     cfg = unwrap(model).config
     if (cfg.num_frames, cfg.image_size) != (num_frames, size):
-        raise ValueError(f"the model is built for {cfg.num_frames} frames at {cfg.image_size} px, the data has "
-                         f"{num_frames} frames at {size} px: set NUM_FRAMES / SIZE to match the model")
+        raise ValueError(f"the model is built for {cfg.num_frames} frames at {cfg.image_size} px, the data "
+                         f"has {num_frames} frames at {size} px: set NUM_FRAMES / SIZE to match the model")
 
 
 def save_checkpoint(model: torch.nn.Module, path: str | Path, preprocessing: Preprocessing,
@@ -1906,55 +1902,25 @@ def save_checkpoint(model: torch.nn.Module, path: str | Path, preprocessing: Pre
     """Write ``Scarlet.pt`` atomically: weights, the model config (evaluation downloads nothing),
     ``preprocessing``, the split it trained on (paths relative to ``data_root``) and ``extra`` values."""
     model = unwrap(model)
-    payload = {
-        "format": CHECKPOINT_FORMAT,
-        "config": model.config.to_json_string(),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "preprocessing": _plain(asdict(preprocessing)),
-        "split": split.to_json(data_root) if split is not None else None,
-        "extra": _plain(extra),
-    }
+    payload = {"format": CHECKPOINT_FORMAT, "config": model.config.to_json_string(),
+               "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},  # loads without a GPU
+               "preprocessing": _plain(asdict(preprocessing)),
+               "split": None if split is None else split.to_json(data_root), "extra": _plain(extra)}
     return atomic_write(path, lambda fh: torch.save(payload, fh), "the checkpoint")
 
 
-def _torch_load(path: Path, mmap: bool = False) -> Any:
+def _load(path: Path, mmap: bool = False) -> Any:
+    """``torch.load`` of tensors and plain values only: unpickling objects could run code. ``mmap``
+    (zip files only) leaves the weights on disk until they are read."""
+    import pickle
+    import zipfile
+
     try:
-        # weights_only: a checkpoint is data; unpickling arbitrary objects can run arbitrary code.
-        # mmap: reading the record beside the weights does not read the weights.
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: checkpoint not found") from None
-    except Exception as exc:
-        if mmap:  # an old-style (not zip) file cannot be mapped; the plain load says what else is wrong
-            return _torch_load(path)
-        # Only a refused class or function means "objects"; torch's message for any other failure
-        # (a text file, a plain pickle) also says "weights_only", so that word proves nothing.
-        if "GLOBAL" in str(exc) or "allowlisted" in str(exc):
-            raise CheckpointError(f"{path}: refused: the file holds Python objects other than tensors and plain "
-                                  "values, and loading those could run code. Expected a Scarlet.pt or a plain state dict.") from None
-        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({type(exc).__name__}: {exc})") from None
-
-
-def _shape_hint(key: str, want: tuple[int, ...], got: tuple[int, ...]) -> str:
-    if key.endswith("time_embeddings"):
-        return f"the checkpoint was trained on {got[1]} frames, the model expects {want[1]}"
-    if key.endswith("position_embeddings"):
-        return f"the checkpoint has {got[1] - 1} patches per frame, the model {want[1] - 1} (another image size or patch size)"
-    return f"{key}: checkpoint {tuple(got)}, model {tuple(want)}"
-
-
-def _check_weights(path: Path, model: torch.nn.Module, state: dict[str, torch.Tensor]) -> torch.nn.Module:
-    """The (unwrapped) model ``state`` loads into, or ``CheckpointError`` saying how they differ."""
-    target = unwrap(model)
-    own = target.state_dict()
-    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-    if missing or unexpected:
-        raise CheckpointError(f"{path}: weights do not match a TimeSformer of this configuration (another architecture?): "
-                              f"{len(missing)} missing, e.g. {missing[:3]}; {len(unexpected)} unexpected, e.g. {unexpected[:3]}")
-    wrong = [(k, tuple(own[k].shape), tuple(v.shape)) for k, v in state.items() if tuple(v.shape) != tuple(own[k].shape)]
-    if wrong:
-        raise CheckpointError(f"{path}: " + "; ".join(_shape_hint(*w) for w in wrong[:3]))
-    return target
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap and zipfile.is_zipfile(path))
+    except pickle.UnpicklingError as exc:  # torch's message advises weights_only=False, even for a text file
+        raise CheckpointError(f"{path}: refused: the file holds Python objects other than tensors and plain "
+                              "values (loading those could run code), or is not a PyTorch checkpoint at all. "
+                              "Expected a Scarlet.pt or a plain state dict.") from exc
 
 
 def _is_scarlet(obj: Any) -> bool:
@@ -1963,55 +1929,51 @@ def _is_scarlet(obj: Any) -> bool:
 
 def load_checkpoint(path: str | Path, model: torch.nn.Module | None = None, source: Any = None, *,
                     sdpa: bool = True, gradient_checkpointing: bool = False) -> torch.nn.Module:
-    """Load ``Scarlet.pt`` into ``model``, or a model rebuilt from its config, downloading nothing. A
-    plain state dict (the original run's; ``module.`` keys too) loads into ``model``, or a model of
-    ``source`` (a ``TimesformerConfig``), else of ``TimesformerConfig()``: the k400 base architecture.
-    Weights for other clips or layers raise ``CheckpointError``."""
+    """``Scarlet.pt`` into ``model`` or one rebuilt from its config; a plain state dict (the original
+    run's) into ``model``, or one of ``source`` (a ``TimesformerConfig``), else of ``TimesformerConfig()``."""
+    from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
     from transformers import TimesformerConfig
 
-    path = Path(path)
-    obj = _torch_load(path)
+    obj = _load(Path(path))
     if _is_scarlet(obj):
         state, config = obj["state_dict"], TimesformerConfig.from_dict(json.loads(obj["config"]))
     elif isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
-        state, config = obj, source if isinstance(source, TimesformerConfig) else TimesformerConfig()
+        state, config = obj, source if isinstance(source, TimesformerConfig) else TimesformerConfig()  # k400
     else:
-        raise CheckpointError(f"{path}: not a Scarlet checkpoint or a state dict (found {type(obj).__name__})")
-    state = {k.removeprefix("module."): v for k, v in state.items()}
+        raise CheckpointError(f"{path}: not a Scarlet checkpoint or a state dict (found "
+                              f"{type(obj).__name__})")
+    consume_prefix_in_state_dict_if_present(state, "module.")  # saved from DataParallel
     if model is None:
-        model = build_model(config, num_labels=len(config.id2label) if _is_scarlet(obj) else 2, sdpa=sdpa,
+        model = build_model(config, config.num_labels if _is_scarlet(obj) else 2, sdpa=sdpa,
                             gradient_checkpointing=gradient_checkpointing)
-    _check_weights(path, model, state).load_state_dict(state)
+    unwrap(model).load_state_dict(state)
     return model
 
 
 @dataclass
 class CheckpointInfo:
-    """What ``Scarlet.pt`` records beside its weights; ``recorded`` is False for a plain state dict,
-    and ``split`` (JSON, relative paths) is None where its training videos are unknown."""
+    """What ``Scarlet.pt`` records beside its weights; a plain state dict records nothing, and
+    ``split`` (JSON, relative paths) is None where the training videos are unknown."""
 
     path: Path
     preprocessing: Preprocessing
     split: dict[str, Any] | None
     extra: dict[str, Any]
-    recorded: bool
+    plain_state_dict: bool
 
     def train_faces(self) -> set[str] | None:
-        """The identities of the training videos, with those of the checkpoint it was fine-tuned from
-        (``INIT_FROM``); None where none are known."""
+        """The faces of the training videos and of those it was fine-tuned from; None where none are known."""
         own = None if self.split is None else identities_of(Split.from_json(self.split).train)
         earlier = (self.extra.get("init_from") or {}).get("train_faces")
         return None if own is None and earlier is None else (own or set()) | set(earlier or ())
 
     def trained_on(self) -> set[str]:
-        """The datasets of the training videos, and of the checkpoint it was fine-tuned from (one
-        that does not say was trained on FF++, as the original)."""
+        """The datasets it and the checkpoint it was fine-tuned from trained on (unrecorded: FF++)."""
         own = {r.get("dataset", FFPP) for r in self.split["train"]} if self.split else {FFPP}
         return own | set((self.extra.get("init_from") or {}).get("trained_on", ()))
 
     def lineage(self) -> dict[str, Any]:
-        """What a model fine-tuned from this checkpoint records of it (``save_checkpoint(init_from=...)``),
-        so that its leak checks know both training sets."""
+        """What a model fine-tuned from it records (``save_checkpoint(init_from=...)``) for leak checks."""
         faces = self.train_faces()
         return {"checkpoint": str(self.path), "train_faces": None if faces is None else sorted(faces),
                 "trained_on": sorted(self.trained_on())}
@@ -2021,33 +1983,31 @@ def checkpoint_info(path: str | Path) -> CheckpointInfo:
     """The record inside ``Scarlet.pt``, read without reading the weights."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: no checkpoint here: train one (TRAIN on), or copy a Scarlet.pt to this path")
-    obj = _torch_load(path, mmap=True)
+        raise CheckpointError(f"{path}: no checkpoint here: train one (TRAIN on), or copy a Scarlet.pt to "
+                              "this path")
+    obj = _load(path, mmap=True)
     if not _is_scarlet(obj):
-        return CheckpointInfo(path, Preprocessing(), None, {}, recorded=False)
-    extra = dict(obj.get("extra", {}))
-    if obj["format"] == _CHECKPOINT_V1:  # its preprocessing lived among the extras, and it kept no split
-        return CheckpointInfo(path, Preprocessing.from_dict(extra), None, extra, recorded=True)
-    return CheckpointInfo(path, Preprocessing.from_dict(obj["preprocessing"]), obj.get("split"), extra, recorded=True)
+        return CheckpointInfo(path, Preprocessing(), None, {}, plain_state_dict=True)
+    extra, v1 = dict(obj.get("extra", {})), obj["format"] == _CHECKPOINT_V1
+    return CheckpointInfo(path, Preprocessing.from_dict(extra if v1 else obj["preprocessing"]),
+                          None if v1 else obj.get("split"), extra, plain_state_dict=False)
 
 
 def export_pretrained(model: torch.nn.Module, out_dir: str | Path, preprocessing: Preprocessing) -> Path:
-    """A hub-ready folder (``config.json`` with Real/Fake labels, ``model.safetensors``,
-    ``preprocessor_config.json``) for ``from_pretrained``. Written to a temp folder beside
-    ``out_dir``, then renamed onto it: a reader finds no export or a whole one, never part of one.
-    A non-empty ``out_dir`` that is not an export (no ``config.json``) is refused."""
+    """A folder for ``from_pretrained``, written beside ``out_dir`` and renamed onto it (never half an
+    export); a non-empty ``out_dir`` that is not an export (no ``config.json``) is refused."""
     out_dir = Path(out_dir)
-    if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / "config.json").is_file())):
+    if out_dir.exists() and not (out_dir / "config.json").is_file() and (
+            not out_dir.is_dir() or any(out_dir.iterdir())):
         raise FileExistsError(f"{out_dir}: exists and is not a model export; refusing to replace it")
     tmp = out_dir.with_name(f".{out_dir.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)  # what a killed export left
     try:
-        shutil.rmtree(tmp, ignore_errors=True)  # what a killed export left
-        unwrap(model).save_pretrained(tmp, safe_serialization=True)
+        unwrap(model).save_pretrained(tmp)
         image_processor(preprocessing).save_pretrained(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        for f in tmp.iterdir():  # safetensors writes model.safetensors 0600 whatever the umask
-            f.chmod(0o666 & ~umask)
+        mode = stat.S_IMODE((tmp / "config.json").stat().st_mode)  # the umask's; safetensors writes 0600
+        for f in tmp.iterdir():
+            f.chmod(mode)
         shutil.rmtree(out_dir, ignore_errors=True)
         os.rename(tmp, out_dir)
     finally:
@@ -2061,17 +2021,15 @@ def export_pretrained(model: torch.nn.Module, out_dir: str | Path, preprocessing
 
 
 def cpu_supports_bf16() -> bool:
-    """Whether this CPU does bf16 natively (AVX512-BF16 or AMX; torch's own checks for the
-    instructions its kernels use): elsewhere oneDNN emulates bf16, slower than fp32. A torch without
-    those checks says no: fp32 is never the slow choice."""
-    return any(bool(getattr(torch.cpu, probe, lambda: False)()) for probe in ("_is_avx512_bf16_supported",
-                                                                            "_is_amx_tile_supported"))
+    """Whether this CPU does bf16 natively (AVX512-BF16 or AMX): elsewhere oneDNN emulates it, slower
+    than fp32. A torch without these probes says no."""
+    return any(getattr(torch.cpu, probe, lambda: False)()
+               for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
 
 
 def precision(device: torch.device | str, training: bool = False, amp: bool = True) -> torch.dtype | None:
-    """The one precision choice: the autocast dtype, or None for fp32. GPUs: bf16 where supported,
-    else fp16 (the T4: training needs a GradScaler). CPUs: fp32, but bf16 for scoring where native.
-    ``amp=False`` (the ``AMP`` knob): fp32 everywhere."""
+    """The autocast dtype, or None for fp32. GPUs: bf16 where supported, else fp16 (the T4: training
+    needs a GradScaler). CPUs: fp32, but bf16 for scoring where native. ``amp=False``: fp32 everywhere."""
     device = torch.device(device)
     if not amp:
         return None
@@ -2083,26 +2041,19 @@ def precision(device: torch.device | str, training: bool = False, amp: bool = Tr
 def make_grad_scaler(device: torch.device | str, amp: bool = True) -> torch.amp.GradScaler:
     """A GradScaler, enabled where training runs in fp16 (its small range underflows gradients)."""
     device = torch.device(device)
-    return torch.amp.GradScaler(device.type, enabled=precision(device, training=True, amp=amp) is torch.float16)
+    fp16 = precision(device, training=True, amp=amp) is torch.float16
+    return torch.amp.GradScaler(device.type, enabled=fp16)
 
 
-def _autocast(device: torch.device, dtype: torch.dtype | None):
+def _autocast(device: torch.device, dtype: torch.dtype | None) -> torch.autocast:
     return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
-
-
-def _num_batches(loader: Iterable[Any]) -> int | None:
-    """The loader's length, or None where it has none (an iterable dataset's ``len`` raises)."""
-    try:
-        return len(loader)  # type: ignore[arg-type]
-    except TypeError:
-        return None
 
 
 def training_step(model: torch.nn.Module, pixel_values: torch.Tensor, labels: torch.Tensor,
                   optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None = None,
                   dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """One optimisation step on a batch ``(B, T, C, H, W)`` under ``dtype`` autocast (None: fp32),
-    the loss in fp32, through ``scaler``; returns ``(loss, logits)``. The benchmarks time this."""
+    """One step on a batch ``(B, T, C, H, W)`` under ``dtype`` autocast (None: fp32), the loss in fp32;
+    returns ``(loss, logits)``. The benchmarks time this."""
     with _autocast(pixel_values.device, dtype):
         logits = model(pixel_values=pixel_values).logits
     loss = torch.nn.functional.cross_entropy(logits.float(), labels)
@@ -2119,19 +2070,19 @@ def train_one_epoch(model: torch.nn.Module, loader: Iterable[tuple[torch.Tensor,
                     scaler: torch.amp.GradScaler | None = None, amp: bool = True) -> dict[str, float]:
     """One pass over ``loader`` at ``precision(device, training=True)``: the mean loss and accuracy."""
     device = torch.device(device)
-    dtype = precision(device, training=True, amp=amp)
-    scaler = scaler or make_grad_scaler(device, amp)
+    dtype, scaler = precision(device, training=True, amp=amp), scaler or make_grad_scaler(device, amp)
     model.train()
     total_loss, correct, seen = 0.0, 0, 0
-    # The bar counts batches but never holds the loader's iterator: an iterator kept alive by a
-    # progress bar is inherited by the next epoch's forked workers and breaks them.
-    bar = _progress(total=_num_batches(loader), desc="train", unit="batch", leave=False)
+    # The bar takes the loader's length, but the loop iterates the loader itself: a worker iterator
+    # held by the bar would be inherited by the next epoch's forked workers and break them.
+    bar = _progress(iterable=loader, desc="train", unit="batch", leave=False)
     for pixel_values, labels in loader:
         labels = labels.to(device, non_blocking=True)
-        loss, logits = training_step(model, pixel_values.to(device, non_blocking=True), labels, optimizer, scaler, dtype)
-        total_loss += loss.item() * labels.numel()
+        loss, logits = training_step(model, pixel_values.to(device, non_blocking=True), labels, optimizer,
+                                     scaler, dtype)
+        total_loss += loss.item() * len(labels)
         correct += (logits.argmax(-1) == labels).sum().item()
-        seen += labels.numel()
+        seen += len(labels)
         bar.update()
         bar.set_postfix(loss=f"{total_loss / seen:.4f}")
     bar.close()
@@ -2140,8 +2091,6 @@ def train_one_epoch(model: torch.nn.Module, loader: Iterable[tuple[torch.Tensor,
     return {"loss": total_loss / seen, "accuracy": correct / seen}
 
 
-# -- Training state: continue an interrupted run (as nanoGPT: model, optimizer, step, best score) --
-
 TRAINING_STATE_FORMAT = "scarlet-training-state-v2"
 
 
@@ -2149,76 +2098,68 @@ def save_training_state(path: str | Path, model: torch.nn.Module, optimizer: tor
                         scaler: torch.amp.GradScaler | None, epoch: int, best_score: float | None,
                         history: Sequence[dict[str, Any]], *, generator: torch.Generator | None = None,
                         **extra: Any) -> Path:
-    """Write what continuing after ``epoch`` needs, atomically: weights, optimizer and scaler states,
-    ``best_score``, ``history``, torch's random states (CPU, CUDA, the DataLoader's ``generator``)."""
+    """Write all that continuing after ``epoch`` needs as one dict, atomically (the random states
+    include the DataLoader's shuffle ``generator``); ``extra`` holds the ``run_key`` that is checked."""
     payload = {
         "format": TRAINING_STATE_FORMAT, "epoch": int(epoch), "history": _plain(list(history)),
-        "best_score": None if best_score is None else float(best_score),
-        "model": {k: v.detach().cpu() for k, v in unwrap(model).state_dict().items()},
-        "optimizer_class": type(optimizer).__name__, "optimizer": optimizer.state_dict(),
-        "scaler": scaler.state_dict() if scaler is not None else None,
-        "rng": {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-                "generator": generator.get_state() if generator is not None else None},
-        "extra": _plain(extra),
+        "best_score": None if best_score is None else float(best_score), "extra": _plain(extra),
+        "model": {k: v.cpu() for k, v in unwrap(model).state_dict().items()},
+        "optimizer": optimizer.state_dict(), "scaler": None if scaler is None else scaler.state_dict(),
+        "rng": {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all(),
+                "generator": None if generator is None else generator.get_state()},
     }
     return atomic_write(path, lambda fh: torch.save(payload, fh), "the training state")
 
 
 def load_training_state(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                        scaler: torch.amp.GradScaler | None = None, *, generator: torch.Generator | None = None,
+                        scaler: torch.amp.GradScaler | None = None, *,
+                        generator: torch.Generator | None = None,
                         match: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Load a ``save_training_state`` file into the objects given and restore the random states;
-    returns ``{"epoch", "best_score", "history", "extra"}``. ``match``: ``extra`` values that must be
-    equal. A mismatch raises ``CheckpointError`` saying which, before anything is changed."""
-    path = Path(path)
-    obj = _torch_load(path)
+    """Load ``path`` into the objects given, restore the random states, return the rest; before anything
+    changes, ``CheckpointError`` where it is no training state or an ``extra`` value differs from match."""
+    obj = _load(Path(path))
     if not (isinstance(obj, dict) and obj.get("format") == TRAINING_STATE_FORMAT):
-        found = "a Scarlet.pt model checkpoint: load it with load_checkpoint" if _is_scarlet(obj) else f"found {type(obj).__name__}"
+        found = "a Scarlet.pt model checkpoint: load it with load_checkpoint" if _is_scarlet(obj) else \
+            f"found {type(obj).__name__}"
         raise CheckpointError(f"{path}: not a Scarlet training state ({found})")
     for key, want in sorted((match or {}).items()):
         have, want = obj["extra"].get(key, {}), _plain(want)
-        if have != want:  # name the settings that differ (a run key is a dict of knobs)
-            subs = sorted(k for k in have.keys() | want.keys() if have.get(k) != want.get(k)) \
+        if have != want:  # a run key is a dict of knobs: name those that differ
+            knobs = sorted(k for k in have.keys() | want.keys() if have.get(k) != want.get(k)) \
                 if isinstance(have, dict) and isinstance(want, dict) else []
-            detail = "; ".join(f"{k}: saved {have.get(k)!r:.40}, now {want.get(k)!r:.40}" for k in subs)
-            raise CheckpointError(f"{path}: saved by a run with other {key}" + (f" ({detail})" if detail else ""))
-    target = _check_weights(path, model, obj["model"])
-    given = [len(g["params"]) for g in optimizer.param_groups]
-    saved = [len(g["params"]) for g in obj["optimizer"]["param_groups"]]
-    if obj["optimizer_class"] != type(optimizer).__name__ or given != saved:
-        raise CheckpointError(f"{path}: the optimizer state is {obj['optimizer_class']}'s over {saved} parameters per "
-                              f"group, the optimizer given {type(optimizer).__name__}'s over {given}: build the optimizer "
-                              "as the run that saved it did")
-    target.load_state_dict(obj["model"])
+            detail = "; ".join(f"{k}: saved {have.get(k)!r:.40}, now {want.get(k)!r:.40}" for k in knobs)
+            raise CheckpointError(f"{path}: saved by a run with other {key}" + (detail and f" ({detail})"))
+    unwrap(model).load_state_dict(obj["model"])
     optimizer.load_state_dict(obj["optimizer"])
     if scaler is not None and obj["scaler"]:
         scaler.load_state_dict(obj["scaler"])
-    rng = obj["rng"]
+    rng, gpus = obj["rng"], torch.cuda.device_count()
     torch.set_rng_state(rng["torch"])
-    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if len(rng["cuda"]) != gpus:
-        logger.warning("%s: saved with %d GPUs, resumed with %d: the GPU random states differ", path, len(rng["cuda"]), gpus)
+        logger.warning("%s: saved with %d GPUs, resumed with %d: the GPU random states differ",
+                       path, len(rng["cuda"]), gpus)
     for device, gpu_state in enumerate(rng["cuda"][:gpus]):
         torch.cuda.set_rng_state(gpu_state, device)
     if generator is not None and rng["generator"] is not None:
         generator.set_state(rng["generator"])
-    return {"epoch": obj["epoch"], "best_score": obj["best_score"], "history": obj["history"], "extra": obj["extra"]}
+    return {key: obj[key] for key in ("epoch", "best_score", "history", "extra")}
 
 
 def resume_training(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    scaler: torch.amp.GradScaler | None, generator: torch.Generator | None, run_key: dict[str, Any],
+                    scaler: torch.amp.GradScaler | None, generator: torch.Generator | None,
+                    run_key: dict[str, Any],
                     resume: bool = True) -> tuple[list[dict[str, Any]], float, int, str]:
     """Where the training loop starts: ``(history, best_score, first_epoch, what happened)``: after
     the saved epoch where ``path`` holds this run's state (the same ``run_key``), else at epoch 1."""
-    path = Path(path)
-    if not resume or not path.is_file():
+    if not resume or not Path(path).is_file():
         return [], -1.0, 1, "training from the start" + ("" if resume else " (RESUME is off)")
     try:
-        saved = load_training_state(path, model, optimizer, scaler, generator=generator, match={"run_key": run_key})
+        saved = load_training_state(path, model, optimizer, scaler, generator=generator,
+                                    match={"run_key": run_key})
     except CheckpointError as exc:  # another run's state: nothing was loaded
         return [], -1.0, 1, f"not resuming, training from the start: {exc}"
-    return (saved["history"], saved["best_score"], saved["epoch"] + 1,
-            f"resuming after epoch {saved['epoch']} (best validation accuracy so far {saved['best_score']:.4f})")
+    return (saved["history"], saved["best_score"], saved["epoch"] + 1, f"resuming after epoch "
+            f"{saved['epoch']} (best validation accuracy so far {saved['best_score']:.4f})")
 
 
 @torch.no_grad()
@@ -2229,41 +2170,42 @@ def predict_probs(model: torch.nn.Module, loader: Iterable[tuple[torch.Tensor, t
     dtype = precision(device, amp=amp)
     model.eval()
     y_true, y_prob = [np.zeros(0, np.int64)], [np.zeros(0, np.float32)]
-    bar = _progress(total=_num_batches(loader), desc="predict", unit="batch", leave=False)
+    bar = _progress(iterable=loader, desc="predict", unit="batch", leave=False)  # as in train_one_epoch
     for pixel_values, labels in loader:
-        clips = pixel_values.shape[1] if pixel_values.ndim == 6 else 1
-        with _autocast(device, dtype):
-            logits = model(pixel_values=pixel_values.to(device, non_blocking=True).flatten(0, pixel_values.ndim - 5)).logits
-        y_prob.append(logits.float().softmax(-1)[:, 1].view(-1, clips).mean(1).cpu().numpy())
+        with _autocast(device, dtype):  # (B, K, T, C, H, W) -> (B * K, T, C, H, W)
+            logits = model(pixel_values=pixel_values.to(device, non_blocking=True).flatten(0, -5)).logits
+        y_prob.append(logits.float().softmax(-1)[:, 1].view(len(labels), -1).mean(1).cpu().numpy())
         y_true.append(np.asarray(labels))
         bar.update()
     bar.close()
-    return np.concatenate(y_true).astype(np.int64), np.concatenate(y_prob).astype(np.float32)
+    return np.concatenate(y_true).astype(np.int64), np.concatenate(y_prob)
 
 
-def score_items(model: torch.nn.Module, items: Sequence[VideoItem], cache_dir: str | Path, device: torch.device | str,
-                mean: Sequence[float] = KINETICS_MEAN, std: Sequence[float] = KINETICS_STD, batch_size: int = 2,
-                workers: int = 0, amp: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """``predict_probs`` over cached clips of ``items`` (in order): ``(y_true, y_prob)``."""
+def score_items(model: torch.nn.Module, items: Sequence[VideoItem], cache_dir: str | Path,
+                device: torch.device | str, mean: Sequence[float] = KINETICS_MEAN,
+                std: Sequence[float] = KINETICS_STD, batch_size: int = 2, workers: int = 0,
+                amp: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """``predict_probs`` over the cached clips of ``items``, in order: ``(y_true, y_prob)``."""
     device = torch.device(device)
     loader = torch.utils.data.DataLoader(FrameClipDataset(items, cache_dir, mean, std), batch_size=batch_size,
                                          num_workers=workers, pin_memory=device.type == "cuda")
     return predict_probs(model.to(device), loader, device, amp)
 
 
-def evaluate_items(model: torch.nn.Module, items: Sequence[VideoItem], cache_root: str | Path, prep: Preprocessing,
-                   device: torch.device | str, num_clips: int = 1, batch_size: int = 2, workers: int = 0,
-                   amp: bool = True, isolate: bool = False) -> tuple[ExtractionReport, np.ndarray, np.ndarray]:
-    """Decode ``items`` as ``prep`` says (the checkpoint's), ``num_clips`` clips each, and score them:
-    ``(report, y_true, y_prob)``, the scores in the order of ``report.ok``. Videos that fail are in
-    ``report.failed``; none readable raises ``FileNotFoundError``."""
+def evaluate_items(model: torch.nn.Module, items: Sequence[VideoItem], cache_root: str | Path,
+                   prep: Preprocessing, device: torch.device | str, num_clips: int = 1, batch_size: int = 2,
+                   workers: int = 0, amp: bool = True,
+                   isolate: bool = False) -> tuple[ExtractionReport, np.ndarray, np.ndarray]:
+    """Decode ``items`` as ``prep`` (the checkpoint's) says, ``num_clips`` clips each, and score them:
+    ``(report, y_true, y_prob)`` in the order of ``report.ok``; none readable: ``FileNotFoundError``."""
     cache = cache_dir_for(cache_root, prep.num_frames, prep.size, prep.face_crop, num_clips)
-    report = extract_frames(items, cache, prep.num_frames, prep.size, prep.face_crop, workers, num_clips, isolate)
+    report = extract_frames(items, cache, prep.num_frames, prep.size, prep.face_crop, workers, num_clips,
+                            isolate)
     if not report.ok:
         raise FileNotFoundError(f"none of the {len(items)} videos could be read (e.g. {report.failed[0][1]})"
                                 if report.failed else "no videos to score")
-    y_true, y_prob = score_items(model, report.ok, cache, device, prep.mean, prep.std, batch_size, min(workers, 4), amp)
-    return report, y_true, y_prob
+    return report, *score_items(model, report.ok, cache, device, prep.mean, prep.std, batch_size,
+                                min(workers, 4), amp)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -2272,86 +2214,81 @@ def evaluate_items(model: torch.nn.Module, items: Sequence[VideoItem], cache_roo
 
 
 def run_preprocessing(config: dict[str, Any], checkpoint: str | Path) -> tuple[Preprocessing, list[str]]:
-    """How this run makes its inputs, and notes to show: from the knobs when training, else from
-    ``checkpoint``, or from ``INIT_FROM`` when fine-tuning it (a knob that disagrees is noted, never obeyed)."""
+    """How this run makes its inputs, and notes: from the knobs when training, else from ``checkpoint``,
+    or from ``INIT_FROM`` when fine-tuning it (a knob that disagrees is noted, never obeyed)."""
     if config["TRAIN"] and not config.get("INIT_FROM"):
         mean, std = normalization_for(model_source(config["MODEL"], config["NUM_FRAMES"], config["SIZE"]))
         return Preprocessing(config["NUM_FRAMES"], config["SIZE"], config["FACE_CROP"], mean, std), []
-    info = checkpoint_info(config["INIT_FROM"] if config["TRAIN"] else checkpoint)  # fine-tuning follows its start
+    info = checkpoint_info(config["INIT_FROM"] if config["TRAIN"] else checkpoint)
     return info.preprocessing, preprocessing_notes(info, config)
 
 
 def preprocessing_notes(info: CheckpointInfo, config: dict[str, Any]) -> list[str]:
-    """One line on knobs that disagree with the checkpoint's preprocessing (which is what is used)."""
-    notes = []
-    if not info.recorded:
-        notes.append(f"{info.path} is a plain state dict: its preprocessing is taken to be the original run's "
-                     "(8 frames at 224 px, whole frames, the k400 mean/std)")
-    differ = info.preprocessing.differences(config)
-    if differ:
-        notes.append(f"{info.path.name} was trained with " + ", ".join(differ) + "; this run follows the checkpoint")
+    """Notes on a checkpoint that records no preprocessing, and on knobs that disagree with its own."""
+    notes = [f"{info.path} is a plain state dict: its preprocessing is taken to be the original run's (8 "
+             "frames at 224 px, whole frames, the k400 mean/std)"] if info.plain_state_dict else []
+    if differ := info.preprocessing.differences(config):
+        notes.append(f"{info.path.name} was trained with {', '.join(differ)}; this run follows the "
+                     "checkpoint")
     return notes
 
 
 def evaluation_split(info: CheckpointInfo, split_path: str | Path, data_root: str | Path,
                      config: dict[str, Any] | None = None) -> tuple[Split, list[str]]:
-    """The split ``info``'s checkpoint was trained on, resolved against today's ``data_root``, and
-    notes to show. ``split.json`` is never rewritten (a missing one is written from the checkpoint);
-    a checkpoint that records no split uses ``split.json``, and a note says so."""
-    split_path = Path(split_path)
+    """The split ``info``'s checkpoint was trained on, resolved against today's ``data_root``, and notes.
+    ``split.json`` is only written where missing; a checkpoint without a split uses ``split.json``."""
+    split_path, name = Path(split_path), info.path.name
     notes = []
     if info.split is not None:
         split = Split.from_json(info.split, data_root)
         if not split_path.is_file():
             save_split(split, split_path, data_root)
-            notes.append(f"{split_path}: written from the split stored in {info.path.name}")
+            notes.append(f"{split_path}: written from the split stored in {name}")
         elif not load_split(split_path, data_root).same_videos(split):
-            notes.append(f"{split_path} is not the split {info.path.name} was trained on: evaluating on the "
+            notes.append(f"{split_path} is not the split {name} was trained on: evaluating on the "
                          "checkpoint's own split (split.json is left as it is)")
     elif split_path.is_file():
         split = load_split(split_path, data_root)
-        notes.append(f"{info.path.name} does not record its training videos, so {ORIGINAL_TRAIN_NOTE}")
+        notes.append(f"{name} does not record its training videos, so {ORIGINAL_TRAIN_NOTE}")
     else:
         raise FileNotFoundError(
-            f"{split_path}: not found, and {info.path} does not record the split it was trained on (a plain state "
-            "dict, or one saved by an older Scarlet): put the split.json of its run beside it, or set TRAIN on "
-            "to train a model of your own (training writes both)")
+            f"{split_path}: not found, and {info.path} does not record the split it was trained on (a plain "
+            "state dict, or one saved by an older Scarlet): put the split.json of its run beside it, or set "
+            "TRAIN on to train a model of your own (training writes both)")
     scored = split.val + split.test
     if scored and not any(i.path.is_file() for i in scored):  # one line, not a failure per video
-        raise FileNotFoundError(f"none of the {len(scored)} videos to score is under {data_root} (e.g. {scored[0].path}): "
-                                f"set DATA_ROOT to the dataset {info.path.name} was trained on")
-    if config is not None:
-        differ = [f"{knob} {config[knob]!r}" for knob, value in (("SEED", split.seed), ("SPLIT", split.strategy))
-                  if knob in config and config[knob] != value]
-        if differ and not config.get("TRAIN", False):
-            notes.append(f"the split is the checkpoint's ({split.strategy}, seed {split.seed}); with TRAIN off the "
-                         f"configuration's {', '.join(differ)} does not apply")
+        raise FileNotFoundError(f"none of the {len(scored)} videos to score is under {data_root} (e.g. "
+                                f"{scored[0].path}): set DATA_ROOT to the dataset {name} was trained on")
+    config = config or {}
+    differ = [f"{knob} {config[knob]!r}" for knob, value in (("SEED", split.seed), ("SPLIT", split.strategy))
+              if knob in config and config[knob] != value]
+    if differ and not config.get("TRAIN", False):
+        notes.append(f"the split is the checkpoint's ({split.strategy}, seed {split.seed}); with TRAIN off "
+                     f"the configuration's {', '.join(differ)} does not apply")
     return split, notes
 
 
 def unseen_items(items: Sequence[VideoItem], info: CheckpointInfo,
                  allow_train_faces: bool = False) -> tuple[list[VideoItem], dict[str, Any], str]:
-    """``(items, record, note)``: the videos to score with ``info``'s checkpoint. Those that share a
-    face with its training videos are left out (a score there measures memory, not detection)
-    unless ``allow_train_faces``; ``record`` (for ``metrics.json``) counts them."""
-    faces = info.train_faces()
+    """``(items, record, note)``: the videos to score with ``info``'s checkpoint. Those sharing a face
+    with its training videos (a score there measures memory) are left out unless ``allow_train_faces``."""
+    faces, name = info.train_faces(), info.path.name
     if faces is None:
-        return list(items), {"train_faces": "unknown"}, f"{info.path.name}: {ORIGINAL_TRAIN_NOTE}"
-    start = info.extra.get("init_from")  # the checkpoint it was fine-tuned from, if any
-    partly = (f"; it was fine-tuned from {Path(start['checkpoint']).name}, whose training videos are unknown, so "
-              "only its own are known") if start and start["train_faces"] is None else ""
+        return list(items), {"train_faces": "unknown"}, f"{name}: {ORIGINAL_TRAIN_NOTE}"
+    start = info.extra.get("init_from")
+    partly = (f"; it was fine-tuned from {Path(start['checkpoint']).name}, whose training videos are "
+              "unknown, so only its own are known") if start and start["train_faces"] is None else ""
     unseen, seen = split_by_faces(items, faces)
-    record = {"train_faces": "scored" if allow_train_faces else "left out", "videos_sharing_a_training_face": len(seen)}
-    if allow_train_faces:
-        return list(items), record, (f"{len(seen)} of {len(items)} videos share a face with the training videos and are "
-                                     f"scored anyway (ALLOW_TRAIN_FACES){partly}")
-    if not unseen:
-        raise CheckpointError(f"all {len(items)} videos share a face with {info.path.name}'s training videos: there is "
+    if not (unseen or allow_train_faces):
+        raise CheckpointError(f"all {len(items)} videos share a face with {name}'s training videos: there is "
                               "nothing honest to score (set ALLOW_TRAIN_FACES to score them anyway)")
-    note = (f"left out {len(seen)} of {len(items)} videos that share a face with {info.path.name}'s training videos "
-            "(set ALLOW_TRAIN_FACES to score them)") if seen else \
-        f"none of the {len(items)} videos shares a face with {info.path.name}'s training videos"
-    return unseen, record, note + partly
+    shared = f"{len(seen)} of {len(items)} videos that share a face with {name}'s training videos"
+    note = (f"kept {shared}: scored anyway (ALLOW_TRAIN_FACES)" if allow_train_faces else
+            f"left out {shared} (set ALLOW_TRAIN_FACES to score them)" if seen else
+            f"none of the {len(items)} videos shares a face with {name}'s training videos")
+    record = {"train_faces": "scored" if allow_train_faces else "left out",
+              "videos_sharing_a_training_face": len(seen)}
+    return list(items) if allow_train_faces else unseen, record, note + partly
 
 
 # ----------------------------------------------------------------------------------------------

@@ -46,7 +46,7 @@ def checkpoint(tmp_path: Path, make_config, split: su.Split):
 
 def test_the_checkpoint_carries_its_split_relative_to_the_data_root(checkpoint, split: su.Split, tmp_path: Path) -> None:
     info = su.checkpoint_info(checkpoint())
-    assert info.recorded and info.extra == {"epoch": 3}
+    assert not info.plain_state_dict and info.extra == {"epoch": 3}
     assert info.preprocessing == su.Preprocessing(4, 32, True)
     assert {r["path"] for r in info.split["train"]} == {"original/000.mp4", "Deepfakes/000_003.mp4", "original/001.mp4",
                                                         "Deepfakes/001_002.mp4"}
@@ -115,7 +115,7 @@ def test_the_original_runs_state_dict_evaluates_with_a_plain_warning(tmp_path: P
     path = tmp_path / "Scarlet.pt"
     torch.save({f"module.{k}": v for k, v in model.state_dict().items()}, path)
     info = su.checkpoint_info(path)
-    assert not info.recorded and info.split is None and info.train_faces() is None
+    assert info.plain_state_dict and info.split is None and info.train_faces() is None
     assert info.preprocessing == su.Preprocessing(8, 224, False, su.KINETICS_MEAN, su.KINETICS_STD)
     assert "plain state dict" in su.preprocessing_notes(info, {"FACE_CROP": False})[0]
     with pytest.raises(FileNotFoundError, match="does not record the split it was trained on"):

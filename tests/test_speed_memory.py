@@ -254,20 +254,14 @@ def bf16_cpu(monkeypatch):
 
 
 def test_cpu_supports_bf16_reads_torch_probes(monkeypatch):
-    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
-    assert su.cpu_supports_bf16() is False
-    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
-    assert su.cpu_supports_bf16() is True
-    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)  # Sapphire Rapids
-    assert su.cpu_supports_bf16() is True
-
-
-def test_cpu_supports_bf16_says_no_where_torch_cannot_tell(monkeypatch):
-    """A torch without the probes (older than this project pins) gets fp32: never a guess at bf16."""
-    monkeypatch.delattr(torch.cpu, "_is_avx512_bf16_supported", raising=False)
-    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported", raising=False)
+    # AVX512-BF16 or AMX (Sapphire Rapids) is native bf16
+    for avx512_bf16, amx, native in [(False, False, False), (True, False, True), (False, True, True)]:
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=avx512_bf16: v, raising=False)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v, raising=False)
+        assert su.cpu_supports_bf16() is native
+    # a torch without the probes (older than this project pins) gets fp32: never a guess at bf16
+    monkeypatch.delattr(torch.cpu, "_is_avx512_bf16_supported")
+    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported")
     assert su.cpu_supports_bf16() is False
     assert su.precision("cpu") is None
 
@@ -278,7 +272,7 @@ def _linear_dtypes(model):
     return dtypes
 
 
-def test_predict_probs_bf16_on_cpu_is_close_to_fp32(bf16_cpu):
+def test_predict_probs_scores_in_bf16_on_a_bf16_cpu_unless_amp_is_off(bf16_cpu, monkeypatch):
     cfg = su.tiny_config()
     torch.manual_seed(0)
     model = su.build_model(cfg)
@@ -297,20 +291,9 @@ def test_predict_probs_bf16_on_cpu_is_close_to_fp32(bf16_cpu):
     with torch.no_grad():
         expected = model.eval()(pixel_values=x).logits.softmax(-1)[:, 1].numpy()
     np.testing.assert_allclose(p32, expected, atol=1e-6, rtol=0)
-
-
-def test_amp_off_scores_in_fp32(bf16_cpu, monkeypatch):
-    cfg = su.tiny_config(num_frames=4, image_size=32)
-    model = su.build_model(cfg)
-    dtypes = _linear_dtypes(model)
-    loader = [(_clips(cfg), torch.tensor([0, 1]))]
-    su.predict_probs(model, loader, "cpu", amp=False)
-    assert dtypes == {torch.float32}
-    su.predict_probs(model, loader, "cpu")
-    assert dtypes == {torch.float32, torch.bfloat16}
     monkeypatch.setattr(su, "cpu_supports_bf16", lambda: False)  # a CPU without native bf16: fp32 by default
     dtypes.clear()
-    su.predict_probs(model, loader, "cpu")
+    assert np.array_equal(su.predict_probs(model, loader, "cpu")[1], p32)
     assert dtypes == {torch.float32}
 
 

@@ -65,6 +65,7 @@ def test_train_one_epoch_empty_loader(tiny_model):
 
 
 # -- predict_probs ---------------------------------------------------------------------------------
+# (several clips per video: tests/test_clips.py::test_predict_probs_averages_p_fake_over_clips)
 
 
 def test_predict_probs_matches_softmax_by_hand(tiny_model):
@@ -78,17 +79,6 @@ def test_predict_probs_matches_softmax_by_hand(tiny_model):
     np.testing.assert_allclose(y_prob, expected, rtol=0, atol=1e-6)
     assert ((y_prob >= 0) & (y_prob <= 1)).all()
     assert not tiny_model.training
-
-
-def test_predict_probs_averages_several_clips_per_video(tiny_model):
-    # (B, K, T, C, H, W): K clips per video, P(fake) averaged over them
-    x, y = _brightness_data(6, seed=4)
-    clips = x.view(3, 2, *x.shape[1:])
-    y_true, y_prob = su.predict_probs(tiny_model, [(clips, torch.tensor([0, 1, 1]))], "cpu", amp=False)
-    with torch.no_grad():
-        per_clip = torch.softmax(tiny_model(pixel_values=x).logits, dim=-1)[:, 1].view(3, 2)
-    assert y_true.tolist() == [0, 1, 1]
-    np.testing.assert_allclose(y_prob, per_clip.mean(1).numpy(), rtol=0, atol=1e-6)
 
 
 def test_predict_probs_empty_loader(tiny_model):
