@@ -825,16 +825,15 @@ FFPP = "FaceForensics++"  # an FF++ c23 item's dataset; at other compressions "F
 COMPRESSIONS = ("c23", "c40", "raw")
 CELEB_FOLDERS = {"Celeb-real": 0, "YouTube-real": 0, "Celeb-synthesis": 1}  # Celeb-DF v2's folders: labels
 LAYOUT_HELP = """expected one of these layouts under the data root:
-  FF++ Kaggle mirror:  ROOT/original/NNN.mp4 and ROOT/<Method>/TTT_SSS.mp4 (e.g. ROOT/Deepfakes/000_003.mp4)
-  FF++ official:       ROOT/original_sequences/youtube/c23/videos/NNN.mp4 and
-                       ROOT/manipulated_sequences/<Method>/c23/videos/TTT_SSS.mp4 (c23, c40 or raw)
-  Celeb-DF v2:         ROOT/Celeb-real/idX_NNNN.mp4, ROOT/YouTube-real/NNNNN.mp4,
-                       ROOT/Celeb-synthesis/idX_idY_NNNN.mp4 and ROOT/List_of_testing_videos.txt
-  DFDC:                ROOT/metadata.json beside its videos, or ROOT/dfdc_train_part_N/metadata.json
-                       (or .../dfdc_train_part_0N/dfdc_train_part_N/), e.g. the competition's
-                       train_sample_videos/; its public test set: labels.csv (filename,label; 1 is fake)
-                       beside its videos
-  your own videos:     ROOT/real/... and ROOT/fake/... (any names, any subfolders)"""
+  FF++ Kaggle mirror: ROOT/original/NNN.mp4 and ROOT/<Method>/TTT_SSS.mp4 (e.g. ROOT/Deepfakes/000_003.mp4)
+  FF++ official: ROOT/original_sequences/youtube/c23/videos/NNN.mp4 and
+    ROOT/manipulated_sequences/<Method>/c23/videos/TTT_SSS.mp4 (c23, c40 or raw)
+  Celeb-DF v2: ROOT/Celeb-real/idX_NNNN.mp4, ROOT/YouTube-real/NNNNN.mp4,
+    ROOT/Celeb-synthesis/idX_idY_NNNN.mp4 and ROOT/List_of_testing_videos.txt
+  DFDC: ROOT/metadata.json beside its videos (e.g. the competition's train_sample_videos/), or
+    ROOT/dfdc_train_part_N/metadata.json (or .../dfdc_train_part_0N/dfdc_train_part_N/);
+    its public test set: labels.csv (filename,label; 1 is fake) beside its videos
+  your own videos: ROOT/real/... and ROOT/fake/... (any names, any subfolders)"""
 
 
 @dataclass(frozen=True)
@@ -856,10 +855,11 @@ def _video_files(folder: Path, recursive: bool = False) -> list[Path]:
 
 
 def _dfdc_metadata(root: Path) -> list[Path]:
-    """DFDC's ``metadata.json`` at ``root``, in its parts, or in a part's own folder inside it (the numbers
-    match, not their zeros: ``dfdc_train_part_00/dfdc_train_part_0/``); its public test set's ``labels.csv``."""
+    """DFDC's ``metadata.json`` at ``root``, in its parts or in a part's own folder inside (numbers that
+    match, not their zeros: ``dfdc_train_part_00/dfdc_train_part_0/``), and its test set's ``labels.csv``."""
     number = lambda name: re.sub(r"\d+", lambda m: str(int(m[0])), name)  # noqa: E731
-    deeper = [p for p in root.glob("*/*/metadata.json") if number(p.parent.name) == number(p.parent.parent.name)]
+    deeper = [p for p in root.glob("*/*/metadata.json") 
+              if number(p.parent.name) == number(p.parent.parent.name)]
     labels = [p for p in [*root.glob("labels.csv"), *root.glob("*/labels.csv")] if p.is_file()
               and p.read_text(encoding="utf-8-sig").partition("\n")[0].strip().lower() == "filename,label"]
     return sorted([*root.glob("metadata.json"), *root.glob("*/metadata.json"), *deeper, *labels])
@@ -883,12 +883,9 @@ def detect_layout(root: str | Path) -> str:
 
 
 def _layout_folders(root: Path, layout: str, method: str, compression: str = "c23") -> Path:
-    if layout == "kaggle":
-        return root / method
-    if method in (REAL_FOLDER, ACTORS_FOLDER):
-        kind = "youtube" if method == REAL_FOLDER else "actors"
-        return root / "original_sequences" / kind / compression / "videos"
-    return root / "manipulated_sequences" / method / compression / "videos"
+    folder = {REAL_FOLDER: "original_sequences/youtube", ACTORS_FOLDER: "original_sequences/actors"}.get(
+        method, f"manipulated_sequences/{method}")
+    return root / method if layout == "kaggle" else root / folder / compression / "videos"
 
 
 def available_methods(root: str | Path, compression: str = "c23") -> list[str]:
@@ -904,8 +901,8 @@ def _celeb_item(root: Path, path: Path) -> VideoItem:
     """A Celeb-DF v2 video: ``idX_NNNN`` shows celebrity X, ``idX_idY_NNNN`` X's video with Y's face,
     a YouTube-real video its own person."""
     method = path.parent.name
-    ids = [part for part in path.stem.split("_") if re.fullmatch(r"id\d+", part)]
-    people = tuple(f"celeb:{i}" for i in ids) if method != "YouTube-real" and ids else (f"celeb-youtube:{path.stem}",)
+    ids = [f"celeb:{part}" for part in path.stem.split("_") if re.fullmatch(r"id\d+", part)]
+    people = tuple(ids) if method != "YouTube-real" and ids else (f"celeb-youtube:{path.stem}",)
     return VideoItem(path, CELEB_FOLDERS.get(method, 1), method, path.stem, "Celeb-DF-v2", people)
 
 
@@ -915,42 +912,43 @@ def _other_videos(root: Path, layout: str) -> list[VideoItem]:
         return [_celeb_item(root, p) for folder in CELEB_FOLDERS if (root / folder).is_dir()
                 for p in _video_files(root / folder)]
     if layout == "folders":  # each video its own person; the id keeps its subfolders
-        dataset = f"own-{root.name}"
-        return [VideoItem(p, label, side, p.relative_to(root / side).with_suffix("").as_posix().replace("/", "__"),
-                          dataset, (f"{dataset}:{p.relative_to(root).as_posix()}",))
-                for label, side in ((0, "real"), (1, "fake")) for p in _video_files(root / side, recursive=True)]
+        own = f"own-{root.name}"
+        return [VideoItem(p, label, side, "__".join(p.relative_to(root / side).with_suffix("").parts), own,
+                          (f"{own}:{p.relative_to(root).as_posix()}",))
+                for label, side in ((0, "real"), (1, "fake")) for p in _video_files(root / side, True)]
     items = []  # DFDC: a fake and its original are one group of people
     for meta in _dfdc_metadata(root):
         try:
             if meta.suffix == ".csv":  # the public test set: filename,label with 1 for fake
                 with open(meta, newline="", encoding="utf-8-sig") as fh:
-                    rows = [(r["filename"], int(int(r["label"]) != 0), None) for r in csv.DictReader(fh)]
+                    rows = [(r["filename"], int(r["label"]) != 0, None) for r in csv.DictReader(fh)]
             else:
-                entries = json.loads(meta.read_text(encoding="utf-8"))
-                rows = [(name, int(str(e["label"]).upper() == "FAKE"), e.get("original")) for name, e in entries.items()]
+                rows = [(name, str(e["label"]).upper() == "FAKE", e.get("original"))
+                        for name, e in json.loads(meta.read_text(encoding="utf-8")).items()]
         except (OSError, ValueError, KeyError, AttributeError, TypeError) as exc:
             raise ValueError(f"{meta}: not a DFDC {meta.name} ({type(exc).__name__}: {exc})") from None
         missing = [name for name, _, _ in rows if not (meta.parent / name).is_file()]
         if missing:
             logger.warning("%s: %d of its %d videos are not in %s (e.g. %s); listing the others", meta,
                            len(missing), len(rows), meta.parent, missing[0])
-        items += [VideoItem(meta.parent / name, fake, "DFDC" if fake else "DFDC-real", Path(name).stem, "DFDC",
-                            (f"dfdc:{Path(original or name).stem}",)) for name, fake, original in rows
-                  if name not in missing]
+        items += [VideoItem(meta.parent / name, int(fake), "DFDC" if fake else "DFDC-real", Path(name).stem,
+                            "DFDC", (f"dfdc:{Path(original or name).stem}",))
+                  for name, fake, original in rows if name not in missing]
     return items
 
 
-def list_videos(root: str | Path, methods: Iterable[str] | None = None, compression: str = "c23") -> list[VideoItem]:
-    """Every real video and every fake of ``methods`` (None: every method found) under ``root``, in
-    any layout of ``LAYOUT_HELP``, sorted by path. FF++ at ``compression`` (official layout);
-    with ``DeepFakeDetection``, its originals (method ``"actors"``) are real videos too."""
+def list_videos(root: str | Path, methods: Iterable[str] | None = None,
+                compression: str = "c23") -> list[VideoItem]:
+    """Every real video and every fake of ``methods`` (None: all found) under ``root`` in any layout of
+    ``LAYOUT_HELP``, by path; FF++ at ``compression``, DeepFakeDetection's ``"actors"`` as reals."""
     root = Path(root)
     layout = detect_layout(root)
     if compression not in COMPRESSIONS or (compression != "c23" and layout == "kaggle"):
         raise ValueError(f"{root}: compression {compression!r}: expected one of {COMPRESSIONS} (the Kaggle "
                          "mirror holds c23 only)")
     # A bare string is one method, not a sequence of letters; repeats would duplicate videos.
-    methods = None if methods is None else list(dict.fromkeys([methods] if isinstance(methods, str) else methods))
+    if methods is not None:
+        methods = list(dict.fromkeys([methods] if isinstance(methods, str) else methods))
     where = ""
     if layout not in ("kaggle", "official"):
         items = _other_videos(root, layout)
@@ -969,16 +967,16 @@ def list_videos(root: str | Path, methods: Iterable[str] | None = None, compress
         if "DeepFakeDetection" in methods:
             folders[ACTORS_FOLDER] = _layout_folders(root, layout, ACTORS_FOLDER, compression)
             if not folders[ACTORS_FOLDER].is_dir():
-                logger.warning("%s: no DeepFakeDetection originals (actors) here, so the DeepFakeDetection fakes "
-                               "have no matching real videos", folders.pop(ACTORS_FOLDER))
+                logger.warning("%s: no DeepFakeDetection originals (actors) here, so the DeepFakeDetection "
+                               "fakes have no matching real videos", folders.pop(ACTORS_FOLDER))
         dataset = FFPP if compression == "c23" else f"{FFPP} {compression}"
         items = [VideoItem(p, int(m not in (REAL_FOLDER, ACTORS_FOLDER)), m, p.stem, dataset)
                  for m, folder in folders.items() for p in _video_files(folder)]
         empty = [str(f) for m, f in folders.items() if not any(i.method == m for i in items)]
         where = f"; no video files ({', '.join(VIDEO_EXTENSIONS)}) in {', '.join(empty)}" if empty else ""
     if not any(i.label == 0 for i in items) or not any(i.label == 1 for i in items):
-        counts = dict(Counter(i.method for i in items))
-        raise FileNotFoundError(f"{root}: need real and fake videos, found {counts or 'none'}{where}; {LAYOUT_HELP}")
+        counts = dict(Counter(i.method for i in items)) or "none"
+        raise FileNotFoundError(f"{root}: need real and fake videos, found {counts}{where}; {LAYOUT_HELP}")
     return sorted(items, key=lambda i: str(i.path))
 
 
@@ -987,8 +985,10 @@ def _celeb_test_list(root: Path) -> list[VideoItem]:
     here (counted); a path may carry a leading folder or backslashes."""
     listing = root / "List_of_testing_videos.txt"
     if not listing.is_file():
-        raise FileNotFoundError(f"{listing}: Celeb-DF v2's test list is missing (one 'LABEL RELPATH' per line)")
-    rows = [line.split(maxsplit=1) for line in listing.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
+        raise FileNotFoundError(f"{listing}: Celeb-DF v2's test list is missing "
+                                "(one 'LABEL RELPATH' per line)")
+    rows = [line.split(maxsplit=1) for line in listing.read_text(encoding="utf-8-sig").splitlines()
+            if line.strip()]
     if any(len(r) != 2 or r[0] not in ("0", "1") for r in rows):
         raise ValueError(f"{listing}: expected 'LABEL RELPATH' lines with LABEL 1 (real) or 0 (fake)")
     items = []
@@ -1005,9 +1005,8 @@ def _celeb_test_list(root: Path) -> list[VideoItem]:
 
 def dataset_test_items(root: str | Path, n_eval: int | None = 800, seed: int = 0,
                        compression: str = "c23") -> tuple[list[VideoItem], str]:
-    """A dataset's standard test set and what it is: Celeb-DF v2's test list, FF++'s official test
-    pairs, DFDC's public test set (``labels.csv``) or else its labelled videos, or every video of
-    your own folders. DFDC draws at most ``n_eval`` videos, balanced, with ``seed`` (None: all)."""
+    """A dataset's standard test set and its name: Celeb-DF v2's list, FF++'s official test pairs, DFDC's
+    public test set (else its labelled videos: at most ``n_eval``, balanced, drawn with ``seed``), or all."""
     root = Path(root)
     layout = detect_layout(root)
     if layout == "celeb-df":
@@ -1025,17 +1024,15 @@ def dataset_test_items(root: str | Path, n_eval: int | None = 800, seed: int = 0
     items = test or items
     if n_eval is None or n_eval >= len(items):
         return items, f"{what}, all {len(items)} videos"
-    rng = random.Random(seed)
-    by_label = [[i for i in items if i.label == c] for c in (0, 1)]
-    n = min(n_eval // 2, *map(len, by_label))
-    drawn = sorted(rng.sample(by_label[0], n) + rng.sample(by_label[1], n), key=lambda i: str(i.path))
-    return drawn, f"{what}, {len(drawn)} of {len(items)} drawn balanced"
+    n = min(n_eval // 2, *(sum(i.label == c for i in items) for c in (0, 1)))
+    drawn = _balanced(random.Random(seed), items, n)
+    return sorted(drawn, key=lambda i: str(i.path)), f"{what}, {len(drawn)} of {len(items)} drawn balanced"
 
 
 def standard_test_sets(roots: Sequence[str | Path], n_eval: int | None = 800, seed: int = 0,
                        compression: str = "c23") -> tuple[dict[str, tuple[Path, list[VideoItem]]], list[str]]:
-    """``{name: (root, items)}``, each root's standard test set (``dataset_test_items``) under a name of
-    its own (the root's folder added where two are alike), and a note for each root that cannot be read."""
+    """``{name: (root, items)}``: each root's ``dataset_test_items``, named apart (by the root's folder where
+    two are alike), and a note for each root that cannot be read."""
     found, notes = [], []
     for root in map(Path, roots):
         try:
@@ -1043,8 +1040,8 @@ def standard_test_sets(roots: Sequence[str | Path], n_eval: int | None = 800, se
         except (OSError, ValueError) as exc:  # a wrong root is reported; the others still run
             notes.append(f"{root}: skipped: {exc}")
     names, folders = Counter(name for _, _, name in found), Counter(root.name for root, _, _ in found)
-    return {name if names[name] == 1 else f"{name} ({root.name if folders[root.name] == 1 else root})": (root, items)
-            for root, items, name in found}, notes
+    return {name if names[name] == 1 else f"{name} ({root.name if folders[root.name] == 1 else root})":
+            (root, items) for root, items, name in found}, notes
 
 
 SPLIT_STRATEGIES = ("random", "identity", "official")
@@ -1071,19 +1068,21 @@ class Split:
             inside = root is not None and path.is_relative_to(root)
             return {**asdict(item), "path": path.relative_to(root).as_posix() if inside else str(item.path)}
 
-        return {"strategy": self.strategy, "seed": self.seed, **{p: list(map(row, getattr(self, p))) for p in SPLIT_PARTS}}
+        return {"strategy": self.strategy, "seed": self.seed, **{p: [row(i) for i in getattr(self, p)]
+                                                                 for p in SPLIT_PARTS}}
 
     @classmethod
     def from_json(cls, obj: dict[str, Any], data_root: str | Path | None = None) -> "Split":
         """The split ``to_json`` wrote, its relative paths resolved against today's ``data_root``."""
-        root = Path(data_root) if data_root is not None else Path()
-        side = lambda rows: [VideoItem(root / r["path"], int(r["label"]), r["method"], r["video_id"],  # noqa: E731
-                                       r.get("dataset", FFPP), tuple(r.get("people", ()))) for r in rows]
-        return cls(side(obj["train"]), side(obj["val"]), side(obj.get("test", [])), obj.get("strategy", "random"),
-                   obj.get("seed", 0))
+        def side(rows: list[dict[str, Any]]) -> list[VideoItem]:
+            return [VideoItem(Path(data_root or "") / r["path"], int(r["label"]), r["method"], r["video_id"],
+                              r.get("dataset", FFPP), tuple(r.get("people", ()))) for r in rows]
+
+        return cls(side(obj["train"]), side(obj["val"]), side(obj.get("test", [])),
+                   obj.get("strategy", "random"), obj.get("seed", 0))
 
     def same_videos(self, other: "Split") -> bool:
-        """Whether both hold the same videos on each side (by dataset, method and id, wherever the data lives)."""
+        """Whether both hold the same videos on each side (by dataset, method and id, wherever they live)."""
         key = lambda items: sorted((i.dataset, i.method, i.video_id) for i in items)  # noqa: E731
         return all(key(getattr(self, p)) == key(getattr(other, p)) for p in SPLIT_PARTS)
 
@@ -1102,9 +1101,9 @@ def load_split(path: str | Path, data_root: str | Path | None = None) -> Split:
 
 
 # -- Split helpers: identities, the official FF++ lists, leakage -------------------------------
-# A fake ``T_S`` shows target T's video with source S's face, so it carries both identities; a
-# split that puts 000_003 in training and 003 (or 003_000) in validation leaks a face. The
-# "identity" strategy keeps every identity on one side; "official" uses FF++'s own lists.
+# A fake ``T_S`` shows target T's video with source S's face, so it carries both identities: a split
+# with 000_003 in training and 003 (or 003_000) in validation leaks a face. "identity" keeps every
+# identity on one side; "official" uses FF++'s own lists.
 
 _ACTOR_METHODS = (ACTORS_FOLDER, "DeepFakeDetection")  # DFD ids are actors "01".."28", not youtube ids
 
@@ -1165,13 +1164,13 @@ def _official_index() -> dict[frozenset[str], str]:
 
 
 def video_identities(item_or_id: VideoItem | str) -> frozenset[str]:
-    """The people a video shows: real ``"T"`` -> ``{"T"}``; fake ``"T_S"`` -> ``{"T", "S"}``.
-    DeepFakeDetection ids (``"01_02__exit_phone_room__YVGY8LOK"``) name actors: ``{"actor:01", "actor:02"}``."""
+    """The people a video shows: ``"T"`` -> ``{"T"}``, ``"T_S"`` -> ``{"T", "S"}``; DeepFakeDetection's
+    ``"01_02__exit_phone_room__YVGY8LOK"`` -> ``{"actor:01", "actor:02"}`` (never youtube video 001's)."""
     item = item_or_id if isinstance(item_or_id, VideoItem) else None
     if item is not None and item.people:  # listed with its people (not FF++)
         return frozenset(item.people)
     vid = item.video_id if item is not None else str(item_or_id)
-    actor = "__" in vid or item is not None and item.method in _ACTOR_METHODS  # never youtube video 001's person
+    actor = "__" in vid or item is not None and item.method in _ACTOR_METHODS
     people = [p for p in vid.split("__", 1)[0].split("_") if p] or [vid]
     return frozenset(f"actor:{p}" if actor else p for p in people)
 
@@ -1188,7 +1187,7 @@ def identities_of(items: Iterable[VideoItem]) -> set[str]:
 
 
 def split_by_faces(items: Iterable[VideoItem], faces: set[str]) -> tuple[list[VideoItem], list[VideoItem]]:
-    """``(unseen, seen)``: the videos of ``items`` that share no identity with ``faces``, and those that do."""
+    """``(unseen, seen)``: the videos of ``items`` sharing no identity with ``faces``, and those that do."""
     unseen: list[VideoItem] = []
     seen: list[VideoItem] = []
     for item in items:
@@ -1203,8 +1202,8 @@ def count_identity_leaks(train: Iterable[VideoItem], other: Iterable[VideoItem])
 
 
 def held_out_items(items: Iterable[VideoItem], split: Split) -> list[VideoItem]:
-    """The videos of ``items`` (any method) whose faces are all on ``split``'s validation side (for
-    the official strategy: in the official val list): other methods, on faces never trained on."""
+    """The videos of ``items`` (any method) whose faces are all on ``split``'s validation side (official
+    strategy: in the official val list): other methods, on faces never trained on."""
     items = list(items)
     if split.strategy == "official":
         return [i for i in items if official_part(i) == "val"]
@@ -1212,29 +1211,25 @@ def held_out_items(items: Iterable[VideoItem], split: Split) -> list[VideoItem]:
 
 
 def _spread(available: dict[str, int], total: int) -> dict[str, int]:
-    """``total`` (at most all ``available``) spread evenly over its keys, none above what it has: a short
-    key's shortfall goes to the others, the remainder to the first keys by name."""
-    quota: dict[str, int] = {}
-    left = total
-    for n, k in enumerate(sorted(available, key=lambda k: (available[k], k))):
-        if available[k] > left // (len(available) - n):  # the keys from here on get an even share
-            break
-        quota[k], left = available[k], left - available[k]
-    rest = [k for k in sorted(available) if k not in quota]
-    quota.update({k: left // len(rest) + (n < left % len(rest)) for n, k in enumerate(rest)})
-    return {k: quota[k] for k in sorted(available)}
+    """``total`` handed out one at a time to the key with the least so far that has more (ties: by name)."""
+    quota = dict.fromkeys(sorted(available), 0)
+    for _ in range(total):
+        quota[min((k for k in quota if quota[k] < available[k]), key=lambda k: (quota[k], k))] += 1
+    return quota
 
 
-def _sample_fakes(rng: random.Random, fakes: Sequence[VideoItem], n: int) -> list[VideoItem]:
-    """``n`` of ``fakes``, drawn evenly across their methods."""
+def _balanced(rng: random.Random, items: Sequence[VideoItem], n: int) -> list[VideoItem]:
+    """``n`` reals and ``n`` fakes of ``items``, the fakes drawn evenly across their methods."""
+    fakes = [i for i in items if i.label == 1]
     quota = _spread(Counter(i.method for i in fakes), n)
-    return [i for m, q in quota.items() for i in rng.sample([f for f in fakes if f.method == m], q)]
+    return rng.sample([i for i in items if i.label == 0], n) + [
+        i for m, q in quota.items() for i in rng.sample([f for f in fakes if f.method == m], q)]
 
 
 def _identity_split(items: Sequence[VideoItem], n_train: int, n_val: int,
                     rng: random.Random) -> tuple[list[VideoItem], list[VideoItem]]:
-    """Train / val for ``make_split(strategy="identity")`` (``items`` sorted by path, sizes checked):
-    the groups of videos joined by shared faces, shuffled, each filling train's quotas, else val's."""
+    """Train / val of ``make_split(strategy="identity")`` (``items`` sorted by path, sizes checked): the
+    groups of videos joined by shared faces, shuffled, each filling train's quotas, else val's."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
@@ -1244,83 +1239,70 @@ def _identity_split(items: Sequence[VideoItem], n_train: int, n_val: int,
     groups: dict[int, list[VideoItem]] = {}
     for item, group in zip(items, connected_components(graph, directed=False)[1]):
         groups.setdefault(group, []).append(item)
-    components = list(groups.values())  # in the order of their first video's path
-    rng.shuffle(components)
+    groups = list(groups.values())  # in the order of their first video
+    rng.shuffle(groups)
     per_class = (n_train + n_val) // 2
     fakes = _spread(Counter(i.method for i in items if i.label == 1), per_class)
     train_fakes = _spread(fakes, n_train - n_train // 2)
-    need = [Counter({(0, ""): n_train // 2, **{(1, m): q for m, q in train_fakes.items()}}),
-            Counter({(0, ""): per_class - n_train // 2, **{(1, m): fakes[m] - train_fakes[m] for m in fakes}})]
+    need = [Counter({"": n_train // 2, **train_fakes}),
+            Counter({"": per_class - n_train // 2, **{m: fakes[m] - train_fakes[m] for m in fakes}})]
     sides: tuple[list[VideoItem], list[VideoItem]] = ([], [])
-    for component in components:
-        by_key: dict[tuple[int, str], list[VideoItem]] = {}
-        for item in component:
-            by_key.setdefault((item.label, item.method if item.label == 1 else ""), []).append(item)
+    for group in groups:
+        by_kind: dict[str, list[VideoItem]] = {}  # "" for the reals, else the fakes' method
+        for item in group:
+            by_kind.setdefault(item.method if item.label == 1 else "", []).append(item)
         for side, side_need in zip(sides, need):
-            if any(side_need[k] > 0 for k in by_key):  # train first, then val
-                for k in sorted(by_key):
-                    take = min(side_need[k], len(by_key[k]))
-                    side += rng.sample(by_key[k], take)
+            if any(side_need[k] > 0 for k in by_kind):  # train first, then val
+                for k in sorted(by_kind):
+                    take = min(side_need[k], len(by_kind[k]))
+                    side += rng.sample(by_kind[k], take)
                     side_need[k] -= take
                 break
     if any(sum(side_need.values()) for side_need in need):
-        left = [", ".join(f"{n} {m or 'real'}" for (_, m), n in sorted(s.items()) if n) or "nothing" for s in need]
-        raise ValueError(f"identity split of {n_train} train + {n_val} val cannot be met without sharing an identity "
-                         f"across sides: after all {len(components)} identity groups, train still needs {left[0]} "
-                         f"and val still needs {left[1]}; lower n_train / n_val")
+        left = [", ".join(f"{n} {k or 'real'}" for k, n in sorted(s.items()) if n) or "nothing" for s in need]
+        raise ValueError(f"identity split of {n_train} train + {n_val} val cannot be met without sharing an "
+                         f"identity across sides: after all {len(groups)} identity groups, train still needs "
+                         f"{left[0]} and val still needs {left[1]}; lower n_train / n_val")
     return sides
-
-
-def _official_split(items: Sequence[VideoItem], rng: random.Random) -> dict[str, list[VideoItem]]:
-    """The ``train`` / ``val`` / ``test`` lists for ``make_split(strategy="official")``, each balanced."""
-    listed = [(official_part(i), i) for i in items]
-    left_out = sum(part is None for part, _ in listed)
-    if left_out:
-        logger.info("official split: %d of %d videos are not in the official FF++ lists, left out", left_out,
-                    len(items))
-    parts = {}
-    for part in SPLIT_PARTS:
-        reals, fakes = ([i for p, i in listed if p == part and i.label == c] for c in (0, 1))
-        n = min(len(reals), len(fakes))
-        parts[part] = rng.sample(reals, n) + _sample_fakes(rng, fakes, n)
-        rng.shuffle(parts[part])
-    empty = [p for p in ("train", "val") if not parts[p]]
-    if empty:
-        raise ValueError(f"official split: no balanced real/fake videos for {' and '.join(empty)} among "
-                         f"{len(items)} videos (the official lists hold youtube ids 000-999 and their pairs)")
-    return parts
 
 
 def make_split(items: Sequence[VideoItem], n_train: int = 600, n_val: int = 800, seed: int = 0,
                strategy: str = "random") -> Split:
-    """Train / val (/ test) videos, deterministic for ``seed``. ``"random"`` (the original protocol):
-    a balanced pool of ``(n_train + n_val) / 2`` reals and as many fakes, shuffled; identities leak.
-    ``"identity"``: the same sizes, but identity groups (connected over shared faces) are shuffled
-    and fill train's quotas, then val's, so no face is on both sides. ``"official"``: FF++'s own
-    lists, each part balanced by sub-sampling (sizes ignored; videos outside the lists left out).
-    Fakes are drawn evenly across methods. Sizes that cannot be met raise ``ValueError``."""
+    """Train / val (/ test), deterministic for ``seed``, balanced, fakes even across methods: ``"random"``,
+    ``"identity"`` (no face on both sides) or ``"official"`` (FF++'s lists, sizes ignored): README, Splits."""
     if strategy not in SPLIT_STRATEGIES:
-        expected = ", ".join(map(repr, SPLIT_STRATEGIES))
-        raise ValueError(f"unknown split strategy {strategy!r}; expected one of {expected}")
+        raise ValueError(f"unknown split strategy {strategy!r}; expected one of "
+                         f"{', '.join(map(repr, SPLIT_STRATEGIES))}")
     rng = random.Random(seed)
-    items = sorted(items, key=lambda i: str(i.path))  # the split depends on the files, not the listing's order
-    if strategy == "official":
-        return Split(*_official_split(items, rng).values(), strategy=strategy, seed=seed)
+    items = sorted(items, key=lambda i: str(i.path))  # the split depends on the files, not their listing
+    if strategy == "official":  # each part balanced by sub-sampling; videos outside the lists left out
+        parts = {p: [i for i in items if official_part(i) == p] for p in SPLIT_PARTS}
+        if sum(map(len, parts.values())) < len(items):
+            logger.info("official split: %d of %d videos are not in the official FF++ lists, left out",
+                        len(items) - sum(map(len, parts.values())), len(items))
+        for part, members in parts.items():
+            parts[part] = _balanced(rng, members, min(sum(i.label == c for i in members) for c in (0, 1)))
+            rng.shuffle(parts[part])
+        empty = [p for p in ("train", "val") if not parts[p]]
+        if empty:
+            raise ValueError(f"official split: no balanced real/fake videos for {' and '.join(empty)} among "
+                             f"{len(items)} videos (the official lists hold youtube ids 000-999 and their "
+                             "pairs)")
+        return Split(**parts, strategy=strategy, seed=seed)
     if n_train < 0 or n_val < 1 or (n_train + n_val) % 2:
-        raise ValueError(f"n_train + n_val must be even and n_val >= 1 (balanced pool); got {n_train} + {n_val}")
+        raise ValueError(f"n_train + n_val must be even and n_val >= 1 (balanced pool); got {n_train} + "
+                         f"{n_val}")
     per_class = (n_train + n_val) // 2
-    for label in (0, 1):
-        available = sum(i.label == label for i in items)
-        if available < per_class:
-            raise ValueError(f"split of {n_train} train + {n_val} val needs {per_class} {CLASS_NAMES[label].lower()} "
-                             f"videos, only {available} available; lower n_train / n_val")
+    for label, name in enumerate(("real", "fake")):
+        if sum(i.label == label for i in items) < per_class:
+            raise ValueError(f"split of {n_train} train + {n_val} val needs {per_class} {name} videos, only "
+                             f"{sum(i.label == label for i in items)} available; lower n_train / n_val")
     if strategy == "identity":
         train, val = _identity_split(items, n_train, n_val, rng)
         rng.shuffle(train)
         rng.shuffle(val)
         return Split(train, val, strategy=strategy, seed=seed)
-    pool = rng.sample([i for i in items if i.label == 0], per_class)
-    pool += _sample_fakes(rng, [i for i in items if i.label == 1], per_class)
+    pool = _balanced(rng, items, per_class)
     rng.shuffle(pool)
     return Split(pool[:n_train], pool[n_train:], strategy=strategy, seed=seed)
 
@@ -1333,9 +1315,10 @@ def cache_dir_for(root: str | Path, num_frames: int = 8, size: int = 224, face_c
 
 
 def cache_path(item: VideoItem, cache_dir: str | Path) -> Path:
-    """Where ``item``'s clip lives in ``cache_dir``: ``<method>/<video_id>.npy``, below a folder
-    named after its dataset unless that is FF++ c23 (so FF++ at c40 never reuses c23's clips)."""
-    return Path(cache_dir) / ("" if item.dataset == FFPP else item.dataset) / item.method / f"{item.video_id}.npy"
+    """``item``'s clip: ``<method>/<video_id>.npy`` in ``cache_dir``, below a folder named after its dataset
+    unless that is FF++ c23 (so FF++ at c40 never reuses c23's clips)."""
+    dataset = "" if item.dataset == FFPP else item.dataset
+    return Path(cache_dir) / dataset / item.method / f"{item.video_id}.npy"
 
 
 @dataclass
@@ -1345,7 +1328,7 @@ class ExtractionReport:
     done: list[VideoItem] = field(default_factory=list)
     skipped: list[VideoItem] = field(default_factory=list)  # already in the cache
     failed: list[tuple[VideoItem, str]] = field(default_factory=list)  # with the cause
-    faces: dict[VideoItem, FaceCounts] = field(default_factory=dict)  # with face crop: how each clip's crops were made
+    faces: dict[VideoItem, FaceCounts] = field(default_factory=dict)  # with face crop: how crops were made
     warnings: list[tuple[VideoItem, str]] = field(default_factory=list)
 
     @property
@@ -1366,16 +1349,19 @@ class ExtractionReport:
             lines.append(format_table([(i.path.name, i.method, cause) for i, cause in self.failed],
                                       ["video", "method", "cause"]))
         if self.faces:
-            total = {k: sum(getattr(c, k) for c in self.faces.values()) for k in ("on_track", "borrowed", "no_face")}
+            total = {k: sum(getattr(c, k) for c in self.faces.values()) for k in ("on_track", "borrowed",
+                                                                                    "no_face")}
             odd = [(i, c) for i, c in self.faces.items() if c.borrowed or c.no_face or c.tracks != 1]
             videos = lambda n: f"{n} video{'' if n == 1 else 's'}"  # noqa: E731
-            lines.append(f"face crops of {videos(len(self.faces))}: the face on {total['on_track']} frames, borrowed "
-                         f"from the nearest frame on its track on {total['borrowed']}, no face on {total['no_face']}; "
-                         f"{videos(len(self.unsure))} without the face on most frames (listed as unsure)")
+            lines.append(f"face crops of {videos(len(self.faces))}: the face on {total['on_track']} frames, "
+                         f"borrowed from the nearest frame on its track on {total['borrowed']}, no face on "
+                         f"{total['no_face']}; {videos(len(self.unsure))} without the face on most frames "
+                         "(listed as unsure)")
             if odd:
-                lines.append(format_table([(i.path.name, i.method, c.on_track, c.borrowed, c.no_face, c.tracks,
-                                            "unsure" if c.unsure else "") for i, c in odd],
-                                          ["video", "method", "on track", "borrowed", "no face", "face tracks", ""]))
+                rows = [(i.path.name, i.method, c.on_track, c.borrowed, c.no_face, c.tracks,
+                         "unsure" if c.unsure else "") for i, c in odd]
+                lines.append(format_table(rows, ["video", "method", "on track", "borrowed", "no face",
+                                                 "face tracks", ""]))
         return "\n".join(lines)
 
 
@@ -1386,7 +1372,8 @@ def _extract_one(item: VideoItem, dest: Path, num_frames: int, size: int, face_c
     try:
         clip = read_clip(item.path, num_frames, size, face_crop, num_clips)
     except Exception as exc:  # a bad video, or a decoder bug: it fails this video, not the run
-        return str(exc) if isinstance(exc, VideoReadError) else f"{item.path}: {type(exc).__name__}: {exc}", None, []
+        cause = str(exc) if isinstance(exc, VideoReadError) else f"{item.path}: {type(exc).__name__}: {exc}"
+        return cause, None, []
     if clip.faces is not None:  # first, so that a cached clip always has its counts
         write_json(dest.with_suffix(".faces.json"), asdict(clip.faces))
     atomic_write(dest, lambda fh: np.save(fh, clip.frames), "the clip to the frame cache")
@@ -1405,7 +1392,8 @@ NO_PROCESSES = ("worker processes cannot start here, so ISOLATE_DECODING (isolat
 
 def _process_pool(n: int) -> concurrent.futures.ProcessPoolExecutor:
     # spawn, not fork: forking a process that already runs OpenCV/torch threads can deadlock.
-    return concurrent.futures.ProcessPoolExecutor(n, multiprocessing.get_context("spawn"), _init_extract_worker)
+    return concurrent.futures.ProcessPoolExecutor(n, multiprocessing.get_context("spawn"),
+                                                  _init_extract_worker)
 
 
 def _processes_start() -> bool:
@@ -1420,12 +1408,8 @@ def _processes_start() -> bool:
 def extract_frames(items: Sequence[VideoItem], cache_dir: str | Path, num_frames: int = 8, size: int = 224,
                    face_crop: bool = False, workers: int | None = None, num_clips: int = 1,
                    isolate: bool = False) -> ExtractionReport:
-    """Decode each video once into ``cache_dir/<method>/<video_id>.npy``, ``(T, size, size, 3)``
-    uint8 (``(num_clips, T, ...)`` with several clips). Cached clips are skipped, so a rerun resumes.
-    ``workers`` threads (default: the CPUs) decode one video each on one FFmpeg thread;
-    ``isolate=True`` uses processes, so a crash in the native decoder fails one video, not the
-    kernel. A video that fails is listed with its cause; a clip that cannot be written stops the
-    run with an ``OSError`` naming the file."""
+    """Decode each video not yet cached to ``cache_path``: ``(T, size, size, 3)`` uint8 (``(num_clips, T,
+    ...)``) in ``workers`` threads (default: the CPUs), or processes with ``isolate`` (a crash fails one)."""
     report = ExtractionReport()
     todo = []
     for item in items:
@@ -1452,8 +1436,9 @@ def extract_frames(items: Sequence[VideoItem], cache_dir: str | Path, num_frames
                 logger.warning(warning)
         bar.update()
 
-    def run(pool: concurrent.futures.Executor, jobs: list[tuple[VideoItem, Path]]) -> list[tuple[VideoItem, Path]]:
-        """Extract ``jobs`` in ``pool``, ``workers`` at a time; returns those a dying worker process left undone."""
+    def run(pool: concurrent.futures.Executor, jobs: list[tuple[VideoItem, Path]]) -> list[Any]:
+        """``jobs`` in ``pool``, ``workers`` at a time (one FFmpeg thread each where several); returns those
+        left undone when a worker process died. A clip that cannot be written stops the run."""
         left, running, broken = list(jobs), {}, []
         try:
             while running or left and not broken:
@@ -1471,8 +1456,9 @@ def extract_frames(items: Sequence[VideoItem], cache_dir: str | Path, num_frames
                     else:
                         record(job[0], *future.result())
         except OSError as exc:  # the cache cannot be written: stop, rather than fail every video
-            raise OSError(exc.errno, f"{exc.strerror}. Extraction stopped after {len(report.done)} of {len(todo)} "
-                                     "videos; the clips written are kept and a rerun resumes") from exc
+            raise OSError(exc.errno, f"{exc.strerror}. Extraction stopped after {len(report.done)} of "
+                                     f"{len(todo)} videos; the clips written are kept and a rerun "
+                                     "resumes") from exc
         finally:  # on a stop, drop the queued videos; the running ones finish their atomic writes
             pool.shutdown(wait=True, cancel_futures=True)
         return sorted(broken, key=jobs.index) + left
@@ -1482,7 +1468,7 @@ def extract_frames(items: Sequence[VideoItem], cache_dir: str | Path, num_frames
         queue, rest = (todo, []) if isolate else ([], todo)
         while queue:
             queue = run(_process_pool(workers), queue)
-            if queue and run(_process_pool(1), queue[:1]):  # a worker died: this video, tried alone, too
+            if queue and run(_process_pool(1), queue[:1]):  # a worker died: this video, alone, kills one too
                 if not _processes_start():  # no process starts here at all: not the video's fault
                     logger.warning(NO_PROCESSES)
                     queue, rest, isolate = [], queue, False
@@ -1509,30 +1495,32 @@ class FrameClipDataset(Dataset):
     """Cached clips as ``((T, C, H, W) float32 normalised, label)`` (``(K, T, C, H, W)`` for K clips).
     ``augment``: a horizontal flip with probability 0.5, drawn from torch's (saved) random state."""
 
-    def __init__(self, items: Sequence[VideoItem], cache_dir: str | Path, mean: Sequence[float] = KINETICS_MEAN,
-                 std: Sequence[float] = KINETICS_STD, augment: bool = False) -> None:
-        self.items, self.cache_dir, self.mean, self.std, self.augment = list(items), Path(cache_dir), mean, std, augment
-        missing = [str(cache_path(i, cache_dir)) for i in self.items if not cache_path(i, cache_dir).is_file()]
+    def __init__(self, items: Sequence[VideoItem], cache_dir: str | Path,
+                 mean: Sequence[float] = KINETICS_MEAN, std: Sequence[float] = KINETICS_STD,
+                 augment: bool = False) -> None:
+        self.items, self.cache_dir = list(items), Path(cache_dir)
+        self.mean, self.std, self.augment = mean, std, augment
+        missing = [str(cache_path(i, cache_dir)) for i in self.items
+                   if not cache_path(i, cache_dir).is_file()]
         if missing:
-            raise FileNotFoundError(f"{len(missing)} clips missing from the cache (run extract_frames first): "
-                                    f"{missing[:3]}")
+            raise FileNotFoundError(f"{len(missing)} clips missing from the cache (run extract_frames "
+                                    f"first): {missing[:3]}")
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        item = self.items[index]
         flip = self.augment and bool(torch.rand(()) < 0.5)
-        return clip_to_tensor(np.load(cache_path(item, self.cache_dir)), self.mean, self.std, flip), item.label
+        clip = np.load(cache_path(self.items[index], self.cache_dir))
+        return clip_to_tensor(clip, self.mean, self.std, flip), self.items[index].label
 
 
-def clip_to_tensor(frames: np.ndarray, mean: Sequence[float] | torch.Tensor, std: Sequence[float] | torch.Tensor,
-                   flip: bool = False) -> torch.Tensor:
-    """``(..., T, H, W, 3)`` uint8 -> ``(..., T, 3, H, W)`` float32 ``(x / 255 - mean) / std``, with
-    one float allocation (the flip moves uint8 bytes; the arithmetic runs in place)."""
+def clip_to_tensor(frames: np.ndarray, mean: Sequence[float] | torch.Tensor,
+                   std: Sequence[float] | torch.Tensor, flip: bool = False) -> torch.Tensor:
+    """``(..., T, H, W, 3)`` uint8 -> ``(..., T, 3, H, W)`` float32 ``(x / 255 - mean) / std``, in one float
+    allocation (the flip moves uint8 bytes; the arithmetic runs in place)."""
     x = torch.from_numpy(np.ascontiguousarray(frames)).movedim(-1, -3)
-    if flip:
-        x = x.flip(-1)
+    x = x.flip(-1) if flip else x
     mean = torch.as_tensor(mean, dtype=torch.float32).view(3, 1, 1)
     std = torch.as_tensor(std, dtype=torch.float32).view(3, 1, 1)
     return torch.empty(x.shape, dtype=torch.float32).copy_(x).div_(255.0).sub_(mean).div_(std)
@@ -1540,8 +1528,8 @@ def clip_to_tensor(frames: np.ndarray, mean: Sequence[float] | torch.Tensor, std
 
 # -- Demo data: a synthetic real/fake dataset, so the notebook runs with nothing downloaded ----
 # A real clip moves matplotlib's public-domain Grace Hopper portrait under a slow virtual camera; a fake
-# ``T_S`` replays real T's camera and blends S's mirrored, re-tinted face over it through a soft ellipse
-# whose placement, size and colour jitter frame to frame: the temporal flicker that face swaps show.
+# ``T_S`` replays real T's camera with S's mirrored, re-tinted face blended in through a soft ellipse whose
+# placement, size and colour jitter frame to frame: the temporal flicker that face swaps show.
 
 _PORTRAIT_FACE = (266.0, 216.0, 222.0)  # face centre x, y and side in px of the 512x600 portrait
 
@@ -1550,35 +1538,35 @@ _PORTRAIT_FACE = (266.0, 216.0, 222.0)  # face centre x, y and side in px of the
 def _portrait() -> np.ndarray:
     from matplotlib import cbook
 
-    img = cv2.imdecode(np.fromfile(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False), np.uint8),
-                       cv2.IMREAD_COLOR).astype(np.float32)
+    data = np.fromfile(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False), np.uint8)
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR).astype(np.float32)
     img.setflags(write=False)
     return img
 
 
 def _drift(rng: np.random.Generator, n: int, amp: float) -> np.ndarray:
-    """``(n,)`` a smooth random curve within about +-amp: three slow sinusoids, their speed per frame
-    independent of the clip's length."""
+    """``(n,)`` a smooth random curve within about +-amp: three sinusoids, as slow in long clips as short."""
     f, phase, w = rng.uniform(0.1, 0.7, 3), rng.uniform(0, 2 * np.pi, 3), rng.dirichlet(np.ones(3))
     return amp * (w * np.sin(2 * np.pi * f * (np.arange(n)[:, None] / 32) + phase)).sum(1)
 
 
 def _camera(rng: np.random.Generator, n: int, size: int) -> dict[str, Any]:
-    """One real video's look and motion (a fake of that target replays it); its tint warms or cools (BGR)."""
+    """One real video's look (a warmer or cooler BGR tint) and motion; a fake of that target replays it."""
     k = rng.uniform(-0.08, 0.08)
     return {"flip": rng.random() < 0.5, "tint": np.array([1 - k, 1, 1 + k]) * rng.uniform(0.95, 1.05, 3),
             "pan": np.stack([_drift(rng, n, 0.02 * size) + rng.uniform(-0.04, 0.04) * size for _ in "xy"], 1),
             "zoom": rng.uniform(1.0, 1.25) * np.exp(_drift(rng, n, 0.03)),
-            "roll": _drift(rng, n, 2.0) + rng.uniform(-4, 4), "light": _drift(rng, n, 0.06) + rng.uniform(-0.05, 0.05)}
+            "roll": _drift(rng, n, 2.0) + rng.uniform(-4, 4),
+            "light": _drift(rng, n, 0.06) + rng.uniform(-0.05, 0.05)}
 
 
 def _blend(rng: np.random.Generator, n: int, size: int) -> dict[str, Any]:
-    """One fake's swap: per-video offsets plus per-frame jitter (exaggerated, so that the demo's tiny
-    model still sees it at 64 px)."""
+    """One fake's swap: per-video offsets plus per-frame jitter, exaggerated for the demo's tiny model."""
     px = size / 96
     return {"shift": rng.normal(0, 2.5 * px, (n, 2)) + rng.normal(0, 1.5 * px, 2),
             "scale": 1 + rng.normal(0, 0.03, n) + rng.normal(0, 0.02), "roll": rng.normal(0, 2.0, n),
-            "axes": np.array([rng.uniform(0.36, 0.42), rng.uniform(0.46, 0.52)]) * (1 + rng.normal(0, 0.06, (n, 1))),
+            "axes": np.array([rng.uniform(0.36, 0.42), rng.uniform(0.46, 0.52)])
+            * (1 + rng.normal(0, 0.06, (n, 1))),
             "feather": np.clip(rng.uniform(0.2, 0.35) * (1 + rng.normal(0, 0.3, n)), 0.08, None),
             "gain": 1 + rng.normal(0, 0.04, 3) + rng.normal(0, 0.035, (n, 3)),
             "offset": rng.normal(0, 8.0, (n, 3)) + rng.normal(0, 5.0, 3), "blur": rng.uniform(1.0, 1.6) * px}
@@ -1588,25 +1576,26 @@ def _render(size: int, cam: dict[str, Any], noise: np.random.Generator, swap: di
             source: dict[str, Any] | None = None) -> Iterator[np.ndarray]:
     """The ``(size, size, 3)`` uint8 BGR frames of one clip; with ``swap`` and ``source``, a fake."""
     cx, cy, side = _PORTRAIT_FACE
-    looks = {flip: np.ascontiguousarray((_portrait()[:, ::-1] if flip else _portrait()) * cam["tint"], np.float32)
-             for flip in {cam["flip"], bool(source and source["flip"])}}  # in the target's tint
+    flips = {cam["flip"], bool(source and source["flip"])}  # both looks in the target's tint
+    looks = {f: np.ascontiguousarray((_portrait()[:, ::-1] if f else _portrait()) * cam["tint"], np.float32)
+             for f in flips}
     yy, xx = np.mgrid[0:size, 0:size]
 
     def place(flip: bool, zoom: float, roll: float, at: np.ndarray) -> np.ndarray:
-        """The portrait (mirrored or not), its face centred at ``at``, zoomed (1: half the frame), rolled."""
+        """The portrait, its face centred at ``at``, zoomed (at 1: half the frame) and rolled."""
         centre = (looks[flip].shape[1] - 1 - cx if flip else cx, cy)
         m = cv2.getRotationMatrix2D(centre, roll, zoom * (0.5 * size / side))
         m[:, 2] += at - centre
         return cv2.warpAffine(looks[flip], m, (size, size), borderMode=cv2.BORDER_REFLECT)
 
-    for t in range(len(cam["zoom"])):
+    for t, zoom in enumerate(cam["zoom"]):
         at = size / 2 + cam["pan"][t]
-        frame = place(cam["flip"], cam["zoom"][t], cam["roll"][t], at)
+        frame = place(cam["flip"], zoom, cam["roll"][t], at)
         if swap is not None:
-            face = place(source["flip"], cam["zoom"][t] * swap["scale"][t], cam["roll"][t] + swap["roll"][t],
+            face = place(source["flip"], zoom * swap["scale"][t], cam["roll"][t] + swap["roll"][t],
                          at + swap["shift"][t])
             face = cv2.GaussianBlur(face, (0, 0), swap["blur"]) * swap["gain"][t] + swap["offset"][t]
-            ax, ay = swap["axes"][t] * 0.5 * size * cam["zoom"][t]
+            ax, ay = swap["axes"][t] * 0.5 * size * zoom
             r = np.sqrt(((xx - at[0]) / ax) ** 2 + ((yy - at[1]) / ay) ** 2)
             alpha = np.clip((1 - r) / swap["feather"][t], 0, 1)[..., None]  # a soft ellipse, 1 inside
             frame = alpha * face + (1 - alpha) * frame
@@ -1615,7 +1604,7 @@ def _render(size: int, cam: dict[str, Any], noise: np.random.Generator, swap: di
 
 
 def _write_video(path: Path, frames: Iterable[np.ndarray], size: int, fps: int) -> None:
-    """``frames`` as an mp4v video: a hidden temp .mp4 beside ``path`` (the suffix picks the container), renamed."""
+    """``frames`` as mp4v, in a hidden temp .mp4 beside ``path`` (the suffix picks the container), renamed."""
     tmp = path.with_name(f".{path.stem}.tmp.mp4")
     tmp.parent.mkdir(parents=True, exist_ok=True)
     writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (size, size))
@@ -1629,45 +1618,38 @@ def _write_video(path: Path, frames: Iterable[np.ndarray], size: int, fps: int) 
 
 def make_synthetic_dataset(root: str | Path, n_per_class: int = 24, num_frames: int = 32, size: int = 96,
                            fps: int = 16, seed: int = 0) -> Path:
-    """Write ``root/original/NNN.mp4`` (real) and ``root/Deepfakes/T_S.mp4`` (target T's camera with
-    source S's face; each real is the target of one fake) and return ``root``. Deterministic for
-    ``seed``; only missing files are written; a root holding another seed's or size's is refused."""
+    """``root/original/NNN.mp4`` and ``root/Deepfakes/T_S.mp4`` (each real the target of one fake), written
+    where missing; deterministic for ``seed``; a root holding another seed's or size's videos is refused."""
     if not 2 <= n_per_class <= 1000:
         raise ValueError("n_per_class must be in [2, 1000] (3-digit ids, source != target)")
-    root, n = Path(root), n_per_class
-    rng = np.random.default_rng(seed)
-    # Faces swapped in pairs as in FF++ (fakes a_b and b_a), so an identity-disjoint split exists.
-    order = rng.permutation(n).tolist()
+    root, n, rng = Path(root), n_per_class, np.random.default_rng(seed)
+    order = rng.permutation(n).tolist()  # faces swapped in pairs as in FF++ (a_b and b_a)
     src_of = {order[j]: order[j ^ 1] for j in range(n - n % 2)}
-    if n % 2:  # the odd one out joins the last pair in a 3-cycle
+    if n % 2:  # the odd one out closes a 3-cycle with the last pair
         src_of |= {order[-2]: order[-1], order[-1]: order[-3]}
     real = [root / REAL_FOLDER / f"{i:03d}.mp4" for i in range(n)]
     fake = [root / "Deepfakes" / f"{i:03d}_{src_of[i]:03d}.mp4" for i in range(n)]
-    # Another seed's or size's videos, mixed in, would join the identity groups: the settings are
-    # recorded beside the videos, and a root holding another dataset is refused.
     settings = {"n_per_class": n, "num_frames": num_frames, "size": size, "fps": fps, "seed": seed}
-    manifest = root / ".synthetic.json"
+    manifest = root / ".synthetic.json"  # other settings' videos would join the identity groups: refused
     recorded = json.loads(manifest.read_text(encoding="utf-8")) if manifest.is_file() else settings
     stray = [p for d in (REAL_FOLDER, "Deepfakes") if (root / d).is_dir() for p in _video_files(root / d)
-             if p not in {*real, *fake}]
+             if p not in real + fake]
     if stray or recorded != settings:
-        raise ValueError(f"{root}: holds another synthetic dataset ({recorded if recorded != settings else stray[0]}), "
-                         f"not the one for {settings}: delete it, or write this one to another folder")
+        other = recorded if recorded != settings else stray[0]
+        raise ValueError(f"{root}: holds another synthetic dataset ({other}), not the one for {settings}: "
+                         "delete it, or write this one to another folder")
     if not manifest.is_file():
         write_json(manifest, settings)
-    if all(p.exists() for p in real + fake):
-        return root
-    # Every clip's parameters come from generators spawned up front: a partly written dataset is
-    # completed with exactly the clips a fresh run writes.
-    cameras = [_camera(g, num_frames, size) for g in rng.spawn(n)]
-    swaps = [_blend(g, num_frames, size) for g in rng.spawn(n)]
-    noises = rng.spawn(2 * n)
-    for i in range(n):
-        if not real[i].exists():
+    if not all(p.exists() for p in real + fake):  # all drawn up front: a rerun completes what one run writes
+        cameras = [_camera(g, num_frames, size) for g in rng.spawn(n)]
+        swaps = [_blend(g, num_frames, size) for g in rng.spawn(n)]
+        noises = rng.spawn(2 * n)
+        for i in (i for i in range(n) if not real[i].exists()):
             _write_video(real[i], _render(size, cameras[i], noises[i]), size, fps)
-        if not fake[i].exists():
-            _write_video(fake[i], _render(size, cameras[i], noises[n + i], swaps[i], cameras[src_of[i]]), size, fps)
-    logger.info("synthetic dataset ready at %s (%d real, %d fake)", root, n, n)
+        for i in (i for i in range(n) if not fake[i].exists()):
+            frames = _render(size, cameras[i], noises[n + i], swaps[i], cameras[src_of[i]])
+            _write_video(fake[i], frames, size, fps)
+        logger.info("synthetic dataset ready at %s (%d real, %d fake)", root, n, n)
     return root
 
 
