@@ -858,7 +858,7 @@ def _dfdc_metadata(root: Path) -> list[Path]:
     """DFDC's ``metadata.json`` at ``root``, in its parts or in a part's own folder inside (numbers that
     match, not their zeros: ``dfdc_train_part_00/dfdc_train_part_0/``), and its test set's ``labels.csv``."""
     number = lambda name: re.sub(r"\d+", lambda m: str(int(m[0])), name)  # noqa: E731
-    deeper = [p for p in root.glob("*/*/metadata.json") 
+    deeper = [p for p in root.glob("*/*/metadata.json")
               if number(p.parent.name) == number(p.parent.parent.name)]
     labels = [p for p in [*root.glob("labels.csv"), *root.glob("*/labels.csv")] if p.is_file()
               and p.read_text(encoding="utf-8-sig").partition("\n")[0].strip().lower() == "filename,label"]
@@ -1068,8 +1068,8 @@ class Split:
             inside = root is not None and path.is_relative_to(root)
             return {**asdict(item), "path": path.relative_to(root).as_posix() if inside else str(item.path)}
 
-        return {"strategy": self.strategy, "seed": self.seed, **{p: [row(i) for i in getattr(self, p)]
-                                                                 for p in SPLIT_PARTS}}
+        sides = {part: [row(i) for i in getattr(self, part)] for part in SPLIT_PARTS}
+        return {"strategy": self.strategy, "seed": self.seed, **sides}
 
     @classmethod
     def from_json(cls, obj: dict[str, Any], data_root: str | Path | None = None) -> "Split":
@@ -1233,21 +1233,21 @@ def _identity_split(items: Sequence[VideoItem], n_train: int, n_val: int,
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    faces = {face: n for n, face in enumerate(identities_of(items), len(items))}  # nodes after the videos'
+    faces = {face: n for n, face in enumerate(identities_of(items), len(items))}  # numbered after the videos
     edges = np.array([(k, faces[f]) for k, item in enumerate(items) for f in video_identities(item)]).T
     graph = coo_matrix((np.ones(edges.shape[1]), (edges[0], edges[1])), shape=(len(items) + len(faces),) * 2)
     groups: dict[int, list[VideoItem]] = {}
     for item, group in zip(items, connected_components(graph, directed=False)[1]):
         groups.setdefault(group, []).append(item)
-    groups = list(groups.values())  # in the order of their first video
-    rng.shuffle(groups)
+    components = list(groups.values())  # in the order of their first video
+    rng.shuffle(components)
     per_class = (n_train + n_val) // 2
     fakes = _spread(Counter(i.method for i in items if i.label == 1), per_class)
     train_fakes = _spread(fakes, n_train - n_train // 2)
     need = [Counter({"": n_train // 2, **train_fakes}),
             Counter({"": per_class - n_train // 2, **{m: fakes[m] - train_fakes[m] for m in fakes}})]
     sides: tuple[list[VideoItem], list[VideoItem]] = ([], [])
-    for group in groups:
+    for group in components:
         by_kind: dict[str, list[VideoItem]] = {}  # "" for the reals, else the fakes' method
         for item in group:
             by_kind.setdefault(item.method if item.label == 1 else "", []).append(item)
@@ -1261,8 +1261,8 @@ def _identity_split(items: Sequence[VideoItem], n_train: int, n_val: int,
     if any(sum(side_need.values()) for side_need in need):
         left = [", ".join(f"{n} {k or 'real'}" for k, n in sorted(s.items()) if n) or "nothing" for s in need]
         raise ValueError(f"identity split of {n_train} train + {n_val} val cannot be met without sharing an "
-                         f"identity across sides: after all {len(groups)} identity groups, train still needs "
-                         f"{left[0]} and val still needs {left[1]}; lower n_train / n_val")
+                         f"identity across sides: after all {len(components)} identity groups, train still "
+                         f"needs {left[0]} and val still needs {left[1]}; lower n_train / n_val")
     return sides
 
 
@@ -1277,9 +1277,10 @@ def make_split(items: Sequence[VideoItem], n_train: int = 600, n_val: int = 800,
     items = sorted(items, key=lambda i: str(i.path))  # the split depends on the files, not their listing
     if strategy == "official":  # each part balanced by sub-sampling; videos outside the lists left out
         parts = {p: [i for i in items if official_part(i) == p] for p in SPLIT_PARTS}
-        if sum(map(len, parts.values())) < len(items):
+        left_out = len(items) - sum(map(len, parts.values()))
+        if left_out:
             logger.info("official split: %d of %d videos are not in the official FF++ lists, left out",
-                        len(items) - sum(map(len, parts.values())), len(items))
+                        left_out, len(items))
         for part, members in parts.items():
             parts[part] = _balanced(rng, members, min(sum(i.label == c for i in members) for c in (0, 1)))
             rng.shuffle(parts[part])
@@ -1398,11 +1399,8 @@ def _process_pool(n: int) -> concurrent.futures.ProcessPoolExecutor:
 
 def _processes_start() -> bool:
     """Whether a spawned worker process starts and runs at all here (see ``NO_PROCESSES``)."""
-    try:
-        with _process_pool(1) as pool:
-            return pool.submit(int).result() == 0
-    except BrokenProcessPool:
-        return False
+    with _process_pool(1) as pool:
+        return pool.submit(int).exception() is None
 
 
 def extract_frames(items: Sequence[VideoItem], cache_dir: str | Path, num_frames: int = 8, size: int = 224,
@@ -1468,10 +1466,11 @@ def extract_frames(items: Sequence[VideoItem], cache_dir: str | Path, num_frames
         queue, rest = (todo, []) if isolate else ([], todo)
         while queue:
             queue = run(_process_pool(workers), queue)
-            if queue and run(_process_pool(1), queue[:1]):  # a worker died: this video, alone, kills one too
+            # A worker died: the first video left undone, retried alone, shows whether it was the cause.
+            if queue and run(_process_pool(1), queue[:1]):
                 if not _processes_start():  # no process starts here at all: not the video's fault
                     logger.warning(NO_PROCESSES)
-                    queue, rest, isolate = [], queue, False
+                    rest, isolate = queue, False
                     break
                 record(queue[0][0], f"{queue[0][0].path}: the decoding process died (a crash in the native "
                                     "decoder, or killed for memory)", None, [])
@@ -1632,8 +1631,8 @@ def make_synthetic_dataset(root: str | Path, n_per_class: int = 24, num_frames: 
     settings = {"n_per_class": n, "num_frames": num_frames, "size": size, "fps": fps, "seed": seed}
     manifest = root / ".synthetic.json"  # other settings' videos would join the identity groups: refused
     recorded = json.loads(manifest.read_text(encoding="utf-8")) if manifest.is_file() else settings
-    stray = [p for d in (REAL_FOLDER, "Deepfakes") if (root / d).is_dir() for p in _video_files(root / d)
-             if p not in real + fake]
+    listed = {p for d in (REAL_FOLDER, "Deepfakes") if (root / d).is_dir() for p in _video_files(root / d)}
+    stray = sorted(listed - {*real, *fake})
     if stray or recorded != settings:
         other = recorded if recorded != settings else stray[0]
         raise ValueError(f"{root}: holds another synthetic dataset ({other}), not the one for {settings}: "
