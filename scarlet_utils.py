@@ -788,21 +788,19 @@ def face_boxes(frames: Sequence[np.ndarray], frame_ids: Sequence[int],
 REAL_FOLDER = "original"
 ACTORS_FOLDER = "actors"  # DeepFakeDetection's real videos (its own actors, not youtube ids)
 KNOWN_METHODS = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures", "FaceShifter", "DeepFakeDetection")
-FFPP = "FaceForensics++"  # the dataset of an FF++ c23 item; other compressions are "FaceForensics++ c40", ...
+FFPP = "FaceForensics++"  # an FF++ c23 item's dataset; at other compressions "FaceForensics++ c40", ...
 COMPRESSIONS = ("c23", "c40", "raw")
-CELEB_FOLDERS = {"Celeb-real": 0, "YouTube-real": 0, "Celeb-synthesis": 1}  # Celeb-DF v2's folders and labels
-LAYOUT_HELP = (
-    "expected one of these layouts under the data root:\n"
-    "  FF++ Kaggle mirror:  ROOT/original/NNN.mp4 and ROOT/<Method>/TTT_SSS.mp4 (e.g. ROOT/Deepfakes/000_003.mp4)\n"
-    "  FF++ official:       ROOT/original_sequences/youtube/c23/videos/NNN.mp4 and\n"
-    "                       ROOT/manipulated_sequences/<Method>/c23/videos/TTT_SSS.mp4 (c23, c40 or raw)\n"
-    "  Celeb-DF v2:         ROOT/Celeb-real/idX_NNNN.mp4, ROOT/YouTube-real/NNNNN.mp4,\n"
-    "                       ROOT/Celeb-synthesis/idX_idY_NNNN.mp4 and ROOT/List_of_testing_videos.txt\n"
-    "  DFDC:                ROOT/metadata.json beside its videos, or ROOT/dfdc_train_part_N/metadata.json\n"
-    "                       (or .../dfdc_train_part_0N/dfdc_train_part_N/), e.g. the competition's train_sample_videos/;\n"
-    "                       its public test set: labels.csv (filename,label; 1 is fake) beside its videos\n"
-    "  your own videos:     ROOT/real/... and ROOT/fake/... (any names, any subfolders)"
-)
+CELEB_FOLDERS = {"Celeb-real": 0, "YouTube-real": 0, "Celeb-synthesis": 1}  # Celeb-DF v2's folders: labels
+LAYOUT_HELP = """expected one of these layouts under the data root:
+  FF++ Kaggle mirror: ROOT/original/NNN.mp4 and ROOT/<Method>/TTT_SSS.mp4 (e.g. ROOT/Deepfakes/000_003.mp4)
+  FF++ official: ROOT/original_sequences/youtube/c23/videos/NNN.mp4 and
+    ROOT/manipulated_sequences/<Method>/c23/videos/TTT_SSS.mp4 (c23, c40 or raw)
+  Celeb-DF v2: ROOT/Celeb-real/idX_NNNN.mp4, ROOT/YouTube-real/NNNNN.mp4,
+    ROOT/Celeb-synthesis/idX_idY_NNNN.mp4 and ROOT/List_of_testing_videos.txt
+  DFDC: ROOT/metadata.json beside its videos (e.g. the competition's train_sample_videos/), or
+    ROOT/dfdc_train_part_N/metadata.json (or .../dfdc_train_part_0N/dfdc_train_part_N/);
+    its public test set: labels.csv (filename,label; 1 is fake) beside its videos
+  your own videos: ROOT/real/... and ROOT/fake/... (any names, any subfolders)"""
 
 
 @dataclass(frozen=True)
@@ -823,17 +821,14 @@ def _video_files(folder: Path, recursive: bool = False) -> list[Path]:
     return sorted(p for p in files if p.suffix.lower() in VIDEO_EXTENSIONS and not p.name.startswith("."))
 
 
-def _part_name(name: str) -> str:
-    return re.sub(r"\d+", lambda m: str(int(m[0])), name)
-
-
 def _dfdc_metadata(root: Path) -> list[Path]:
-    """DFDC's ``metadata.json`` files, or ``labels.csv`` of its public test set: at ``root``, in its part
-    folders, or one level deeper in the part's own folder, as the archives unpack
-    (``dfdc_train_part_00/dfdc_train_part_0/``: the numbers match, not always their zeros)."""
-    deeper = [p for p in root.glob("*/*/metadata.json") if _part_name(p.parent.name) == _part_name(p.parent.parent.name)]
-    labels = [p for p in [*root.glob("labels.csv"), *root.glob("*/labels.csv")]
-              if p.read_text(encoding="utf-8-sig").partition("\n")[0].strip().lower() == "filename,label"]
+    """DFDC's ``metadata.json`` at ``root``, in its parts or in a part's own folder inside (numbers that
+    match, not their zeros: ``dfdc_train_part_00/dfdc_train_part_0/``), and its test set's ``labels.csv``."""
+    number = lambda name: re.sub(r"\d+", lambda m: str(int(m[0])), name)  # noqa: E731
+    deeper = [p for p in root.glob("*/*/metadata.json")
+              if number(p.parent.name) == number(p.parent.parent.name)]
+    labels = [p for p in [*root.glob("labels.csv"), *root.glob("*/labels.csv")] if p.is_file()
+              and p.read_text(encoding="utf-8-sig").partition("\n")[0].strip().lower() == "filename,label"]
     return sorted([*root.glob("metadata.json"), *root.glob("*/metadata.json"), *deeper, *labels])
 
 
@@ -855,11 +850,9 @@ def detect_layout(root: str | Path) -> str:
 
 
 def _layout_folders(root: Path, layout: str, method: str, compression: str = "c23") -> Path:
-    if layout == "kaggle":
-        return root / method
-    if method in (REAL_FOLDER, ACTORS_FOLDER):
-        return root / "original_sequences" / ("youtube" if method == REAL_FOLDER else "actors") / compression / "videos"
-    return root / "manipulated_sequences" / method / compression / "videos"
+    folder = {REAL_FOLDER: "original_sequences/youtube", ACTORS_FOLDER: "original_sequences/actors"}.get(
+        method, f"manipulated_sequences/{method}")
+    return root / method if layout == "kaggle" else root / folder / compression / "videos"
 
 
 def available_methods(root: str | Path, compression: str = "c23") -> list[str]:
@@ -875,8 +868,8 @@ def _celeb_item(root: Path, path: Path) -> VideoItem:
     """A Celeb-DF v2 video: ``idX_NNNN`` shows celebrity X, ``idX_idY_NNNN`` X's video with Y's face,
     a YouTube-real video its own person."""
     method = path.parent.name
-    ids = [part for part in path.stem.split("_") if re.fullmatch(r"id\d+", part)]
-    people = tuple(f"celeb:{i}" for i in ids) if method != "YouTube-real" and ids else (f"celeb-youtube:{path.stem}",)
+    ids = [f"celeb:{part}" for part in path.stem.split("_") if re.fullmatch(r"id\d+", part)]
+    people = tuple(ids) if method != "YouTube-real" and ids else (f"celeb-youtube:{path.stem}",)
     return VideoItem(path, CELEB_FOLDERS.get(method, 1), method, path.stem, "Celeb-DF-v2", people)
 
 
@@ -886,42 +879,44 @@ def _other_videos(root: Path, layout: str) -> list[VideoItem]:
         return [_celeb_item(root, p) for folder in CELEB_FOLDERS if (root / folder).is_dir()
                 for p in _video_files(root / folder)]
     if layout == "folders":  # each video its own person; the id keeps its subfolders
-        dataset = f"own-{root.name}"
-        return [VideoItem(p, label, side, p.relative_to(root / side).with_suffix("").as_posix().replace("/", "__"),
-                          dataset, (f"{dataset}:{p.relative_to(root).as_posix()}",))
-                for label, side in ((0, "real"), (1, "fake")) for p in _video_files(root / side, recursive=True)]
+        own = f"own-{root.name}"
+        return [VideoItem(p, label, side, "__".join(p.relative_to(root / side).with_suffix("").parts), own,
+                          (f"{own}:{p.relative_to(root).as_posix()}",))
+                for label, side in ((0, "real"), (1, "fake")) for p in _video_files(root / side, True)]
     items = []  # DFDC: a fake and its original are one group of people
     for meta in _dfdc_metadata(root):
         try:
             if meta.suffix == ".csv":  # the public test set: filename,label with 1 for fake
                 with open(meta, newline="", encoding="utf-8-sig") as fh:
-                    rows = [(r["filename"], "FAKE" if int(r["label"]) else "REAL", None) for r in csv.DictReader(fh)]
+                    rows = [(r["filename"], int(r["label"]) != 0, None) for r in csv.DictReader(fh)]
             else:
-                entries = json.loads(meta.read_text(encoding="utf-8"))
-                rows = [(name, str(e["label"]).upper(), e.get("original")) for name, e in entries.items()]
+                rows = [(name, str(e["label"]).upper() == "FAKE", e.get("original"))
+                        for name, e in json.loads(meta.read_text(encoding="utf-8")).items()]
         except (OSError, ValueError, KeyError, AttributeError, TypeError) as exc:
             raise ValueError(f"{meta}: not a DFDC {meta.name} ({type(exc).__name__}: {exc})") from None
         missing = [name for name, _, _ in rows if not (meta.parent / name).is_file()]
         if missing:
-            logger.warning("%s: %d of its %d videos are not in %s (e.g. %s); listing the others", meta, len(missing),
-                           len(rows), meta.parent, missing[0])
-        items += [VideoItem(meta.parent / name, int(label == "FAKE"), "DFDC" if label == "FAKE" else "DFDC-real",
-                            Path(name).stem, "DFDC", (f"dfdc:{Path(original or name).stem}",))
-                  for name, label, original in rows if name not in missing]
+            logger.warning("%s: %d of its %d videos are not in %s (e.g. %s); listing the others", meta,
+                           len(missing), len(rows), meta.parent, missing[0])
+        items += [VideoItem(meta.parent / name, int(fake), "DFDC" if fake else "DFDC-real", Path(name).stem,
+                            "DFDC", (f"dfdc:{Path(original or name).stem}",))
+                  for name, fake, original in rows if name not in missing]
     return items
 
 
-def list_videos(root: str | Path, methods: Iterable[str] | None = None, compression: str = "c23") -> list[VideoItem]:
-    """Every real video and every fake of ``methods`` (None: every method found) under ``root``, in
-    any layout of ``LAYOUT_HELP``, sorted by path. FF++ at ``compression`` (official layout);
-    with ``DeepFakeDetection``, its originals (method ``"actors"``) are real videos too."""
+def list_videos(root: str | Path, methods: Iterable[str] | None = None,
+                compression: str = "c23") -> list[VideoItem]:
+    """Every real video and every fake of ``methods`` (None: all found) under ``root`` in any layout of
+    ``LAYOUT_HELP``, by path; FF++ at ``compression``, DeepFakeDetection's ``"actors"`` as reals."""
     root = Path(root)
     layout = detect_layout(root)
     if compression not in COMPRESSIONS or (compression != "c23" and layout == "kaggle"):
-        raise ValueError(f"{root}: compression {compression!r}: expected one of {COMPRESSIONS} (the Kaggle mirror "
-                         "holds c23 only)")
+        raise ValueError(f"{root}: compression {compression!r}: expected one of {COMPRESSIONS} (the Kaggle "
+                         "mirror holds c23 only)")
     # A bare string is one method, not a sequence of letters; repeats would duplicate videos.
-    methods = None if methods is None else list(dict.fromkeys([methods] if isinstance(methods, str) else methods))
+    if methods is not None:
+        methods = list(dict.fromkeys([methods] if isinstance(methods, str) else methods))
+    where = ""
     if layout not in ("kaggle", "official"):
         items = _other_videos(root, layout)
         unknown = sorted(set(methods or ()) - {i.method for i in items if i.label == 1})
@@ -929,41 +924,38 @@ def list_videos(root: str | Path, methods: Iterable[str] | None = None, compress
             raise FileNotFoundError(f"{root}: no fakes of {unknown} ({layout} layout); methods found: "
                                     f"{available_methods(root) or 'none'}")
         items = [i for i in items if i.label == 0 or methods is None or i.method in methods]
-        where = ""
     else:
         methods = available_methods(root, compression) if methods is None else methods
-        dataset = FFPP if compression == "c23" else f"{FFPP} {compression}"
-        items = []
-        for method in [REAL_FOLDER, *methods]:
-            folder = _layout_folders(root, layout, method, compression)
+        folders = {m: _layout_folders(root, layout, m, compression) for m in [REAL_FOLDER, *methods]}
+        for method, folder in folders.items():
             if not folder.is_dir():
-                found = available_methods(root, compression)
                 raise FileNotFoundError(f"{folder}: no folder for {method!r} under {root} ({layout} layout); "
-                                        f"methods found: {found or 'none'}")
-            items += [VideoItem(p, int(method != REAL_FOLDER), method, p.stem, dataset) for p in _video_files(folder)]
+                                        f"methods found: {available_methods(root, compression) or 'none'}")
         if "DeepFakeDetection" in methods:
-            folder = _layout_folders(root, layout, ACTORS_FOLDER, compression)
-            if folder.is_dir():
-                items += [VideoItem(p, 0, ACTORS_FOLDER, p.stem, dataset) for p in _video_files(folder)]
-            else:
-                logger.warning("%s: no DeepFakeDetection originals (actors) here, so the DeepFakeDetection fakes have "
-                               "no matching real videos", folder)
-        counts = Counter(i.method for i in items)
-        empty = [str(_layout_folders(root, layout, m, compression)) for m in [REAL_FOLDER, *methods] if not counts[m]]
+            folders[ACTORS_FOLDER] = _layout_folders(root, layout, ACTORS_FOLDER, compression)
+            if not folders[ACTORS_FOLDER].is_dir():
+                logger.warning("%s: no DeepFakeDetection originals (actors) here, so the DeepFakeDetection "
+                               "fakes have no matching real videos", folders.pop(ACTORS_FOLDER))
+        dataset = FFPP if compression == "c23" else f"{FFPP} {compression}"
+        items = [VideoItem(p, int(m not in (REAL_FOLDER, ACTORS_FOLDER)), m, p.stem, dataset)
+                 for m, folder in folders.items() for p in _video_files(folder)]
+        empty = [str(f) for m, f in folders.items() if not any(i.method == m for i in items)]
         where = f"; no video files ({', '.join(VIDEO_EXTENSIONS)}) in {', '.join(empty)}" if empty else ""
     if not any(i.label == 0 for i in items) or not any(i.label == 1 for i in items):
-        counts = dict(Counter(i.method for i in items))
-        raise FileNotFoundError(f"{root}: need real and fake videos, found {counts or 'none'}{where}; {LAYOUT_HELP}")
+        counts = dict(Counter(i.method for i in items)) or "none"
+        raise FileNotFoundError(f"{root}: need real and fake videos, found {counts}{where}; {LAYOUT_HELP}")
     return sorted(items, key=lambda i: str(i.path))
 
 
 def _celeb_test_list(root: Path) -> list[VideoItem]:
-    """Celeb-DF v2's ``List_of_testing_videos.txt`` (``1`` means real there), with the videos missing
-    here left out and counted; a path may carry a leading folder or backslashes."""
+    """Celeb-DF v2's ``List_of_testing_videos.txt`` (``1`` means real there), less the videos missing
+    here (counted); a path may carry a leading folder or backslashes."""
     listing = root / "List_of_testing_videos.txt"
     if not listing.is_file():
-        raise FileNotFoundError(f"{listing}: Celeb-DF v2's test list is missing (one 'LABEL RELPATH' per line)")
-    rows = [line.split(maxsplit=1) for line in listing.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
+        raise FileNotFoundError(f"{listing}: Celeb-DF v2's test list is missing "
+                                "(one 'LABEL RELPATH' per line)")
+    rows = [line.split(maxsplit=1) for line in listing.read_text(encoding="utf-8-sig").splitlines()
+            if line.strip()]
     if any(len(r) != 2 or r[0] not in ("0", "1") for r in rows):
         raise ValueError(f"{listing}: expected 'LABEL RELPATH' lines with LABEL 1 (real) or 0 (fake)")
     items = []
@@ -980,9 +972,8 @@ def _celeb_test_list(root: Path) -> list[VideoItem]:
 
 def dataset_test_items(root: str | Path, n_eval: int | None = 800, seed: int = 0,
                        compression: str = "c23") -> tuple[list[VideoItem], str]:
-    """A dataset's standard test set and what it is: Celeb-DF v2's test list, FF++'s official test
-    pairs, DFDC's public test set (``labels.csv``) or else its labelled videos, or every video of
-    your own folders. DFDC draws at most ``n_eval`` videos, balanced, with ``seed`` (None: all)."""
+    """A dataset's standard test set and its name: Celeb-DF v2's list, FF++'s official test pairs, DFDC's
+    public test set (else its labelled videos: at most ``n_eval``, balanced, drawn with ``seed``), or all."""
     root = Path(root)
     layout = detect_layout(root)
     if layout == "celeb-df":
@@ -1000,17 +991,15 @@ def dataset_test_items(root: str | Path, n_eval: int | None = 800, seed: int = 0
     items = test or items
     if n_eval is None or n_eval >= len(items):
         return items, f"{what}, all {len(items)} videos"
-    rng = random.Random(seed)
     n = min(n_eval // 2, *(sum(i.label == c for i in items) for c in (0, 1)))
-    drawn = sorted(rng.sample([i for i in items if i.label == 0], n) + rng.sample([i for i in items if i.label == 1], n),
-                   key=lambda i: str(i.path))
-    return drawn, f"{what}, {len(drawn)} of {len(items)} drawn balanced"
+    drawn = _balanced(random.Random(seed), items, n)
+    return sorted(drawn, key=lambda i: str(i.path)), f"{what}, {len(drawn)} of {len(items)} drawn balanced"
 
 
 def standard_test_sets(roots: Sequence[str | Path], n_eval: int | None = 800, seed: int = 0,
                        compression: str = "c23") -> tuple[dict[str, tuple[Path, list[VideoItem]]], list[str]]:
-    """``{name: (root, items)}``, each root's standard test set (``dataset_test_items``) under a name of
-    its own (the root's folder added where two are alike), and a note for each root that cannot be read."""
+    """``{name: (root, items)}``: each root's ``dataset_test_items``, named apart (by the root's folder where
+    two are alike), and a note for each root that cannot be read."""
     found, notes = [], []
     for root in map(Path, roots):
         try:
@@ -1018,8 +1007,8 @@ def standard_test_sets(roots: Sequence[str | Path], n_eval: int | None = 800, se
         except (OSError, ValueError) as exc:  # a wrong root is reported; the others still run
             notes.append(f"{root}: skipped: {exc}")
     names, folders = Counter(name for _, _, name in found), Counter(root.name for root, _, _ in found)
-    return {name if names[name] == 1 else f"{name} ({root.name if folders[root.name] == 1 else root})": (root, items)
-            for root, items, name in found}, notes
+    return {name if names[name] == 1 else f"{name} ({root.name if folders[root.name] == 1 else root})":
+            (root, items) for root, items, name in found}, notes
 
 
 SPLIT_STRATEGIES = ("random", "identity", "official")
@@ -1039,28 +1028,28 @@ class Split:
     def to_json(self, data_root: str | Path | None = None) -> dict[str, Any]:
         """Plain JSON; paths relative to ``data_root`` (as POSIX text), so the split still holds
         when the dataset is mounted somewhere else (Kaggle has changed its mount paths)."""
-        root = Path(data_root).absolute() if data_root is not None else None
+        root = None if data_root is None else Path(data_root).absolute()
 
-        def rel(path: Path) -> str:
-            if root is not None and Path(path).absolute().is_relative_to(root):
-                return Path(path).absolute().relative_to(root).as_posix()
-            return str(path)
+        def row(item: VideoItem) -> dict[str, Any]:
+            path = Path(item.path).absolute()
+            inside = root is not None and path.is_relative_to(root)
+            return {**asdict(item), "path": path.relative_to(root).as_posix() if inside else str(item.path)}
 
-        side = lambda items: [{**asdict(i), "path": rel(i.path)} for i in items]  # noqa: E731
-        return {"strategy": self.strategy, "seed": self.seed, "train": side(self.train), "val": side(self.val),
-                "test": side(self.test)}
+        sides = {part: [row(i) for i in getattr(self, part)] for part in SPLIT_PARTS}
+        return {"strategy": self.strategy, "seed": self.seed, **sides}
 
     @classmethod
     def from_json(cls, obj: dict[str, Any], data_root: str | Path | None = None) -> "Split":
         """The split ``to_json`` wrote, its relative paths resolved against today's ``data_root``."""
-        root = Path(data_root) if data_root is not None else Path()
-        side = lambda rows: [VideoItem(root / r["path"], int(r["label"]), r["method"], r["video_id"],  # noqa: E731
-                                       r.get("dataset", FFPP), tuple(r.get("people", ()))) for r in rows]
-        return cls(side(obj["train"]), side(obj["val"]), side(obj.get("test", [])), obj.get("strategy", "random"),
-                   obj.get("seed", 0))
+        def side(rows: list[dict[str, Any]]) -> list[VideoItem]:
+            return [VideoItem(Path(data_root or "") / r["path"], int(r["label"]), r["method"], r["video_id"],
+                              r.get("dataset", FFPP), tuple(r.get("people", ()))) for r in rows]
+
+        return cls(side(obj["train"]), side(obj["val"]), side(obj.get("test", [])),
+                   obj.get("strategy", "random"), obj.get("seed", 0))
 
     def same_videos(self, other: "Split") -> bool:
-        """Whether both hold the same videos on each side (by dataset, method and id, wherever the data lives)."""
+        """Whether both hold the same videos on each side (by dataset, method and id, wherever they live)."""
         key = lambda items: sorted((i.dataset, i.method, i.video_id) for i in items)  # noqa: E731
         return all(key(getattr(self, p)) == key(getattr(other, p)) for p in SPLIT_PARTS)
 
@@ -1079,88 +1068,77 @@ def load_split(path: str | Path, data_root: str | Path | None = None) -> Split:
 
 
 # -- Split helpers: identities, the official FF++ lists, leakage -------------------------------
-# A fake ``T_S`` shows target T's video with source S's face, so it carries both identities; a
-# split that puts 000_003 in training and 003 (or 003_000) in validation leaks a face. The
-# "identity" strategy keeps every identity on one side; "official" uses FF++'s own lists.
+# A fake ``T_S`` shows target T's video with source S's face, so it carries both identities: a split
+# with 000_003 in training and 003 (or 003_000) in validation leaks a face. "identity" keeps every
+# identity on one side; "official" uses FF++'s own lists.
 
 _ACTOR_METHODS = (ACTORS_FOLDER, "DeepFakeDetection")  # DFD ids are actors "01".."28", not youtube ids
 
 # The official FF++ splits (github.com/ondyari/FaceForensics, dataset/splits/{train,val,test}.json):
 # 360 / 70 / 70 [target, source] pairs of youtube ids, in file order; every id 000-999 occurs once.
-_OFFICIAL_PAIRS = {
-    "train": (
-        "071_054 087_081 881_856 187_234 645_688 754_758 811_920 710_788 628_568 312_021 950_836 059_050 524_580 "
-        "751_752 918_934 604_703 296_293 518_131 536_540 969_897 372_413 357_432 809_799 092_098 302_323 981_985 "
-        "512_495 088_060 795_907 535_587 297_270 838_810 850_764 476_400 268_269 033_097 226_491 784_769 195_442 "
-        "678_460 320_328 451_449 409_382 556_588 027_009 196_310 241_210 295_099 043_110 753_789 716_712 508_831 "
-        "005_010 276_185 498_433 294_292 105_180 984_967 318_334 356_324 344_020 289_228 022_489 137_165 095_053 "
-        "999_960 481_469 534_490 543_559 150_153 598_178 475_265 671_677 204_230 863_853 561_998 163_031 655_444 "
-        "038_125 735_774 184_205 499_539 717_684 878_866 127_129 286_267 032_944 681_711 236_237 989_993 537_563 "
-        "814_871 509_525 221_206 808_829 696_686 431_447 737_719 609_596 408_424 976_954 156_243 434_438 627_658 "
-        "025_067 635_642 523_541 572_554 215_208 651_835 975_978 792_903 931_936 846_845 899_914 209_016 398_457 "
-        "797_844 360_437 738_804 694_767 790_014 657_644 374_407 728_673 193_030 876_891 553_545 331_260 873_872 "
-        "109_107 121_093 143_140 778_798 983_113 504_502 709_390 940_941 894_848 311_387 562_626 330_162 112_892 "
-        "765_867 124_085 665_679 414_385 555_516 072_037 086_090 202_348 341_340 333_377 082_103 569_921 750_743 "
-        "211_177 770_791 329_327 613_685 007_132 304_300 860_905 986_994 378_368 761_766 232_248 136_285 601_653 "
-        "693_698 359_317 246_258 500_592 776_676 262_301 307_365 600_505 833_826 361_448 473_366 885_802 277_335 "
-        "667_446 522_337 018_019 430_459 886_877 456_435 239_218 771_849 065_089 654_648 151_225 152_149 229_247 "
-        "624_570 290_240 011_805 461_250 251_375 639_841 602_397 028_068 338_336 964_174 782_787 478_506 313_283 "
-        "659_749 690_689 893_913 197_224 253_183 373_394 803_017 305_513 051_332 238_282 621_546 401_395 510_528 "
-        "410_411 049_946 663_231 477_487 252_266 952_882 315_322 216_164 061_080 603_575 828_830 723_704 870_001 "
-        "201_203 652_773 108_052 272_396 040_997 988_966 281_474 077_100 146_256 972_718 303_309 582_172 222_168 "
-        "884_968 217_117 118_120 242_182 858_861 101_096 697_581 763_930 839_864 542_520 122_144 687_615 544_532 "
-        "721_715 179_212 591_605 275_887 996_056 825_074 530_594 757_573 611_760 189_200 392_339 734_699 977_075 "
-        "879_963 910_911 889_045 962_929 515_519 062_066 937_888 199_181 785_736 079_076 155_576 748_355 819_786 "
-        "577_593 464_463 439_441 574_547 747_854 403_497 965_948 726_713 943_942 160_928 496_417 700_813 756_503 "
-        "213_083 039_058 781_806 620_619 351_346 959_957 264_271 006_002 391_406 631_551 501_326 412_274 641_662 "
-        "111_094 166_167 130_139 938_987 055_147 990_008 013_883 614_616 772_708 840_800 415_484 287_426 680_486 "
-        "057_070 590_034 194_235 291_874 902_901 343_363 279_298 393_405 674_744 244_822 133_148 636_578 637_427 "
-        "041_063 869_780 733_935 259_345 069_961 783_916 191_188 526_436 123_119 207_908 796_740 815_730 173_171 "
-        "383_353 458_722 533_450 618_629 646_643 531_549 428_466 859_843 692_610"
-    ),
-    "val": (
-        "720_672 939_115 284_263 402_453 820_818 762_832 834_852 922_898 104_126 106_198 159_175 416_342 857_909 "
-        "599_585 443_514 566_617 472_511 325_492 816_649 583_558 933_925 419_824 465_482 565_589 261_254 992_980 "
-        "157_245 571_746 947_951 926_900 493_538 468_470 915_895 362_354 440_364 640_638 827_817 793_768 837_890 "
-        "004_982 192_134 745_777 299_145 742_775 586_223 483_370 779_794 971_564 273_807 991_064 664_668 823_584 "
-        "656_666 557_560 471_455 042_084 979_875 316_369 091_116 023_923 702_612 904_046 647_622 958_956 606_567 "
-        "632_548 927_912 350_349 595_597 727_729"
-    ),
-    "test": (
-        "953_974 012_026 078_955 623_630 919_015 367_371 847_906 529_633 418_507 227_169 389_480 821_812 670_661 "
-        "158_379 423_421 352_319 579_701 488_399 695_422 288_321 705_707 306_278 865_739 995_233 755_759 467_462 "
-        "314_347 741_731 970_973 634_660 494_445 706_479 186_170 176_190 380_358 214_255 454_527 425_485 388_308 "
-        "384_932 035_036 257_420 924_917 114_102 732_691 550_452 280_249 842_714 625_650 024_073 044_945 896_128 "
-        "862_047 607_683 517_521 682_669 138_142 552_851 376_381 000_003 048_029 724_725 608_675 386_154 220_219 "
-        "801_855 161_141 949_868 880_135 429_404"
-    ),
-}
+_OFFICIAL_LISTS = """
+train: 071_054 087_081 881_856 187_234 645_688 754_758 811_920 710_788 628_568 312_021 950_836 059_050 524_580
+751_752 918_934 604_703 296_293 518_131 536_540 969_897 372_413 357_432 809_799 092_098 302_323 981_985
+512_495 088_060 795_907 535_587 297_270 838_810 850_764 476_400 268_269 033_097 226_491 784_769 195_442
+678_460 320_328 451_449 409_382 556_588 027_009 196_310 241_210 295_099 043_110 753_789 716_712 508_831
+005_010 276_185 498_433 294_292 105_180 984_967 318_334 356_324 344_020 289_228 022_489 137_165 095_053
+999_960 481_469 534_490 543_559 150_153 598_178 475_265 671_677 204_230 863_853 561_998 163_031 655_444
+038_125 735_774 184_205 499_539 717_684 878_866 127_129 286_267 032_944 681_711 236_237 989_993 537_563
+814_871 509_525 221_206 808_829 696_686 431_447 737_719 609_596 408_424 976_954 156_243 434_438 627_658
+025_067 635_642 523_541 572_554 215_208 651_835 975_978 792_903 931_936 846_845 899_914 209_016 398_457
+797_844 360_437 738_804 694_767 790_014 657_644 374_407 728_673 193_030 876_891 553_545 331_260 873_872
+109_107 121_093 143_140 778_798 983_113 504_502 709_390 940_941 894_848 311_387 562_626 330_162 112_892
+765_867 124_085 665_679 414_385 555_516 072_037 086_090 202_348 341_340 333_377 082_103 569_921 750_743
+211_177 770_791 329_327 613_685 007_132 304_300 860_905 986_994 378_368 761_766 232_248 136_285 601_653
+693_698 359_317 246_258 500_592 776_676 262_301 307_365 600_505 833_826 361_448 473_366 885_802 277_335
+667_446 522_337 018_019 430_459 886_877 456_435 239_218 771_849 065_089 654_648 151_225 152_149 229_247
+624_570 290_240 011_805 461_250 251_375 639_841 602_397 028_068 338_336 964_174 782_787 478_506 313_283
+659_749 690_689 893_913 197_224 253_183 373_394 803_017 305_513 051_332 238_282 621_546 401_395 510_528
+410_411 049_946 663_231 477_487 252_266 952_882 315_322 216_164 061_080 603_575 828_830 723_704 870_001
+201_203 652_773 108_052 272_396 040_997 988_966 281_474 077_100 146_256 972_718 303_309 582_172 222_168
+884_968 217_117 118_120 242_182 858_861 101_096 697_581 763_930 839_864 542_520 122_144 687_615 544_532
+721_715 179_212 591_605 275_887 996_056 825_074 530_594 757_573 611_760 189_200 392_339 734_699 977_075
+879_963 910_911 889_045 962_929 515_519 062_066 937_888 199_181 785_736 079_076 155_576 748_355 819_786
+577_593 464_463 439_441 574_547 747_854 403_497 965_948 726_713 943_942 160_928 496_417 700_813 756_503
+213_083 039_058 781_806 620_619 351_346 959_957 264_271 006_002 391_406 631_551 501_326 412_274 641_662
+111_094 166_167 130_139 938_987 055_147 990_008 013_883 614_616 772_708 840_800 415_484 287_426 680_486
+057_070 590_034 194_235 291_874 902_901 343_363 279_298 393_405 674_744 244_822 133_148 636_578 637_427
+041_063 869_780 733_935 259_345 069_961 783_916 191_188 526_436 123_119 207_908 796_740 815_730 173_171
+383_353 458_722 533_450 618_629 646_643 531_549 428_466 859_843 692_610
+val: 720_672 939_115 284_263 402_453 820_818 762_832 834_852 922_898 104_126 106_198 159_175 416_342 857_909
+599_585 443_514 566_617 472_511 325_492 816_649 583_558 933_925 419_824 465_482 565_589 261_254 992_980
+157_245 571_746 947_951 926_900 493_538 468_470 915_895 362_354 440_364 640_638 827_817 793_768 837_890
+004_982 192_134 745_777 299_145 742_775 586_223 483_370 779_794 971_564 273_807 991_064 664_668 823_584
+656_666 557_560 471_455 042_084 979_875 316_369 091_116 023_923 702_612 904_046 647_622 958_956 606_567
+632_548 927_912 350_349 595_597 727_729
+test: 953_974 012_026 078_955 623_630 919_015 367_371 847_906 529_633 418_507 227_169 389_480 821_812 670_661
+158_379 423_421 352_319 579_701 488_399 695_422 288_321 705_707 306_278 865_739 995_233 755_759 467_462
+314_347 741_731 970_973 634_660 494_445 706_479 186_170 176_190 380_358 214_255 454_527 425_485 388_308
+384_932 035_036 257_420 924_917 114_102 732_691 550_452 280_249 842_714 625_650 024_073 044_945 896_128
+862_047 607_683 517_521 682_669 138_142 552_851 376_381 000_003 048_029 724_725 608_675 386_154 220_219
+801_855 161_141 949_868 880_135 429_404
+"""
 
 
 @lru_cache(maxsize=1)
 def _official_index() -> dict[frozenset[str], str]:
     """``{frozenset({T, S}): part}`` for each official pair and ``{frozenset({T}): part}`` for each id."""
     index: dict[frozenset[str], str] = {}
-    for part, text in _OFFICIAL_PAIRS.items():
-        for t, s in (tok.split("_") for tok in text.split()):
+    for part, text in re.findall(r"(\w+):([\d_\s]+)", _OFFICIAL_LISTS):
+        for t, s in (pair.split("_") for pair in text.split()):
             index[frozenset((t, s))] = index[frozenset((t,))] = index[frozenset((s,))] = part
     return index
 
 
 def video_identities(item_or_id: VideoItem | str) -> frozenset[str]:
-    """The people a video shows: real ``"T"`` -> ``{"T"}``; fake ``"T_S"`` -> ``{"T", "S"}``.
-    DeepFakeDetection ids (``"01_02__exit_phone_room__YVGY8LOK"``) name actors: ``{"actor:01",
-    "actor:02"}``, so actor 01 never collides with youtube video 001's person."""
-    if isinstance(item_or_id, VideoItem) and item_or_id.people:  # listed with its people (not FF++)
-        return frozenset(item_or_id.people)
-    if isinstance(item_or_id, VideoItem):
-        vid = item_or_id.video_id
-        actor = item_or_id.method in _ACTOR_METHODS or "__" in vid
-    else:
-        vid = str(item_or_id)
-        actor = "__" in vid
-    head = vid.split("__", 1)[0] if actor else vid
-    people = [p for p in head.split("_") if p] or [vid]
+    """The people a video shows: ``"T"`` -> ``{"T"}``, ``"T_S"`` -> ``{"T", "S"}``; DeepFakeDetection's
+    ``"01_02__exit_phone_room__YVGY8LOK"`` -> ``{"actor:01", "actor:02"}`` (never youtube video 001's)."""
+    item = item_or_id if isinstance(item_or_id, VideoItem) else None
+    if item is not None and item.people:  # listed with its people (not FF++)
+        return frozenset(item.people)
+    vid = item.video_id if item is not None else str(item_or_id)
+    actor = "__" in vid or item is not None and item.method in _ACTOR_METHODS
+    people = [p for p in vid.split("__", 1)[0].split("_") if p] or [vid]
     return frozenset(f"actor:{p}" if actor else p for p in people)
 
 
@@ -1175,14 +1153,8 @@ def identities_of(items: Iterable[VideoItem]) -> set[str]:
     return set().union(*(video_identities(i) for i in items))
 
 
-def count_identity_leaks(train: Iterable[VideoItem], other: Iterable[VideoItem]) -> int:
-    """How many videos of ``other`` share at least one identity (see ``video_identities``) with a
-    video of ``train``: 0 means no face seen in training comes back in ``other``."""
-    return len(split_by_faces(other, identities_of(train))[1])
-
-
 def split_by_faces(items: Iterable[VideoItem], faces: set[str]) -> tuple[list[VideoItem], list[VideoItem]]:
-    """``(unseen, seen)``: the videos of ``items`` that share no identity with ``faces``, and those that do."""
+    """``(unseen, seen)``: the videos of ``items`` sharing no identity with ``faces``, and those that do."""
     unseen: list[VideoItem] = []
     seen: list[VideoItem] = []
     for item in items:
@@ -1190,166 +1162,117 @@ def split_by_faces(items: Iterable[VideoItem], faces: set[str]) -> tuple[list[Vi
     return unseen, seen
 
 
+def count_identity_leaks(train: Iterable[VideoItem], other: Iterable[VideoItem]) -> int:
+    """How many videos of ``other`` share at least one identity (see ``video_identities``) with a
+    video of ``train``: 0 means no face seen in training comes back in ``other``."""
+    return len(split_by_faces(other, identities_of(train))[1])
+
+
 def held_out_items(items: Iterable[VideoItem], split: Split) -> list[VideoItem]:
-    """The videos of ``items`` (any method) whose faces are all on ``split``'s validation side (for
-    the official strategy: in the official val list): other methods, on faces never trained on."""
+    """The videos of ``items`` (any method) whose faces are all on ``split``'s validation side (official
+    strategy: in the official val list): other methods, on faces never trained on."""
+    items = list(items)
     if split.strategy == "official":
         return [i for i in items if official_part(i) == "val"]
-    val_ids = identities_of(split.val)
-    return [i for i in items if video_identities(i) <= val_ids]
+    return split_by_faces(items, identities_of(items) - identities_of(split.val))[0]
 
 
 def _spread(available: dict[str, int], total: int) -> dict[str, int]:
-    """``total`` spread evenly over ``available``'s keys (the remainder to the first by name), none
-    above what it has; a short key's shortfall goes to the others."""
-    if total > sum(available.values()):
-        raise ValueError(f"cannot take {total} from {dict(available)}")
-    quota: dict[str, int] = {}
-    left = total
-    by_size = sorted(available, key=lambda k: (available[k], k))
-    for n, k in enumerate(by_size):  # keys below the even share give all they have
-        if available[k] > left // (len(by_size) - n):
-            break
-        quota[k] = available[k]
-        left -= available[k]
-    rest = [k for k in sorted(available) if k not in quota]
-    for n, k in enumerate(rest):
-        quota[k] = left // len(rest) + (n < left % len(rest))
-    return {k: quota[k] for k in sorted(available)}
+    """``total`` handed out one at a time to the key with the least so far that has more (ties: by name)."""
+    quota = dict.fromkeys(sorted(available), 0)
+    for _ in range(total):
+        quota[min((k for k in quota if quota[k] < available[k]), key=lambda k: (quota[k], k))] += 1
+    return quota
 
 
-def _sample_fakes(rng: random.Random, fakes: Sequence[VideoItem], n: int) -> list[VideoItem]:
-    """``n`` of ``fakes`` drawn evenly across methods; with one, ``rng.sample`` (the original draw)."""
-    by_method: dict[str, list[VideoItem]] = {}
-    for item in fakes:
-        by_method.setdefault(item.method, []).append(item)
-    if len(by_method) <= 1:
-        return rng.sample(list(fakes), n)
-    quota = _spread({m: len(v) for m, v in by_method.items()}, n)
-    return [item for m in quota for item in rng.sample(by_method[m], quota[m])]
-
-
-def _describe_needs(need: dict[tuple[int, str], int]) -> str:
-    parts = [f"{n} {'real' if label == 0 else method}" for (label, method), n in sorted(need.items()) if n]
-    return ", ".join(parts) or "nothing"
-
-
-def _identity_split(items: Sequence[VideoItem], n_train: int, n_val: int, rng: random.Random) -> tuple[list, list]:
-    """Train / val lists for ``make_split(strategy="identity")`` (sizes already checked)."""
-    per_class = (n_train + n_val) // 2
-    reals = [i for i in items if i.label == 0]
+def _balanced(rng: random.Random, items: Sequence[VideoItem], n: int) -> list[VideoItem]:
+    """``n`` reals and ``n`` fakes of ``items``, the fakes drawn evenly across their methods."""
     fakes = [i for i in items if i.label == 1]
-    fake_quota = _spread(Counter(i.method for i in fakes), per_class)
-    train_fake = _spread(fake_quota, n_train - n_train // 2)
-    need = [
-        {(0, ""): n_train // 2, **{(1, m): q for m, q in train_fake.items()}},
-        {(0, ""): per_class - n_train // 2, **{(1, m): fake_quota[m] - train_fake[m] for m in fake_quota}},
-    ]
-    # Connected components over shared identities (union-find): a component never spans both sides.
-    parent: dict[str, str] = {}
+    quota = _spread(Counter(i.method for i in fakes), n)
+    return rng.sample([i for i in items if i.label == 0], n) + [
+        i for m, q in quota.items() for i in rng.sample([f for f in fakes if f.method == m], q)]
 
-    def find(x: str) -> str:
-        parent.setdefault(x, x)
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
 
-    for item in reals + fakes:
-        first, *rest = sorted(video_identities(item))
-        for other in rest:
-            parent[find(other)] = find(first)
-    groups: dict[str, list[VideoItem]] = {}
-    for item in sorted(reals + fakes, key=lambda i: str(i.path)):
-        groups.setdefault(find(min(video_identities(item))), []).append(item)
-    components = sorted(groups.values(), key=lambda g: str(g[0].path))
+def _identity_split(items: Sequence[VideoItem], n_train: int, n_val: int,
+                    rng: random.Random) -> tuple[list[VideoItem], list[VideoItem]]:
+    """Train / val of ``make_split(strategy="identity")`` (``items`` sorted by path, sizes checked): the
+    groups of videos joined by shared faces, shuffled, each filling train's quotas, else val's."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    faces = {face: n for n, face in enumerate(identities_of(items), len(items))}  # numbered after the videos
+    edges = np.array([(k, faces[f]) for k, item in enumerate(items) for f in video_identities(item)]).T
+    graph = coo_matrix((np.ones(edges.shape[1]), (edges[0], edges[1])), shape=(len(items) + len(faces),) * 2)
+    groups: dict[int, list[VideoItem]] = {}
+    for item, group in zip(items, connected_components(graph, directed=False)[1]):
+        groups.setdefault(group, []).append(item)
+    components = list(groups.values())  # in the order of their first video
     rng.shuffle(components)
+    per_class = (n_train + n_val) // 2
+    fakes = _spread(Counter(i.method for i in items if i.label == 1), per_class)
+    train_fakes = _spread(fakes, n_train - n_train // 2)
+    need = [Counter({"": n_train // 2, **train_fakes}),
+            Counter({"": per_class - n_train // 2, **{m: fakes[m] - train_fakes[m] for m in fakes}})]
     sides: tuple[list[VideoItem], list[VideoItem]] = ([], [])
-    for component in components:
-        by_key: dict[tuple[int, str], list[VideoItem]] = {}
-        for item in component:
-            by_key.setdefault((item.label, "" if item.label == 0 else item.method), []).append(item)
+    for group in components:
+        by_kind: dict[str, list[VideoItem]] = {}  # "" for the reals, else the fakes' method
+        for item in group:
+            by_kind.setdefault(item.method if item.label == 1 else "", []).append(item)
         for side, side_need in zip(sides, need):
-            if any(side_need.get(k, 0) > 0 for k in by_key):  # train first, then val
-                for k in sorted(by_key):
-                    take = min(side_need.get(k, 0), len(by_key[k]))
-                    if take:
-                        side += rng.sample(by_key[k], take)
-                        side_need[k] -= take
+            if any(side_need[k] > 0 for k in by_kind):  # train first, then val
+                for k in sorted(by_kind):
+                    take = min(side_need[k], len(by_kind[k]))
+                    side += rng.sample(by_kind[k], take)
+                    side_need[k] -= take
                 break
-        if not any(n for side_need in need for n in side_need.values()):
-            break
-    if any(n for side_need in need for n in side_need.values()):
-        raise ValueError(
-            f"identity split of {n_train} train + {n_val} val cannot be met without sharing an identity "
-            f"across sides: after all {len(components)} identity groups, train still needs {_describe_needs(need[0])} "
-            f"and val still needs {_describe_needs(need[1])}; lower n_train / n_val"
-        )
+    if any(sum(side_need.values()) for side_need in need):
+        left = [", ".join(f"{n} {k or 'real'}" for k, n in sorted(s.items()) if n) or "nothing" for s in need]
+        raise ValueError(f"identity split of {n_train} train + {n_val} val cannot be met without sharing an "
+                         f"identity across sides: after all {len(components)} identity groups, train still "
+                         f"needs {left[0]} and val still needs {left[1]}; lower n_train / n_val")
     return sides
-
-
-def _official_split(items: Sequence[VideoItem], rng: random.Random) -> dict[str, list[VideoItem]]:
-    """The ``train`` / ``val`` / ``test`` lists for ``make_split(strategy="official")``."""
-    parts: dict[str, list[VideoItem]] = {p: [] for p in SPLIT_PARTS}
-    for item in items:
-        part = official_part(item)
-        if part is not None:
-            parts[part].append(item)
-    left_out = len(items) - sum(map(len, parts.values()))
-    if left_out:
-        logger.info("official split: %d of %d videos are not in the official FF++ lists, left out",
-                    left_out, len(items))
-    for part, members in parts.items():
-        reals = [i for i in members if i.label == 0]
-        fakes = [i for i in members if i.label == 1]
-        n = min(len(reals), len(fakes))
-        chosen = rng.sample(reals, n) + _sample_fakes(rng, fakes, n)
-        rng.shuffle(chosen)
-        parts[part] = chosen
-    empty = [p for p in ("train", "val") if not parts[p]]
-    if empty:
-        raise ValueError(f"official split: no balanced real/fake videos for {' and '.join(empty)} among "
-                         f"{len(items)} videos (the official lists hold youtube ids 000-999 and their pairs)")
-    return parts
 
 
 def make_split(items: Sequence[VideoItem], n_train: int = 600, n_val: int = 800, seed: int = 0,
                strategy: str = "random") -> Split:
-    """Train / val (/ test) videos, deterministic for ``seed``. ``"random"`` (the original protocol):
-    a balanced pool of ``(n_train + n_val) / 2`` reals and as many fakes, shuffled; identities leak.
-    ``"identity"``: the same sizes, but identity groups (connected over shared faces) are shuffled
-    and fill train's quotas, then val's, so no face is on both sides. ``"official"``: FF++'s own
-    lists, each part balanced by sub-sampling (sizes ignored; videos outside the lists left out).
-    Fakes are drawn evenly across methods. Sizes that cannot be met raise ``ValueError``."""
+    """Train / val (/ test), deterministic for ``seed``, balanced, fakes even across methods: ``"random"``,
+    ``"identity"`` (no face on both sides) or ``"official"`` (FF++'s lists, sizes ignored): README, Splits."""
     if strategy not in SPLIT_STRATEGIES:
-        expected = ", ".join(map(repr, SPLIT_STRATEGIES))
-        raise ValueError(f"unknown split strategy {strategy!r}; expected one of {expected}")
+        raise ValueError(f"unknown split strategy {strategy!r}; expected one of "
+                         f"{', '.join(map(repr, SPLIT_STRATEGIES))}")
     rng = random.Random(seed)
-    # Sorted first, so the split depends on the files, not on the order the OS lists them.
-    items = sorted(items, key=lambda i: str(i.path))
-    if strategy == "official":
-        parts = _official_split(items, rng)
-        return Split(parts["train"], parts["val"], parts["test"], strategy=strategy, seed=seed)
+    items = sorted(items, key=lambda i: str(i.path))  # the split depends on the files, not their listing
+    if strategy == "official":  # each part balanced by sub-sampling; videos outside the lists left out
+        parts = {p: [i for i in items if official_part(i) == p] for p in SPLIT_PARTS}
+        left_out = len(items) - sum(map(len, parts.values()))
+        if left_out:
+            logger.info("official split: %d of %d videos are not in the official FF++ lists, left out",
+                        left_out, len(items))
+        for part, members in parts.items():
+            parts[part] = _balanced(rng, members, min(sum(i.label == c for i in members) for c in (0, 1)))
+            rng.shuffle(parts[part])
+        empty = [p for p in ("train", "val") if not parts[p]]
+        if empty:
+            raise ValueError(f"official split: no balanced real/fake videos for {' and '.join(empty)} among "
+                             f"{len(items)} videos (the official lists hold youtube ids 000-999 and their "
+                             "pairs)")
+        return Split(**parts, strategy=strategy, seed=seed)
     if n_train < 0 or n_val < 1 or (n_train + n_val) % 2:
-        raise ValueError(f"n_train + n_val must be even and n_val >= 1 (balanced pool); got {n_train} + {n_val}")
+        raise ValueError(f"n_train + n_val must be even and n_val >= 1 (balanced pool); got {n_train} + "
+                         f"{n_val}")
     per_class = (n_train + n_val) // 2
-    for label in (0, 1):
-        available = sum(i.label == label for i in items)
-        if available < per_class:
-            raise ValueError(
-                f"split of {n_train} train + {n_val} val needs {per_class} {CLASS_NAMES[label].lower()} videos, "
-                f"only {available} available; lower n_train / n_val"
-            )
+    for label, name in enumerate(("real", "fake")):
+        if sum(i.label == label for i in items) < per_class:
+            raise ValueError(f"split of {n_train} train + {n_val} val needs {per_class} {name} videos, only "
+                             f"{sum(i.label == label for i in items)} available; lower n_train / n_val")
     if strategy == "identity":
         train, val = _identity_split(items, n_train, n_val, rng)
         rng.shuffle(train)
         rng.shuffle(val)
         return Split(train, val, strategy=strategy, seed=seed)
-    pool = rng.sample([i for i in items if i.label == 0], per_class)
-    pool += _sample_fakes(rng, [i for i in items if i.label == 1], per_class)
+    pool = _balanced(rng, items, per_class)
     rng.shuffle(pool)
     return Split(pool[:n_train], pool[n_train:], strategy=strategy, seed=seed)
-
 
 
 def cache_dir_for(root: str | Path, num_frames: int = 8, size: int = 224, face_crop: bool = False,
@@ -1360,9 +1283,10 @@ def cache_dir_for(root: str | Path, num_frames: int = 8, size: int = 224, face_c
 
 
 def cache_path(item: VideoItem, cache_dir: str | Path) -> Path:
-    """Where ``item``'s clip lives in ``cache_dir``: ``<method>/<video_id>.npy``, below a folder
-    named after its dataset unless that is FF++ c23 (so FF++ at c40 never reuses c23's clips)."""
-    return Path(cache_dir) / ("" if item.dataset == FFPP else item.dataset) / item.method / f"{item.video_id}.npy"
+    """``item``'s clip: ``<method>/<video_id>.npy`` in ``cache_dir``, below a folder named after its dataset
+    unless that is FF++ c23 (so FF++ at c40 never reuses c23's clips)."""
+    dataset = "" if item.dataset == FFPP else item.dataset
+    return Path(cache_dir) / dataset / item.method / f"{item.video_id}.npy"
 
 
 @dataclass
@@ -1372,7 +1296,7 @@ class ExtractionReport:
     done: list[VideoItem] = field(default_factory=list)
     skipped: list[VideoItem] = field(default_factory=list)  # already in the cache
     failed: list[tuple[VideoItem, str]] = field(default_factory=list)  # with the cause
-    faces: dict[VideoItem, FaceCounts] = field(default_factory=dict)  # with face crop: how each clip's crops were made
+    faces: dict[VideoItem, FaceCounts] = field(default_factory=dict)  # with face crop: how crops were made
     warnings: list[tuple[VideoItem, str]] = field(default_factory=list)
 
     @property
@@ -1390,18 +1314,22 @@ class ExtractionReport:
         frame counts and every video whose crops were not all on one face."""
         lines = [f"decoded {len(self.done)}, already cached {len(self.skipped)}, failed {len(self.failed)}"]
         if self.failed:
-            lines.append(format_table([(i.path.name, i.method, cause) for i, cause in self.failed], ["video", "method", "cause"]))
+            lines.append(format_table([(i.path.name, i.method, cause) for i, cause in self.failed],
+                                      ["video", "method", "cause"]))
         if self.faces:
-            total = {k: sum(getattr(c, k) for c in self.faces.values()) for k in ("on_track", "borrowed", "no_face")}
+            total = {k: sum(getattr(c, k) for c in self.faces.values()) for k in ("on_track", "borrowed",
+                                                                                    "no_face")}
             odd = [(i, c) for i, c in self.faces.items() if c.borrowed or c.no_face or c.tracks != 1]
             videos = lambda n: f"{n} video{'' if n == 1 else 's'}"  # noqa: E731
-            lines.append(f"face crops of {videos(len(self.faces))}: the face on {total['on_track']} frames, borrowed "
-                         f"from the nearest frame on its track on {total['borrowed']}, no face on {total['no_face']}; "
-                         f"{videos(len(self.unsure))} without the face on most frames (listed as unsure)")
+            lines.append(f"face crops of {videos(len(self.faces))}: the face on {total['on_track']} frames, "
+                         f"borrowed from the nearest frame on its track on {total['borrowed']}, no face on "
+                         f"{total['no_face']}; {videos(len(self.unsure))} without the face on most frames "
+                         "(listed as unsure)")
             if odd:
-                lines.append(format_table([(i.path.name, i.method, c.on_track, c.borrowed, c.no_face, c.tracks,
-                                            "unsure" if c.unsure else "") for i, c in odd],
-                                          ["video", "method", "on track", "borrowed", "no face", "face tracks", ""]))
+                rows = [(i.path.name, i.method, c.on_track, c.borrowed, c.no_face, c.tracks,
+                         "unsure" if c.unsure else "") for i, c in odd]
+                lines.append(format_table(rows, ["video", "method", "on track", "borrowed", "no face",
+                                                 "face tracks", ""]))
         return "\n".join(lines)
 
 
@@ -1411,73 +1339,57 @@ def _extract_one(item: VideoItem, dest: Path, num_frames: int, size: int, face_c
     be written raises ``OSError``."""
     try:
         clip = read_clip(item.path, num_frames, size, face_crop, num_clips)
-    except VideoReadError as exc:
-        return str(exc), None, []
-    except Exception as exc:  # a decoder bug must not stop the other videos: report it
-        return f"{item.path}: {type(exc).__name__}: {exc}", None, []
+    except Exception as exc:  # a bad video, or a decoder bug: it fails this video, not the run
+        cause = str(exc) if isinstance(exc, VideoReadError) else f"{item.path}: {type(exc).__name__}: {exc}"
+        return cause, None, []
     if clip.faces is not None:  # first, so that a cached clip always has its counts
-        write_json(_face_counts_path(dest), asdict(clip.faces))
+        write_json(dest.with_suffix(".faces.json"), asdict(clip.faces))
     atomic_write(dest, lambda fh: np.save(fh, clip.frames), "the clip to the frame cache")
     return None, clip.faces, clip.warnings
 
 
-def _face_counts_path(clip_path: Path) -> Path:
-    return clip_path.with_suffix(".faces.json")
-
-
 def default_workers() -> int:
     """Extraction workers (and DataLoader workers): the CPUs this process may use."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else max(1, os.cpu_count() or 1)
 
 
-NO_PROCESSES = ("worker processes cannot start here, so ISOLATE_DECODING (isolate=True) decodes in threads instead: "
-                "Python runs a script's top level again in each worker it starts, so a script that starts them "
-                "must keep that code under 'if __name__ == \"__main__\":'")
+NO_PROCESSES = ("worker processes cannot start here, so ISOLATE_DECODING (isolate=True) decodes in threads "
+                "instead: Python runs a script's top level again in each worker it starts, so a script that "
+                "starts them must keep that code under 'if __name__ == \"__main__\":'")
 
 
 def _process_pool(n: int) -> concurrent.futures.ProcessPoolExecutor:
     # spawn, not fork: forking a process that already runs OpenCV/torch threads can deadlock.
-    return concurrent.futures.ProcessPoolExecutor(n, multiprocessing.get_context("spawn"), _init_extract_worker)
+    return concurrent.futures.ProcessPoolExecutor(n, multiprocessing.get_context("spawn"),
+                                                  _init_extract_worker)
 
 
 def _processes_start() -> bool:
     """Whether a spawned worker process starts and runs at all here (see ``NO_PROCESSES``)."""
-    try:
-        with _process_pool(1) as pool:
-            return pool.submit(int).result() == 0
-    except BrokenProcessPool:
-        return False
+    with _process_pool(1) as pool:
+        return pool.submit(int).exception() is None
 
 
 def extract_frames(items: Sequence[VideoItem], cache_dir: str | Path, num_frames: int = 8, size: int = 224,
                    face_crop: bool = False, workers: int | None = None, num_clips: int = 1,
                    isolate: bool = False) -> ExtractionReport:
-    """Decode each video once into ``cache_dir/<method>/<video_id>.npy``, ``(T, size, size, 3)``
-    uint8 (``(num_clips, T, ...)`` with several clips). Cached clips are skipped, so a rerun resumes.
-    ``workers`` threads (default: the CPUs) decode one video each on one FFmpeg thread;
-    ``isolate=True`` uses processes, so a crash in the native decoder fails one video, not the
-    kernel. A video that fails is listed with its cause; a clip that cannot be written stops the
-    run with an ``OSError`` naming the file."""
+    """Decode each video not yet cached to ``cache_path``: ``(T, size, size, 3)`` uint8 (``(num_clips, T,
+    ...)``) in ``workers`` threads (default: the CPUs), or processes with ``isolate`` (a crash fails one)."""
     report = ExtractionReport()
     todo = []
     for item in items:
         dest = cache_path(item, cache_dir)
-        if dest.is_file():
-            report.skipped.append(item)
-            if face_crop and _face_counts_path(dest).is_file():
-                report.faces[item] = FaceCounts(**json.loads(_face_counts_path(dest).read_text(encoding="utf-8")))
-        else:
+        if not dest.is_file():
             todo.append((item, dest))
-    workers = default_workers() if workers is None else workers
-    workers = min(max(1, workers) if isolate else workers, len(todo))  # isolation needs a process
-    settings = (num_frames, size, face_crop, num_clips)
+            continue
+        report.skipped.append(item)
+        if face_crop and dest.with_suffix(".faces.json").is_file():
+            counts = json.loads(dest.with_suffix(".faces.json").read_text(encoding="utf-8"))
+            report.faces[item] = FaceCounts(**counts)
+    workers = max(1, min(default_workers() if workers is None else workers, len(todo)))
     bar = _progress(total=len(todo), desc="extracting frames", unit="video", disable=not todo)
 
-    def record(item: VideoItem, result: tuple[str | None, FaceCounts | None, list[str]]) -> None:
-        error, faces, warnings = result
+    def record(item: VideoItem, error: str | None, faces: FaceCounts | None, warnings: list[str]) -> None:
         if error is not None:
             report.failed.append((item, error))
         else:
@@ -1489,50 +1401,57 @@ def extract_frames(items: Sequence[VideoItem], cache_dir: str | Path, num_frames
                 logger.warning(warning)
         bar.update()
 
-    def consume(results: Iterator[tuple[str | None, FaceCounts | None, list[str]]], jobs: list[tuple[VideoItem, Path]]) -> int:
-        """Record ``results`` in the order of ``jobs``; returns how many came before a worker process died."""
-        done = 0
+    def run(pool: concurrent.futures.Executor, jobs: list[tuple[VideoItem, Path]]) -> list[Any]:
+        """``jobs`` in ``pool``, ``workers`` at a time (one FFmpeg thread each where several); returns those
+        left undone when a worker process died. A clip that cannot be written stops the run."""
+        left, running, broken = list(jobs), {}, []
         try:
-            for result in results:
-                record(jobs[done][0], result)
-                done += 1
-        except BrokenProcessPool:
-            pass
+            while running or left and not broken:
+                while left and not broken and len(running) < workers:
+                    job = left.pop(0)
+                    try:
+                        running[pool.submit(_extract_one, *job, num_frames, size, face_crop, num_clips)] = job
+                    except BrokenProcessPool:
+                        broken.append(job)
+                done, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
+                for future in done:
+                    job = running.pop(future)
+                    if isinstance(future.exception(), BrokenProcessPool):
+                        broken.append(job)
+                    else:
+                        record(job[0], *future.result())
         except OSError as exc:  # the cache cannot be written: stop, rather than fail every video
-            raise OSError(exc.errno, f"{exc.strerror}. Extraction stopped after {len(report.done)} of {len(todo)} "
-                                     "videos; the clips written are kept and a rerun resumes") from exc
-        return done
-
-    def in_pool(pool: concurrent.futures.Executor, jobs: list[tuple[VideoItem, Path]]) -> int:
-        try:
-            return consume(pool.map(_extract_one, *zip(*jobs), *([s] * len(jobs) for s in settings)), jobs)
+            raise OSError(exc.errno, f"{exc.strerror}. Extraction stopped after {len(report.done)} of "
+                                     f"{len(todo)} videos; the clips written are kept and a rerun "
+                                     "resumes") from exc
         finally:  # on a stop, drop the queued videos; the running ones finish their atomic writes
             pool.shutdown(wait=True, cancel_futures=True)
+        return sorted(broken, key=jobs.index) + left
 
+    opencv_threads = cv2.getNumThreads()
     try:
-        queue = todo if isolate else []
+        queue, rest = (todo, []) if isolate else ([], todo)
         while queue:
-            queue = queue[in_pool(_process_pool(workers), queue):]
-            if queue:  # a worker died, on the first unfinished video or one beside it: that one alone
-                if in_pool(_process_pool(1), queue[:1]) == 0:
-                    if not _processes_start():  # no process runs here at all: not the video's fault
-                        logger.warning(NO_PROCESSES)
-                        todo, isolate, workers = queue, False, max(workers, 1)
-                        break
-                    record(queue[0][0], (f"{queue[0][0].path}: the decoding process died (a crash in the "
-                                         "native decoder, or killed for memory)", None, []))
-                queue = queue[1:]
-        if not isolate and workers <= 1:
-            consume((_extract_one(item, dest, *settings) for item, dest in todo), todo)
-        elif not isolate:
-            opencv_threads = cv2.getNumThreads()  # process-wide: off while the pool is the parallelism
-            cv2.setNumThreads(1)
-            try:
-                in_pool(concurrent.futures.ThreadPoolExecutor(workers, "scarlet-extract", _init_extract_worker), todo)
-            finally:
-                cv2.setNumThreads(opencv_threads)
+            queue = run(_process_pool(workers), queue)
+            # A worker died: the first video left undone, retried alone, shows whether it was the cause.
+            if queue and run(_process_pool(1), queue[:1]):
+                if not _processes_start():  # no process starts here at all: not the video's fault
+                    logger.warning(NO_PROCESSES)
+                    rest, isolate = queue, False
+                    break
+                record(queue[0][0], f"{queue[0][0].path}: the decoding process died (a crash in the native "
+                                    "decoder, or killed for memory)", None, [])
+            queue = queue[1:]
+        if rest:  # OpenCV's threads are process-wide: off while the pool is the parallelism
+            cv2.setNumThreads(1 if workers > 1 else opencv_threads)
+            run(concurrent.futures.ThreadPoolExecutor(workers, "scarlet-extract",
+                                                      _init_extract_worker if workers > 1 else None), rest)
     finally:
+        cv2.setNumThreads(opencv_threads)
         bar.close()
+    order = {item: k for k, item in enumerate(items)}
+    report.done.sort(key=order.__getitem__)
+    report.failed.sort(key=lambda failure: order[failure[0]])
     for item, cause in report.failed:
         logger.warning("skipped %s", cause)
     return report
@@ -1542,39 +1461,41 @@ class FrameClipDataset(Dataset):
     """Cached clips as ``((T, C, H, W) float32 normalised, label)`` (``(K, T, C, H, W)`` for K clips).
     ``augment``: a horizontal flip with probability 0.5, drawn from torch's (saved) random state."""
 
-    def __init__(self, items: Sequence[VideoItem], cache_dir: str | Path, mean: Sequence[float] = KINETICS_MEAN,
-                 std: Sequence[float] = KINETICS_STD, augment: bool = False) -> None:
-        self.items, self.cache_dir, self.mean, self.std, self.augment = list(items), Path(cache_dir), mean, std, augment
-        missing = [str(cache_path(i, cache_dir)) for i in self.items if not cache_path(i, cache_dir).is_file()]
+    def __init__(self, items: Sequence[VideoItem], cache_dir: str | Path,
+                 mean: Sequence[float] = KINETICS_MEAN, std: Sequence[float] = KINETICS_STD,
+                 augment: bool = False) -> None:
+        self.items, self.cache_dir = list(items), Path(cache_dir)
+        self.mean, self.std, self.augment = mean, std, augment
+        missing = [str(cache_path(i, cache_dir)) for i in self.items
+                   if not cache_path(i, cache_dir).is_file()]
         if missing:
-            raise FileNotFoundError(f"{len(missing)} clips missing from the cache (run extract_frames first): {missing[:3]}")
+            raise FileNotFoundError(f"{len(missing)} clips missing from the cache (run extract_frames "
+                                    f"first): {missing[:3]}")
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        item = self.items[index]
         flip = self.augment and bool(torch.rand(()) < 0.5)
-        return clip_to_tensor(np.load(cache_path(item, self.cache_dir)), self.mean, self.std, flip), item.label
+        clip = np.load(cache_path(self.items[index], self.cache_dir))
+        return clip_to_tensor(clip, self.mean, self.std, flip), self.items[index].label
 
 
-def clip_to_tensor(frames: np.ndarray, mean: Sequence[float] | torch.Tensor, std: Sequence[float] | torch.Tensor,
-                   flip: bool = False) -> torch.Tensor:
-    """``(..., T, H, W, 3)`` uint8 -> ``(..., T, 3, H, W)`` float32 ``(x / 255 - mean) / std``, with
-    one float allocation (the flip moves uint8 bytes; the arithmetic runs in place)."""
+def clip_to_tensor(frames: np.ndarray, mean: Sequence[float] | torch.Tensor,
+                   std: Sequence[float] | torch.Tensor, flip: bool = False) -> torch.Tensor:
+    """``(..., T, H, W, 3)`` uint8 -> ``(..., T, 3, H, W)`` float32 ``(x / 255 - mean) / std``, in one float
+    allocation (the flip moves uint8 bytes; the arithmetic runs in place)."""
     x = torch.from_numpy(np.ascontiguousarray(frames)).movedim(-1, -3)
-    if flip:
-        x = x.flip(-1)
+    x = x.flip(-1) if flip else x
     mean = torch.as_tensor(mean, dtype=torch.float32).view(3, 1, 1)
     std = torch.as_tensor(std, dtype=torch.float32).view(3, 1, 1)
     return torch.empty(x.shape, dtype=torch.float32).copy_(x).div_(255.0).sub_(mean).div_(std)
 
 
 # -- Demo data: a synthetic real/fake dataset, so the notebook runs with nothing downloaded ----
-# Real clips move matplotlib's public-domain Grace Hopper portrait under a slow virtual camera
-# (pan, zoom, roll, lighting drift, sensor noise). A fake ``T_S`` replays real T's exact camera and
-# blends S's mirrored, re-tinted face over it through a soft ellipse whose placement, size and
-# colour jitter frame to frame: the temporal flicker that real face swaps show.
+# A real clip moves matplotlib's public-domain Grace Hopper portrait under a slow virtual camera; a fake
+# ``T_S`` replays real T's camera with S's mirrored, re-tinted face blended in through a soft ellipse whose
+# placement, size and colour jitter frame to frame: the temporal flicker that face swaps show.
 
 _PORTRAIT_FACE = (266.0, 216.0, 222.0)  # face centre x, y and side in px of the 512x600 portrait
 
@@ -1583,35 +1504,35 @@ _PORTRAIT_FACE = (266.0, 216.0, 222.0)  # face centre x, y and side in px of the
 def _portrait() -> np.ndarray:
     from matplotlib import cbook
 
-    data = Path(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)).read_bytes()
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR).astype(np.float32)
+    data = np.fromfile(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False), np.uint8)
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR).astype(np.float32)
     img.setflags(write=False)
     return img
 
 
 def _drift(rng: np.random.Generator, n: int, amp: float) -> np.ndarray:
-    """``(n,)`` a smooth random curve within about +-amp (three slow sinusoids)."""
-    t = np.arange(n)[:, None] / 32  # the speed per frame does not depend on the clip's length
+    """``(n,)`` a smooth random curve within about +-amp: three sinusoids, as slow in long clips as short."""
     f, phase, w = rng.uniform(0.1, 0.7, 3), rng.uniform(0, 2 * np.pi, 3), rng.dirichlet(np.ones(3))
-    return amp * (w * np.sin(2 * np.pi * f * t + phase)).sum(1)
+    return amp * (w * np.sin(2 * np.pi * f * (np.arange(n)[:, None] / 32) + phase)).sum(1)
 
 
 def _camera(rng: np.random.Generator, n: int, size: int) -> dict[str, Any]:
-    """One real video's look and motion (a fake of that target replays it)."""
-    k = rng.uniform(-0.08, 0.08)  # colour temperature (BGR): warm boosts red, cuts blue
+    """One real video's look (a warmer or cooler BGR tint) and motion; a fake of that target replays it."""
+    k = rng.uniform(-0.08, 0.08)
     return {"flip": rng.random() < 0.5, "tint": np.array([1 - k, 1, 1 + k]) * rng.uniform(0.95, 1.05, 3),
             "pan": np.stack([_drift(rng, n, 0.02 * size) + rng.uniform(-0.04, 0.04) * size for _ in "xy"], 1),
             "zoom": rng.uniform(1.0, 1.25) * np.exp(_drift(rng, n, 0.03)),
-            "roll": _drift(rng, n, 2.0) + rng.uniform(-4, 4), "light": _drift(rng, n, 0.06) + rng.uniform(-0.05, 0.05)}
+            "roll": _drift(rng, n, 2.0) + rng.uniform(-4, 4),
+            "light": _drift(rng, n, 0.06) + rng.uniform(-0.05, 0.05)}
 
 
 def _blend(rng: np.random.Generator, n: int, size: int) -> dict[str, Any]:
-    """One fake's swap: per-video offsets plus per-frame jitter (exaggerated, so that the demo's tiny
-    model still sees it at 64 px)."""
+    """One fake's swap: per-video offsets plus per-frame jitter, exaggerated for the demo's tiny model."""
     px = size / 96
     return {"shift": rng.normal(0, 2.5 * px, (n, 2)) + rng.normal(0, 1.5 * px, 2),
             "scale": 1 + rng.normal(0, 0.03, n) + rng.normal(0, 0.02), "roll": rng.normal(0, 2.0, n),
-            "axes": np.array([rng.uniform(0.36, 0.42), rng.uniform(0.46, 0.52)]) * (1 + rng.normal(0, 0.06, (n, 1))),
+            "axes": np.array([rng.uniform(0.36, 0.42), rng.uniform(0.46, 0.52)])
+            * (1 + rng.normal(0, 0.06, (n, 1))),
             "feather": np.clip(rng.uniform(0.2, 0.35) * (1 + rng.normal(0, 0.3, n)), 0.08, None),
             "gain": 1 + rng.normal(0, 0.04, 3) + rng.normal(0, 0.035, (n, 3)),
             "offset": rng.normal(0, 8.0, (n, 3)) + rng.normal(0, 5.0, 3), "blur": rng.uniform(1.0, 1.6) * px}
@@ -1621,27 +1542,27 @@ def _render(size: int, cam: dict[str, Any], noise: np.random.Generator, swap: di
             source: dict[str, Any] | None = None) -> Iterator[np.ndarray]:
     """The ``(size, size, 3)`` uint8 BGR frames of one clip; with ``swap`` and ``source``, a fake."""
     cx, cy, side = _PORTRAIT_FACE
-    scale = 0.5 * size / side  # the face spans half the frame at zoom 1
-    looks = {flip: np.ascontiguousarray((_portrait()[:, ::-1] if flip else _portrait()) * cam["tint"], np.float32)
-             for flip in {cam["flip"], bool(source and source["flip"])}}
+    flips = {cam["flip"], bool(source and source["flip"])}  # both looks in the target's tint
+    looks = {f: np.ascontiguousarray((_portrait()[:, ::-1] if f else _portrait()) * cam["tint"], np.float32)
+             for f in flips}
     yy, xx = np.mgrid[0:size, 0:size]
 
     def place(flip: bool, zoom: float, roll: float, at: np.ndarray) -> np.ndarray:
-        """The portrait (mirrored or not) with its face centred at ``at``, zoomed and rolled."""
+        """The portrait, its face centred at ``at``, zoomed (at 1: half the frame) and rolled."""
         centre = (looks[flip].shape[1] - 1 - cx if flip else cx, cy)
-        m = cv2.getRotationMatrix2D(centre, roll, zoom * scale)
+        m = cv2.getRotationMatrix2D(centre, roll, zoom * (0.5 * size / side))
         m[:, 2] += at - centre
-        return cv2.warpAffine(looks[flip], m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        return cv2.warpAffine(looks[flip], m, (size, size), borderMode=cv2.BORDER_REFLECT)
 
-    for t in range(len(cam["zoom"])):
-        dst = size / 2 + cam["pan"][t]
-        frame = place(cam["flip"], cam["zoom"][t], cam["roll"][t], dst)
+    for t, zoom in enumerate(cam["zoom"]):
+        at = size / 2 + cam["pan"][t]
+        frame = place(cam["flip"], zoom, cam["roll"][t], at)
         if swap is not None:
-            face = place(source["flip"], cam["zoom"][t] * swap["scale"][t], cam["roll"][t] + swap["roll"][t],
-                         dst + swap["shift"][t])
+            face = place(source["flip"], zoom * swap["scale"][t], cam["roll"][t] + swap["roll"][t],
+                         at + swap["shift"][t])
             face = cv2.GaussianBlur(face, (0, 0), swap["blur"]) * swap["gain"][t] + swap["offset"][t]
-            ax, ay = swap["axes"][t] * 0.5 * size * cam["zoom"][t]
-            r = np.sqrt(((xx - dst[0]) / ax) ** 2 + ((yy - dst[1]) / ay) ** 2)
+            ax, ay = swap["axes"][t] * 0.5 * size * zoom
+            r = np.sqrt(((xx - at[0]) / ax) ** 2 + ((yy - at[1]) / ay) ** 2)
             alpha = np.clip((1 - r) / swap["feather"][t], 0, 1)[..., None]  # a soft ellipse, 1 inside
             frame = alpha * face + (1 - alpha) * frame
         frame = frame * (1 + cam["light"][t]) + noise.normal(0, 2.0, frame.shape)
@@ -1649,68 +1570,52 @@ def _render(size: int, cam: dict[str, Any], noise: np.random.Generator, swap: di
 
 
 def _write_video(path: Path, frames: Iterable[np.ndarray], size: int, fps: int) -> None:
-    """Encode ``frames`` to a hidden temp .mp4 beside ``path`` (the suffix picks the container), then rename."""
+    """``frames`` as mp4v, in a hidden temp .mp4 beside ``path`` (the suffix picks the container), renamed."""
     tmp = path.with_name(f".{path.stem}.tmp.mp4")
+    tmp.parent.mkdir(parents=True, exist_ok=True)
     writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (size, size))
-    try:
-        if not writer.isOpened():
-            raise OSError(f"{tmp}: cv2.VideoWriter cannot write an mp4v video here")
-        for frame in frames:
-            writer.write(frame)
-        writer.release()
-        os.replace(tmp, path)
-    finally:
-        writer.release()
-        tmp.unlink(missing_ok=True)
+    if not writer.isOpened():
+        raise OSError(f"{tmp}: cv2.VideoWriter cannot write an mp4v video here")
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    os.replace(tmp, path)
 
 
 def make_synthetic_dataset(root: str | Path, n_per_class: int = 24, num_frames: int = 32, size: int = 96,
                            fps: int = 16, seed: int = 0) -> Path:
-    """Write ``root/original/NNN.mp4`` (real) and ``root/Deepfakes/T_S.mp4`` (target T's camera with
-    source S's face; each real is the target of one fake) and return ``root``. Deterministic for
-    ``seed``; only missing files are written; a root holding another seed's or size's is refused."""
+    """``root/original/NNN.mp4`` and ``root/Deepfakes/T_S.mp4`` (each real the target of one fake), written
+    where missing; deterministic for ``seed``; a root holding another seed's or size's videos is refused."""
     if not 2 <= n_per_class <= 1000:
         raise ValueError("n_per_class must be in [2, 1000] (3-digit ids, source != target)")
-    root = Path(root)
-    rng = np.random.default_rng(seed)
-    ids = [f"{i:03d}" for i in range(n_per_class)]
-    # Faces swapped in pairs as in FF++: fakes a_b and b_a, so identities form small groups and an
-    # identity-disjoint split exists (an odd count closes the last group as a 3-cycle).
-    order = [int(k) for k in rng.permutation(n_per_class)]
-    groups = [order[j : j + 2] for j in range(0, n_per_class - n_per_class % 2, 2)]
-    if n_per_class % 2:
-        groups[-1].append(order[-1])
-    src_of = {g[k]: g[(k + 1) % len(g)] for g in groups for k in range(len(g))}
-    real = {i: root / "original" / f"{ids[i]}.mp4" for i in range(n_per_class)}
-    fake = {i: root / "Deepfakes" / f"{ids[i]}_{ids[src_of[i]]}.mp4" for i in range(n_per_class)}
-    # Another seed or size pairs other faces and moves other cameras: mixed in, they would join the
-    # identity groups. The settings are recorded beside the videos, and any other dataset is refused.
-    settings = {"n_per_class": n_per_class, "num_frames": num_frames, "size": size, "fps": fps, "seed": seed}
-    manifest = root / ".synthetic.json"
+    root, n, rng = Path(root), n_per_class, np.random.default_rng(seed)
+    order = rng.permutation(n).tolist()  # faces swapped in pairs as in FF++ (a_b and b_a)
+    src_of = {order[j]: order[j ^ 1] for j in range(n - n % 2)}
+    if n % 2:  # the odd one out closes a 3-cycle with the last pair
+        src_of |= {order[-2]: order[-1], order[-1]: order[-3]}
+    real = [root / REAL_FOLDER / f"{i:03d}.mp4" for i in range(n)]
+    fake = [root / "Deepfakes" / f"{i:03d}_{src_of[i]:03d}.mp4" for i in range(n)]
+    settings = {"n_per_class": n, "num_frames": num_frames, "size": size, "fps": fps, "seed": seed}
+    manifest = root / ".synthetic.json"  # other settings' videos would join the identity groups: refused
     recorded = json.loads(manifest.read_text(encoding="utf-8")) if manifest.is_file() else settings
-    stray = [p for d in ("original", "Deepfakes") if (root / d).is_dir() for p in _video_files(root / d)
-             if p not in {*real.values(), *fake.values()}]
+    listed = {p for d in (REAL_FOLDER, "Deepfakes") if (root / d).is_dir() for p in _video_files(root / d)}
+    stray = sorted(listed - {*real, *fake})
     if stray or recorded != settings:
-        raise ValueError(f"{root}: holds another synthetic dataset ({recorded if recorded != settings else stray[0]}), "
-                         f"not the one for {settings}: delete it, or write this one to another folder")
+        other = recorded if recorded != settings else stray[0]
+        raise ValueError(f"{root}: holds another synthetic dataset ({other}), not the one for {settings}: "
+                         "delete it, or write this one to another folder")
     if not manifest.is_file():
         write_json(manifest, settings)
-    if all(p.exists() for p in [*real.values(), *fake.values()]):
-        return root
-    # All parameters come from generators spawned up front, so a partially written dataset is
-    # completed with exactly the clips a fresh run would produce.
-    cameras = [_camera(g, num_frames, size) for g in rng.spawn(n_per_class)]
-    swaps = [_blend(g, num_frames, size) for g in rng.spawn(n_per_class)]
-    noises = rng.spawn(2 * n_per_class)
-    for d in ("original", "Deepfakes"):
-        (root / d).mkdir(parents=True, exist_ok=True)
-    for i in range(n_per_class):
-        if not real[i].exists():
+    if not all(p.exists() for p in real + fake):  # all drawn up front: a rerun completes what one run writes
+        cameras = [_camera(g, num_frames, size) for g in rng.spawn(n)]
+        swaps = [_blend(g, num_frames, size) for g in rng.spawn(n)]
+        noises = rng.spawn(2 * n)
+        for i in (i for i in range(n) if not real[i].exists()):
             _write_video(real[i], _render(size, cameras[i], noises[i]), size, fps)
-        if not fake[i].exists():
-            frames = _render(size, cameras[i], noises[n_per_class + i], swaps[i], cameras[src_of[i]])
+        for i in (i for i in range(n) if not fake[i].exists()):
+            frames = _render(size, cameras[i], noises[n + i], swaps[i], cameras[src_of[i]])
             _write_video(fake[i], frames, size, fps)
-    logger.info("synthetic dataset ready at %s (%d real, %d fake)", root, n_per_class, n_per_class)
+        logger.info("synthetic dataset ready at %s (%d real, %d fake)", root, n, n)
     return root
 
 

@@ -41,13 +41,6 @@ def test_layout(root: Path) -> None:
     assert {(s, t) for t, s in pairs} == {(t, s) for t, s in pairs}  # swapped in pairs, as in FF++
 
 
-def test_identity_split_exists_for_the_demo(root: Path) -> None:
-    items = su.list_videos(root)
-    split = su.make_split(items, n_train=8, n_val=8, strategy="identity")
-    assert su.count_identity_leaks(split.train, split.val) == 0
-    assert sum(i.label for i in split.train) == 4 and sum(i.label for i in split.val) == 4
-
-
 def test_odd_count_still_pairs_every_real(tmp_path: Path) -> None:
     root = make_synthetic_dataset(tmp_path, n_per_class=5, num_frames=4, size=32, seed=0)
     pairs = [p.stem.split("_") for p in (root / "Deepfakes").glob("[0-9]*.mp4")]
@@ -117,9 +110,8 @@ def test_any_seed_makes_a_dataset_the_identity_split_can_use(tmp_path: Path, see
 
 
 def test_another_seed_into_the_same_root_is_refused_not_mixed(tmp_path: Path) -> None:
-    """EXPECTED behaviour; fails until make_synthetic_dataset refuses a root holding another seed's
-    dataset. Today seed 7 adds a second set of fakes beside seed 0's, every real is then the target
-    of two fakes, and the identity split of the whole pool fails ("after all 1 identity groups")."""
+    """Seed 7's fakes beside seed 0's would make every real the target of two fakes, and the identity
+    split of the whole pool impossible: the root is refused, and keeps one seed's dataset."""
     fresh = make_synthetic_dataset(tmp_path / "seed7", seed=7, **SMALL)
     root = make_synthetic_dataset(tmp_path / "demo", seed=0, **SMALL)
     before = _fake_names(root)
@@ -130,8 +122,7 @@ def test_another_seed_into_the_same_root_is_refused_not_mixed(tmp_path: Path) ->
         refusal = None
     except ValueError as exc:
         refusal = str(exc)
-    # The root must still hold one seed's dataset that the demo's identity split (whole pool) can use:
-    # today this make_split raises "... after all 1 identity groups, ... val still needs 4 real, 4 Deepfakes".
+    # The root still holds one seed's dataset that the demo's identity split (whole pool) can use.
     split = su.make_split(su.list_videos(root), n_train=N, n_val=N, strategy="identity")
     assert su.count_identity_leaks(split.train, split.val) == 0
     assert _fake_names(root) == before  # nothing of seed 7 written
