@@ -335,24 +335,21 @@ def device_report(amp: bool = True) -> dict[str, Any]:
 
 
 def sample_frame_indices(total_frames: int, num_frames: int = 8) -> list[int]:
-    """``num_frames`` indices spread uniformly from the first to the last frame; a video shorter
-    than ``num_frames`` repeats indices (``[0, 0, 1, 1, ...]``) so every clip has the same length."""
+    """``num_frames`` indices spread uniformly from the first frame to the last; a video shorter than
+    ``num_frames`` repeats indices (``[0, 0, 1, 1, ...]``) so every clip has the same length."""
     return sample_clip_indices(total_frames, num_frames)[0]
 
 
 def sample_clip_indices(total_frames: int, num_frames: int = 8, num_clips: int = 1) -> list[list[int]]:
-    """Frame indices of ``num_clips`` clips: the video cut into that many equal segments, each
-    sampled uniformly first to last. One clip is exactly ``sample_frame_indices``."""
+    """The frame indices of ``num_clips`` clips: the video cut into that many equal segments, each
+    sampled uniformly from its first frame to its last."""
     for name, value in (("total_frames", total_frames), ("num_frames", num_frames), ("num_clips", num_clips)):
         if value < 1:
             raise ValueError(f"{name} must be >= 1, got {value}")
     edges = np.ceil(np.linspace(0, total_frames, num_clips + 1)).astype(int)
-    clips = []
-    for k in range(num_clips):
-        first = min(edges[k], total_frames - 1)
-        last = min(max(edges[k + 1] - 1, edges[k]), total_frames - 1)
-        clips.append([int(i) for i in np.linspace(first, last, num_frames).round()])
-    return clips
+    firsts = np.minimum(edges[:-1], total_frames - 1)
+    lasts = np.minimum(np.maximum(edges[1:] - 1, edges[:-1]), total_frames - 1)
+    return np.linspace(firsts, lasts, num_frames, axis=1).round().astype(int).tolist()
 
 
 def resize_short_side_center_crop(frame: np.ndarray, size: int) -> np.ndarray:
@@ -367,25 +364,26 @@ def resize_short_side_center_crop(frame: np.ndarray, size: int) -> np.ndarray:
 
 
 def _check_file(path: Path) -> None:
-    """Raise ``VideoReadError`` for a path that is not a readable, non-empty regular file."""
+    """Raise ``VideoReadError`` unless ``path`` is a readable, non-empty regular file. Nothing else is
+    opened: opening a FIFO blocks until someone writes to it."""
     try:
         st = path.stat()
         if stat.S_ISREG(st.st_mode) and st.st_size:
-            with open(path, "rb") as fh:  # a FIFO is never opened: that blocks until someone writes
+            with open(path, "rb") as fh:
                 fh.read(1)
-    except OSError as exc:  # not found, permission denied, a symlink loop, ...
-        causes = {errno.ENOENT: "file not found", errno.EACCES: "permission denied"}
-        loop = " (a symlink loop)" if exc.errno == errno.ELOOP else ""
-        raise VideoReadError(f"{path}: {causes.get(exc.errno) or f'cannot read the file{loop} ({exc.strerror})'}") from None
+    except OSError as exc:
+        causes = {errno.ENOENT: "file not found", errno.EACCES: "permission denied",
+                  errno.ELOOP: "cannot read the file (a symlink loop)"}
+        raise VideoReadError(f"{path}: {causes.get(exc.errno, f'cannot read the file ({exc.strerror})')}") from None
     if not stat.S_ISREG(st.st_mode):
         kind = "is a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file (a FIFO, socket or device)"
         raise VideoReadError(f"{path}: {kind}, not a video file")
-    if st.st_size == 0:
+    if not st.st_size:
         raise VideoReadError(f"{path}: empty file (0 bytes)")
 
 
-# Per-thread state of the decoding path: ``extract_frames`` decodes in a thread pool, and each
-# thread keeps its own FFmpeg thread count and its own face detector (see ``_face_detector``).
+# Per-thread state: ``extract_frames`` decodes in a thread pool, and each thread keeps its own FFmpeg
+# thread count and its own face cascades.
 _THREAD = threading.local()
 
 
@@ -406,126 +404,82 @@ def _open_capture(path: Path) -> cv2.VideoCapture:
     return cap
 
 
-def _count_frames(path: Path) -> int:
-    """Count decodable frames by grabbing them all (no colour conversion): the slow, sure way."""
-    cap = _open_capture(path)
-    n = 0
-    while cap.grab():
-        n += 1
-    cap.release()
-    return n
-
-
-# OpenCV's frame seek (CAP_PROP_POS_FRAMES) turns the number into a timestamp, seeks back to the
-# keyframe at or before 16 frames earlier, and decodes forward to the frame asked for.
+# OpenCV's frame seek (CAP_PROP_POS_FRAMES) goes back to the keyframe at or before 16 frames earlier
+# and decodes forward to the frame asked for.
 _SEEK_BACKOFF = 16
-# Seek only in a video whose kept frames lie more than this many frames apart: x264's default
-# keyframe interval (FF++'s). Closer (FF++, Celeb-DF, DFDC), a seek would rarely skip a keyframe
-# interval, and the video is decoded straight through without even the keyframe scan (~2% of its
-# decoding time).
+# Seek only where kept frames lie more than this many frames apart: x264's default keyframe interval
+# (FF++'s). Closer (FF++, Celeb-DF, DFDC), a seek rarely skips a keyframe interval, and the video is
+# decoded straight through without the keyframe scan (~2% of its decoding time).
 SEEK_MIN_GAP = 250
+# The NAL types of a picture decodable without any before it: H.264's IDR, HEVC's IRAP (BLA, IDR,
+# CRA). FFmpeg flags H.264 recovery points (intra refresh, open GOPs) as keyframes too, and a frame
+# decoded from one of those can differ from a full decode's.
+_RANDOM_ACCESS = {"h264": lambda head: head & 0x1F == 5, "hevc": lambda head: 16 <= (head >> 1 & 0x3F) <= 21}
 
 
-def _nal_types(packet: bytes, codec: str) -> set[int]:
-    """The NAL unit types in an Annex B packet (``00 00 01`` before each unit), H.264 or HEVC."""
-    types, at = set(), packet.find(b"\x00\x00\x01")
-    while 0 <= at < len(packet) - 3:
-        header = packet[at + 3]
-        types.add(header & 0x1F if codec == "h264" else header >> 1 & 0x3F)
-        at = packet.find(b"\x00\x00\x01", at + 3)
-    return types
+def _random_access(packet: np.ndarray | None, codec: str) -> bool:
+    """Whether an Annex B packet holds a random access NAL unit (its header byte follows ``00 00 01``)."""
+    heads = re.findall(b"(?=\x00\x00\x01(.))", b"" if packet is None else packet.tobytes(), re.S)
+    return any(_RANDOM_ACCESS[codec](head[0]) for head in heads)
 
 
-# NAL types that start a picture decodable without any before it: H.264's IDR, HEVC's IRAP (BLA,
-# IDR, CRA). FFmpeg flags H.264 recovery points (intra refresh, open GOPs) as keyframes too, and a
-# frame decoded from one of those can differ from a full decode's.
-_RANDOM_ACCESS_NALS = {"h264": {5}, "hevc": set(range(16, 22))}
-
-
-def _exact_seek_keyframes(path: Path) -> list[int] | None:
-    """The keyframes a frame-number seek in ``path`` can decode from (H.264 and HEVC: only those that
-    are random access points), or ``None`` where a seek might not land on the frame sequential
-    decoding numbers the same: that holds when the packets' rounded timestamps (``CAP_PROP_PTS``)
-    are exactly 0, 1, ..., n-1. Reads packets without decoding them."""
+def _seek_keyframes(path: Path) -> list[int]:
+    """The keyframes a seek in ``path`` may decode from (H.264, HEVC: random access points only), or
+    none unless the packets' timestamps are exactly 0, 1, ..., n-1, so that a frame number is a
+    timestamp. Reads the packets without decoding them."""
     cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, [cv2.CAP_PROP_FORMAT, -1])  # raw packets, Annex B
     codec = int(cap.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little").decode("latin-1").lower()
     pts: list[float] = []
     keys: list[int] = []
     while cap.isOpened() and cap.grab():
         pts.append(cap.get(cv2.CAP_PROP_PTS))
-        if cap.get(cv2.CAP_PROP_LRF_HAS_KEY_FRAME):
-            if codec in _RANDOM_ACCESS_NALS:
-                ok, packet = cap.retrieve()
-                if not (ok and _nal_types(packet.tobytes(), codec) & _RANDOM_ACCESS_NALS[codec]):
-                    continue
+        if cap.get(cv2.CAP_PROP_LRF_HAS_KEY_FRAME) and (codec not in _RANDOM_ACCESS
+                                                        or _random_access(cap.retrieve()[1], codec)):
             keys.append(int(pts[-1]))
     cap.release()
-    return sorted(keys) if pts and sorted(pts) == list(range(len(pts))) else None
+    return sorted(keys) if pts and sorted(pts) == list(range(len(pts))) else []
 
 
-def _frame_by_seek(path: Path, idx: int) -> np.ndarray | None:
-    """Frame ``idx`` (BGR) read by a seek on a fresh capture; ``None`` when it lands elsewhere."""
-    cap = _open_capture(path)
-    try:
-        if not cap.set(cv2.CAP_PROP_POS_FRAMES, idx) or cap.get(cv2.CAP_PROP_POS_FRAMES) != idx:
-            return None
-        if not cap.grab() or cap.get(cv2.CAP_PROP_PTS) != idx:
-            return None
-        ok, frame = cap.retrieve()
-        return frame if ok else None
-    finally:
-        cap.release()
-
-
-def _grab_frames(
-    path: Path, indices: Sequence[int], transform: Any = None, seek_gap: int | None = SEEK_MIN_GAP
-) -> tuple[list[np.ndarray], int]:
-    """Decode the frames at sorted ``indices`` (BGR), ``grab()``-ing past the rest, each through
-    ``transform(index, frame)`` as it is decoded (a 4K video's frames are never all held at full size).
-    ``seek_gap``: where two indices lie more than ``seek_gap`` apart (None: never) and seeks in the
-    file are exact (``_exact_seek_keyframes``), seek wherever that skips decoding (a keyframe lies
-    between). Before the first seek, the frame ``_SEEK_BACKOFF`` past the next keyframe, as close to
-    a keyframe as any seek decodes from, is decoded in order and compared pixel for pixel with a
-    seek's (at most one keyframe interval of decoding, once per file); every seek must land on its
-    timestamp, or the file is read again without seeking. Returns the frames and how many were
-    grabbed (fewer than ``max(indices) + 1`` when the stream ends early, one more when it goes on
-    past the last index)."""
+def _grab_frames(path: Path, indices: Sequence[int], transform: Callable[[int, np.ndarray], Any] | None = None,
+                 seek_gap: int | None = SEEK_MIN_GAP) -> tuple[list[Any], int]:
+    """The BGR frames at ``indices`` in sorted order, each through ``transform(index, frame)`` as it is
+    decoded (a 4K video's frames are never all held), and the stream's frame count, found by decoding.
+    Where indices lie more than ``seek_gap`` apart (None: never) it seeks over keyframes
+    (``_seek_keyframes``): first, a frame decoded in order is compared pixel for pixel with a seek's;
+    every seek must land on its timestamp; else the file is read again without seeking."""
     wanted = sorted(set(indices))
     far = seek_gap is not None and any(b - a > seek_gap for a, b in zip([0, *wanted], wanted))
-    keys = _exact_seek_keyframes(path) if far else None
-    frames: list[np.ndarray] = []
-    cap = _open_capture(path)
-    pos, proven, jumped = 0, False, False
+    keys = _seek_keyframes(path) if far else []
+    cap, frames, pos, jumped = _open_capture(path), [], 0, False  # pos: the frame the next grab() gives
+
+    def forward(to: int) -> bool:
+        nonlocal pos
+        while pos <= to and cap.grab():
+            pos += 1
+        return pos > to
+
+    def seek(to: int) -> bool:
+        nonlocal pos, jumped
+        pos, jumped = to + 1, True
+        return cap.set(cv2.CAP_PROP_POS_FRAMES, to) and cap.grab() and cap.get(cv2.CAP_PROP_PTS) == to
+
     try:
         for idx in wanted:
-            start = max((k for k in keys if k <= idx - _SEEK_BACKOFF), default=0) if keys else 0
-            if keys and not proven and start > pos:
-                probe = min(k for k in keys if k >= pos) + _SEEK_BACKOFF  # a seek there decodes from that key
-                while pos <= probe:
-                    if not cap.grab():
-                        return frames, pos
-                    pos += 1
-                ok, frame = cap.retrieve()
-                proven = ok and np.array_equal(frame, _frame_by_seek(path, probe))
-                if not proven:
-                    logger.debug("%s: a seek to frame %d is not exact; reading without seeking", path, probe)
-                    keys = None
-            seeked = keys is not None and start > pos
-            if seeked:
-                if not (cap.set(cv2.CAP_PROP_POS_FRAMES, idx) and cap.get(cv2.CAP_PROP_POS_FRAMES) == idx):
+            if any(pos < k <= idx - _SEEK_BACKOFF for k in keys):  # a seek would skip decoding
+                if not jumped:  # the check: a seek decodes this frame from keyframe k
+                    check = min(k for k in keys if k >= pos) + _SEEK_BACKOFF
+                    truth = cap.retrieve()[1] if forward(check) else None
+                    if truth is None or not (seek(check) and np.array_equal(cap.retrieve()[1], truth)):
+                        return _grab_frames(path, indices, transform, None)
+                if any(pos < k <= idx - _SEEK_BACKOFF for k in keys) and not seek(idx):
                     return _grab_frames(path, indices, transform, None)
-                pos, jumped = idx, True
-            while pos <= idx:
-                if not cap.grab():  # after a seek, the count of frames reached must come from grabbing
-                    return _grab_frames(path, indices, transform, None) if jumped else (frames, pos)
-                pos += 1
-            if seeked and cap.get(cv2.CAP_PROP_PTS) != idx:
-                return _grab_frames(path, indices, transform, None)
+            if not forward(idx):  # after a seek, only a full decode tells where the stream ends
+                return _grab_frames(path, indices, transform, None) if jumped else (frames, pos)
             ok, frame = cap.retrieve()
-            if not ok or frame is None:
+            if not ok:
                 raise VideoReadError(f"{path}: frame {idx} could be grabbed but not decoded")
             frames.append(frame if transform is None else transform(idx, frame))
-        if cap.grab():
+        while cap.grab():  # a header that under-counts: the rest is counted
             pos += 1
     finally:
         cap.release()
@@ -549,69 +503,48 @@ def read_clip(path: str | Path, num_frames: int = 8, size: int = 224, face_crop:
               num_clips: int = 1, seek_gap: int | None = SEEK_MIN_GAP) -> Clip:
     """``num_frames`` uniformly spaced frames of a video as a ``Clip`` (``num_clips`` > 1: that many
     clips of consecutive segments, ``(num_clips, T, size, size, 3)``). A header's wrong frame count
-    is found while decoding and replaced. Where kept frames lie more than ``seek_gap`` frames apart,
-    the read seeks over the gaps if seeking is exact in the file (None: never seek); the frames are a
-    full decode's either way. Raises ``VideoReadError`` naming the file and the cause."""
+    is found while decoding and the clip resampled. Where kept frames lie more than ``seek_gap`` apart,
+    it seeks if seeking is exact in the file (None: never); the frames are a full decode's either way.
+    Raises ``VideoReadError`` naming the file and the cause."""
     path = Path(path)
     _check_file(path)
     cap = _open_capture(path)
-    frame_count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-    fps = cap.get(cv2.CAP_PROP_FPS)
-    fps = fps if 1 <= fps <= 1000 else 25.0  # a header without a rate
+    header, fps = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), cap.get(cv2.CAP_PROP_FPS)
     cap.release()
-    if frame_count < 1:  # some containers (and broken headers) report 0 or a negative count
-        frame_count = _count_frames(path)
-        if frame_count < 1:
-            raise VideoReadError(f"{path}: the video has no decodable frames")
-
-    def sample(total: int) -> tuple[list[int], dict[int, int]]:
-        """The kept frames and, with face crop, each one's neighbour (see the Faces section)."""
-        kept = [i for clip in sample_clip_indices(total, num_frames, num_clips) for i in clip]
-        step = FACE_NEIGHBOUR if face_crop else 0
-        return kept, {i: i + step if i + step < total else max(i - step, 0) for i in kept}
+    fps = fps if 1 <= fps <= 1000 else 25.0  # a header without a rate
+    total = header if header >= 1 else _grab_frames(path, [])[1]  # some headers give no count
+    step, kept, warnings = FACE_NEIGHBOUR if face_crop else 0, set(), []
 
     def prepare(idx: int, frame: np.ndarray) -> np.ndarray | tuple[np.ndarray, float]:
-        # Whole frames shrink as they are decoded (memory: the clip, not the decoded video); the
-        # face crop needs them whole, and of a neighbour only what the detector sees. Resizing is
-        # per channel, so BGR -> RGB after it is the same.
+        # Whole frames shrink as they are decoded; a face crop needs them whole, and of a neighbour only
+        # what the detector sees. Resizing is per channel, so BGR -> RGB after it is the same.
         if face_crop and idx not in kept:
             return detection_view(frame, bgr=True)
         return cv2.cvtColor(frame if face_crop else resize_short_side_center_crop(frame, size), cv2.COLOR_BGR2RGB)
 
-    def decode(total: int) -> tuple[list[int], dict[int, int], list[int], list[Any], int]:
-        """The kept frames, their neighbours, every frame decoded (sorted), the frames, how many were grabbed."""
-        nonlocal kept
-        indices, neighbour = sample(total)
-        kept = set(indices)
-        wanted = sorted(kept | set(neighbour.values()))
-        return (indices, neighbour, wanted, *_grab_frames(path, wanted, prepare, seek_gap))
-
-    kept: set[int] = set()
-    indices, neighbour, wanted, frames, reached = decode(frame_count)
-    ended_early = len(frames) < len(wanted)
-    if ended_early or reached > frame_count:  # the header was wrong: resample over what decodes
-        if ended_early and reached < 1:
+    while True:
+        if total < 1:
             raise VideoReadError(f"{path}: the video has no decodable frames")
-        real_count = reached if ended_early else _count_frames(path)
-        warnings = [f"{path}: header says {frame_count} frames, {'only' if ended_early else 'but'} {real_count} "
-                    "decode; resampling"]
+        indices = [i for clip in sample_clip_indices(total, num_frames, num_clips) for i in clip]
+        neighbour = {i: i + step if i + step < total else max(i - step, 0) for i in indices}  # see Faces
+        kept, wanted = set(indices), sorted(set(indices) | set(neighbour.values()))
+        frames, reached = _grab_frames(path, wanted, prepare, seek_gap)
+        if reached == total:  # the last kept frame is the last frame
+            break
+        if warnings:
+            raise VideoReadError(f"{path}: decoding is not repeatable ({total} frames, then {reached})")
+        warnings.append(f"{path}: header says {header} frames, {'only' if reached < total else 'but'} {reached} "
+                        "decode; resampling")
         logger.warning(warnings[0])
-        frame_count = real_count
-        indices, neighbour, wanted, frames, reached = decode(frame_count)
-        if len(frames) < len(wanted):
-            raise VideoReadError(f"{path}: decoding is not repeatable (stream broke at frame {reached})")
-    else:
-        warnings = []
+        total = reached
     by_index = dict(zip(wanted, frames))
     crops = [by_index[i] for i in indices]  # a short video's repeated frames are shared, not copied
     faces = boxes = None
     if face_crop:
         boxes, faces = face_boxes(crops, indices, [by_index[neighbour[i]] for i in indices], fps)
         crops = crop_faces(crops, boxes, size)
-    clip = np.stack(crops)
-    if num_clips > 1:
-        clip = clip.reshape(num_clips, num_frames, size, size, 3)
-    return Clip(clip, list(indices), frame_count, faces, boxes, warnings, fps)
+    shape = (num_clips, num_frames) if num_clips > 1 else (num_frames,)
+    return Clip(np.stack(crops).reshape(*shape, size, size, 3), indices, total, faces, boxes, warnings, fps)
 
 
 def read_video_frames(path: str | Path, num_frames: int = 8, size: int = 224, face_crop: bool = False) -> np.ndarray:
