@@ -358,7 +358,8 @@ def resize_short_side_center_crop(frame: np.ndarray, size: int) -> np.ndarray:
     h, w = frame.shape[:2]
     scale = size / min(h, w)
     new_w, new_h = max(size, round(w * scale)), max(size, round(h * scale))
-    resized = cv2.resize(frame, (new_w, new_h), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    resized = cv2.resize(frame, (new_w, new_h), interpolation=interpolation)
     top, left = (new_h - size) // 2, (new_w - size) // 2
     return resized[top : top + size, left : left + size]
 
@@ -372,11 +373,12 @@ def _check_file(path: Path) -> None:
             with open(path, "rb") as fh:
                 fh.read(1)
     except OSError as exc:
-        causes = {errno.ENOENT: "file not found", errno.EACCES: "permission denied",
-                  errno.ELOOP: "cannot read the file (a symlink loop)"}
-        raise VideoReadError(f"{path}: {causes.get(exc.errno, f'cannot read the file ({exc.strerror})')}") from None
+        cause = {errno.ENOENT: "file not found", errno.EACCES: "permission denied",
+                 errno.ELOOP: "cannot read the file (a symlink loop)"}.get(exc.errno)
+        raise VideoReadError(f"{path}: {cause or f'cannot read the file ({exc.strerror})'}") from None
     if not stat.S_ISREG(st.st_mode):
-        kind = "is a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file (a FIFO, socket or device)"
+        kind = ("is a directory" if stat.S_ISDIR(st.st_mode)
+                else "not a regular file (a FIFO, socket or device)")
         raise VideoReadError(f"{path}: {kind}, not a video file")
     if not st.st_size:
         raise VideoReadError(f"{path}: empty file (0 bytes)")
@@ -400,7 +402,8 @@ def _open_capture(path: Path) -> cv2.VideoCapture:
     cap = cv2.VideoCapture(str(path), cv2.CAP_ANY, [cv2.CAP_PROP_N_THREADS, threads] if threads else [])
     if not cap.isOpened():
         cap.release()
-        raise VideoReadError(f"{path}: OpenCV cannot open it as a video (not a video, truncated, or an unsupported codec)")
+        raise VideoReadError(f"{path}: OpenCV cannot open it as a video "
+                             "(not a video, truncated, or an unsupported codec)")
     return cap
 
 
@@ -411,42 +414,36 @@ _SEEK_BACKOFF = 16
 # (FF++'s). Closer (FF++, Celeb-DF, DFDC), a seek rarely skips a keyframe interval, and the video is
 # decoded straight through without the keyframe scan (~2% of its decoding time).
 SEEK_MIN_GAP = 250
-# The NAL types of a picture decodable without any before it: H.264's IDR, HEVC's IRAP (BLA, IDR,
-# CRA). FFmpeg flags H.264 recovery points (intra refresh, open GOPs) as keyframes too, and a frame
-# decoded from one of those can differ from a full decode's.
-_RANDOM_ACCESS = {"h264": lambda head: head & 0x1F == 5, "hevc": lambda head: 16 <= (head >> 1 & 0x3F) <= 21}
-
-
-def _random_access(packet: np.ndarray | None, codec: str) -> bool:
-    """Whether an Annex B packet holds a random access NAL unit (its header byte follows ``00 00 01``)."""
-    heads = re.findall(b"(?=\x00\x00\x01(.))", b"" if packet is None else packet.tobytes(), re.S)
-    return any(_RANDOM_ACCESS[codec](head[0]) for head in heads)
+# A NAL unit (its header byte after 00 00 01) that starts a picture decodable without any before it:
+# H.264's IDR (type 5), HEVC's IRAP (types 16-21). FFmpeg flags H.264 recovery points (intra refresh,
+# open GOPs) as keyframes too, and a frame decoded from one of those can differ from a full decode's.
+_RANDOM_ACCESS = {"h264": re.compile(b"\x00\x00\x01[\x05\x25\x45\x65]"),
+                  "hevc": re.compile(b"\x00\x00\x01[\x20-\x2b]")}
 
 
 def _seek_keyframes(path: Path) -> list[int]:
     """The keyframes a seek in ``path`` may decode from (H.264, HEVC: random access points only), or
-    none unless the packets' timestamps are exactly 0, 1, ..., n-1, so that a frame number is a
-    timestamp. Reads the packets without decoding them."""
+    none unless the packets' timestamps are exactly 0, 1, ..., n-1 (a frame number is then a
+    timestamp). Reads the packets without decoding them."""
     cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, [cv2.CAP_PROP_FORMAT, -1])  # raw packets, Annex B
     codec = int(cap.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little").decode("latin-1").lower()
     pts: list[float] = []
     keys: list[int] = []
     while cap.isOpened() and cap.grab():
         pts.append(cap.get(cv2.CAP_PROP_PTS))
-        if cap.get(cv2.CAP_PROP_LRF_HAS_KEY_FRAME) and (codec not in _RANDOM_ACCESS
-                                                        or _random_access(cap.retrieve()[1], codec)):
+        if cap.get(cv2.CAP_PROP_LRF_HAS_KEY_FRAME) and (codec not in _RANDOM_ACCESS or (
+                (packet := cap.retrieve()[1]) is not None and _RANDOM_ACCESS[codec].search(packet))):
             keys.append(int(pts[-1]))
     cap.release()
-    return sorted(keys) if pts and sorted(pts) == list(range(len(pts))) else []
+    return keys if pts and sorted(pts) == list(range(len(pts))) else []
 
 
-def _grab_frames(path: Path, indices: Sequence[int], transform: Callable[[int, np.ndarray], Any] | None = None,
+def _grab_frames(path: Path, indices: Sequence[int],
+                 transform: Callable[[int, np.ndarray], Any] | None = None,
                  seek_gap: int | None = SEEK_MIN_GAP) -> tuple[list[Any], int]:
-    """The BGR frames at ``indices`` in sorted order, each through ``transform(index, frame)`` as it is
-    decoded (a 4K video's frames are never all held), and the stream's frame count, found by decoding.
-    Where indices lie more than ``seek_gap`` apart (None: never) it seeks over keyframes
-    (``_seek_keyframes``): first, a frame decoded in order is compared pixel for pixel with a seek's;
-    every seek must land on its timestamp; else the file is read again without seeking."""
+    """The BGR frames at sorted ``indices``, each through ``transform(index, frame)`` as it is decoded
+    (a 4K video's frames are never all held), and the stream's frame count, found by decoding. Seeks
+    where indices lie more than ``seek_gap`` apart (None: never) and ``_seek_keyframes`` allows."""
     wanted = sorted(set(indices))
     far = seek_gap is not None and any(b - a > seek_gap for a, b in zip([0, *wanted], wanted))
     keys = _seek_keyframes(path) if far else []
@@ -458,7 +455,7 @@ def _grab_frames(path: Path, indices: Sequence[int], transform: Callable[[int, n
             pos += 1
         return pos > to
 
-    def seek(to: int) -> bool:
+    def seek(to: int) -> bool:  # it must land on the frame's timestamp
         nonlocal pos, jumped
         pos, jumped = to + 1, True
         return cap.set(cv2.CAP_PROP_POS_FRAMES, to) and cap.grab() and cap.get(cv2.CAP_PROP_PTS) == to
@@ -466,8 +463,8 @@ def _grab_frames(path: Path, indices: Sequence[int], transform: Callable[[int, n
     try:
         for idx in wanted:
             if any(pos < k <= idx - _SEEK_BACKOFF for k in keys):  # a seek would skip decoding
-                if not jumped:  # the check: a seek decodes this frame from keyframe k
-                    check = min(k for k in keys if k >= pos) + _SEEK_BACKOFF
+                if not jumped:  # first, once per file: a seek's pixels against a full decode's
+                    check = min(k for k in keys if k >= pos) + _SEEK_BACKOFF  # a seek decodes it from k
                     truth = cap.retrieve()[1] if forward(check) else None
                     if truth is None or not (seek(check) and np.array_equal(cap.retrieve()[1], truth)):
                         return _grab_frames(path, indices, transform, None)
@@ -501,11 +498,10 @@ class Clip:
 
 def read_clip(path: str | Path, num_frames: int = 8, size: int = 224, face_crop: bool = False,
               num_clips: int = 1, seek_gap: int | None = SEEK_MIN_GAP) -> Clip:
-    """``num_frames`` uniformly spaced frames of a video as a ``Clip`` (``num_clips`` > 1: that many
-    clips of consecutive segments, ``(num_clips, T, size, size, 3)``). A header's wrong frame count
-    is found while decoding and the clip resampled. Where kept frames lie more than ``seek_gap`` apart,
-    it seeks if seeking is exact in the file (None: never); the frames are a full decode's either way.
-    Raises ``VideoReadError`` naming the file and the cause."""
+    """``num_frames`` uniformly spaced frames of a video (``num_clips`` > 1: that many clips of
+    consecutive segments, ``(num_clips, T, size, size, 3)``). Where kept frames lie more than
+    ``seek_gap`` apart it seeks if seeking is exact in the file (None: never); the frames are a full
+    decode's either way. Raises ``VideoReadError`` naming the file and the cause."""
     path = Path(path)
     _check_file(path)
     cap = _open_capture(path)
@@ -516,13 +512,14 @@ def read_clip(path: str | Path, num_frames: int = 8, size: int = 224, face_crop:
     step, kept, warnings = FACE_NEIGHBOUR if face_crop else 0, set(), []
 
     def prepare(idx: int, frame: np.ndarray) -> np.ndarray | tuple[np.ndarray, float]:
-        # Whole frames shrink as they are decoded; a face crop needs them whole, and of a neighbour only
-        # what the detector sees. Resizing is per channel, so BGR -> RGB after it is the same.
+        # Whole frames shrink as they are decoded; a face crop needs them whole, and of a neighbour
+        # only what the detector sees. Resizing is per channel, so BGR -> RGB after it is the same.
         if face_crop and idx not in kept:
             return detection_view(frame, bgr=True)
-        return cv2.cvtColor(frame if face_crop else resize_short_side_center_crop(frame, size), cv2.COLOR_BGR2RGB)
+        return cv2.cvtColor(frame if face_crop else resize_short_side_center_crop(frame, size),
+                            cv2.COLOR_BGR2RGB)
 
-    while True:
+    while True:  # a header's wrong frame count is found while decoding, and the clip resampled once
         if total < 1:
             raise VideoReadError(f"{path}: the video has no decodable frames")
         indices = [i for clip in sample_clip_indices(total, num_frames, num_clips) for i in clip]
@@ -533,8 +530,8 @@ def read_clip(path: str | Path, num_frames: int = 8, size: int = 224, face_crop:
             break
         if warnings:
             raise VideoReadError(f"{path}: decoding is not repeatable ({total} frames, then {reached})")
-        warnings.append(f"{path}: header says {header} frames, {'only' if reached < total else 'but'} {reached} "
-                        "decode; resampling")
+        said = "only" if reached < total else "but"
+        warnings.append(f"{path}: header says {header} frames, {said} {reached} decode; resampling")
         logger.warning(warnings[0])
         total = reached
     by_index = dict(zip(wanted, frames))
@@ -547,7 +544,8 @@ def read_clip(path: str | Path, num_frames: int = 8, size: int = 224, face_crop:
     return Clip(np.stack(crops).reshape(*shape, size, size, 3), indices, total, faces, boxes, warnings, fps)
 
 
-def read_video_frames(path: str | Path, num_frames: int = 8, size: int = 224, face_crop: bool = False) -> np.ndarray:
+def read_video_frames(path: str | Path, num_frames: int = 8, size: int = 224,
+                      face_crop: bool = False) -> np.ndarray:
     """``(num_frames, size, size, 3)`` uint8 RGB frames spread over the whole video: whole frames as
     the k400 processor makes them, or face crops (the Faces section). Raises ``VideoReadError``."""
     clip = read_clip(path, num_frames, size, face_crop)
@@ -577,8 +575,8 @@ Box = tuple[float, float, float]  # a face's centre x, centre y and side, in the
 class FaceCounts:
     """How a clip's face crops were made, in kept frames: ``on_track``, at the face's own box;
     ``borrowed``, at the box of the nearest frame on the track, at most FACE_BORROW_SECONDS away;
-    ``no_face``, farther than that, or whole-frame centre crops where the video shows no face;
-    ``tracks``: faces found in two or more kept frames (more than one: several people)."""
+    ``no_face``, farther, or whole-frame centre crops where no face is found; ``tracks``: faces found
+    in two or more kept frames (more than one: several people)."""
 
     on_track: int = 0
     borrowed: int = 0
@@ -600,23 +598,23 @@ class FaceCounts:
 
 
 @lru_cache(maxsize=1)
-def _cascade_files() -> tuple[str, str] | None:
-    """The frontal and profile Haar cascades, or None (said once) where this OpenCV ships none."""
-    folder = getattr(getattr(cv2, "data", None), "haarcascades", None) or ""
-    files = tuple(os.path.join(folder, f"haarcascade_{n}face{d}.xml") for n, d in (("frontal", "_default"), ("profile", "")))
-    if not folder or not hasattr(cv2, "CascadeClassifier") or any(cv2.CascadeClassifier(f).empty() for f in files):
-        logger.warning("this OpenCV ships no Haar face cascades (opencv-python>=5?): face crop falls back to centre crops")
-        return None
-    return files  # type: ignore[return-value]
+def _say_no_cascades() -> None:
+    logger.warning("this OpenCV ships no Haar face cascades (opencv-python>=5?): "
+                   "face crop falls back to centre crops")
 
 
 def _cascades() -> tuple[Any, Any] | None:
-    """The cascades, one pair per thread (a ``CascadeClassifier`` keeps the buffers of the image it
-    scans, so threads sharing one race), or None where OpenCV ships none."""
-    files = _cascade_files()
-    if files is not None and getattr(_THREAD, "cascades", None) is None:
-        _THREAD.cascades = tuple(cv2.CascadeClassifier(f) for f in files)
-    return _THREAD.cascades if files is not None else None
+    """This thread's frontal and profile Haar cascades (a ``CascadeClassifier`` keeps the buffers of the
+    image it scans: threads sharing one race), or None where OpenCV ships none."""
+    if not hasattr(_THREAD, "cascades"):
+        folder = getattr(getattr(cv2, "data", None), "haarcascades", None) or ""
+        files = [os.path.join(folder, f"haarcascade_{n}.xml") for n in ("frontalface_default", "profileface")]
+        usable = folder and hasattr(cv2, "CascadeClassifier")  # opencv-python>=5 dropped it
+        cascades = [cv2.CascadeClassifier(f) for f in files] if usable else []
+        _THREAD.cascades = tuple(cascades) if cascades and not any(c.empty() for c in cascades) else None
+        if _THREAD.cascades is None:
+            _say_no_cascades()
+    return _THREAD.cascades
 
 
 def detection_view(frame: np.ndarray, bgr: bool = False) -> tuple[np.ndarray, float]:
@@ -652,20 +650,20 @@ def detect_faces(frame: np.ndarray | tuple[np.ndarray, float], near: Box | None 
         sizes = {"minSize": (int(0.6 * side),) * 2, "maxSize": (int(1.6 * side) + 1,) * 2}
     if min(grey.shape) < sizes["minSize"][0]:
         return []
-    equalised = cv2.equalizeHist(grey)  # dark or flat scenes: stretched contrast
-    found: list[tuple[float, Box]] = []
-    # Frontal, then frontal on the equalised frame, then profile both ways: each only where the
-    # ones before found nothing (the profile cascade finds faces turned one way; mirrored, the other).
-    for cascade, image, mirrored in ((cascades[0], grey, False), (cascades[0], equalised, False),
-                                     (cascades[1], equalised, False), (cascades[1], equalised, True)):
-        if found and not mirrored:
-            break
+
+    def scan(cascade: Any, image: np.ndarray, mirrored: bool = False) -> list[tuple[float, Box]]:
         image = np.ascontiguousarray(image[:, ::-1] if mirrored else image)
-        rects, _, weights = cascade.detectMultiScale3(image, scaleFactor=1.1, minNeighbors=5, outputRejectLevels=True,
-                                                      **sizes)
-        for (x, y, w, h), weight in zip(rects, np.ravel(weights)):
-            x = image.shape[1] - x - w if mirrored else x
-            found.append((float(weight), ((x0 + x + w / 2) / scale, (y0 + y + h / 2) / scale, max(w, h) / scale)))
+        rects, _, weights = cascade.detectMultiScale3(image, scaleFactor=1.1, minNeighbors=5,
+                                                      outputRejectLevels=True, **sizes)
+        return [(float(weight), ((x0 + (image.shape[1] - x - w if mirrored else x) + w / 2) / scale,
+                                 (y0 + y + h / 2) / scale, max(w, h) / scale))
+                for (x, y, w, h), weight in zip(rects, np.ravel(weights))]
+
+    # Each pass only where the ones before found nothing: the equalised frame stretches the contrast of
+    # dark or flat scenes; the profile cascade finds faces turned one way, and mirrored, the other.
+    (frontal, profile), equalised = cascades, cv2.equalizeHist(grey)
+    found = (scan(frontal, grey) or scan(frontal, equalised)
+             or scan(profile, equalised) + scan(profile, equalised, mirrored=True))
     faces: list[Box] = []
     for _, box in sorted(found, key=lambda f: -f[0]):  # one box per face: the most confident
         if not any(_same_face(box, kept, 0.5) for kept in faces):
@@ -678,36 +676,32 @@ def detect_faces(frame: np.ndarray | tuple[np.ndarray, float], near: Box | None 
 def track_faces(detections: Sequence[Sequence[Box]], frame_ids: Sequence[int],
                 fps: float = 25.0) -> tuple[list[Box | None], FaceCounts]:
     """A box for each kept frame from the faces found in it (``detections[k]`` at frame
-    ``frame_ids[k]``), by the main face track (see the section's comment), and the counts.
-    All boxes are None where no frame shows a face."""
+    ``frame_ids[k]``), by the main face track (the section's comment), and the counts. All boxes are
+    None where no frame shows a face."""
     tracks: list[dict[int, Box]] = []  # kept frame -> box, filled in frame order
     last = lambda t: t[max(t, key=frame_ids.__getitem__)]  # noqa: E731  (a track's latest box)
-    for k, faces in sorted(enumerate(detections), key=lambda kf: frame_ids[kf[0]]):
-        for box in faces:  # most confident first: it picks its track first
+    for k in sorted(range(len(detections)), key=frame_ids.__getitem__):
+        for box in detections[k]:  # most confident first: it picks its track first
             free = [t for t in tracks if k not in t and _same_face(last(t), box)]
             if free:
                 min(free, key=lambda t: np.hypot(last(t)[0] - box[0], last(t)[1] - box[1]))[k] = box
             else:
                 tracks.append({k: box})
-    counts = FaceCounts(tracks=sum(len(t) >= 2 for t in tracks))
     if not tracks:
-        counts.no_face = len(detections)
-        return [None] * len(detections), counts
+        return [None] * len(detections), FaceCounts(no_face=len(detections))
     main = max(tracks, key=lambda t: (len(t), np.mean([b[2] for b in t.values()])))
     boxes: list[Box | None] = []
+    borrowed = no_face = 0
     for k, frame in enumerate(frame_ids):
         if k in main:  # averaged with the track's boxes a few frames away only
             near = [main[j] for j in main if abs(frame_ids[j] - frame) <= 2 * FACE_NEIGHBOUR]
             boxes.append(tuple(np.mean(near, axis=0).tolist()))
-            counts.on_track += 1
             continue
         nearest = min(main, key=lambda j: abs(frame_ids[j] - frame))
         boxes.append(main[nearest])
-        if abs(frame_ids[nearest] - frame) <= FACE_BORROW_SECONDS * fps:
-            counts.borrowed += 1
-        else:
-            counts.no_face += 1
-    return boxes, counts
+        borrow = abs(frame_ids[nearest] - frame) <= FACE_BORROW_SECONDS * fps
+        borrowed, no_face = borrowed + borrow, no_face + (not borrow)
+    return boxes, FaceCounts(len(main), borrowed, no_face, sum(len(t) >= 2 for t in tracks))
 
 
 def crop_faces(frames: Sequence[np.ndarray], boxes: Sequence[Box | None], size: int) -> list[np.ndarray]:
@@ -719,12 +713,10 @@ def crop_faces(frames: Sequence[np.ndarray], boxes: Sequence[Box | None], size: 
             crops.append(resize_short_side_center_crop(frame, size))
             continue
         h, w = frame.shape[:2]
-        cx, cy, side = box
-        s = int(round(min(side * FACE_MARGIN, h, w)))  # a box larger than the frame cannot be square
-        x0 = int(round(min(max(cx - s / 2, 0), w - s)))
-        y0 = int(round(min(max(cy - s / 2, 0), h - s)))
-        crop = frame[y0 : y0 + s, x0 : x0 + s]
-        crops.append(cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA if s > size else cv2.INTER_LINEAR))
+        s = int(round(min(box[2] * FACE_MARGIN, h, w)))  # a box larger than the frame cannot be square
+        x0, y0 = (int(round(min(max(c - s / 2, 0), extent - s))) for c, extent in ((box[0], w), (box[1], h)))
+        interpolation = cv2.INTER_AREA if s > size else cv2.INTER_LINEAR
+        crops.append(cv2.resize(frame[y0 : y0 + s, x0 : x0 + s], (size, size), interpolation=interpolation))
     return crops
 
 
@@ -738,11 +730,8 @@ def face_boxes(frames: Sequence[np.ndarray], frame_ids: Sequence[int],
     for frame, neighbour in zip(frames, neighbours, strict=True):
         view = neighbour if isinstance(neighbour, tuple) else detection_view(neighbour)
         own = detect_faces(frame)
-        confirmed = []
-        for box in own:
-            again = [b for b in detect_faces(view, near=box) if _same_face(box, b, 0.3)]
-            if again:
-                confirmed.append(tuple(np.mean([box, again[0]], axis=0).tolist()))
+        again = [(box, [b for b in detect_faces(view, near=box) if _same_face(box, b, 0.3)]) for box in own]
+        confirmed = [tuple(np.mean([box, found[0]], axis=0).tolist()) for box, found in again if found]
         detections.append(confirmed or own or detect_faces(view))
     return track_faces(detections, frame_ids, fps)
 
