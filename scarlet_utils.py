@@ -530,9 +530,10 @@ def read_clip(path: str | Path, num_frames: int = 8, size: int = 224, face_crop:
             break
         if warnings:
             raise VideoReadError(f"{path}: decoding is not repeatable ({total} frames, then {reached})")
-        said = "only" if reached < total else "but"
-        warnings.append(f"{path}: header says {header} frames, {said} {reached} decode; resampling")
-        logger.warning(warnings[0])
+        if reached:  # none: the error above
+            said = "only" if reached < total else "but"
+            warnings.append(f"{path}: header says {header} frames, {said} {reached} decode; resampling")
+            logger.warning(warnings[0])
         total = reached
     by_index = dict(zip(wanted, frames))
     crops = [by_index[i] for i in indices]  # a short video's repeated frames are shared, not copied

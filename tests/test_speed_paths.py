@@ -73,8 +73,8 @@ def _assert_same_clip(a: su.Clip, b: su.Clip, what: str) -> None:
         assert np.array_equal(x, y), f"{what}: frame #{k} (index {a.indices[k]}) differs"
 
 
-def _plain_and_seeking(path: Path, captures, num_frames: int = 8, size: int = BAND_SIZE, seek_gap: int | None = 0,
-                       **kwargs) -> tuple[su.Clip, su.Clip]:
+def _plain_and_seeking(path: Path, captures, num_frames: int = 8, size: int = BAND_SIZE,
+                       seek_gap: int | None = 0, **kwargs) -> tuple[su.Clip, su.Clip]:
     """``(plain clip, seeking clip)``: ``seek_gap=None`` (a full decode, never a seek), then the given
     one; ``captures`` then holds the seeking read's counts."""
     captures.reset()
@@ -107,7 +107,7 @@ def test_seeking_is_refused_where_frame_numbers_are_not_timestamps(ffmpeg_videos
 
 
 def test_a_seek_that_lands_on_other_pixels_turns_seeking_off_for_the_file(ffmpeg_videos, captures):
-    captures.corrupt_seeks = True  # every frame read after a seek is black: the first-seek check must catch it
+    captures.corrupt_seeks = True  # every frame read after a seek is black: the check must catch it
     plain, seeking = _plain_and_seeking(ffmpeg_videos["mpeg4.mp4"], captures)
     assert captures.seeks >= 1  # the premise: a seek was tried
     _assert_same_clip(plain, seeking, "after a failed check")
