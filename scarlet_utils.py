@@ -676,9 +676,8 @@ def detect_faces(frame: np.ndarray | tuple[np.ndarray, float], near: Box | None 
 
 def track_faces(detections: Sequence[Sequence[Box]], frame_ids: Sequence[int],
                 fps: float = 25.0) -> tuple[list[Box | None], FaceCounts]:
-    """A box for each kept frame from the faces found in it (``detections[k]`` at frame
-    ``frame_ids[k]``), by the main face track (the section's comment), and the counts. All boxes are
-    None where no frame shows a face."""
+    """A box for each kept frame (``detections[k]``: the faces found at frame ``frame_ids[k]``) by the
+    main face track (the section's comment), and the counts; all None where no frame shows a face."""
     tracks: list[dict[int, Box]] = []  # kept frame -> box, filled in frame order
     last = lambda t: t[max(t, key=frame_ids.__getitem__)]  # noqa: E731  (a track's latest box)
     for k in sorted(range(len(detections)), key=frame_ids.__getitem__):
@@ -692,7 +691,7 @@ def track_faces(detections: Sequence[Sequence[Box]], frame_ids: Sequence[int],
         return [None] * len(detections), FaceCounts(no_face=len(detections))
     main = max(tracks, key=lambda t: (len(t), np.mean([b[2] for b in t.values()])))
     boxes: list[Box | None] = []
-    borrowed = no_face = 0
+    gaps = []  # of each frame off the track, to the nearest frame on it
     for k, frame in enumerate(frame_ids):
         if k in main:  # averaged with the track's boxes a few frames away only
             near = [main[j] for j in main if abs(frame_ids[j] - frame) <= 2 * FACE_NEIGHBOUR]
@@ -700,9 +699,9 @@ def track_faces(detections: Sequence[Sequence[Box]], frame_ids: Sequence[int],
             continue
         nearest = min(main, key=lambda j: abs(frame_ids[j] - frame))
         boxes.append(main[nearest])
-        borrow = abs(frame_ids[nearest] - frame) <= FACE_BORROW_SECONDS * fps
-        borrowed, no_face = borrowed + borrow, no_face + (not borrow)
-    return boxes, FaceCounts(len(main), borrowed, no_face, sum(len(t) >= 2 for t in tracks))
+        gaps.append(abs(frame_ids[nearest] - frame))
+    borrowed = sum(gap <= FACE_BORROW_SECONDS * fps for gap in gaps)
+    return boxes, FaceCounts(len(main), borrowed, len(gaps) - borrowed, sum(len(t) >= 2 for t in tracks))
 
 
 def crop_faces(frames: Sequence[np.ndarray], boxes: Sequence[Box | None], size: int) -> list[np.ndarray]:
