@@ -302,24 +302,21 @@ def device_report(amp: bool = True) -> dict[str, Any]:
 
 
 def sample_frame_indices(total_frames: int, num_frames: int = 8) -> list[int]:
-    """``num_frames`` indices spread uniformly from the first to the last frame; a video shorter
-    than ``num_frames`` repeats indices (``[0, 0, 1, 1, ...]``) so every clip has the same length."""
+    """``num_frames`` indices spread uniformly from the first frame to the last; a video shorter than
+    ``num_frames`` repeats indices (``[0, 0, 1, 1, ...]``) so every clip has the same length."""
     return sample_clip_indices(total_frames, num_frames)[0]
 
 
 def sample_clip_indices(total_frames: int, num_frames: int = 8, num_clips: int = 1) -> list[list[int]]:
-    """Frame indices of ``num_clips`` clips: the video cut into that many equal segments, each
-    sampled uniformly first to last. One clip is exactly ``sample_frame_indices``."""
+    """The frame indices of ``num_clips`` clips: the video cut into that many equal segments, each
+    sampled uniformly from its first frame to its last."""
     for name, value in (("total_frames", total_frames), ("num_frames", num_frames), ("num_clips", num_clips)):
         if value < 1:
             raise ValueError(f"{name} must be >= 1, got {value}")
     edges = np.ceil(np.linspace(0, total_frames, num_clips + 1)).astype(int)
-    clips = []
-    for k in range(num_clips):
-        first = min(edges[k], total_frames - 1)
-        last = min(max(edges[k + 1] - 1, edges[k]), total_frames - 1)
-        clips.append([int(i) for i in np.linspace(first, last, num_frames).round()])
-    return clips
+    firsts = np.minimum(edges[:-1], total_frames - 1)
+    lasts = np.minimum(np.maximum(edges[1:] - 1, edges[:-1]), total_frames - 1)
+    return np.linspace(firsts, lasts, num_frames, axis=1).round().astype(int).tolist()
 
 
 def resize_short_side_center_crop(frame: np.ndarray, size: int) -> np.ndarray:
@@ -328,31 +325,34 @@ def resize_short_side_center_crop(frame: np.ndarray, size: int) -> np.ndarray:
     h, w = frame.shape[:2]
     scale = size / min(h, w)
     new_w, new_h = max(size, round(w * scale)), max(size, round(h * scale))
-    resized = cv2.resize(frame, (new_w, new_h), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    resized = cv2.resize(frame, (new_w, new_h), interpolation=interpolation)
     top, left = (new_h - size) // 2, (new_w - size) // 2
     return resized[top : top + size, left : left + size]
 
 
 def _check_file(path: Path) -> None:
-    """Raise ``VideoReadError`` for a path that is not a readable, non-empty regular file."""
+    """Raise ``VideoReadError`` unless ``path`` is a readable, non-empty regular file. Nothing else is
+    opened: opening a FIFO blocks until someone writes to it."""
     try:
         st = path.stat()
         if stat.S_ISREG(st.st_mode) and st.st_size:
-            with open(path, "rb") as fh:  # a FIFO is never opened: that blocks until someone writes
+            with open(path, "rb") as fh:
                 fh.read(1)
-    except OSError as exc:  # not found, permission denied, a symlink loop, ...
-        causes = {errno.ENOENT: "file not found", errno.EACCES: "permission denied"}
-        loop = " (a symlink loop)" if exc.errno == errno.ELOOP else ""
-        raise VideoReadError(f"{path}: {causes.get(exc.errno) or f'cannot read the file{loop} ({exc.strerror})'}") from None
+    except OSError as exc:
+        cause = {errno.ENOENT: "file not found", errno.EACCES: "permission denied",
+                 errno.ELOOP: "cannot read the file (a symlink loop)"}.get(exc.errno)
+        raise VideoReadError(f"{path}: {cause or f'cannot read the file ({exc.strerror})'}") from None
     if not stat.S_ISREG(st.st_mode):
-        kind = "is a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file (a FIFO, socket or device)"
+        kind = ("is a directory" if stat.S_ISDIR(st.st_mode)
+                else "not a regular file (a FIFO, socket or device)")
         raise VideoReadError(f"{path}: {kind}, not a video file")
-    if st.st_size == 0:
+    if not st.st_size:
         raise VideoReadError(f"{path}: empty file (0 bytes)")
 
 
-# Per-thread state of the decoding path: ``extract_frames`` decodes in a thread pool, and each
-# thread keeps its own FFmpeg thread count and its own face detector (see ``_face_detector``).
+# Per-thread state: ``extract_frames`` decodes in a thread pool, and each thread keeps its own FFmpeg
+# thread count and its own face cascades.
 _THREAD = threading.local()
 
 
@@ -369,130 +369,81 @@ def _open_capture(path: Path) -> cv2.VideoCapture:
     cap = cv2.VideoCapture(str(path), cv2.CAP_ANY, [cv2.CAP_PROP_N_THREADS, threads] if threads else [])
     if not cap.isOpened():
         cap.release()
-        raise VideoReadError(f"{path}: OpenCV cannot open it as a video (not a video, truncated, or an unsupported codec)")
+        raise VideoReadError(f"{path}: OpenCV cannot open it as a video "
+                             "(not a video, truncated, or an unsupported codec)")
     return cap
 
 
-def _count_frames(path: Path) -> int:
-    """Count decodable frames by grabbing them all (no colour conversion): the slow, sure way."""
-    cap = _open_capture(path)
-    n = 0
-    while cap.grab():
-        n += 1
-    cap.release()
-    return n
-
-
-# OpenCV's frame seek (CAP_PROP_POS_FRAMES) turns the number into a timestamp, seeks back to the
-# keyframe at or before 16 frames earlier, and decodes forward to the frame asked for.
+# OpenCV's frame seek (CAP_PROP_POS_FRAMES) goes back to the keyframe at or before 16 frames earlier
+# and decodes forward to the frame asked for.
 _SEEK_BACKOFF = 16
-# Seek only in a video whose kept frames lie more than this many frames apart: x264's default
-# keyframe interval (FF++'s). Closer (FF++, Celeb-DF, DFDC), a seek would rarely skip a keyframe
-# interval, and the video is decoded straight through without even the keyframe scan (~2% of its
-# decoding time).
+# Seek only where kept frames lie more than this many frames apart: x264's default keyframe interval
+# (FF++'s). Closer (FF++, Celeb-DF, DFDC), a seek rarely skips a keyframe interval, and the video is
+# decoded straight through without the keyframe scan (~2% of its decoding time).
 SEEK_MIN_GAP = 250
+# A NAL unit (its header byte after 00 00 01) that starts a picture decodable without any before it:
+# H.264's IDR (type 5), HEVC's IRAP (types 16-21). FFmpeg flags H.264 recovery points (intra refresh,
+# open GOPs) as keyframes too, and a frame decoded from one of those can differ from a full decode's.
+_RANDOM_ACCESS = {"h264": re.compile(b"\x00\x00\x01[\x05\x25\x45\x65]"),
+                  "hevc": re.compile(b"\x00\x00\x01[\x20-\x2b]")}
 
 
-def _nal_types(packet: bytes, codec: str) -> set[int]:
-    """The NAL unit types in an Annex B packet (``00 00 01`` before each unit), H.264 or HEVC."""
-    types, at = set(), packet.find(b"\x00\x00\x01")
-    while 0 <= at < len(packet) - 3:
-        header = packet[at + 3]
-        types.add(header & 0x1F if codec == "h264" else header >> 1 & 0x3F)
-        at = packet.find(b"\x00\x00\x01", at + 3)
-    return types
-
-
-# NAL types that start a picture decodable without any before it: H.264's IDR, HEVC's IRAP (BLA,
-# IDR, CRA). FFmpeg flags H.264 recovery points (intra refresh, open GOPs) as keyframes too, and a
-# frame decoded from one of those can differ from a full decode's.
-_RANDOM_ACCESS_NALS = {"h264": {5}, "hevc": set(range(16, 22))}
-
-
-def _exact_seek_keyframes(path: Path) -> list[int] | None:
-    """The keyframes a frame-number seek in ``path`` can decode from (H.264 and HEVC: only those that
-    are random access points), or ``None`` where a seek might not land on the frame sequential
-    decoding numbers the same: that holds when the packets' rounded timestamps (``CAP_PROP_PTS``)
-    are exactly 0, 1, ..., n-1. Reads packets without decoding them."""
+def _seek_keyframes(path: Path) -> list[int]:
+    """The keyframes a seek in ``path`` may decode from (H.264, HEVC: random access points only), or
+    none unless the packets' timestamps are exactly 0, 1, ..., n-1 (a frame number is then a
+    timestamp). Reads the packets without decoding them."""
     cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, [cv2.CAP_PROP_FORMAT, -1])  # raw packets, Annex B
     codec = int(cap.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little").decode("latin-1").lower()
     pts: list[float] = []
     keys: list[int] = []
     while cap.isOpened() and cap.grab():
         pts.append(cap.get(cv2.CAP_PROP_PTS))
-        if cap.get(cv2.CAP_PROP_LRF_HAS_KEY_FRAME):
-            if codec in _RANDOM_ACCESS_NALS:
-                ok, packet = cap.retrieve()
-                if not (ok and _nal_types(packet.tobytes(), codec) & _RANDOM_ACCESS_NALS[codec]):
-                    continue
+        if cap.get(cv2.CAP_PROP_LRF_HAS_KEY_FRAME) and (codec not in _RANDOM_ACCESS or (
+                (packet := cap.retrieve()[1]) is not None and _RANDOM_ACCESS[codec].search(packet))):
             keys.append(int(pts[-1]))
     cap.release()
-    return sorted(keys) if pts and sorted(pts) == list(range(len(pts))) else None
+    return keys if pts and sorted(pts) == list(range(len(pts))) else []
 
 
-def _frame_by_seek(path: Path, idx: int) -> np.ndarray | None:
-    """Frame ``idx`` (BGR) read by a seek on a fresh capture; ``None`` when it lands elsewhere."""
-    cap = _open_capture(path)
-    try:
-        if not cap.set(cv2.CAP_PROP_POS_FRAMES, idx) or cap.get(cv2.CAP_PROP_POS_FRAMES) != idx:
-            return None
-        if not cap.grab() or cap.get(cv2.CAP_PROP_PTS) != idx:
-            return None
-        ok, frame = cap.retrieve()
-        return frame if ok else None
-    finally:
-        cap.release()
-
-
-def _grab_frames(
-    path: Path, indices: Sequence[int], transform: Any = None, seek_gap: int | None = SEEK_MIN_GAP
-) -> tuple[list[np.ndarray], int]:
-    """Decode the frames at sorted ``indices`` (BGR), ``grab()``-ing past the rest, each through
-    ``transform(index, frame)`` as it is decoded (a 4K video's frames are never all held at full size).
-    ``seek_gap``: where two indices lie more than ``seek_gap`` apart (None: never) and seeks in the
-    file are exact (``_exact_seek_keyframes``), seek wherever that skips decoding (a keyframe lies
-    between). Before the first seek, the frame ``_SEEK_BACKOFF`` past the next keyframe, as close to
-    a keyframe as any seek decodes from, is decoded in order and compared pixel for pixel with a
-    seek's (at most one keyframe interval of decoding, once per file); every seek must land on its
-    timestamp, or the file is read again without seeking. Returns the frames and how many were
-    grabbed (fewer than ``max(indices) + 1`` when the stream ends early, one more when it goes on
-    past the last index)."""
+def _grab_frames(path: Path, indices: Sequence[int],
+                 transform: Callable[[int, np.ndarray], Any] | None = None,
+                 seek_gap: int | None = SEEK_MIN_GAP) -> tuple[list[Any], int]:
+    """The BGR frames at sorted ``indices``, each through ``transform(index, frame)`` as it is decoded
+    (a 4K video's frames are never all held), and the stream's frame count, found by decoding. Seeks
+    where indices lie more than ``seek_gap`` apart (None: never) and ``_seek_keyframes`` allows."""
     wanted = sorted(set(indices))
     far = seek_gap is not None and any(b - a > seek_gap for a, b in zip([0, *wanted], wanted))
-    keys = _exact_seek_keyframes(path) if far else None
-    frames: list[np.ndarray] = []
-    cap = _open_capture(path)
-    pos, proven, jumped = 0, False, False
+    keys = _seek_keyframes(path) if far else []
+    cap, frames, pos, jumped = _open_capture(path), [], 0, False  # pos: the frame the next grab() gives
+
+    def forward(to: int) -> bool:
+        nonlocal pos
+        while pos <= to and cap.grab():
+            pos += 1
+        return pos > to
+
+    def seek(to: int) -> bool:  # it must land on the frame's timestamp
+        nonlocal pos, jumped
+        pos, jumped = to + 1, True
+        return cap.set(cv2.CAP_PROP_POS_FRAMES, to) and cap.grab() and cap.get(cv2.CAP_PROP_PTS) == to
+
     try:
         for idx in wanted:
-            start = max((k for k in keys if k <= idx - _SEEK_BACKOFF), default=0) if keys else 0
-            if keys and not proven and start > pos:
-                probe = min(k for k in keys if k >= pos) + _SEEK_BACKOFF  # a seek there decodes from that key
-                while pos <= probe:
-                    if not cap.grab():
-                        return frames, pos
-                    pos += 1
-                ok, frame = cap.retrieve()
-                proven = ok and np.array_equal(frame, _frame_by_seek(path, probe))
-                if not proven:
-                    logger.debug("%s: a seek to frame %d is not exact; reading without seeking", path, probe)
-                    keys = None
-            seeked = keys is not None and start > pos
-            if seeked:
-                if not (cap.set(cv2.CAP_PROP_POS_FRAMES, idx) and cap.get(cv2.CAP_PROP_POS_FRAMES) == idx):
+            if any(pos < k <= idx - _SEEK_BACKOFF for k in keys):  # a seek would skip decoding
+                if not jumped:  # first, once per file: a seek's pixels against a full decode's
+                    check = min(k for k in keys if k >= pos) + _SEEK_BACKOFF  # a seek decodes it from k
+                    truth = cap.retrieve()[1] if forward(check) else None
+                    if truth is None or not (seek(check) and np.array_equal(cap.retrieve()[1], truth)):
+                        return _grab_frames(path, indices, transform, None)
+                if any(pos < k <= idx - _SEEK_BACKOFF for k in keys) and not seek(idx):
                     return _grab_frames(path, indices, transform, None)
-                pos, jumped = idx, True
-            while pos <= idx:
-                if not cap.grab():  # after a seek, the count of frames reached must come from grabbing
-                    return _grab_frames(path, indices, transform, None) if jumped else (frames, pos)
-                pos += 1
-            if seeked and cap.get(cv2.CAP_PROP_PTS) != idx:
-                return _grab_frames(path, indices, transform, None)
+            if not forward(idx):  # after a seek, only a full decode tells where the stream ends
+                return _grab_frames(path, indices, transform, None) if jumped else (frames, pos)
             ok, frame = cap.retrieve()
-            if not ok or frame is None:
+            if not ok:
                 raise VideoReadError(f"{path}: frame {idx} could be grabbed but not decoded")
             frames.append(frame if transform is None else transform(idx, frame))
-        if cap.grab():
+        while cap.grab():  # a header that under-counts: the rest is counted
             pos += 1
     finally:
         cap.release()
@@ -514,74 +465,55 @@ class Clip:
 
 def read_clip(path: str | Path, num_frames: int = 8, size: int = 224, face_crop: bool = False,
               num_clips: int = 1, seek_gap: int | None = SEEK_MIN_GAP) -> Clip:
-    """``num_frames`` uniformly spaced frames of a video as a ``Clip`` (``num_clips`` > 1: that many
-    clips of consecutive segments, ``(num_clips, T, size, size, 3)``). A header's wrong frame count
-    is found while decoding and replaced. Where kept frames lie more than ``seek_gap`` frames apart,
-    the read seeks over the gaps if seeking is exact in the file (None: never seek); the frames are a
-    full decode's either way. Raises ``VideoReadError`` naming the file and the cause."""
+    """``num_frames`` uniformly spaced frames of a video (``num_clips`` > 1: that many clips of
+    consecutive segments, ``(num_clips, T, size, size, 3)``). Where kept frames lie more than
+    ``seek_gap`` apart it seeks if seeking is exact in the file (None: never); the frames are a full
+    decode's either way. Raises ``VideoReadError`` naming the file and the cause."""
     path = Path(path)
     _check_file(path)
     cap = _open_capture(path)
-    frame_count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-    fps = cap.get(cv2.CAP_PROP_FPS)
-    fps = fps if 1 <= fps <= 1000 else 25.0  # a header without a rate
+    header, fps = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), cap.get(cv2.CAP_PROP_FPS)
     cap.release()
-    if frame_count < 1:  # some containers (and broken headers) report 0 or a negative count
-        frame_count = _count_frames(path)
-        if frame_count < 1:
-            raise VideoReadError(f"{path}: the video has no decodable frames")
-
-    def sample(total: int) -> tuple[list[int], dict[int, int]]:
-        """The kept frames and, with face crop, each one's neighbour (see the Faces section)."""
-        kept = [i for clip in sample_clip_indices(total, num_frames, num_clips) for i in clip]
-        step = FACE_NEIGHBOUR if face_crop else 0
-        return kept, {i: i + step if i + step < total else max(i - step, 0) for i in kept}
+    fps = fps if 1 <= fps <= 1000 else 25.0  # a header without a rate
+    total = header if header >= 1 else _grab_frames(path, [])[1]  # some headers give no count
+    step, kept, warnings = FACE_NEIGHBOUR if face_crop else 0, set(), []
 
     def prepare(idx: int, frame: np.ndarray) -> np.ndarray | tuple[np.ndarray, float]:
-        # Whole frames shrink as they are decoded (memory: the clip, not the decoded video); the
-        # face crop needs them whole, and of a neighbour only what the detector sees. Resizing is
-        # per channel, so BGR -> RGB after it is the same.
+        # Whole frames shrink as they are decoded; a face crop needs them whole, and of a neighbour
+        # only what the detector sees. Resizing is per channel, so BGR -> RGB after it is the same.
         if face_crop and idx not in kept:
             return detection_view(frame, bgr=True)
-        return cv2.cvtColor(frame if face_crop else resize_short_side_center_crop(frame, size), cv2.COLOR_BGR2RGB)
+        return cv2.cvtColor(frame if face_crop else resize_short_side_center_crop(frame, size),
+                            cv2.COLOR_BGR2RGB)
 
-    def decode(total: int) -> tuple[list[int], dict[int, int], list[int], list[Any], int]:
-        """The kept frames, their neighbours, every frame decoded (sorted), the frames, how many were grabbed."""
-        nonlocal kept
-        indices, neighbour = sample(total)
-        kept = set(indices)
-        wanted = sorted(kept | set(neighbour.values()))
-        return (indices, neighbour, wanted, *_grab_frames(path, wanted, prepare, seek_gap))
-
-    kept: set[int] = set()
-    indices, neighbour, wanted, frames, reached = decode(frame_count)
-    ended_early = len(frames) < len(wanted)
-    if ended_early or reached > frame_count:  # the header was wrong: resample over what decodes
-        if ended_early and reached < 1:
+    while True:  # a header's wrong frame count is found while decoding, and the clip resampled once
+        if total < 1:
             raise VideoReadError(f"{path}: the video has no decodable frames")
-        real_count = reached if ended_early else _count_frames(path)
-        warnings = [f"{path}: header says {frame_count} frames, {'only' if ended_early else 'but'} {real_count} "
-                    "decode; resampling"]
-        logger.warning(warnings[0])
-        frame_count = real_count
-        indices, neighbour, wanted, frames, reached = decode(frame_count)
-        if len(frames) < len(wanted):
-            raise VideoReadError(f"{path}: decoding is not repeatable (stream broke at frame {reached})")
-    else:
-        warnings = []
+        indices = [i for clip in sample_clip_indices(total, num_frames, num_clips) for i in clip]
+        neighbour = {i: i + step if i + step < total else max(i - step, 0) for i in indices}  # see Faces
+        kept, wanted = set(indices), sorted(set(indices) | set(neighbour.values()))
+        frames, reached = _grab_frames(path, wanted, prepare, seek_gap)
+        if reached == total:  # the last kept frame is the last frame
+            break
+        if warnings:
+            raise VideoReadError(f"{path}: decoding is not repeatable ({total} frames, then {reached})")
+        if reached:  # none: the error above
+            said = "only" if reached < total else "but"
+            warnings.append(f"{path}: header says {header} frames, {said} {reached} decode; resampling")
+            logger.warning(warnings[0])
+        total = reached
     by_index = dict(zip(wanted, frames))
     crops = [by_index[i] for i in indices]  # a short video's repeated frames are shared, not copied
     faces = boxes = None
     if face_crop:
         boxes, faces = face_boxes(crops, indices, [by_index[neighbour[i]] for i in indices], fps)
         crops = crop_faces(crops, boxes, size)
-    clip = np.stack(crops)
-    if num_clips > 1:
-        clip = clip.reshape(num_clips, num_frames, size, size, 3)
-    return Clip(clip, list(indices), frame_count, faces, boxes, warnings, fps)
+    shape = (num_clips, num_frames) if num_clips > 1 else (num_frames,)
+    return Clip(np.stack(crops).reshape(*shape, size, size, 3), indices, total, faces, boxes, warnings, fps)
 
 
-def read_video_frames(path: str | Path, num_frames: int = 8, size: int = 224, face_crop: bool = False) -> np.ndarray:
+def read_video_frames(path: str | Path, num_frames: int = 8, size: int = 224,
+                      face_crop: bool = False) -> np.ndarray:
     """``(num_frames, size, size, 3)`` uint8 RGB frames spread over the whole video: whole frames as
     the k400 processor makes them, or face crops (the Faces section). Raises ``VideoReadError``."""
     clip = read_clip(path, num_frames, size, face_crop)
@@ -611,8 +543,8 @@ Box = tuple[float, float, float]  # a face's centre x, centre y and side, in the
 class FaceCounts:
     """How a clip's face crops were made, in kept frames: ``on_track``, at the face's own box;
     ``borrowed``, at the box of the nearest frame on the track, at most FACE_BORROW_SECONDS away;
-    ``no_face``, farther than that, or whole-frame centre crops where the video shows no face;
-    ``tracks``: faces found in two or more kept frames (more than one: several people)."""
+    ``no_face``, farther, or whole-frame centre crops where no face is found; ``tracks``: faces found
+    in two or more kept frames (more than one: several people)."""
 
     on_track: int = 0
     borrowed: int = 0
@@ -634,23 +566,23 @@ class FaceCounts:
 
 
 @lru_cache(maxsize=1)
-def _cascade_files() -> tuple[str, str] | None:
-    """The frontal and profile Haar cascades, or None (said once) where this OpenCV ships none."""
-    folder = getattr(getattr(cv2, "data", None), "haarcascades", None) or ""
-    files = tuple(os.path.join(folder, f"haarcascade_{n}face{d}.xml") for n, d in (("frontal", "_default"), ("profile", "")))
-    if not folder or not hasattr(cv2, "CascadeClassifier") or any(cv2.CascadeClassifier(f).empty() for f in files):
-        logger.warning("this OpenCV ships no Haar face cascades (opencv-python>=5?): face crop falls back to centre crops")
-        return None
-    return files  # type: ignore[return-value]
+def _say_no_cascades() -> None:
+    logger.warning("this OpenCV ships no Haar face cascades (opencv-python>=5?): "
+                   "face crop falls back to centre crops")
 
 
 def _cascades() -> tuple[Any, Any] | None:
-    """The cascades, one pair per thread (a ``CascadeClassifier`` keeps the buffers of the image it
-    scans, so threads sharing one race), or None where OpenCV ships none."""
-    files = _cascade_files()
-    if files is not None and getattr(_THREAD, "cascades", None) is None:
-        _THREAD.cascades = tuple(cv2.CascadeClassifier(f) for f in files)
-    return _THREAD.cascades if files is not None else None
+    """This thread's frontal and profile Haar cascades (a ``CascadeClassifier`` keeps the buffers of the
+    image it scans: threads sharing one race), or None where OpenCV ships none."""
+    if not hasattr(_THREAD, "cascades"):
+        folder = getattr(getattr(cv2, "data", None), "haarcascades", None) or ""
+        files = [os.path.join(folder, f"haarcascade_{n}.xml") for n in ("frontalface_default", "profileface")]
+        usable = folder and hasattr(cv2, "CascadeClassifier")  # opencv-python>=5 dropped it
+        cascades = [cv2.CascadeClassifier(f) for f in files] if usable else []
+        _THREAD.cascades = tuple(cascades) if cascades and not any(c.empty() for c in cascades) else None
+        if _THREAD.cascades is None:
+            _say_no_cascades()
+    return _THREAD.cascades
 
 
 def detection_view(frame: np.ndarray, bgr: bool = False) -> tuple[np.ndarray, float]:
@@ -686,20 +618,20 @@ def detect_faces(frame: np.ndarray | tuple[np.ndarray, float], near: Box | None 
         sizes = {"minSize": (int(0.6 * side),) * 2, "maxSize": (int(1.6 * side) + 1,) * 2}
     if min(grey.shape) < sizes["minSize"][0]:
         return []
-    equalised = cv2.equalizeHist(grey)  # dark or flat scenes: stretched contrast
-    found: list[tuple[float, Box]] = []
-    # Frontal, then frontal on the equalised frame, then profile both ways: each only where the
-    # ones before found nothing (the profile cascade finds faces turned one way; mirrored, the other).
-    for cascade, image, mirrored in ((cascades[0], grey, False), (cascades[0], equalised, False),
-                                     (cascades[1], equalised, False), (cascades[1], equalised, True)):
-        if found and not mirrored:
-            break
+
+    def scan(cascade: Any, image: np.ndarray, mirrored: bool = False) -> list[tuple[float, Box]]:
         image = np.ascontiguousarray(image[:, ::-1] if mirrored else image)
-        rects, _, weights = cascade.detectMultiScale3(image, scaleFactor=1.1, minNeighbors=5, outputRejectLevels=True,
-                                                      **sizes)
-        for (x, y, w, h), weight in zip(rects, np.ravel(weights)):
-            x = image.shape[1] - x - w if mirrored else x
-            found.append((float(weight), ((x0 + x + w / 2) / scale, (y0 + y + h / 2) / scale, max(w, h) / scale)))
+        rects, _, weights = cascade.detectMultiScale3(image, scaleFactor=1.1, minNeighbors=5,
+                                                      outputRejectLevels=True, **sizes)
+        return [(float(weight), ((x0 + (image.shape[1] - x - w if mirrored else x) + w / 2) / scale,
+                                 (y0 + y + h / 2) / scale, max(w, h) / scale))
+                for (x, y, w, h), weight in zip(rects, np.ravel(weights))]
+
+    # Each pass only where the ones before found nothing: the equalised frame stretches the contrast of
+    # dark or flat scenes; the profile cascade finds faces turned one way, and mirrored, the other.
+    (frontal, profile), equalised = cascades, cv2.equalizeHist(grey)
+    found = (scan(frontal, grey) or scan(frontal, equalised)
+             or scan(profile, equalised) + scan(profile, equalised, mirrored=True))
     faces: list[Box] = []
     for _, box in sorted(found, key=lambda f: -f[0]):  # one box per face: the most confident
         if not any(_same_face(box, kept, 0.5) for kept in faces):
@@ -711,37 +643,32 @@ def detect_faces(frame: np.ndarray | tuple[np.ndarray, float], near: Box | None 
 
 def track_faces(detections: Sequence[Sequence[Box]], frame_ids: Sequence[int],
                 fps: float = 25.0) -> tuple[list[Box | None], FaceCounts]:
-    """A box for each kept frame from the faces found in it (``detections[k]`` at frame
-    ``frame_ids[k]``), by the main face track (see the section's comment), and the counts.
-    All boxes are None where no frame shows a face."""
+    """A box for each kept frame (``detections[k]``: the faces found at frame ``frame_ids[k]``) by the
+    main face track (the section's comment), and the counts; all None where no frame shows a face."""
     tracks: list[dict[int, Box]] = []  # kept frame -> box, filled in frame order
     last = lambda t: t[max(t, key=frame_ids.__getitem__)]  # noqa: E731  (a track's latest box)
-    for k, faces in sorted(enumerate(detections), key=lambda kf: frame_ids[kf[0]]):
-        for box in faces:  # most confident first: it picks its track first
+    for k in sorted(range(len(detections)), key=frame_ids.__getitem__):
+        for box in detections[k]:  # most confident first: it picks its track first
             free = [t for t in tracks if k not in t and _same_face(last(t), box)]
             if free:
                 min(free, key=lambda t: np.hypot(last(t)[0] - box[0], last(t)[1] - box[1]))[k] = box
             else:
                 tracks.append({k: box})
-    counts = FaceCounts(tracks=sum(len(t) >= 2 for t in tracks))
     if not tracks:
-        counts.no_face = len(detections)
-        return [None] * len(detections), counts
+        return [None] * len(detections), FaceCounts(no_face=len(detections))
     main = max(tracks, key=lambda t: (len(t), np.mean([b[2] for b in t.values()])))
     boxes: list[Box | None] = []
+    gaps = []  # of each frame off the track, to the nearest frame on it
     for k, frame in enumerate(frame_ids):
         if k in main:  # averaged with the track's boxes a few frames away only
             near = [main[j] for j in main if abs(frame_ids[j] - frame) <= 2 * FACE_NEIGHBOUR]
             boxes.append(tuple(np.mean(near, axis=0).tolist()))
-            counts.on_track += 1
             continue
         nearest = min(main, key=lambda j: abs(frame_ids[j] - frame))
         boxes.append(main[nearest])
-        if abs(frame_ids[nearest] - frame) <= FACE_BORROW_SECONDS * fps:
-            counts.borrowed += 1
-        else:
-            counts.no_face += 1
-    return boxes, counts
+        gaps.append(abs(frame_ids[nearest] - frame))
+    borrowed = sum(gap <= FACE_BORROW_SECONDS * fps for gap in gaps)
+    return boxes, FaceCounts(len(main), borrowed, len(gaps) - borrowed, sum(len(t) >= 2 for t in tracks))
 
 
 def crop_faces(frames: Sequence[np.ndarray], boxes: Sequence[Box | None], size: int) -> list[np.ndarray]:
@@ -753,12 +680,10 @@ def crop_faces(frames: Sequence[np.ndarray], boxes: Sequence[Box | None], size: 
             crops.append(resize_short_side_center_crop(frame, size))
             continue
         h, w = frame.shape[:2]
-        cx, cy, side = box
-        s = int(round(min(side * FACE_MARGIN, h, w)))  # a box larger than the frame cannot be square
-        x0 = int(round(min(max(cx - s / 2, 0), w - s)))
-        y0 = int(round(min(max(cy - s / 2, 0), h - s)))
-        crop = frame[y0 : y0 + s, x0 : x0 + s]
-        crops.append(cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA if s > size else cv2.INTER_LINEAR))
+        s = int(round(min(box[2] * FACE_MARGIN, h, w)))  # a box larger than the frame cannot be square
+        x0, y0 = (int(round(min(max(c - s / 2, 0), extent - s))) for c, extent in ((box[0], w), (box[1], h)))
+        interpolation = cv2.INTER_AREA if s > size else cv2.INTER_LINEAR
+        crops.append(cv2.resize(frame[y0 : y0 + s, x0 : x0 + s], (size, size), interpolation=interpolation))
     return crops
 
 
@@ -772,11 +697,8 @@ def face_boxes(frames: Sequence[np.ndarray], frame_ids: Sequence[int],
     for frame, neighbour in zip(frames, neighbours, strict=True):
         view = neighbour if isinstance(neighbour, tuple) else detection_view(neighbour)
         own = detect_faces(frame)
-        confirmed = []
-        for box in own:
-            again = [b for b in detect_faces(view, near=box) if _same_face(box, b, 0.3)]
-            if again:
-                confirmed.append(tuple(np.mean([box, again[0]], axis=0).tolist()))
+        again = [(box, [b for b in detect_faces(view, near=box) if _same_face(box, b, 0.3)]) for box in own]
+        confirmed = [tuple(np.mean([box, found[0]], axis=0).tolist()) for box, found in again if found]
         detections.append(confirmed or own or detect_faces(view))
     return track_faces(detections, frame_ids, fps)
 

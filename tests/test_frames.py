@@ -90,25 +90,19 @@ def test_resize_short_side_center_crop_tall_and_upscale():
 # -- read_video_frames / read_clip on synthetic videos --------------------------------------------
 
 
-def test_read_video_frames_shape_rgb_order_and_indices(coded_video, index_code):
+def test_read_clip_gives_the_uniform_frames_in_rgb(coded_video, index_code):
     path = coded_video(30)
-    frames = su.read_video_frames(path, num_frames=8, size=index_code.size)
-    assert frames.shape == (8, index_code.size, index_code.size, 3)
-    assert frames.dtype == np.uint8
+    clip = su.read_clip(path, num_frames=8, size=index_code.size)
+    assert clip.frames.shape == (8, index_code.size, index_code.size, 3) and clip.frames.dtype == np.uint8
     # the right frames: uniform over all 30, first and last included
-    assert [index_code.decode(f) for f in frames] == [0, 4, 8, 12, 17, 21, 25, 29]
+    assert clip.total_frames == 30 and clip.indices == [0, 4, 8, 12, 17, 21, 25, 29]
+    assert [index_code.decode(f) for f in clip.frames] == clip.indices
+    assert clip.faces is None and clip.boxes is None and clip.warnings == []  # no face crop asked
     # RGB, not OpenCV's BGR: the colour half reads back as the RGB colour that was written
-    colour = frames[:, index_code.size * 3 // 4, index_code.size // 2].astype(int)
+    colour = clip.frames[:, index_code.size * 3 // 4, index_code.size // 2].astype(int)
     assert np.abs(colour - np.array(index_code.colour)).max() <= 20, colour
     assert (colour[:, 0] > colour[:, 2] + 100).all()  # red >> blue: channels not swapped
-
-
-def test_read_clip_reports_indices_and_count(coded_video, index_code):
-    clip = su.read_clip(coded_video(30), num_frames=8, size=index_code.size)
-    assert clip.total_frames == 30
-    assert clip.indices == [0, 4, 8, 12, 17, 21, 25, 29]
-    assert [index_code.decode(f) for f in clip.frames] == clip.indices
-    assert clip.faces is None and clip.boxes is None  # no face crop asked
+    np.testing.assert_array_equal(su.read_video_frames(path, num_frames=8, size=index_code.size), clip.frames)
 
 
 def _band_video(write_video, transpose: bool = False):
@@ -247,6 +241,17 @@ def test_truncated_avi_gives_a_clip_from_the_decodable_prefix(write_video, index
     assert clip.indices == su.sample_frame_indices(decodable, 8)
     assert [index_code.decode(f) for f in clip.frames] == clip.indices
     assert any(f"header says 40 frames, only {decodable} decode" in r.getMessage() for r in caplog.records)
+
+
+def test_a_video_with_no_decodable_frame_is_a_clear_error(write_video, index_code, tmp_path, caplog):
+    # Every JPEG of an MJPEG AVI zeroed: the header still says 40 frames, and OpenCV opens it.
+    data = write_video("coded.avi", [index_code.frame(i) for i in range(40)], fourcc="MJPG").read_bytes()
+    blank = tmp_path / "blank.avi"
+    blank.write_bytes(re.sub(rb"\xff\xd8.*?\xff\xd9", lambda m: bytes(len(m[0])), data, flags=re.S))
+    assert int(cv2.VideoCapture(str(blank)).get(cv2.CAP_PROP_FRAME_COUNT)) == 40  # the premise
+    with caplog.at_level(logging.WARNING, logger="scarlet"), _raises_naming(blank, "no decodable frames"):
+        su.read_clip(blank, num_frames=8, size=32)
+    assert not [r for r in caplog.records if r.name == "scarlet"]  # the error says it, once
 
 
 def test_one_frame_video_repeats_it(write_video):
