@@ -217,7 +217,7 @@ def test_demo_mode_writes_every_artefact_outside_models_video(demo_run) -> None:
     assert metrics["accuracy"] == pytest.approx(max(h["val_accuracy"] for h in history))
     text = stream_text(nb)
     check_own_videos(out, nb, ["a_real.mp4", "b_fake.mp4"], face_crop=False)
-    assert re.search(r"BATCH_SIZE +2 +4 +MODE demo", text) and re.search(r"LR +3e-05 +0.0005 +MODE demo", text)
+    assert re.search(r"BATCH_SIZE +2 +4 +MODE demo", text) and re.search(r"LR +0.00003 +0.0005 +MODE demo", text)
     bars = stream_text(nb, "stderr")
     assert "extracting frames: 100%" in bars
 
