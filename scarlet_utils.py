@@ -1625,8 +1625,9 @@ def make_synthetic_dataset(root: str | Path, n_per_class: int = 24, num_frames: 
 
 CHECKPOINT_FORMAT = "scarlet-checkpoint-v2"
 FACE_METHOD = "haar-track"  # what the Faces section does; a checkpoint trained on other crops is refused
-ORIGINAL_TRAIN_NOTE = ("its training videos are unknown, so any FaceForensics++ number for it may include faces "
-                       "it trained on (the original run used 1,400 of the 2,000 Deepfakes/original videos)")
+ORIGINAL_TRAIN_NOTE = ("its training videos are unknown, so any FaceForensics++ number for it may include "
+                       "faces it trained on (the original run used 1,400 of the 2,000 Deepfakes/original "
+                       "videos)")
 
 
 @dataclass(frozen=True)
@@ -1645,97 +1646,96 @@ class Preprocessing:
     @classmethod
     def from_dict(cls, obj: dict[str, Any]) -> "Preprocessing":
         """The record ``asdict`` made; ``CheckpointError`` where this module makes inputs otherwise."""
-        p = cls(**{k: tuple(v) if k in ("mean", "std") else v for k, v in obj.items() if k in cls.__dataclass_fields__})
+        p = cls(**{k: tuple(v) if k in ("mean", "std") else v for k, v in obj.items()
+                   if k in cls.__dataclass_fields__})
         if (p.sampling, p.face_margin, p.face_method) != ("uniform", FACE_MARGIN, FACE_METHOD):
-            raise CheckpointError(f"the checkpoint's inputs were made another way (sampling {p.sampling!r}, face "
-                                  f"crop {p.face_method!r} with margin {p.face_margin}): use the scarlet_utils.py "
-                                  "it was trained with")
+            raise CheckpointError(f"the checkpoint's inputs were made another way (sampling {p.sampling!r}, "
+                                  f"face crop {p.face_method!r} with margin {p.face_margin}): use the "
+                                  "scarlet_utils.py it was trained with")
         return p
 
     def differences(self, config: dict[str, Any]) -> list[str]:
         """``"FACE_CROP: True (the configuration says False)"`` for each knob that disagrees."""
         mine = {"NUM_FRAMES": self.num_frames, "SIZE": self.size, "FACE_CROP": self.face_crop}
-        return [f"{k}: {v!r} (the configuration says {config[k]!r})" for k, v in mine.items() if config.get(k, v) != v]
+        return [f"{k}: {v!r} (the configuration says {config[k]!r})" for k, v in mine.items()
+                if config.get(k, v) != v]
 
 
 def _from_pretrained(cls: Any, source: Any, **kwargs: Any) -> Any:
     try:
         return cls.from_pretrained(str(source), **kwargs)
     except OSError as exc:
-        raise OSError(f"{source}: cannot download it ({type(exc).__name__}: {exc}). On Kaggle, turn Internet on "
-                      "(Settings > Internet), or attach the model as a Kaggle Model or dataset: a copy under "
-                      "/kaggle/input is found by itself, or set MODEL to its folder") from exc
+        raise OSError(f"{source}: cannot download it ({type(exc).__name__}: {exc}). On Kaggle, turn "
+                      "Internet on (Settings > Internet), or attach the model as a Kaggle Model or dataset: "
+                      "a copy under /kaggle/input is found by itself, or set MODEL to its folder") from exc
 
 
 def build_model(source: Any = DEFAULT_MODEL, num_labels: int = 2, *, sdpa: bool = True,
                 gradient_checkpointing: bool = False) -> torch.nn.Module:
-    """TimeSformer with a fresh ``num_labels``-way head (``Real``/``Fake``) from a hub id, a folder or a config."""
+    """TimeSformer with a new ``num_labels``-way head (``Real``/``Fake``) from a hub id, folder or config."""
     from transformers import TimesformerConfig, TimesformerForVideoClassification as Model
-
     names = list(CLASS_NAMES) if num_labels == 2 else [f"LABEL_{i}" for i in range(num_labels)]
     labels = {"id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}}
-    model = Model(TimesformerConfig.from_dict({**source.to_dict(), **labels})) if isinstance(
-        source, TimesformerConfig) else _from_pretrained(Model, source, ignore_mismatched_sizes=True, **labels)
+    if isinstance(source, TimesformerConfig):
+        model = Model(TimesformerConfig.from_dict({**source.to_dict(), **labels}))
+    else:  # the k400 400-class head is made afresh; every other weight is copied
+        model = _from_pretrained(Model, source, ignore_mismatched_sizes=True, **labels)
     if gradient_checkpointing:  # non-reentrant: frozen inputs need no requires_grad trick
-        getattr(model, "activation_checkpointing_enable", model.gradient_checkpointing_enable)({"use_reentrant": False})
+        enable = getattr(model, "activation_checkpointing_enable", model.gradient_checkpointing_enable)
+        enable({"use_reentrant": False})
     return use_sdpa_attention(model) if sdpa else model
 
 
 @lru_cache(maxsize=None)
-def __getattr__(name: str) -> type:  # PEP 562: made on first use, so decoding workers never import transformers
+def __getattr__(name: str) -> type:
+    """``SdpaTimesformerSelfAttention``: the stock maths through ``scaled_dot_product_attention``, without the
+    ``(B, heads, N, N)`` weights; made on first use (PEP 562), so decoding workers skip transformers."""
     if name != "SdpaTimesformerSelfAttention":
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     from transformers.models.timesformer.modeling_timesformer import TimesformerSelfAttention
 
     class SdpaTimesformerSelfAttention(TimesformerSelfAttention):
-        """The stock maths through ``scaled_dot_product_attention``: no ``(B, heads, N, N)`` weights in memory."""
-
-        def forward(self, hidden_states: torch.Tensor, output_attentions: bool = False) -> tuple[torch.Tensor, ...]:
+        def forward(self, hidden_states: torch.Tensor, output_attentions: bool = False) -> tuple:
             if output_attentions:
                 return super().forward(hidden_states, True)
-            batch, tokens, width = hidden_states.shape  # q, k, v: (B, heads, N, head width)
-            q, k, v = self.qkv(hidden_states).view(batch, tokens, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+            b, n, width = hidden_states.shape  # q, k, v: (B, heads, N, head width)
+            q, k, v = self.qkv(hidden_states).view(b, n, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
             context = torch.nn.functional.scaled_dot_product_attention(
                 q, k, v, dropout_p=self.attn_drop.p if self.training else 0.0, scale=self.scale)
-            return (context.transpose(1, 2).reshape(batch, tokens, width),)
+            return (context.transpose(1, 2).reshape(b, n, width),)
 
-    SdpaTimesformerSelfAttention.__module__ = __name__  # pickled as scarlet_utils.SdpaTimesformerSelfAttention
+    SdpaTimesformerSelfAttention.__module__ = __name__  # pickled by this module's name
     SdpaTimesformerSelfAttention.__qualname__ = name
     return SdpaTimesformerSelfAttention
 
 
 def use_sdpa_attention(model: torch.nn.Module) -> torch.nn.Module:
-    """Swap each stock ``TimesformerSelfAttention`` of ``model`` for the fused one, in place (same state dict)."""
-    from transformers.models.timesformer.modeling_timesformer import TimesformerSelfAttention
-
+    """Each stock ``TimesformerSelfAttention`` of ``model`` made the fused one, in place (same weights)."""
+    sdpa = __getattr__("SdpaTimesformerSelfAttention")
     for module in model.modules():
-        if type(module) is TimesformerSelfAttention:
-            module.__class__ = __getattr__("SdpaTimesformerSelfAttention")
+        if type(module) is sdpa.__base__:
+            module.__class__ = sdpa
     return model
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The model inside DataParallel / DistributedDataParallel / ``torch.compile`` wrappers."""
-    parallel = isinstance(model, (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel))
-    inner = model.module if parallel else getattr(model, "_orig_mod", None)
-    return unwrap(inner) if isinstance(inner, torch.nn.Module) else model
+    """The model inside ``DataParallel`` wrappers."""
+    return unwrap(model.module) if isinstance(model, torch.nn.DataParallel) else model
 
 
 def wrap_multi_gpu(model: torch.nn.Module) -> torch.nn.Module:
     """``DataParallel`` where more than one GPU is visible (Kaggle's "GPU T4 x2"), else ``model``."""
     if isinstance(model, torch.nn.DataParallel) or torch.cuda.device_count() <= 1:
         return model
-    logger.info("DataParallel over %d GPUs", torch.cuda.device_count())
     return torch.nn.DataParallel(model.to(torch.device("cuda", 0)))
 
 
 def normalization_for(source: Any = DEFAULT_MODEL) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """``(mean, std)`` of the source's image processor (the k400 values for a config or a bare folder)."""
-    if not isinstance(source, (str, Path)) or Path(source).is_dir() and not (
-            Path(source) / "preprocessor_config.json").is_file():
+    if not isinstance(source, (str, Path)) or (
+            Path(source).is_dir() and not (Path(source) / "preprocessor_config.json").is_file()):
         return KINETICS_MEAN, KINETICS_STD
     from transformers import AutoImageProcessor
-
     processor = _from_pretrained(AutoImageProcessor, source)
     return tuple(processor.image_mean), tuple(processor.image_std)
 
@@ -1743,20 +1743,18 @@ def normalization_for(source: Any = DEFAULT_MODEL) -> tuple[tuple[float, ...], t
 def image_processor(prep: Preprocessing) -> Any:
     """The image processor of ``prep``'s whole frames (the PIL-backed class: it needs no torchvision)."""
     import transformers
-
     cls = getattr(transformers, "VideoMAEImageProcessorPil", None) or transformers.VideoMAEImageProcessor
     return cls(size={"shortest_edge": prep.size}, crop_size={"height": prep.size, "width": prep.size},
                image_mean=list(prep.mean), image_std=list(prep.std))
 
 
 def tiny_config(num_frames: int = 8, image_size: int = 64, hidden_size: int = 64, num_layers: int = 2) -> Any:
-    """A small random TimeSformer config for the CPU demo and tests (initializer_range ~1/sqrt(width): HF's
-    0.02, made for width 768, leaves a width-64 model ignoring its input)."""
+    """A small random TimeSformer for the CPU demo and tests; initializer_range ~1/sqrt(width), as HF's 0.02
+    (made for width 768) leaves a width-64 model ignoring its input."""
     from transformers import TimesformerConfig
-
-    return TimesformerConfig(image_size=image_size, patch_size=16, num_frames=num_frames, hidden_size=hidden_size,
-                             num_hidden_layers=num_layers, num_attention_heads=max(1, hidden_size // 32),
-                             intermediate_size=hidden_size * 4, initializer_range=0.1)
+    return TimesformerConfig(image_size=image_size, patch_size=16, num_frames=num_frames,
+                             hidden_size=hidden_size, num_hidden_layers=num_layers, initializer_range=0.1,
+                             num_attention_heads=max(1, hidden_size // 32), intermediate_size=hidden_size * 4)
 
 
 def model_source(name: str, num_frames: int = 8, size: int = 224) -> Any:
@@ -1765,32 +1763,34 @@ def model_source(name: str, num_frames: int = 8, size: int = 224) -> Any:
 
 
 def check_input_size(model: torch.nn.Module, num_frames: int, size: int) -> None:
+    """``ValueError`` unless the model is built for ``num_frames`` x ``size`` px clips."""
     cfg = unwrap(model).config
     if (cfg.num_frames, cfg.image_size) != (num_frames, size):
-        raise ValueError(f"the model is built for {cfg.num_frames} frames at {cfg.image_size} px, the data has "
-                         f"{num_frames} frames at {size} px: set NUM_FRAMES / SIZE to match the model")
+        raise ValueError(f"the model is built for {cfg.num_frames} frames at {cfg.image_size} px, the data "
+                         f"has {num_frames} frames at {size} px: set NUM_FRAMES / SIZE to match the model")
 
 
 def save_checkpoint(model: torch.nn.Module, path: str | Path, preprocessing: Preprocessing,
                     split: Split | None = None, data_root: str | Path | None = None, **extra: Any) -> Path:
-    """``Scarlet.pt``: weights, config, ``preprocessing``, the split (paths relative to ``data_root``), ``extra``."""
-    payload = _plain({"format": CHECKPOINT_FORMAT, "config": unwrap(model).config.to_json_string(),
-                      "state_dict": {k: v.cpu() for k, v in unwrap(model).state_dict().items()},
-                      "preprocessing": asdict(preprocessing), "split": split and split.to_json(data_root),
-                      "extra": extra})
+    """``Scarlet.pt``: weights, config (evaluation downloads nothing), ``preprocessing``, the split (paths
+    relative to ``data_root``), ``extra``."""
+    model = unwrap(model)
+    payload = _plain({"format": CHECKPOINT_FORMAT, "config": model.config.to_json_string(), "extra": extra,
+                      "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
+                      "preprocessing": asdict(preprocessing), "split": split and split.to_json(data_root)})
     return atomic_write(path, lambda fh: torch.save(payload, fh), "the checkpoint")
 
 
 def _load(path: str | Path, mmap: bool = False) -> Any:
-    """``torch.load`` of tensors and plain values only; ``mmap``: the weights stay on disk until read."""
+    """``torch.load`` of tensors and plain values only; ``mmap`` leaves the weights on disk until read."""
     import pickle
     import zipfile
-
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap and zipfile.is_zipfile(path))
     except pickle.UnpicklingError as exc:  # torch's message advises weights_only=False, even for a text file
-        raise CheckpointError(f"{path}: refused: the file holds Python objects other than tensors and plain values "
-                              "(loading those could run code), or is not a PyTorch checkpoint at all") from exc
+        raise CheckpointError(f"{path}: refused: the file holds Python objects other than tensors and plain "
+                              "values (loading those could run code), or is not a PyTorch checkpoint at all"
+                              ) from exc
 
 
 def _is_scarlet(obj: Any) -> bool:  # v1 kept its preprocessing among the extras, and no split
@@ -1800,26 +1800,24 @@ def _is_scarlet(obj: Any) -> bool:  # v1 kept its preprocessing among the extras
 def load_checkpoint(path: str | Path, model: torch.nn.Module | None = None, source: Any = None, *,
                     sdpa: bool = True, gradient_checkpointing: bool = False) -> torch.nn.Module:
     """``Scarlet.pt`` into ``model`` or one rebuilt from its config; a plain state dict (the original run's)
-    into ``model``, or one of ``source`` (a ``TimesformerConfig``), else of ``TimesformerConfig()`` (k400's)."""
-    from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
+    into ``model``, or one of ``source`` (a ``TimesformerConfig``), else of k400's ``TimesformerConfig()``."""
     from transformers import TimesformerConfig
-
     obj, config = _load(path), source if isinstance(source, TimesformerConfig) else TimesformerConfig()
     if scarlet := _is_scarlet(obj):
         obj, config = obj["state_dict"], TimesformerConfig.from_dict(json.loads(obj["config"]))
     elif not (isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values())):
-        raise CheckpointError(f"{path}: not a Scarlet checkpoint or a state dict (found {type(obj).__name__})")
-    consume_prefix_in_state_dict_if_present(obj, "module.")  # saved from DataParallel
+        raise CheckpointError(f"{path}: not a Scarlet checkpoint or a state dict (found "
+                              f"{type(obj).__name__})")
     if model is None:
         model = build_model(config, config.num_labels if scarlet else 2, sdpa=sdpa,
                             gradient_checkpointing=gradient_checkpointing)
-    unwrap(model).load_state_dict(obj)
+    unwrap(model).load_state_dict({k.removeprefix("module."): v for k, v in obj.items()})  # DataParallel's
     return model
 
 
 @dataclass
 class CheckpointInfo:
-    """What ``Scarlet.pt`` records beside its weights; ``split`` (JSON, relative paths) is None where unknown."""
+    """What ``Scarlet.pt`` records beside its weights; ``split`` (JSON, relative paths) is None if unknown."""
 
     path: Path
     preprocessing: Preprocessing
@@ -1828,7 +1826,7 @@ class CheckpointInfo:
     plain_state_dict: bool
 
     def train_faces(self) -> set[str] | None:
-        """The faces of its training videos and of those it was fine-tuned from; None where none are known."""
+        """The faces of its training videos and of those it was fine-tuned from; None where none is known."""
         own = None if self.split is None else identities_of(Split.from_json(self.split).train)
         earlier = (self.extra.get("init_from") or {}).get("train_faces")
         return None if own is None and earlier is None else (own or set()) | set(earlier or ())
@@ -1851,15 +1849,15 @@ def checkpoint_info(path: str | Path) -> CheckpointInfo:
         raise CheckpointError(f"{path}: no checkpoint here: train one (TRAIN on), or copy a Scarlet.pt here")
     if not _is_scarlet(obj := _load(path, mmap=True)):
         return CheckpointInfo(Path(path), Preprocessing(), None, {}, plain_state_dict=True)
-    extra = obj.get("extra", {})
-    return CheckpointInfo(Path(path), Preprocessing.from_dict(obj.get("preprocessing", extra)), obj.get("split"),
-                          extra, plain_state_dict=False)
+    prep = Preprocessing.from_dict(obj.get("preprocessing", obj["extra"]))  # v1 kept it among the extras
+    return CheckpointInfo(Path(path), prep, obj.get("split"), obj["extra"], plain_state_dict=False)
 
 
 def export_pretrained(model: torch.nn.Module, out_dir: str | Path, preprocessing: Preprocessing) -> Path:
-    """A ``from_pretrained`` folder, written beside ``out_dir`` and renamed onto it (a previous export only)."""
+    """A ``from_pretrained`` folder, written beside ``out_dir``, renamed onto it (replacing exports only)."""
     out_dir = Path(out_dir)
-    if out_dir.exists() and not (out_dir / "config.json").is_file() and (out_dir.is_file() or any(out_dir.iterdir())):
+    if out_dir.exists() and not (out_dir / "config.json").is_file() and (
+            out_dir.is_file() or any(out_dir.iterdir())):
         raise FileExistsError(f"{out_dir}: exists and is not a model export; refusing to replace it")
     tmp = out_dir.with_name(f".{out_dir.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)  # what a killed export left
@@ -1879,12 +1877,13 @@ TRAINING_STATE_FORMAT = "scarlet-training-state-v2"
 
 
 def cpu_supports_bf16() -> bool:
-    """Whether this CPU does bf16 natively (AVX512-BF16 or AMX): elsewhere it is emulated, slower than fp32."""
-    return any(getattr(torch.cpu, probe, bool)() for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+    """Whether this CPU does bf16 natively (AVX512-BF16, AMX); emulated bf16 is slower than fp32."""
+    return any(getattr(torch.cpu, probe, bool)() for probe in ("_is_avx512_bf16_supported",
+                                                               "_is_amx_tile_supported"))
 
 
 def precision(device: torch.device | str, training: bool = False, amp: bool = True) -> torch.dtype | None:
-    """The autocast dtype (None: fp32): on GPUs bf16, else fp16 (a T4); on CPUs bf16 for scoring where native."""
+    """The autocast dtype (None: fp32): on GPUs bf16, else fp16 (a T4); on CPUs bf16 to score where native."""
     kind = torch.device(device).type if amp else None
     if kind == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -1893,7 +1892,8 @@ def precision(device: torch.device | str, training: bool = False, amp: bool = Tr
 
 def make_grad_scaler(device: torch.device | str, amp: bool = True) -> torch.amp.GradScaler:
     """A GradScaler, enabled where training runs in fp16 (its small range underflows gradients)."""
-    return torch.amp.GradScaler(torch.device(device).type, enabled=precision(device, True, amp) is torch.float16)
+    fp16 = precision(device, training=True, amp=amp) is torch.float16
+    return torch.amp.GradScaler(torch.device(device).type, enabled=fp16)
 
 
 def _autocast(device: torch.device, dtype: torch.dtype | None) -> torch.autocast:
@@ -1908,7 +1908,7 @@ def training_step(model: torch.nn.Module, pixel_values: torch.Tensor, labels: to
         logits = model(pixel_values=pixel_values).logits
     loss = torch.nn.functional.cross_entropy(logits.float(), labels)
     optimizer.zero_grad(set_to_none=True)
-    scaler = scaler or torch.amp.GradScaler(pixel_values.device.type, enabled=False)
+    scaler = scaler or torch.amp.GradScaler(enabled=False)
     scaler.scale(loss).backward()
     scaler.step(optimizer)
     scaler.update()
@@ -1918,12 +1918,12 @@ def training_step(model: torch.nn.Module, pixel_values: torch.Tensor, labels: to
 def train_one_epoch(model: torch.nn.Module, loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
                     optimizer: torch.optim.Optimizer, device: torch.device | str,
                     scaler: torch.amp.GradScaler | None = None, amp: bool = True) -> dict[str, float]:
-    """One pass over ``loader`` at ``precision(device, training=True)``: the mean loss and accuracy per clip."""
+    """One pass over ``loader`` at ``precision(device, training=True)``: mean loss and accuracy per clip."""
     device, total_loss, correct, seen = torch.device(device), 0.0, 0, 0
     dtype, scaler = precision(device, training=True, amp=amp), scaler or make_grad_scaler(device, amp)
     model.train()
     with _progress(iterable=loader, desc="train", unit="batch", leave=False) as bar:
-        for pixel_values, labels in loader:  # not the bar's: forked workers would inherit the iterator it held
+        for pixel_values, labels in loader:  # an iterator the bar held would pass to the next epoch's workers
             labels = labels.to(device, non_blocking=True)
             loss, logits = training_step(model, pixel_values.to(device, non_blocking=True), labels, optimizer,
                                          scaler, dtype)
@@ -1940,26 +1940,28 @@ def save_training_state(path: str | Path, model: torch.nn.Module, optimizer: tor
                         scaler: torch.amp.GradScaler | None, epoch: int, best_score: float | None,
                         history: Sequence[dict[str, Any]], *, generator: torch.Generator | None = None,
                         **extra: Any) -> Path:
-    """All that continuing after ``epoch`` needs, the random states included, as one dict; ``extra``: its run key."""
+    """All that continuing after ``epoch`` needs, random states too, as one dict; ``extra``: the run key."""
     rng = {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all(),
            "generator": generator and generator.get_state()}
-    payload = _plain({"format": TRAINING_STATE_FORMAT, "epoch": epoch, "best_score": best_score, "history": history,
-                      "extra": extra, "model": {k: v.cpu() for k, v in unwrap(model).state_dict().items()},
-                      "scaler": scaler and scaler.state_dict(), "rng": rng})
-    payload["optimizer"] = optimizer.state_dict()  # as torch makes it: _plain would turn its tuples into lists
+    payload = _plain({"format": TRAINING_STATE_FORMAT, "epoch": epoch, "best_score": best_score, "rng": rng,
+                      "history": history, "extra": extra, "scaler": scaler and scaler.state_dict(),
+                      "model": {k: v.cpu() for k, v in unwrap(model).state_dict().items()}})
+    payload["optimizer"] = optimizer.state_dict()  # as torch makes it: _plain would make its tuples lists
     return atomic_write(path, lambda fh: torch.save(payload, fh), "the training state")
 
 
 def load_training_state(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                        scaler: torch.amp.GradScaler | None = None, *, generator: torch.Generator | None = None,
+                        scaler: torch.amp.GradScaler | None = None, *,
+                        generator: torch.Generator | None = None,
                         match: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Restore ``path`` into the objects given: ``{epoch, best_score, history, extra}``. Where it is no training
-    state or an ``extra`` value differs from ``match``, ``CheckpointError`` before anything changes."""
+    """Restore ``path`` into the objects given: ``{epoch, best_score, history, extra}``. ``CheckpointError``,
+    with nothing changed, where it is no training state or an ``extra`` value differs from ``match``."""
     if not isinstance(obj := _load(path), dict) or obj.get("format") != TRAINING_STATE_FORMAT:
-        raise CheckpointError(f"{path}: not a Scarlet training state (" + ("a Scarlet.pt model checkpoint: load it "
-                              "with load_checkpoint)" if _is_scarlet(obj) else f"found {type(obj).__name__})"))
+        found = "a Scarlet.pt model checkpoint: load it with load_checkpoint" if _is_scarlet(obj) else \
+            f"found {type(obj).__name__}"
+        raise CheckpointError(f"{path}: not a Scarlet training state ({found})")
     for key, want in (match or {}).items():
-        if (have := obj["extra"].get(key)) != (want := _plain(want)):  # a run key's knobs that differ are named
+        if (have := obj["extra"].get(key)) != (want := _plain(want)):  # a run key: the knobs that differ
             knobs = sorted({**have, **want}) if isinstance(have, dict) and isinstance(want, dict) else []
             detail = "; ".join(f"{k}: saved {have.get(k)!r:.40}, now {want.get(k)!r:.40}" for k in knobs
                                if have.get(k) != want.get(k))
@@ -1980,18 +1982,19 @@ def load_training_state(path: str | Path, model: torch.nn.Module, optimizer: tor
 
 
 def resume_training(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    scaler: torch.amp.GradScaler | None, generator: torch.Generator | None, run_key: dict[str, Any],
-                    resume: bool = True) -> tuple[list[dict[str, Any]], float, int, str]:
+                    scaler: torch.amp.GradScaler | None, generator: torch.Generator | None,
+                    run_key: dict[str, Any], resume: bool = True) -> tuple[list[dict], float, int, str]:
     """``(history, best_score, first_epoch, what happened)``: after the saved epoch where ``path`` holds this
     run's state (the same ``run_key``), else from epoch 1."""
     if not resume or not Path(path).is_file():
         return [], -1.0, 1, "training from the start" + ("" if resume else " (RESUME is off)")
     try:
-        saved = load_training_state(path, model, optimizer, scaler, generator=generator, match={"run_key": run_key})
+        saved = load_training_state(path, model, optimizer, scaler, generator=generator,
+                                    match={"run_key": run_key})
     except CheckpointError as exc:  # another run's state: nothing was loaded
         return [], -1.0, 1, f"not resuming, training from the start: {exc}"
-    return (saved["history"], saved["best_score"], saved["epoch"] + 1, f"resuming after epoch {saved['epoch']} "
-            f"(best validation accuracy so far {saved['best_score']:.4f})")
+    return (saved["history"], saved["best_score"], saved["epoch"] + 1, f"resuming after epoch "
+            f"{saved['epoch']} (best validation accuracy so far {saved['best_score']:.4f})")
 
 
 @torch.no_grad()
@@ -2001,8 +2004,8 @@ def predict_probs(model: torch.nn.Module, loader: Iterable[tuple[torch.Tensor, t
     device, y_true, y_prob = torch.device(device), [np.zeros(0, np.int64)], [np.zeros(0, np.float32)]
     model.eval()
     with _progress(iterable=loader, desc="predict", unit="batch", leave=False) as bar:
-        for pixel_values, labels in loader:  # as in train_one_epoch
-            with _autocast(device, precision(device, amp=amp)):  # (B, K, T, C, H, W) -> (B * K, T, C, H, W)
+        for pixel_values, labels in loader:  # (B, K, T, C, H, W) -> (B * K, T, C, H, W) for the model
+            with _autocast(device, precision(device, amp=amp)):
                 logits = model(pixel_values=pixel_values.to(device, non_blocking=True).flatten(0, -5)).logits
             y_prob.append(logits.float().softmax(-1)[:, 1].view(len(labels), -1).mean(1).cpu().numpy())
             y_true.append(np.asarray(labels))
@@ -2024,15 +2027,16 @@ def evaluate_items(model: torch.nn.Module, items: Sequence[VideoItem], cache_roo
                    prep: Preprocessing, device: torch.device | str, num_clips: int = 1, batch_size: int = 2,
                    workers: int = 0, amp: bool = True,
                    isolate: bool = False) -> tuple[ExtractionReport, np.ndarray, np.ndarray]:
-    """``items`` decoded as ``prep`` says, ``num_clips`` clips each, and scored: ``(report, y_true, y_prob)`` in
-    the order of ``report.ok``; none readable: ``FileNotFoundError``."""
+    """``items`` decoded as ``prep`` says, ``num_clips`` clips each, and scored: ``(report, y_true, y_prob)``
+    in the order of ``report.ok``; none readable: ``FileNotFoundError``."""
     cache = cache_dir_for(cache_root, prep.num_frames, prep.size, prep.face_crop, num_clips)
-    report = extract_frames(items, cache, prep.num_frames, prep.size, prep.face_crop, workers, num_clips, isolate)
+    report = extract_frames(items, cache, prep.num_frames, prep.size, prep.face_crop, workers, num_clips,
+                            isolate)
     if not report.ok:
         raise FileNotFoundError(f"none of the {len(items)} videos could be read (e.g. {report.failed[0][1]})"
                                 if report.failed else "no videos to score")
-    return report, *score_items(model, report.ok, cache, device, prep.mean, prep.std, batch_size, min(workers, 4),
-                                amp)
+    return report, *score_items(model, report.ok, cache, device, prep.mean, prep.std, batch_size,
+                                min(workers, 4), amp)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -2041,8 +2045,8 @@ def evaluate_items(model: torch.nn.Module, items: Sequence[VideoItem], cache_roo
 
 
 def run_preprocessing(config: dict[str, Any], checkpoint: str | Path) -> tuple[Preprocessing, list[str]]:
-    """How this run makes its inputs, and notes: the knobs' when training, else the checkpoint's (``INIT_FROM``'s
-    when fine-tuning it), where a knob that disagrees is noted, never obeyed."""
+    """How this run makes its inputs, and notes: the knobs' when training, else the checkpoint's (or
+    ``INIT_FROM``'s when fine-tuning it); a knob that disagrees with a checkpoint is noted, never obeyed."""
     if config["TRAIN"] and not config.get("INIT_FROM"):
         mean, std = normalization_for(model_source(config["MODEL"], config["NUM_FRAMES"], config["SIZE"]))
         return Preprocessing(config["NUM_FRAMES"], config["SIZE"], config["FACE_CROP"], mean, std), []
@@ -2052,28 +2056,28 @@ def run_preprocessing(config: dict[str, Any], checkpoint: str | Path) -> tuple[P
 
 def preprocessing_notes(info: CheckpointInfo, config: dict[str, Any]) -> list[str]:
     """Notes on a checkpoint that records no preprocessing, and on knobs that disagree with its own."""
-    notes = [f"{info.path} is a plain state dict: its preprocessing is taken to be the original run's (8 frames "
-             "at 224 px, whole frames, the k400 mean/std)"] if info.plain_state_dict else []
+    notes = [f"{info.path} is a plain state dict: its preprocessing is taken to be the original run's (8 "
+             "frames at 224 px, whole frames, the k400 mean/std)"] if info.plain_state_dict else []
     if differ := info.preprocessing.differences(config):
-        notes.append(f"{info.path.name} was trained with {', '.join(differ)}; this run follows the checkpoint")
+        notes.append(f"{info.path.name} was trained with {', '.join(differ)}; this run follows the "
+                     "checkpoint")
     return notes
 
 
 def evaluation_split(info: CheckpointInfo, split_path: str | Path, data_root: str | Path,
                      config: dict[str, Any] | None = None) -> tuple[Split, list[str]]:
-    """The split ``info``'s checkpoint was trained on, against today's ``data_root``, and notes; ``split.json``
-    is written where missing, and read where the checkpoint records no split."""
+    """The split ``info``'s checkpoint was trained on, against today's ``data_root``, and notes:
+    ``split.json`` is written where missing, and read where the checkpoint records no split."""
     split_path, name, config = Path(split_path), info.path.name, config or {}
+    if info.split is None and not split_path.is_file():
+        raise FileNotFoundError(f"{split_path}: not found, and {info.path} does not record the split it was "
+                                "trained on: put its run's split.json there, or train a model (TRAIN on)")
     if info.split is None:
-        if not split_path.is_file():
-            raise FileNotFoundError(f"{split_path}: not found, and {info.path} does not record the split it was "
-                                    "trained on: put the split.json of its run beside it, or train a model (TRAIN on)")
-        split, notes = load_split(split_path, data_root), [f"{name} does not record its training videos, so "
-                                                           f"{ORIGINAL_TRAIN_NOTE}"]
+        split = load_split(split_path, data_root)
+        notes = [f"{name} does not record its training videos, so {ORIGINAL_TRAIN_NOTE}"]
     elif not split_path.is_file():
         split = Split.from_json(info.split, data_root)
-        save_split(split, split_path, data_root)
-        notes = [f"{split_path}: written from the split stored in {name}"]
+        notes = [f"{save_split(split, split_path, data_root)}: written from the split stored in {name}"]
     else:
         split = Split.from_json(info.split, data_root)
         notes = [] if load_split(split_path, data_root).same_videos(split) else [
@@ -2082,30 +2086,33 @@ def evaluation_split(info: CheckpointInfo, split_path: str | Path, data_root: st
     if scored and not any(i.path.is_file() for i in scored):  # one line, not a failure per video
         raise FileNotFoundError(f"none of the {len(scored)} videos to score is under {data_root} (e.g. "
                                 f"{scored[0].path}): set DATA_ROOT to the dataset {name} was trained on")
-    if not config.get("TRAIN") and (differ := [f"{k} {config[k]!r}" for k, v in (
-            ("SEED", split.seed), ("SPLIT", split.strategy)) if config.get(k, v) != v]):
-        notes.append(f"the split is the checkpoint's ({split.strategy}, seed {split.seed}); with TRAIN off the "
-                     f"configuration's {', '.join(differ)} does not apply")
+    differ = [f"{k} {config[k]!r}" for k, v in (("SEED", split.seed), ("SPLIT", split.strategy))
+              if config.get(k, v) != v]
+    if differ and not config.get("TRAIN"):
+        notes.append(f"the split is the checkpoint's ({split.strategy}, seed {split.seed}); with TRAIN off "
+                     f"the configuration's {', '.join(differ)} does not apply")
     return split, notes
 
 
 def unseen_items(items: Sequence[VideoItem], info: CheckpointInfo,
                  allow_train_faces: bool = False) -> tuple[list[VideoItem], dict[str, Any], str]:
-    """``(items, record, note)``: the videos to score with ``info``'s checkpoint; those sharing a face with its
-    training videos (a score there measures memory) are left out unless ``allow_train_faces``."""
+    """``(items, record, note)``: the videos to score with ``info``'s checkpoint; those sharing a face with
+    its training videos (a score there measures memory) are left out unless ``allow_train_faces``."""
     faces, name, start = info.train_faces(), info.path.name, info.extra.get("init_from")
     if faces is None:
         return list(items), {"train_faces": "unknown"}, f"{name}: {ORIGINAL_TRAIN_NOTE}"
     unseen, seen = split_by_faces(items, faces)
     if not (unseen or allow_train_faces):
-        raise CheckpointError(f"all {len(items)} videos share a face with {name}'s training videos: nothing honest "
-                              "to score (set ALLOW_TRAIN_FACES to score them anyway)")
+        raise CheckpointError(f"all {len(items)} videos share a face with {name}'s training videos: nothing "
+                              "honest to score (set ALLOW_TRAIN_FACES to score them anyway)")
     shared = f"{len(seen)} of {len(items)} videos that share a face with {name}'s training videos"
-    note = (f"kept {shared}: scored anyway (ALLOW_TRAIN_FACES)" if allow_train_faces else f"left out {shared} (set "
-            "ALLOW_TRAIN_FACES to score them)" if seen else f"none of the {len(items)} videos shares a face with "
-            f"{name}'s training videos") + (f"; it was fine-tuned from {Path(start['checkpoint']).name}, whose "
-            "training videos are unknown, so only its own are known" if start and start["train_faces"] is None else "")
-    record = {"train_faces": "scored" if allow_train_faces else "left out", "videos_sharing_a_training_face": len(seen)}
+    note = (f"kept {shared}: scored anyway (ALLOW_TRAIN_FACES)" if allow_train_faces else
+            f"left out {shared} (set ALLOW_TRAIN_FACES to score them)" if seen else
+            f"none of the {len(items)} videos shares a face with {name}'s training videos")
+    if start and start["train_faces"] is None:
+        note += f"; fine-tuned from {Path(start['checkpoint']).name}, whose training videos are unknown"
+    record = {"train_faces": "scored" if allow_train_faces else "left out",
+              "videos_sharing_a_training_face": len(seen)}
     return list(items) if allow_train_faces else unseen, record, note
 
 
