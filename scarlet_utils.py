@@ -2013,16 +2013,6 @@ def predict_probs(model: torch.nn.Module, loader: Iterable[tuple[torch.Tensor, t
     return np.concatenate(y_true).astype(np.int64), np.concatenate(y_prob)
 
 
-def score_items(model: torch.nn.Module, items: Sequence[VideoItem], cache_dir: str | Path,
-                device: torch.device | str, mean: Sequence[float] = KINETICS_MEAN,
-                std: Sequence[float] = KINETICS_STD, batch_size: int = 2, workers: int = 0,
-                amp: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """``predict_probs`` over the cached clips of ``items``, in order."""
-    loader = torch.utils.data.DataLoader(FrameClipDataset(items, cache_dir, mean, std), batch_size=batch_size,
-                                         num_workers=workers, pin_memory=torch.device(device).type == "cuda")
-    return predict_probs(model.to(device), loader, device, amp)
-
-
 def evaluate_items(model: torch.nn.Module, items: Sequence[VideoItem], cache_root: str | Path,
                    prep: Preprocessing, device: torch.device | str, num_clips: int = 1, batch_size: int = 2,
                    workers: int = 0, amp: bool = True,
@@ -2035,8 +2025,10 @@ def evaluate_items(model: torch.nn.Module, items: Sequence[VideoItem], cache_roo
     if not report.ok:
         raise FileNotFoundError(f"none of the {len(items)} videos could be read (e.g. {report.failed[0][1]})"
                                 if report.failed else "no videos to score")
-    return report, *score_items(model, report.ok, cache, device, prep.mean, prep.std, batch_size,
-                                min(workers, 4), amp)
+    clips = FrameClipDataset(report.ok, cache, prep.mean, prep.std)
+    loader = torch.utils.data.DataLoader(clips, batch_size, num_workers=min(workers, 4),
+                                         pin_memory=torch.device(device).type == "cuda")
+    return report, *predict_probs(model.to(device), loader, device, amp)
 
 
 # ----------------------------------------------------------------------------------------------
