@@ -2064,14 +2064,12 @@ def evaluation_split(info: CheckpointInfo, split_path: str | Path, data_root: st
     if info.split is None and not split_path.is_file():
         raise FileNotFoundError(f"{split_path}: not found, and {info.path} does not record the split it was "
                                 "trained on: put its run's split.json there, or train a model (TRAIN on)")
+    split = Split.from_json(info.split, data_root) if info.split else load_split(split_path, data_root)
     if info.split is None:
-        split = load_split(split_path, data_root)
         notes = [f"{name} does not record its training videos, so {ORIGINAL_TRAIN_NOTE}"]
     elif not split_path.is_file():
-        split = Split.from_json(info.split, data_root)
         notes = [f"{save_split(split, split_path, data_root)}: written from the split stored in {name}"]
     else:
-        split = Split.from_json(info.split, data_root)
         notes = [] if load_split(split_path, data_root).same_videos(split) else [
             f"{split_path} is not the split {name} was trained on: evaluating on the checkpoint's own split"]
     scored = split.val + split.test
