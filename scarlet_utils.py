@@ -1546,7 +1546,6 @@ def make_synthetic_dataset(root: str | Path, n_per_class: int = 24, num_frames: 
 # ----------------------------------------------------------------------------------------------
 
 CHECKPOINT_FORMAT = "scarlet-checkpoint-v2"
-_CHECKPOINT_V1 = "scarlet-checkpoint-v1"  # its preprocessing lived among the extras, and it kept no split
 FACE_METHOD = "haar-track"  # what the Faces section does; a checkpoint trained on other crops is refused
 ORIGINAL_TRAIN_NOTE = ("its training videos are unknown, so any FaceForensics++ number for it may include "
                        "faces it trained on (the original run used 1,400 of the 2,000 Deepfakes/original "
@@ -1555,8 +1554,7 @@ ORIGINAL_TRAIN_NOTE = ("its training videos are unknown, so any FaceForensics++ 
 
 @dataclass(frozen=True)
 class Preprocessing:
-    """How a model's inputs are made (the defaults are the original run's): it travels inside
-    ``Scarlet.pt``, and evaluation follows it, not the knobs."""
+    """How a model's inputs are made (the defaults: the original run's); it travels inside ``Scarlet.pt``."""
 
     num_frames: int = 8
     size: int = 224
@@ -1567,113 +1565,90 @@ class Preprocessing:
     face_margin: float = FACE_MARGIN
     face_method: str = FACE_METHOD
 
-    KNOBS = {"num_frames": "NUM_FRAMES", "size": "SIZE", "face_crop": "FACE_CROP"}
-
     @classmethod
     def from_dict(cls, obj: dict[str, Any]) -> "Preprocessing":
         """The record ``asdict`` made; ``CheckpointError`` where this module makes inputs otherwise."""
-        prep = cls(**{k: tuple(v) if k in ("mean", "std") else v
-                      for k, v in obj.items() if k in cls.__dataclass_fields__})
-        if (prep.sampling, prep.face_margin, prep.face_method) != ("uniform", FACE_MARGIN, FACE_METHOD):
-            raise CheckpointError(
-                f"the checkpoint's inputs were made another way (sampling {prep.sampling!r}, face crop "
-                f"{prep.face_method!r} with margin {prep.face_margin}) than this scarlet_utils.py makes them "
-                f"(uniform, {FACE_METHOD!r}, {FACE_MARGIN}): use the scarlet_utils.py it was trained with")
-        return prep
+        p = cls(**{k: tuple(v) if k in ("mean", "std") else v for k, v in obj.items()
+                   if k in cls.__dataclass_fields__})
+        if (p.sampling, p.face_margin, p.face_method) != ("uniform", FACE_MARGIN, FACE_METHOD):
+            raise CheckpointError(f"the checkpoint's inputs were made another way (sampling {p.sampling!r}, "
+                                  f"face crop {p.face_method!r} with margin {p.face_margin}): use the "
+                                  "scarlet_utils.py it was trained with")
+        return p
 
     def differences(self, config: dict[str, Any]) -> list[str]:
         """``"FACE_CROP: True (the configuration says False)"`` for each knob that disagrees."""
-        return [f"{knob}: {getattr(self, name)!r} (the configuration says {config[knob]!r})"
-                for name, knob in self.KNOBS.items()
-                if knob in config and config[knob] != getattr(self, name)]
+        mine = {"NUM_FRAMES": self.num_frames, "SIZE": self.size, "FACE_CROP": self.face_crop}
+        return [f"{k}: {v!r} (the configuration says {config[k]!r})" for k, v in mine.items()
+                if config.get(k, v) != v]
 
 
 def _from_pretrained(cls: Any, source: Any, **kwargs: Any) -> Any:
-    """``cls.from_pretrained(source)``; offline, an ``OSError`` that says what to do on Kaggle."""
     try:
         return cls.from_pretrained(str(source), **kwargs)
     except OSError as exc:
         raise OSError(f"{source}: cannot download it ({type(exc).__name__}: {exc}). On Kaggle, turn "
                       "Internet on (Settings > Internet), or attach the model as a Kaggle Model or dataset: "
-                      "a copy under /kaggle/input is found by itself, or set MODEL to its folder. An "
-                      "evaluation with TRAIN off downloads nothing.") from exc
+                      "a copy under /kaggle/input is found by itself, or set MODEL to its folder") from exc
 
 
 def build_model(source: Any = DEFAULT_MODEL, num_labels: int = 2, *, sdpa: bool = True,
                 gradient_checkpointing: bool = False) -> torch.nn.Module:
-    """TimeSformer with a fresh ``num_labels``-way (``Real``/``Fake``) head from a hub id, a folder or a
-    ``TimesformerConfig``; ``sdpa``: fused attention; ``gradient_checkpointing``: less memory, more time."""
-    from transformers import TimesformerConfig, TimesformerForVideoClassification
-
+    """TimeSformer with a new ``num_labels``-way head (``Real``/``Fake``) from a hub id, folder or config."""
+    from transformers import TimesformerConfig, TimesformerForVideoClassification as Model
     names = list(CLASS_NAMES) if num_labels == 2 else [f"LABEL_{i}" for i in range(num_labels)]
     labels = {"id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}}
     if isinstance(source, TimesformerConfig):
-        model = TimesformerForVideoClassification(TimesformerConfig.from_dict({**source.to_dict(), **labels}))
+        model = Model(TimesformerConfig.from_dict({**source.to_dict(), **labels}))
     else:  # the k400 400-class head is made afresh; every other weight is copied
-        model = _from_pretrained(TimesformerForVideoClassification, source, ignore_mismatched_sizes=True,
-                                 **labels)
-    if sdpa:
-        use_sdpa_attention(model)
+        model = _from_pretrained(Model, source, ignore_mismatched_sizes=True, **labels)
     if gradient_checkpointing:  # non-reentrant: frozen inputs need no requires_grad trick
-        if hasattr(model, "activation_checkpointing_enable"):  # gradient_checkpointing_enable warns there
-            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-        else:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    return model
+        enable = getattr(model, "activation_checkpointing_enable", model.gradient_checkpointing_enable)
+        enable({"use_reentrant": False})
+    return use_sdpa_attention(model) if sdpa else model
 
 
-@lru_cache(maxsize=1)
-def _sdpa_attention_class() -> type:
-    """``TimesformerSelfAttention`` through ``scaled_dot_product_attention``: the same parameters and maths
-    without the ``(B, heads, N, N)`` weights. Made on first use: decoding workers skip transformers."""
+@lru_cache(maxsize=None)
+def __getattr__(name: str) -> type:
+    """``SdpaTimesformerSelfAttention``: the stock maths through ``scaled_dot_product_attention``, without the
+    ``(B, heads, N, N)`` weights; made on first use (PEP 562), so decoding workers skip transformers."""
+    if name != "SdpaTimesformerSelfAttention":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     from transformers.models.timesformer.modeling_timesformer import TimesformerSelfAttention
 
     class SdpaTimesformerSelfAttention(TimesformerSelfAttention):
-        def forward(self, hidden_states: torch.Tensor, output_attentions: bool = False, *args: Any,
-                    **kwargs: Any) -> tuple[torch.Tensor, ...]:
-            if output_attentions or args or kwargs:
-                return super().forward(hidden_states, output_attentions, *args, **kwargs)
-            batch, tokens, width = hidden_states.shape
-            qkv = self.qkv(hidden_states).reshape(batch, tokens, 3, self.num_heads, width // self.num_heads)
-            context = torch.nn.functional.scaled_dot_product_attention(  # q, k, v: (B, heads, N, head width)
-                *qkv.permute(2, 0, 3, 1, 4).unbind(0), dropout_p=self.attn_drop.p if self.training else 0.0,
-                scale=self.scale)
-            return (context.transpose(1, 2).reshape(batch, tokens, width),)
+        def forward(self, hidden_states: torch.Tensor, output_attentions: bool = False) -> tuple:
+            if output_attentions:
+                return super().forward(hidden_states, True)
+            b, n, width = hidden_states.shape  # q, k, v: (B, heads, N, head width)
+            q, k, v = self.qkv(hidden_states).view(b, n, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+            context = torch.nn.functional.scaled_dot_product_attention(
+                q, k, v, dropout_p=self.attn_drop.p if self.training else 0.0, scale=self.scale)
+            return (context.transpose(1, 2).reshape(b, n, width),)
 
-    SdpaTimesformerSelfAttention.__module__ = __name__
-    SdpaTimesformerSelfAttention.__qualname__ = SdpaTimesformerSelfAttention.__name__
+    SdpaTimesformerSelfAttention.__module__ = __name__  # pickled by this module's name
+    SdpaTimesformerSelfAttention.__qualname__ = name
     return SdpaTimesformerSelfAttention
 
 
-def __getattr__(name: str) -> Any:  # PEP 562: the lazily made attention class, for pickle
-    if name == "SdpaTimesformerSelfAttention":
-        return _sdpa_attention_class()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 def use_sdpa_attention(model: torch.nn.Module) -> torch.nn.Module:
-    """Swap the class of every ``TimesformerSelfAttention`` in ``model`` for the fused one, in place
-    (parameters, state dict keys and ``save_pretrained`` stay as they were)."""
-    from transformers.models.timesformer.modeling_timesformer import TimesformerSelfAttention
-
+    """Each stock ``TimesformerSelfAttention`` of ``model`` made the fused one, in place (same weights)."""
+    sdpa = __getattr__("SdpaTimesformerSelfAttention")
     for module in model.modules():
-        if type(module) is TimesformerSelfAttention:  # neither one already swapped nor another subclass
-            module.__class__ = _sdpa_attention_class()
+        if type(module) is sdpa.__base__:
+            module.__class__ = sdpa
     return model
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The model inside DataParallel / DistributedDataParallel / ``torch.compile`` wrappers."""
-    parallel = (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel)
-    inner = model.module if isinstance(model, parallel) else getattr(model, "_orig_mod", None)
-    return unwrap(inner) if isinstance(inner, torch.nn.Module) else model
+    """The model inside ``DataParallel`` wrappers."""
+    return unwrap(model.module) if isinstance(model, torch.nn.DataParallel) else model
 
 
 def wrap_multi_gpu(model: torch.nn.Module) -> torch.nn.Module:
     """``DataParallel`` where more than one GPU is visible (Kaggle's "GPU T4 x2"), else ``model``."""
     if isinstance(model, torch.nn.DataParallel) or torch.cuda.device_count() <= 1:
         return model
-    logger.info("DataParallel over %d GPUs", torch.cuda.device_count())
     return torch.nn.DataParallel(model.to(torch.device("cuda", 0)))
 
 
@@ -1683,31 +1658,25 @@ def normalization_for(source: Any = DEFAULT_MODEL) -> tuple[tuple[float, ...], t
             Path(source).is_dir() and not (Path(source) / "preprocessor_config.json").is_file()):
         return KINETICS_MEAN, KINETICS_STD
     from transformers import AutoImageProcessor
-
     processor = _from_pretrained(AutoImageProcessor, source)
     return tuple(processor.image_mean), tuple(processor.image_std)
 
 
 def image_processor(prep: Preprocessing) -> Any:
-    """The transformers image processor of ``prep``'s whole frames (saved as ``preprocessor_config.json``)."""
+    """The image processor of ``prep``'s whole frames (the PIL-backed class: it needs no torchvision)."""
     import transformers
-
-    # the PIL-backed class: in transformers 5 the plain name needs torchvision
     cls = getattr(transformers, "VideoMAEImageProcessorPil", None) or transformers.VideoMAEImageProcessor
     return cls(size={"shortest_edge": prep.size}, crop_size={"height": prep.size, "width": prep.size},
                image_mean=list(prep.mean), image_std=list(prep.std))
 
 
 def tiny_config(num_frames: int = 8, image_size: int = 64, hidden_size: int = 64, num_layers: int = 2) -> Any:
-    """A small random TimeSformer config for the CPU demo and tests: no download, seconds per epoch."""
+    """A small random TimeSformer for the CPU demo and tests; initializer_range ~1/sqrt(width), as HF's 0.02
+    (made for width 768) leaves a width-64 model ignoring its input."""
     from transformers import TimesformerConfig
-
-    # HF's initializer_range 0.02 suits width 768; at width 64 the residual branches are so weak that a
-    # model trained from scratch ignores its input (loss stuck at ln 2). ~1/sqrt(width) lets it learn.
     return TimesformerConfig(image_size=image_size, patch_size=16, num_frames=num_frames,
-                             hidden_size=hidden_size, num_hidden_layers=num_layers,
-                             num_attention_heads=max(1, hidden_size // 32), intermediate_size=hidden_size * 4,
-                             initializer_range=0.1)
+                             hidden_size=hidden_size, num_hidden_layers=num_layers, initializer_range=0.1,
+                             num_attention_heads=max(1, hidden_size // 32), intermediate_size=hidden_size * 4)
 
 
 def model_source(name: str, num_frames: int = 8, size: int = 224) -> Any:
@@ -1716,8 +1685,7 @@ def model_source(name: str, num_frames: int = 8, size: int = 224) -> Any:
 
 
 def check_input_size(model: torch.nn.Module, num_frames: int, size: int) -> None:
-    """``ValueError`` unless the model is built for ``num_frames`` x ``size`` px clips (not a failure deep in
-    the forward pass)."""
+    """``ValueError`` unless the model is built for ``num_frames`` x ``size`` px clips."""
     cfg = unwrap(model).config
     if (cfg.num_frames, cfg.image_size) != (num_frames, size):
         raise ValueError(f"the model is built for {cfg.num_frames} frames at {cfg.image_size} px, the data "
@@ -1726,61 +1694,52 @@ def check_input_size(model: torch.nn.Module, num_frames: int, size: int) -> None
 
 def save_checkpoint(model: torch.nn.Module, path: str | Path, preprocessing: Preprocessing,
                     split: Split | None = None, data_root: str | Path | None = None, **extra: Any) -> Path:
-    """Write ``Scarlet.pt`` atomically: weights, the model config (evaluation downloads nothing),
-    ``preprocessing``, the split it trained on (paths relative to ``data_root``) and ``extra`` values."""
+    """``Scarlet.pt``: weights, config (evaluation downloads nothing), ``preprocessing``, the split (paths
+    relative to ``data_root``), ``extra``."""
     model = unwrap(model)
-    payload = {"format": CHECKPOINT_FORMAT, "config": model.config.to_json_string(),
-               "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},  # loads without a GPU
-               "preprocessing": _plain(asdict(preprocessing)),
-               "split": None if split is None else split.to_json(data_root), "extra": _plain(extra)}
+    payload = _plain({"format": CHECKPOINT_FORMAT, "config": model.config.to_json_string(), "extra": extra,
+                      "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
+                      "preprocessing": asdict(preprocessing), "split": split and split.to_json(data_root)})
     return atomic_write(path, lambda fh: torch.save(payload, fh), "the checkpoint")
 
 
-def _load(path: Path, mmap: bool = False) -> Any:
-    """``torch.load`` of tensors and plain values only: unpickling objects could run code. ``mmap``
-    (zip files only) leaves the weights on disk until they are read."""
+def _load(path: str | Path, mmap: bool = False) -> Any:
+    """``torch.load`` of tensors and plain values only; ``mmap`` leaves the weights on disk until read."""
     import pickle
     import zipfile
-
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap and zipfile.is_zipfile(path))
     except pickle.UnpicklingError as exc:  # torch's message advises weights_only=False, even for a text file
         raise CheckpointError(f"{path}: refused: the file holds Python objects other than tensors and plain "
-                              "values (loading those could run code), or is not a PyTorch checkpoint at all. "
-                              "Expected a Scarlet.pt or a plain state dict.") from exc
+                              "values (loading those could run code), or is not a PyTorch checkpoint at all"
+                              ) from exc
 
 
-def _is_scarlet(obj: Any) -> bool:
-    return isinstance(obj, dict) and obj.get("format") in (CHECKPOINT_FORMAT, _CHECKPOINT_V1)
+def _is_scarlet(obj: Any) -> bool:  # v1 kept its preprocessing among the extras, and no split
+    return isinstance(obj, dict) and obj.get("format") in (CHECKPOINT_FORMAT, "scarlet-checkpoint-v1")
 
 
 def load_checkpoint(path: str | Path, model: torch.nn.Module | None = None, source: Any = None, *,
                     sdpa: bool = True, gradient_checkpointing: bool = False) -> torch.nn.Module:
-    """``Scarlet.pt`` into ``model`` or one rebuilt from its config; a plain state dict (the original
-    run's) into ``model``, or one of ``source`` (a ``TimesformerConfig``), else of ``TimesformerConfig()``."""
-    from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
+    """``Scarlet.pt`` into ``model`` or one rebuilt from its config; a plain state dict (the original run's)
+    into ``model``, or one of ``source`` (a ``TimesformerConfig``), else of k400's ``TimesformerConfig()``."""
     from transformers import TimesformerConfig
-
-    obj = _load(Path(path))
-    if _is_scarlet(obj):
-        state, config = obj["state_dict"], TimesformerConfig.from_dict(json.loads(obj["config"]))
-    elif isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
-        state, config = obj, source if isinstance(source, TimesformerConfig) else TimesformerConfig()  # k400
-    else:
+    obj, config = _load(path), source if isinstance(source, TimesformerConfig) else TimesformerConfig()
+    if scarlet := _is_scarlet(obj):
+        obj, config = obj["state_dict"], TimesformerConfig.from_dict(json.loads(obj["config"]))
+    elif not (isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values())):
         raise CheckpointError(f"{path}: not a Scarlet checkpoint or a state dict (found "
                               f"{type(obj).__name__})")
-    consume_prefix_in_state_dict_if_present(state, "module.")  # saved from DataParallel
     if model is None:
-        model = build_model(config, config.num_labels if _is_scarlet(obj) else 2, sdpa=sdpa,
+        model = build_model(config, config.num_labels if scarlet else 2, sdpa=sdpa,
                             gradient_checkpointing=gradient_checkpointing)
-    unwrap(model).load_state_dict(state)
+    unwrap(model).load_state_dict({k.removeprefix("module."): v for k, v in obj.items()})  # DataParallel's
     return model
 
 
 @dataclass
 class CheckpointInfo:
-    """What ``Scarlet.pt`` records beside its weights; a plain state dict records nothing, and
-    ``split`` (JSON, relative paths) is None where the training videos are unknown."""
+    """What ``Scarlet.pt`` records beside its weights; ``split`` (JSON, relative paths) is None if unknown."""
 
     path: Path
     preprocessing: Preprocessing
@@ -1789,7 +1748,7 @@ class CheckpointInfo:
     plain_state_dict: bool
 
     def train_faces(self) -> set[str] | None:
-        """The faces of the training videos and of those it was fine-tuned from; None where none are known."""
+        """The faces of its training videos and of those it was fine-tuned from; None where none is known."""
         own = None if self.split is None else identities_of(Split.from_json(self.split).train)
         earlier = (self.extra.get("init_from") or {}).get("train_faces")
         return None if own is None and earlier is None else (own or set()) | set(earlier or ())
@@ -1808,68 +1767,55 @@ class CheckpointInfo:
 
 def checkpoint_info(path: str | Path) -> CheckpointInfo:
     """The record inside ``Scarlet.pt``, read without reading the weights."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no checkpoint here: train one (TRAIN on), or copy a Scarlet.pt to "
-                              "this path")
-    obj = _load(path, mmap=True)
-    if not _is_scarlet(obj):
-        return CheckpointInfo(path, Preprocessing(), None, {}, plain_state_dict=True)
-    extra, v1 = dict(obj.get("extra", {})), obj["format"] == _CHECKPOINT_V1
-    return CheckpointInfo(path, Preprocessing.from_dict(extra if v1 else obj["preprocessing"]),
-                          None if v1 else obj.get("split"), extra, plain_state_dict=False)
+    if not Path(path).is_file():
+        raise CheckpointError(f"{path}: no checkpoint here: train one (TRAIN on), or copy a Scarlet.pt here")
+    if not _is_scarlet(obj := _load(path, mmap=True)):
+        return CheckpointInfo(Path(path), Preprocessing(), None, {}, plain_state_dict=True)
+    prep = Preprocessing.from_dict(obj.get("preprocessing", obj["extra"]))  # v1 kept it among the extras
+    return CheckpointInfo(Path(path), prep, obj.get("split"), obj["extra"], plain_state_dict=False)
 
 
 def export_pretrained(model: torch.nn.Module, out_dir: str | Path, preprocessing: Preprocessing) -> Path:
-    """A folder for ``from_pretrained``, written beside ``out_dir`` and renamed onto it (never half an
-    export); a non-empty ``out_dir`` that is not an export (no ``config.json``) is refused."""
+    """A ``from_pretrained`` folder, written beside ``out_dir``, renamed onto it (replacing exports only)."""
     out_dir = Path(out_dir)
     if out_dir.exists() and not (out_dir / "config.json").is_file() and (
-            not out_dir.is_dir() or any(out_dir.iterdir())):
+            out_dir.is_file() or any(out_dir.iterdir())):
         raise FileExistsError(f"{out_dir}: exists and is not a model export; refusing to replace it")
     tmp = out_dir.with_name(f".{out_dir.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)  # what a killed export left
-    try:
-        unwrap(model).save_pretrained(tmp)
-        image_processor(preprocessing).save_pretrained(tmp)
-        mode = stat.S_IMODE((tmp / "config.json").stat().st_mode)  # the umask's; safetensors writes 0600
-        for f in tmp.iterdir():
-            f.chmod(mode)
-        shutil.rmtree(out_dir, ignore_errors=True)
-        os.rename(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out_dir
+    unwrap(model).save_pretrained(tmp)
+    image_processor(preprocessing).save_pretrained(tmp)
+    for f in tmp.iterdir():  # the umask's mode, as config.json has it: safetensors writes 0600
+        f.chmod(stat.S_IMODE((tmp / "config.json").stat().st_mode))
+    shutil.rmtree(out_dir, ignore_errors=True)
+    return tmp.rename(out_dir)
 
 
 # ----------------------------------------------------------------------------------------------
 # Training
 # ----------------------------------------------------------------------------------------------
 
+TRAINING_STATE_FORMAT = "scarlet-training-state-v2"
+
 
 def cpu_supports_bf16() -> bool:
-    """Whether this CPU does bf16 natively (AVX512-BF16 or AMX): elsewhere oneDNN emulates it, slower
-    than fp32. A torch without these probes says no."""
-    return any(getattr(torch.cpu, probe, lambda: False)()
-               for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+    """Whether this CPU does bf16 natively (AVX512-BF16, AMX); emulated bf16 is slower than fp32."""
+    return any(getattr(torch.cpu, probe, bool)() for probe in ("_is_avx512_bf16_supported",
+                                                               "_is_amx_tile_supported"))
 
 
 def precision(device: torch.device | str, training: bool = False, amp: bool = True) -> torch.dtype | None:
-    """The autocast dtype, or None for fp32. GPUs: bf16 where supported, else fp16 (the T4: training
-    needs a GradScaler). CPUs: fp32, but bf16 for scoring where native. ``amp=False``: fp32 everywhere."""
-    device = torch.device(device)
-    if not amp:
-        return None
-    if device.type == "cuda":
+    """The autocast dtype (None: fp32): on GPUs bf16, else fp16 (a T4); on CPUs bf16 to score where native."""
+    kind = torch.device(device).type if amp else None
+    if kind == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if device.type == "cpu" and not training and cpu_supports_bf16() else None
+    return torch.bfloat16 if kind == "cpu" and not training and cpu_supports_bf16() else None
 
 
 def make_grad_scaler(device: torch.device | str, amp: bool = True) -> torch.amp.GradScaler:
     """A GradScaler, enabled where training runs in fp16 (its small range underflows gradients)."""
-    device = torch.device(device)
     fp16 = precision(device, training=True, amp=amp) is torch.float16
-    return torch.amp.GradScaler(device.type, enabled=fp16)
+    return torch.amp.GradScaler(torch.device(device).type, enabled=fp16)
 
 
 def _autocast(device: torch.device, dtype: torch.dtype | None) -> torch.autocast:
@@ -1879,13 +1825,12 @@ def _autocast(device: torch.device, dtype: torch.dtype | None) -> torch.autocast
 def training_step(model: torch.nn.Module, pixel_values: torch.Tensor, labels: torch.Tensor,
                   optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None = None,
                   dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """One step on a batch ``(B, T, C, H, W)`` under ``dtype`` autocast (None: fp32), the loss in fp32;
-    returns ``(loss, logits)``. The benchmarks time this."""
+    """One step on ``(B, T, C, H, W)`` under ``dtype`` autocast, the loss in fp32: ``(loss, logits)``."""
     with _autocast(pixel_values.device, dtype):
         logits = model(pixel_values=pixel_values).logits
     loss = torch.nn.functional.cross_entropy(logits.float(), labels)
     optimizer.zero_grad(set_to_none=True)
-    scaler = scaler or torch.amp.GradScaler(pixel_values.device.type, enabled=False)
+    scaler = scaler or torch.amp.GradScaler(enabled=False)
     scaler.scale(loss).backward()
     scaler.step(optimizer)
     scaler.update()
@@ -1895,46 +1840,35 @@ def training_step(model: torch.nn.Module, pixel_values: torch.Tensor, labels: to
 def train_one_epoch(model: torch.nn.Module, loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
                     optimizer: torch.optim.Optimizer, device: torch.device | str,
                     scaler: torch.amp.GradScaler | None = None, amp: bool = True) -> dict[str, float]:
-    """One pass over ``loader`` at ``precision(device, training=True)``: the mean loss and accuracy."""
-    device = torch.device(device)
+    """One pass over ``loader`` at ``precision(device, training=True)``: mean loss and accuracy per clip."""
+    device, total_loss, correct, seen = torch.device(device), 0.0, 0, 0
     dtype, scaler = precision(device, training=True, amp=amp), scaler or make_grad_scaler(device, amp)
     model.train()
-    total_loss, correct, seen = 0.0, 0, 0
-    # The bar takes the loader's length, but the loop iterates the loader itself: a worker iterator
-    # held by the bar would be inherited by the next epoch's forked workers and break them.
-    bar = _progress(iterable=loader, desc="train", unit="batch", leave=False)
-    for pixel_values, labels in loader:
-        labels = labels.to(device, non_blocking=True)
-        loss, logits = training_step(model, pixel_values.to(device, non_blocking=True), labels, optimizer,
-                                     scaler, dtype)
-        total_loss += loss.item() * len(labels)
-        correct += (logits.argmax(-1) == labels).sum().item()
-        seen += len(labels)
-        bar.update()
-        bar.set_postfix(loss=f"{total_loss / seen:.4f}")
-    bar.close()
+    with _progress(iterable=loader, desc="train", unit="batch", leave=False) as bar:
+        for pixel_values, labels in loader:  # an iterator the bar held would pass to the next epoch's workers
+            labels = labels.to(device, non_blocking=True)
+            loss, logits = training_step(model, pixel_values.to(device, non_blocking=True), labels, optimizer,
+                                         scaler, dtype)
+            total_loss, seen = total_loss + loss.item() * len(labels), seen + len(labels)
+            correct += (logits.argmax(-1) == labels).sum().item()
+            bar.set_postfix(loss=f"{total_loss / seen:.4f}", refresh=False)
+            bar.update()
     if seen == 0:
         raise ValueError("the training loader yielded no batches")
     return {"loss": total_loss / seen, "accuracy": correct / seen}
-
-
-TRAINING_STATE_FORMAT = "scarlet-training-state-v2"
 
 
 def save_training_state(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                         scaler: torch.amp.GradScaler | None, epoch: int, best_score: float | None,
                         history: Sequence[dict[str, Any]], *, generator: torch.Generator | None = None,
                         **extra: Any) -> Path:
-    """Write all that continuing after ``epoch`` needs as one dict, atomically (the random states
-    include the DataLoader's shuffle ``generator``); ``extra`` holds the ``run_key`` that is checked."""
-    payload = {
-        "format": TRAINING_STATE_FORMAT, "epoch": int(epoch), "history": _plain(list(history)),
-        "best_score": None if best_score is None else float(best_score), "extra": _plain(extra),
-        "model": {k: v.cpu() for k, v in unwrap(model).state_dict().items()},
-        "optimizer": optimizer.state_dict(), "scaler": None if scaler is None else scaler.state_dict(),
-        "rng": {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all(),
-                "generator": None if generator is None else generator.get_state()},
-    }
+    """All that continuing after ``epoch`` needs, random states too, as one dict; ``extra``: the run key."""
+    rng = {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all(),
+           "generator": generator and generator.get_state()}
+    payload = _plain({"format": TRAINING_STATE_FORMAT, "epoch": epoch, "best_score": best_score, "rng": rng,
+                      "history": history, "extra": extra, "scaler": scaler and scaler.state_dict(),
+                      "model": {k: v.cpu() for k, v in unwrap(model).state_dict().items()}})
+    payload["optimizer"] = optimizer.state_dict()  # as torch makes it: _plain would make its tuples lists
     return atomic_write(path, lambda fh: torch.save(payload, fh), "the training state")
 
 
@@ -1942,31 +1876,28 @@ def load_training_state(path: str | Path, model: torch.nn.Module, optimizer: tor
                         scaler: torch.amp.GradScaler | None = None, *,
                         generator: torch.Generator | None = None,
                         match: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Load ``path`` into the objects given, restore the random states, return the rest; before anything
-    changes, ``CheckpointError`` where it is no training state or an ``extra`` value differs from match."""
-    obj = _load(Path(path))
-    if not (isinstance(obj, dict) and obj.get("format") == TRAINING_STATE_FORMAT):
+    """Restore ``path`` into the objects given: ``{epoch, best_score, history, extra}``. ``CheckpointError``,
+    with nothing changed, where it is no training state or an ``extra`` value differs from ``match``."""
+    if not isinstance(obj := _load(path), dict) or obj.get("format") != TRAINING_STATE_FORMAT:
         found = "a Scarlet.pt model checkpoint: load it with load_checkpoint" if _is_scarlet(obj) else \
             f"found {type(obj).__name__}"
         raise CheckpointError(f"{path}: not a Scarlet training state ({found})")
-    for key, want in sorted((match or {}).items()):
-        have, want = obj["extra"].get(key, {}), _plain(want)
-        if have != want:  # a run key is a dict of knobs: name those that differ
-            knobs = sorted(k for k in have.keys() | want.keys() if have.get(k) != want.get(k)) \
-                if isinstance(have, dict) and isinstance(want, dict) else []
-            detail = "; ".join(f"{k}: saved {have.get(k)!r:.40}, now {want.get(k)!r:.40}" for k in knobs)
+    for key, want in (match or {}).items():
+        if (have := obj["extra"].get(key)) != (want := _plain(want)):  # a run key: the knobs that differ
+            knobs = sorted({**have, **want}) if isinstance(have, dict) and isinstance(want, dict) else []
+            detail = "; ".join(f"{k}: saved {have.get(k)!r:.40}, now {want.get(k)!r:.40}" for k in knobs
+                               if have.get(k) != want.get(k))
             raise CheckpointError(f"{path}: saved by a run with other {key}" + (detail and f" ({detail})"))
     unwrap(model).load_state_dict(obj["model"])
     optimizer.load_state_dict(obj["optimizer"])
     if scaler is not None and obj["scaler"]:
         scaler.load_state_dict(obj["scaler"])
     rng, gpus = obj["rng"], torch.cuda.device_count()
-    torch.set_rng_state(rng["torch"])
     if len(rng["cuda"]) != gpus:
-        logger.warning("%s: saved with %d GPUs, resumed with %d: the GPU random states differ",
-                       path, len(rng["cuda"]), gpus)
-    for device, gpu_state in enumerate(rng["cuda"][:gpus]):
-        torch.cuda.set_rng_state(gpu_state, device)
+        logger.warning("%s: saved with %d GPUs, resumed with %d: the GPU random states differ", path,
+                       len(rng["cuda"]), gpus)
+    torch.set_rng_state(rng["torch"])
+    torch.cuda.set_rng_state_all(rng["cuda"][:gpus])
     if generator is not None and rng["generator"] is not None:
         generator.set_state(rng["generator"])
     return {key: obj[key] for key in ("epoch", "best_score", "history", "extra")}
@@ -1974,10 +1905,9 @@ def load_training_state(path: str | Path, model: torch.nn.Module, optimizer: tor
 
 def resume_training(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                     scaler: torch.amp.GradScaler | None, generator: torch.Generator | None,
-                    run_key: dict[str, Any],
-                    resume: bool = True) -> tuple[list[dict[str, Any]], float, int, str]:
-    """Where the training loop starts: ``(history, best_score, first_epoch, what happened)``: after
-    the saved epoch where ``path`` holds this run's state (the same ``run_key``), else at epoch 1."""
+                    run_key: dict[str, Any], resume: bool = True) -> tuple[list[dict], float, int, str]:
+    """``(history, best_score, first_epoch, what happened)``: after the saved epoch where ``path`` holds this
+    run's state (the same ``run_key``), else from epoch 1."""
     if not resume or not Path(path).is_file():
         return [], -1.0, 1, "training from the start" + ("" if resume else " (RESUME is off)")
     try:
@@ -1993,46 +1923,34 @@ def resume_training(path: str | Path, model: torch.nn.Module, optimizer: torch.o
 def predict_probs(model: torch.nn.Module, loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
                   device: torch.device | str, amp: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """``(y_true, y_prob)``: labels and P(fake) per video; batches ``(B, K, T, C, H, W)`` average K clips."""
-    device = torch.device(device)
-    dtype = precision(device, amp=amp)
+    device, y_true, y_prob = torch.device(device), [np.zeros(0, np.int64)], [np.zeros(0, np.float32)]
     model.eval()
-    y_true, y_prob = [np.zeros(0, np.int64)], [np.zeros(0, np.float32)]
-    bar = _progress(iterable=loader, desc="predict", unit="batch", leave=False)  # as in train_one_epoch
-    for pixel_values, labels in loader:
-        with _autocast(device, dtype):  # (B, K, T, C, H, W) -> (B * K, T, C, H, W)
-            logits = model(pixel_values=pixel_values.to(device, non_blocking=True).flatten(0, -5)).logits
-        y_prob.append(logits.float().softmax(-1)[:, 1].view(len(labels), -1).mean(1).cpu().numpy())
-        y_true.append(np.asarray(labels))
-        bar.update()
-    bar.close()
+    with _progress(iterable=loader, desc="predict", unit="batch", leave=False) as bar:
+        for pixel_values, labels in loader:  # (B, K, T, C, H, W) -> (B * K, T, C, H, W) for the model
+            with _autocast(device, precision(device, amp=amp)):
+                logits = model(pixel_values=pixel_values.to(device, non_blocking=True).flatten(0, -5)).logits
+            y_prob.append(logits.float().softmax(-1)[:, 1].view(len(labels), -1).mean(1).cpu().numpy())
+            y_true.append(np.asarray(labels))
+            bar.update()
     return np.concatenate(y_true).astype(np.int64), np.concatenate(y_prob)
-
-
-def score_items(model: torch.nn.Module, items: Sequence[VideoItem], cache_dir: str | Path,
-                device: torch.device | str, mean: Sequence[float] = KINETICS_MEAN,
-                std: Sequence[float] = KINETICS_STD, batch_size: int = 2, workers: int = 0,
-                amp: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """``predict_probs`` over the cached clips of ``items``, in order: ``(y_true, y_prob)``."""
-    device = torch.device(device)
-    loader = torch.utils.data.DataLoader(FrameClipDataset(items, cache_dir, mean, std), batch_size=batch_size,
-                                         num_workers=workers, pin_memory=device.type == "cuda")
-    return predict_probs(model.to(device), loader, device, amp)
 
 
 def evaluate_items(model: torch.nn.Module, items: Sequence[VideoItem], cache_root: str | Path,
                    prep: Preprocessing, device: torch.device | str, num_clips: int = 1, batch_size: int = 2,
                    workers: int = 0, amp: bool = True,
                    isolate: bool = False) -> tuple[ExtractionReport, np.ndarray, np.ndarray]:
-    """Decode ``items`` as ``prep`` (the checkpoint's) says, ``num_clips`` clips each, and score them:
-    ``(report, y_true, y_prob)`` in the order of ``report.ok``; none readable: ``FileNotFoundError``."""
+    """``items`` decoded as ``prep`` says, ``num_clips`` clips each, and scored: ``(report, y_true, y_prob)``
+    in the order of ``report.ok``; none readable: ``FileNotFoundError``."""
     cache = cache_dir_for(cache_root, prep.num_frames, prep.size, prep.face_crop, num_clips)
     report = extract_frames(items, cache, prep.num_frames, prep.size, prep.face_crop, workers, num_clips,
                             isolate)
     if not report.ok:
         raise FileNotFoundError(f"none of the {len(items)} videos could be read (e.g. {report.failed[0][1]})"
                                 if report.failed else "no videos to score")
-    return report, *score_items(model, report.ok, cache, device, prep.mean, prep.std, batch_size,
-                                min(workers, 4), amp)
+    clips = FrameClipDataset(report.ok, cache, prep.mean, prep.std)
+    loader = torch.utils.data.DataLoader(clips, batch_size, num_workers=min(workers, 4),
+                                         pin_memory=torch.device(device).type == "cuda")
+    return report, *predict_probs(model.to(device), loader, device, amp)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -2041,8 +1959,8 @@ def evaluate_items(model: torch.nn.Module, items: Sequence[VideoItem], cache_roo
 
 
 def run_preprocessing(config: dict[str, Any], checkpoint: str | Path) -> tuple[Preprocessing, list[str]]:
-    """How this run makes its inputs, and notes: from the knobs when training, else from ``checkpoint``,
-    or from ``INIT_FROM`` when fine-tuning it (a knob that disagrees is noted, never obeyed)."""
+    """How this run makes its inputs, and notes: the knobs' when training, else the checkpoint's (or
+    ``INIT_FROM``'s when fine-tuning it); a knob that disagrees with a checkpoint is noted, never obeyed."""
     if config["TRAIN"] and not config.get("INIT_FROM"):
         mean, std = normalization_for(model_source(config["MODEL"], config["NUM_FRAMES"], config["SIZE"]))
         return Preprocessing(config["NUM_FRAMES"], config["SIZE"], config["FACE_CROP"], mean, std), []
@@ -2062,34 +1980,27 @@ def preprocessing_notes(info: CheckpointInfo, config: dict[str, Any]) -> list[st
 
 def evaluation_split(info: CheckpointInfo, split_path: str | Path, data_root: str | Path,
                      config: dict[str, Any] | None = None) -> tuple[Split, list[str]]:
-    """The split ``info``'s checkpoint was trained on, resolved against today's ``data_root``, and notes.
-    ``split.json`` is only written where missing; a checkpoint without a split uses ``split.json``."""
-    split_path, name = Path(split_path), info.path.name
-    notes = []
-    if info.split is not None:
-        split = Split.from_json(info.split, data_root)
-        if not split_path.is_file():
-            save_split(split, split_path, data_root)
-            notes.append(f"{split_path}: written from the split stored in {name}")
-        elif not load_split(split_path, data_root).same_videos(split):
-            notes.append(f"{split_path} is not the split {name} was trained on: evaluating on the "
-                         "checkpoint's own split (split.json is left as it is)")
-    elif split_path.is_file():
-        split = load_split(split_path, data_root)
-        notes.append(f"{name} does not record its training videos, so {ORIGINAL_TRAIN_NOTE}")
+    """The split ``info``'s checkpoint was trained on, against today's ``data_root``, and notes:
+    ``split.json`` is written where missing, and read where the checkpoint records no split."""
+    split_path, name, config = Path(split_path), info.path.name, config or {}
+    if info.split is None and not split_path.is_file():
+        raise FileNotFoundError(f"{split_path}: not found, and {info.path} does not record the split it was "
+                                "trained on: put its run's split.json there, or train a model (TRAIN on)")
+    split = Split.from_json(info.split, data_root) if info.split else load_split(split_path, data_root)
+    if info.split is None:
+        notes = [f"{name} does not record its training videos, so {ORIGINAL_TRAIN_NOTE}"]
+    elif not split_path.is_file():
+        notes = [f"{save_split(split, split_path, data_root)}: written from the split stored in {name}"]
     else:
-        raise FileNotFoundError(
-            f"{split_path}: not found, and {info.path} does not record the split it was trained on (a plain "
-            "state dict, or one saved by an older Scarlet): put the split.json of its run beside it, or set "
-            "TRAIN on to train a model of your own (training writes both)")
+        notes = [] if load_split(split_path, data_root).same_videos(split) else [
+            f"{split_path} is not the split {name} was trained on: evaluating on the checkpoint's own split"]
     scored = split.val + split.test
     if scored and not any(i.path.is_file() for i in scored):  # one line, not a failure per video
         raise FileNotFoundError(f"none of the {len(scored)} videos to score is under {data_root} (e.g. "
                                 f"{scored[0].path}): set DATA_ROOT to the dataset {name} was trained on")
-    config = config or {}
-    differ = [f"{knob} {config[knob]!r}" for knob, value in (("SEED", split.seed), ("SPLIT", split.strategy))
-              if knob in config and config[knob] != value]
-    if differ and not config.get("TRAIN", False):
+    differ = [f"{k} {config[k]!r}" for k, v in (("SEED", split.seed), ("SPLIT", split.strategy))
+              if config.get(k, v) != v]
+    if differ and not config.get("TRAIN"):
         notes.append(f"the split is the checkpoint's ({split.strategy}, seed {split.seed}); with TRAIN off "
                      f"the configuration's {', '.join(differ)} does not apply")
     return split, notes
@@ -2097,25 +2008,24 @@ def evaluation_split(info: CheckpointInfo, split_path: str | Path, data_root: st
 
 def unseen_items(items: Sequence[VideoItem], info: CheckpointInfo,
                  allow_train_faces: bool = False) -> tuple[list[VideoItem], dict[str, Any], str]:
-    """``(items, record, note)``: the videos to score with ``info``'s checkpoint. Those sharing a face
-    with its training videos (a score there measures memory) are left out unless ``allow_train_faces``."""
-    faces, name = info.train_faces(), info.path.name
+    """``(items, record, note)``: the videos to score with ``info``'s checkpoint; those sharing a face with
+    its training videos (a score there measures memory) are left out unless ``allow_train_faces``."""
+    faces, name, start = info.train_faces(), info.path.name, info.extra.get("init_from")
     if faces is None:
         return list(items), {"train_faces": "unknown"}, f"{name}: {ORIGINAL_TRAIN_NOTE}"
-    start = info.extra.get("init_from")
-    partly = (f"; it was fine-tuned from {Path(start['checkpoint']).name}, whose training videos are "
-              "unknown, so only its own are known") if start and start["train_faces"] is None else ""
     unseen, seen = split_by_faces(items, faces)
     if not (unseen or allow_train_faces):
-        raise CheckpointError(f"all {len(items)} videos share a face with {name}'s training videos: there is "
-                              "nothing honest to score (set ALLOW_TRAIN_FACES to score them anyway)")
+        raise CheckpointError(f"all {len(items)} videos share a face with {name}'s training videos: nothing "
+                              "honest to score (set ALLOW_TRAIN_FACES to score them anyway)")
     shared = f"{len(seen)} of {len(items)} videos that share a face with {name}'s training videos"
     note = (f"kept {shared}: scored anyway (ALLOW_TRAIN_FACES)" if allow_train_faces else
             f"left out {shared} (set ALLOW_TRAIN_FACES to score them)" if seen else
             f"none of the {len(items)} videos shares a face with {name}'s training videos")
+    if start and start["train_faces"] is None:
+        note += f"; fine-tuned from {Path(start['checkpoint']).name}, whose training videos are unknown"
     record = {"train_faces": "scored" if allow_train_faces else "left out",
               "videos_sharing_a_training_face": len(seen)}
-    return list(items) if allow_train_faces else unseen, record, note + partly
+    return list(items) if allow_train_faces else unseen, record, note
 
 
 # ----------------------------------------------------------------------------------------------

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import pickle
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -297,24 +296,20 @@ def test_predict_probs_scores_in_bf16_on_a_bf16_cpu_unless_amp_is_off(bf16_cpu, 
     assert dtypes == {torch.float32}
 
 
-def test_score_items_precision_follows_amp(bf16_cpu, tmp_path):
-    cfg = su.tiny_config(num_frames=4, image_size=32)
+def test_evaluate_items_precision_follows_amp(bf16_cpu, tmp_path, write_video):
     torch.manual_seed(0)
-    model = su.build_model(cfg)
+    model = su.build_model(su.tiny_config(num_frames=4, image_size=32))
     rng = np.random.default_rng(4)
-    items = [su.VideoItem(Path(f"original/{i:03d}.mp4"), i % 2, "original" if i % 2 == 0 else "Deepfakes", f"{i:03d}")
-             for i in range(3)]
-    clips = rng.integers(0, 256, (3, 4, 32, 32, 3), dtype=np.uint8)
-    for item, clip in zip(items, clips):
-        su.cache_path(item, tmp_path).parent.mkdir(parents=True, exist_ok=True)
-        np.save(su.cache_path(item, tmp_path), clip)
-    y_true, p32 = su.score_items(model, items, tmp_path, "cpu", amp=False)
-    assert y_true.tolist() == [0, 1, 0]
+    items = [su.VideoItem(write_video(f"{i:03d}.mp4", list(rng.integers(0, 256, (8, 48, 64, 3), dtype=np.uint8))),
+                          i % 2, "original" if i % 2 == 0 else "Deepfakes", f"{i:03d}") for i in range(3)]
+    report, y_true, p32 = su.evaluate_items(model, items, tmp_path / "cache", su.Preprocessing(4, 32), "cpu", amp=False)
+    assert report.ok == items and y_true.tolist() == [0, 1, 0]
+    clips = np.stack([np.load(su.cache_path(i, su.cache_dir_for(tmp_path / "cache", 4, 32))) for i in items])
     with torch.no_grad():
         x = su.clip_to_tensor(clips, su.KINETICS_MEAN, su.KINETICS_STD)
         expected = model.eval()(pixel_values=x).logits.softmax(-1)[:, 1].numpy()
     np.testing.assert_allclose(p32, expected, atol=1e-6, rtol=0)
-    _, p16 = su.score_items(model, items, tmp_path, "cpu")  # the default on a bf16 CPU
+    _, _, p16 = su.evaluate_items(model, items, tmp_path / "cache", su.Preprocessing(4, 32), "cpu")  # bf16 here
     assert np.abs(p16 - p32).max() < 0.02 and not np.array_equal(p16, p32)
 
 
