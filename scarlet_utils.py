@@ -2463,16 +2463,17 @@ def score_videos(model: torch.nn.Module, paths: Sequence[str | Path],
             cause = str(exc) if isinstance(exc, VideoReadError) else f"{path}: {type(exc).__name__}: {exc}"
             row["error"] = " ".join(cause.splitlines())
             continue
-        scores, notes = score_clip(model, clip, prep, device, amp), [w.removeprefix(f"{Path(path)}: ")
-                                                                     for w in clip.warnings]
+        scores = score_clip(model, clip, prep, device, amp)
+        notes = [w.removeprefix(f"{Path(path)}: ") for w in clip.warnings]  # read_clip's, less the path
         if (faces := clip.faces) is not None:
             row |= {"face_on_track": faces.on_track, "face_borrowed": faces.borrowed,
                     "no_face": faces.no_face, "face_tracks": faces.tracks}
             if faces.unsure:  # logged, as read_clip logs its own warnings, and noted in the row
                 logger.warning("%s: %s", path, faces.warning())
                 notes.append(faces.warning())
-        row |= {"p_fake": round(p_fake := float(np.mean(scores)), 6), "call": "FAKE" if p_fake >= threshold
-                else "REAL", "clip_scores": " ".join(f"{p:.4f}" for p in scores), "frames": clip.total_frames,
+        p_fake = float(np.mean(scores))
+        row |= {"p_fake": round(p_fake, 6), "call": "FAKE" if p_fake >= threshold else "REAL",
+                "clip_scores": " ".join(f"{p:.4f}" for p in scores), "frames": clip.total_frames,
                 "duration_s": round(clip.total_frames / clip.fps, 2), "note": "; ".join(notes) or None}
         if timeline_dir is not None:  # numbered: two videos of one name in two subfolders get two plots
             row["timeline"] = str(save_figure(plot_timeline(Path(path).name, clip, scores, threshold),
