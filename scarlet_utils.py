@@ -2033,99 +2033,61 @@ def unseen_items(items: Sequence[VideoItem], info: CheckpointInfo,
 # ----------------------------------------------------------------------------------------------
 
 
-def _checked_scores(y_true: Sequence[int], y_prob: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
-    """As int64 / float64 arrays; ``ValueError`` unless equal-length, 1-D and non-empty."""
-    y_true, y_prob = np.asarray(y_true, dtype=np.int64), np.asarray(y_prob, dtype=np.float64)
-    if y_true.shape != y_prob.shape or y_true.ndim != 1:
-        raise ValueError(f"y_true and y_prob must be equal-length 1-D, got {y_true.shape} and {y_prob.shape}")
-    if len(y_true) == 0:
-        raise ValueError("no videos were scored (did every video fail to extract? "
-                         "see the failures listed above)")
-    return y_true, y_prob
-
-
-def _equal_error_rate(y_true: np.ndarray, y_prob: np.ndarray) -> tuple[float, float]:
-    """``(EER, threshold)`` where the ROC, straight between its points, crosses FPR == FNR; the
-    threshold is interpolated alike (sklearn's first threshold, +inf, counts as the top score)."""
-    from sklearn.metrics import roc_curve
-
-    fpr, tpr, thresholds = roc_curve(y_true, y_prob, drop_intermediate=False)
-    thresholds[0] = thresholds[1]
-    gap = fpr + tpr - 1  # FPR - FNR: strictly rising from -1 at (0, 0) to +1 at (1, 1)
-    return float(np.interp(0, gap, fpr)), float(np.interp(0, gap, thresholds))
-
-
 def bootstrap_ci(y_true: Sequence[int], y_prob: Sequence[float], threshold: float = 0.5,
                  n_bootstrap: int = 1000, seed: int = 0) -> dict[str, list[float] | None]:
-    """Percentile-bootstrap 95% intervals ``{"accuracy": [lo, hi], "roc_auc": [lo, hi] or None}``,
-    resampling within each class, each sorted first: the order of the videos cannot change them."""
+    """95% percentile intervals of accuracy and ROC AUC, resampling each class's sorted scores (any order)."""
     from scipy.stats import rankdata
-
-    y_true, y_prob = _checked_scores(y_true, y_prob)
     if n_bootstrap < 1:
         raise ValueError(f"n_bootstrap must be >= 1, got {n_bootstrap}")
-    rng = np.random.default_rng(seed)
+    y_true, y_prob, draw = np.asarray(y_true), np.asarray(y_prob, float), np.random.default_rng(seed).integers
     classes = [np.sort(y_prob[y_true == c]) for c in (0, 1) if (y_true == c).any()]
-    scores = np.concatenate([c[rng.integers(len(c), size=(n_bootstrap, len(c)))] for c in classes], axis=1)
-    labels = np.sort(y_true)
-    accuracy = ((scores >= threshold) == labels).mean(axis=1)
+    scores = np.concatenate([c[draw(len(c), size=(n_bootstrap, len(c)))] for c in classes], axis=1)
     interval = lambda v: np.percentile(v, [2.5, 97.5]).tolist()  # noqa: E731
-    if len(classes) < 2:
-        return {"accuracy": interval(accuracy), "roc_auc": None}
-    n_real, n_fake = len(classes[0]), len(classes[1])  # AUC as Mann-Whitney U: roc_auc_score's, ties halved
-    auc = (rankdata(scores, axis=1)[:, n_real:].sum(axis=1) - n_fake * (n_fake + 1) / 2) / (n_real * n_fake)
-    return {"accuracy": interval(accuracy), "roc_auc": interval(auc)}
+    ci = {"accuracy": interval(((scores >= threshold) == np.sort(y_true)).mean(axis=1)), "roc_auc": None}
+    if len(classes) == 2:  # AUC as the Mann-Whitney U of the ranks, ties halved as in roc_auc_score
+        n_real, n_fake = map(len, classes)
+        ranks = rankdata(scores, axis=1)[:, n_real:].sum(axis=1)
+        ci["roc_auc"] = interval((ranks - n_fake * (n_fake + 1) / 2) / (n_real * n_fake))
+    return ci
 
 
 def compute_metrics(y_true: Sequence[int], y_prob: Sequence[float], threshold: float = 0.5,
                     n_bootstrap: int = 1000, seed: int = 0) -> dict[str, Any]:
-    """Accuracy (fake where P(fake) >= ``threshold``), per-class / macro / weighted precision, recall, F1,
-    the ranking metrics (None with one class), confusion matrix and ``bootstrap_ci``'s intervals."""
-    from sklearn.metrics import (average_precision_score, classification_report, confusion_matrix, log_loss,
-                                 roc_auc_score)
-
-    y_true, y_prob = _checked_scores(y_true, y_prob)
-    if n_bootstrap < 0:
-        raise ValueError(f"n_bootstrap must be >= 0, got {n_bootstrap}")
+    """sklearn's report at ``threshold`` (fake: P(fake) >= it), ranking metrics (None with one class), CIs."""
+    from sklearn import metrics as skm
+    y_true, y_prob = np.asarray(y_true, dtype=np.int64), np.asarray(y_prob, dtype=np.float64)
+    if y_true.shape != y_prob.shape or y_true.ndim != 1:
+        raise ValueError(f"y_true and y_prob must be equal-length 1-D, got {y_true.shape} and {y_prob.shape}")
+    if len(y_true) == 0:
+        raise ValueError("no videos were scored (did every video fail to extract? see the failures above)")
     y_pred = (y_prob >= threshold).astype(np.int64)
-    report = classification_report(y_true, y_pred, labels=[0, 1], target_names=list(CLASS_NAMES),
-                                   output_dict=True, zero_division=0)
-    floats = lambda d: {k: float(v) for k, v in d.items()}  # noqa: E731
-    both = len(np.unique(y_true)) == 2
-    eer, eer_threshold = _equal_error_rate(y_true, y_prob) if both else (None, None)
-    return {
-        "n": len(y_true),
-        "threshold": float(threshold),
-        "accuracy": float(report["accuracy"]),
-        "roc_auc": float(roc_auc_score(y_true, y_prob)) if both else None,
-        "average_precision": float(average_precision_score(y_true, y_prob)) if both else None,
-        "eer": eer,
-        "eer_threshold": eer_threshold,
-        "ci95": bootstrap_ci(y_true, y_prob, threshold, n_bootstrap, seed) if n_bootstrap else None,
-        "bootstrap": {"n_resamples": int(n_bootstrap), "seed": int(seed), "stratified": True}
-        if n_bootstrap else None,
-        "log_loss": float(log_loss(y_true, np.clip(y_prob, 1e-7, 1 - 1e-7), labels=[0, 1])),
-        "per_class": {name: floats(report[name]) for name in CLASS_NAMES},
-        "macro_avg": floats(report["macro avg"]),
-        "weighted_avg": floats(report["weighted avg"]),
-        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=[0, 1]).tolist(),
-        "support": {name: int(report[name]["support"]) for name in CLASS_NAMES},
-    }
+    confusion = skm.confusion_matrix(y_true, y_pred, labels=[0, 1])
+    report = skm.classification_report(y_true, y_pred, labels=[0, 1], target_names=CLASS_NAMES,
+                                       output_dict=True, zero_division=0)
+    ranking = dict.fromkeys(["roc_auc", "average_precision", "eer", "eer_threshold"])
+    if len(np.unique(y_true)) == 2:  # EER: where the ROC, straight between its points, crosses FPR == FNR
+        fpr, tpr, thresholds = skm.roc_curve(y_true, y_prob, drop_intermediate=False)
+        gap, thresholds[0] = fpr + tpr - 1, thresholds[1]  # FPR - FNR, strictly rising; +inf: the top score
+        ranking = {"roc_auc": float(skm.roc_auc_score(y_true, y_prob)), "eer": float(np.interp(0, gap, fpr)),
+                   "average_precision": float(skm.average_precision_score(y_true, y_prob)),
+                   "eer_threshold": float(np.interp(0, gap, thresholds))}
+    boot = {"n_resamples": int(n_bootstrap), "seed": int(seed), "stratified": True} if n_bootstrap else None
+    return {"n": len(y_true), "threshold": float(threshold), "accuracy": float(report["accuracy"]), **ranking,
+            "ci95": boot and bootstrap_ci(y_true, y_prob, threshold, n_bootstrap, seed), "bootstrap": boot,
+            "log_loss": float(skm.log_loss(y_true, np.clip(y_prob, 1e-7, 1 - 1e-7), labels=[0, 1])),
+            "per_class": {c: report[c] for c in CLASS_NAMES}, "macro_avg": report["macro avg"],
+            "weighted_avg": report["weighted avg"], "confusion_matrix": confusion.tolist(),
+            "support": {c: int(report[c]["support"]) for c in CLASS_NAMES}}
 
 
 def plot_confusion_matrix(cm: Sequence[Sequence[int]], title: str = "Confusion matrix"):
-    """A labelled seaborn heatmap of a 2x2 confusion matrix (rows true, columns predicted)."""
-    import seaborn as sns
+    """The 2x2 confusion matrix, rows true, columns predicted; plots here are bare Figures (no pyplot)."""
     from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(5, 4.2), dpi=120)  # a bare Figure, not pyplot: no global state, any backend
-    ax = fig.add_subplot()
-    sns.heatmap(np.asarray(cm), annot=True, fmt="d", cmap="Blues", cbar=True, ax=ax, square=True, vmin=0,
-                xticklabels=CLASS_NAMES, yticklabels=CLASS_NAMES, annot_kws={"size": 14})
-    ax.set(xlabel="Predicted label", ylabel="True label")
+    from sklearn.metrics import ConfusionMatrixDisplay
+    ax = Figure(figsize=(5, 4.2), dpi=120, layout="tight").add_subplot()
+    ConfusionMatrixDisplay(np.asarray(cm), display_labels=CLASS_NAMES).plot(ax=ax, cmap="Blues")
     ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    return fig
+    return ax.figure
 
 
 def plot_roc_curve(y_true: Sequence[int], y_prob: Sequence[float], title: str = "ROC curve"):
@@ -2134,78 +2096,58 @@ def plot_roc_curve(y_true: Sequence[int], y_prob: Sequence[float], title: str = 
 
 
 def plot_roc_curves(curves: dict[str, tuple[Sequence[int], Sequence[float]]], title: str = "ROC curves"):
-    """One ROC curve per ``name: (y_true, y_prob)`` with its AUC and equal-error point (FPR == FNR),
-    and the chance line; each set's size in its name (one set: in the title); one class: no curve, said."""
+    """One ROC curve per ``name: (y_true, y_prob)`` with its size, AUC and equal-error point (FPR == FNR)."""
     from matplotlib.figure import Figure
     from sklearn.metrics import RocCurveDisplay
-
-    several = len(curves) > 1
-    fig = Figure(figsize=(6, 6) if several else (5, 5), dpi=120)
-    ax = fig.add_subplot()
+    ax = Figure(figsize=(6, 6) if len(curves) > 1 else (5, 5), dpi=120, layout="tight").add_subplot()
     ax.plot([0, 1], [0, 1], "--", color="0.6", lw=1, label="chance (AUC = 0.5)")
     ax.plot([0, 1], [1, 0], ":", color="0.75", lw=1, label="FPR = FNR")
-    undefined = []
     for name, (y_true, y_prob) in curves.items():
-        y_true, y_prob = _checked_scores(y_true, y_prob)
-        title = title if several else f"{title} (n={len(y_true)})"
-        name = f"{name} (n={len(y_true)})" if several else name
-        if len(np.unique(y_true)) < 2:
-            undefined.append(f"{name}: undefined, only one class present")
+        m = compute_metrics(y_true, y_prob, n_bootstrap=0)
+        title, name = (title, f"{name} (n={m['n']})") if len(curves) > 1 else (f"{title} (n={m['n']})", name)
+        if m["eer"] is None:
+            ax.text(0.5, 0.55 - len(ax.texts) / 16, f"{name}: undefined, only one class present", ha="center")
             continue
-        curve = RocCurveDisplay.from_predictions(y_true, y_prob, ax=ax, name=name, drop_intermediate=False)
-        eer, at = _equal_error_rate(y_true, y_prob)
-        ax.plot([eer], [1 - eer], "o", color=curve.line_.get_color(), ms=8, zorder=3,
-                label=f"EER {eer:.1%} (P(fake) >= {at:.3f})")
-    if undefined:
-        ax.text(0.5, 0.55, "\n".join(undefined), ha="center", va="center", transform=ax.transAxes)
+        roc = RocCurveDisplay.from_predictions(y_true, y_prob, ax=ax, name=name, drop_intermediate=False)
+        ax.plot(m["eer"], 1 - m["eer"], "o", color=roc.line_.get_color(), ms=8,
+                label=f"EER {m['eer']:.1%} (P(fake) >= {m['eer_threshold']:.3f})")
     ax.set(xlim=(-0.01, 1.01), ylim=(-0.01, 1.01), aspect="equal", title=title,
            xlabel="False positive rate (real videos called fake)", ylabel="True positive rate (fakes caught)")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    return fig
+    return ax.figure
 
 
 def plot_score_histogram(y_true: Sequence[int], y_prob: Sequence[float], threshold: float = 0.5,
                          title: str = "Scores by true class"):
     """Histograms of P(fake) for the real and the fake videos on shared bins, with the threshold."""
     from matplotlib.figure import Figure
-
-    y_true, y_prob = _checked_scores(y_true, y_prob)
-    fig = Figure(figsize=(6, 4), dpi=120)
-    ax = fig.add_subplot()
-    bins = np.linspace(min(0.0, y_prob.min()), max(1.0, y_prob.max()), 26)
-    for label, (name, colour) in enumerate(zip(CLASS_NAMES, ("C0", "C3"))):
-        scores = y_prob[y_true == label]
-        ax.hist(scores, bins, color=colour, alpha=0.5, edgecolor=colour, label=f"{name} (n={len(scores)})")
+    y_true, y_prob = np.asarray(y_true), np.asarray(y_prob, float)
+    ax = Figure(figsize=(6, 4), dpi=120, layout="tight").add_subplot(xlabel="P(fake)", ylabel="videos")
+    for c, name in enumerate(CLASS_NAMES):
+        ax.hist(y_prob[y_true == c], np.linspace(0, 1, 26), color=f"C{3 * c}", alpha=0.5,
+                label=f"{name} (n={sum(y_true == c)})")
     ax.axvline(threshold, color="k", ls="--", lw=1.5, label=f"threshold {threshold:g}")
-    ax.set(xlabel="P(fake)", ylabel="videos", title=f"{title} (n={len(y_true)})")
-    ax.set_ylim(0, ax.get_ylim()[1] * 1.25)  # headroom: the one-row legend sits above the bars
+    ax.set(title=f"{title} (n={len(y_true)})", ylim=(0, 1.25 * ax.get_ylim()[1]))
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper center", ncol=3, fontsize=8)
-    fig.tight_layout()
-    return fig
+    ax.legend(loc="upper center", ncol=3, fontsize=8)  # one row, in the headroom above the bars
+    return ax.figure
 
 
 def save_reports(y_true: Sequence[int], y_prob: Sequence[float], out_dir: str | Path, threshold: float = 0.5,
                  extra: dict[str, Any] | None = None, name: str = "") -> dict[str, Any]:
-    """Write ``metrics.json``, ``classification_report.txt``, ``confusion_matrix.png``, ``roc_curve.png``
-    and ``score_histogram.png`` (titled ``name``) to ``out_dir``; returns the metrics and ``extra``."""
+    """``metrics.json`` (the metrics and ``extra``, returned), the text report and 3 plots titled ``name``."""
     from sklearn.metrics import classification_report
-
-    out_dir = Path(out_dir)
+    out_dir, prefix = Path(out_dir), f"{name}: " if name else ""
     # 6 digits: a CPU's summation order must not make two evaluations of the same weights differ
     metrics = json.loads(json.dumps(compute_metrics(y_true, y_prob, threshold)),
                          parse_float=lambda s: round(float(s), 6))
-    clash = sorted(set(extra or {}) & set(metrics))
-    if clash:
+    if clash := sorted(set(extra or {}) & set(metrics)):
         raise ValueError(f"extra keys {clash} would overwrite metrics of the same name")
-    metrics.update(json.loads(json.dumps(_plain(dict(extra or {})), default=str)))
+    metrics |= json.loads(json.dumps(_plain(extra or {}), default=str))
     write_json(out_dir / "metrics.json", metrics)
-    y_pred = (np.asarray(y_prob) >= threshold).astype(np.int64)
-    write_text(out_dir / "classification_report.txt", classification_report(
-        np.asarray(y_true), y_pred, labels=[0, 1], target_names=list(CLASS_NAMES), zero_division=0))
-    prefix = f"{name}: " if name else ""
+    write_text(out_dir / "classification_report.txt", classification_report(y_true, (np.asarray(
+        y_prob) >= threshold).astype(int), labels=[0, 1], target_names=CLASS_NAMES, zero_division=0))
     title = f"{prefix}confusion matrix (n={metrics['n']}, accuracy {metrics['accuracy']:.1%})"
     save_figure(plot_confusion_matrix(metrics["confusion_matrix"], title), out_dir / "confusion_matrix.png")
     save_figure(plot_roc_curve(y_true, y_prob, f"{prefix}ROC curve"), out_dir / "roc_curve.png")
@@ -2219,32 +2161,22 @@ SUMMARY_HEADERS = ["", "accuracy [95% CI]", "ROC AUC [95% CI]", "AP", "EER", "n"
 
 def summary_row(name: str, metrics: dict[str, Any]) -> list[str]:
     """One ``SUMMARY_HEADERS`` row of ``compute_metrics`` or ``cross_method_metrics`` output."""
-    ci = metrics.get("ci95") or {}
-
-    def cell(key: str) -> str:
-        value, interval = metrics.get(key), ci.get(key)
-        if value is None:
-            return "n/a"
-        return f"{value:.3f}" + (f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else "")
-
-    n = metrics.get("n", (metrics.get("n_real") or 0) + (metrics.get("n_fake") or 0))
-    return [name, cell("accuracy"), cell("roc_auc"), cell("average_precision"), cell("eer"), str(n)]
+    ci, keys = metrics.get("ci95") or {}, ("accuracy", "roc_auc", "average_precision", "eer")
+    cells = ["n/a" if metrics[k] is None else f"{metrics[k]:.3f}" for k in keys]
+    cells = [c + (" [{:.3f}, {:.3f}]".format(*ci[k]) if ci.get(k) else "") for c, k in zip(cells, keys)]
+    return [name, *cells, str(metrics.get("n") or metrics["n_real"] + metrics["n_fake"])]
 
 
 def cross_method_metrics(items: Sequence[VideoItem], y_prob: Sequence[float], n_bootstrap: int = 1000,
                          seed: int = 0, threshold: float = 0.5) -> list[dict[str, Any]]:
-    """One row per manipulation method among ``items``' fakes, then ``"all"``: its fakes against all
-    the reals (``y_prob`` in ``items``' order), ``recall_fake`` (its fakes called fake) and the metrics."""
-    y_prob = np.asarray(y_prob, dtype=np.float64)
-    if y_prob.ndim != 1 or len(y_prob) != len(items):
-        raise ValueError(f"need one score per item: {len(items)} items, y_prob of shape {y_prob.shape}")
-    labels = np.array([i.label for i in items], dtype=np.int64)
-    methods = np.array([i.method for i in items], dtype=object)
-    found = set(methods[labels == 1])
-    rows = []
+    """Per fake method, then "all": its fakes against all the reals; ``recall_fake``: its fakes caught."""
+    if len(y_prob) != len(items):
+        raise ValueError(f"need one score per item: {len(items)} items, {len(y_prob)} scores")
+    labels, methods = np.array([i.label for i in items]), np.array([i.method for i in items], dtype=object)
+    found, rows = set(methods[labels == 1]), []
     for name in [*(m for m in KNOWN_METHODS if m in found), *sorted(found - set(KNOWN_METHODS)), "all"]:
-        keep = (labels == 0) | ((methods == name) if name != "all" else True)
-        m = compute_metrics(labels[keep], y_prob[keep], threshold, n_bootstrap, seed)
+        keep = (labels == 0) | (methods == name) | (name == "all")
+        m = compute_metrics(labels[keep], np.asarray(y_prob)[keep], threshold, n_bootstrap, seed)
         rows.append({"method": name, "n_real": m["support"]["Real"], "n_fake": m["support"]["Fake"],
                      "recall_fake": m["per_class"]["Fake"]["recall"],
                      **{k: m[k] for k in ("accuracy", "roc_auc", "average_precision", "eer", "ci95")}})
@@ -2253,10 +2185,8 @@ def cross_method_metrics(items: Sequence[VideoItem], y_prob: Sequence[float], n_
 
 def write_csv(path: str | Path, rows: Sequence[dict[str, Any]]) -> Path:
     """``rows`` as CSV, columns in the first row's order; None as an empty cell, numbers as they are."""
-    import pandas as pd
-
-    table = pd.DataFrame(list(rows), dtype=object)  # object: an int column with a None keeps its ints
-    return write_text(path, table.to_csv(index=False, lineterminator="\n"))
+    import pandas as pd  # dtype object: an int column with a None keeps its ints
+    return write_text(path, pd.DataFrame(list(rows), dtype=object).to_csv(index=False, lineterminator="\n"))
 
 
 def save_predictions(items: Sequence[VideoItem], y_prob: Sequence[float], path: str | Path) -> Path:
@@ -2267,46 +2197,32 @@ def save_predictions(items: Sequence[VideoItem], y_prob: Sequence[float], path: 
 
 def plot_history(history: Sequence[dict[str, float]]):
     """Training loss and validation accuracy / F1 / ROC AUC per epoch, side by side."""
+    import pandas as pd
     from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
-
-    epochs = [h["epoch"] for h in history]
-    fig = Figure(figsize=(10, 3.8), dpi=110)
-    ax_loss, ax_val = fig.subplots(1, 2)
-    ax_loss.plot(epochs, [h["train_loss"] for h in history], "o-", label="train loss")
-    if all("val_loss" in h for h in history):
-        ax_loss.plot(epochs, [h["val_loss"] for h in history], "s--", label="validation loss")
-    ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="Loss")
-    for key, style in (("val_accuracy", "o-"), ("val_f1", "s--"), ("val_roc_auc", "^:")):
-        values = [h.get(key) for h in history]
-        if any(v is not None for v in values):
-            ax_val.plot(epochs, [np.nan if v is None else v for v in values], style,
-                        label=key.removeprefix("val_"))
-    ax_val.set(xlabel="epoch", ylabel="score", title="Validation", ylim=(0, 1.02))
-    for ax, where in ((ax_loss, "best"), (ax_val, "lower right")):
-        ax.legend(loc=where)
-        ax.grid(alpha=0.3)
-        ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # whole epochs, even for one
-    fig.tight_layout()
-    return fig
+    table = pd.DataFrame(list(history)).set_index("epoch").astype(float).dropna(axis=1, how="all").rename(
+        columns={"train_loss": "train loss", "val_loss": "validation loss", "val_accuracy": "accuracy",
+                 "val_f1": "F1", "val_roc_auc": "ROC AUC"})  # None: a gap; only None: no line
+    ax_loss, ax_val = Figure(figsize=(10, 3.8), dpi=110, layout="tight").subplots(1, 2, sharex=True)
+    table.filter(["train loss", "validation loss"]).plot(ax=ax_loss, style=["o-", "s--"], title="Loss",
+                                                         ylabel="cross-entropy", grid=True)
+    table.filter(["accuracy", "F1", "ROC AUC"]).plot(ax=ax_val, style=["o-", "s--", "^:"], title="Validation",
+                                                     ylabel="score", ylim=(0, 1.02), grid=True)
+    ax_val.set_xlim(table.index.min() - 0.5, table.index.max() + 0.5)
+    ax_val.xaxis.get_major_locator().set_params(integer=True, min_n_ticks=1)  # whole epochs, even for one
+    return ax_val.figure
 
 
 def plot_frame_grid(clips: Sequence[np.ndarray], titles: Sequence[str], max_frames: int = 8):
     """One row per clip ``(T, H, W, 3)`` uint8 RGB, frames left to right, titled by row."""
     from matplotlib.figure import Figure
-
     cols = min(max_frames, max(len(c) for c in clips))
-    fig = Figure(figsize=(1.6 * cols, 1.8 * len(clips)), dpi=100)
-    axes = fig.subplots(len(clips), cols, squeeze=False)
-    for row, (clip, title) in enumerate(zip(clips, titles)):
-        for col in range(cols):
-            axes[row, col].axis("off")
-            if col < len(clip):
-                axes[row, col].imshow(clip[col])
-        axes[row, 0].set_title(title, loc="left", fontsize=9)
-    fig.tight_layout()
-    return fig
+    axes = Figure(figsize=(1.6 * cols, 1.8 * len(clips)), dpi=100, layout="tight").subplots(
+        len(clips), cols, squeeze=False, subplot_kw={"frame_on": False, "xticks": [], "yticks": []})
+    for row, clip, title in zip(axes, clips, titles):
+        row[0].set_title(title, loc="left", fontsize=9)
+        for ax, frame in zip(row, clip):
+            ax.imshow(frame)
+    return axes[0, 0].figure
 
 
 # ----------------------------------------------------------------------------------------------
@@ -2316,72 +2232,47 @@ def plot_frame_grid(clips: Sequence[np.ndarray], titles: Sequence[str], max_fram
 
 def video_files(path: str | Path) -> list[Path]:
     """``path`` itself, or every video below a folder (``VIDEO_EXTENSIONS``, subfolders too), sorted."""
-    path = Path(path)
-    return _video_files(path, recursive=True) if path.is_dir() else [path]
+    return _video_files(Path(path), recursive=True) if Path(path).is_dir() else [Path(path)]
 
 
 @torch.no_grad()
 def score_clip(model: torch.nn.Module, clip: Clip, prep: Preprocessing, device: torch.device | str,
                amp: bool = True) -> list[float]:
     """P(fake) of each clip of ``clip.frames`` (``(T, S, S, 3)`` or ``(K, T, S, S, 3)``)."""
-    device = torch.device(device)
     x = clip_to_tensor(clip.frames, prep.mean, prep.std).view(-1, prep.num_frames, 3, prep.size, prep.size)
-    model.eval()
-    with _autocast(device, precision(device, amp=amp)):
-        logits = model(pixel_values=x.to(device)).logits
-    return logits.float().softmax(-1)[:, 1].cpu().tolist()
-
-
-def _preprocessing_and_device(model: torch.nn.Module, preprocessing: Preprocessing | None,
-                              device: torch.device | str | None) -> tuple[Preprocessing, torch.device]:
-    """None: whole frames at the model's frame count and size, on the model's device."""
-    cfg = unwrap(model).config
-    prep = preprocessing or Preprocessing(cfg.num_frames, cfg.image_size)
-    check_input_size(model, prep.num_frames, prep.size)
-    return prep, torch.device(device) if device is not None else next(model.parameters()).device
+    with _autocast(torch.device(device), precision(device, amp=amp)):
+        return model.eval()(pixel_values=x.to(device)).logits.float().softmax(-1)[:, 1].cpu().tolist()
 
 
 def predict_video(model: torch.nn.Module, path: str | Path, preprocessing: Preprocessing | None = None,
                   device: torch.device | str | None = None, num_clips: int = 1, amp: bool = True) -> float:
-    """P(fake) for one video, averaged over ``num_clips`` clips spread over it; ``preprocessing`` is the
-    checkpoint's (``checkpoint_info``). An unreadable file raises ``VideoReadError``."""
-    prep, device = _preprocessing_and_device(model, preprocessing, device)
-    clip = read_clip(path, prep.num_frames, prep.size, prep.face_crop, num_clips=num_clips)
-    if clip.faces is not None and clip.faces.unsure:
-        logger.warning("%s: %s", path, clip.faces.warning())
-    return float(np.mean(score_clip(model, clip, prep, device, amp)))
+    """``score_videos``'s P(fake) of one video; one that cannot be scored raises ``VideoReadError``."""
+    row = score_videos(model, [path], preprocessing, device, num_clips, amp)[0]
+    if row["error"]:
+        raise VideoReadError(row["error"])
+    return row["p_fake"]
 
 
 def plot_timeline(name: str, clip: Clip, scores: Sequence[float], threshold: float = 0.5):
-    """P(fake) of each clip against the time of its middle frame, with the threshold, under the
-    frames of the most suspicious clip (face crops where the checkpoint uses them)."""
+    """P(fake) of each clip at the time of its middle frame, under the frames of the most suspicious clip."""
     from matplotlib.figure import Figure
-
-    frames = clip.frames.reshape(len(scores), -1, *clip.frames.shape[-3:])
-    indices = np.asarray(clip.indices).reshape(len(scores), -1)
-    worst = int(np.argmax(scores))
-    # two decimals where the frames shown lie under 0.1 s apart: no two titles alike
-    digits = 1 if np.diff(indices[worst]).min(initial=clip.fps) / clip.fps >= 0.1 else 2
-    fig = Figure(figsize=(10, 4.6), dpi=100)
+    frames, worst = clip.frames.reshape(len(scores), -1, *clip.frames.shape[-3:]), int(np.argmax(scores))
+    indices, p_fake = np.reshape(clip.indices, (len(scores), -1)), float(np.mean(scores))
+    digits = 1 if 10 * np.diff(indices[worst]).min(initial=clip.fps) >= clip.fps else 2  # frames 0.1 s apart
+    fig, times = Figure(figsize=(10, 4.6), dpi=100, layout="tight"), indices / clip.fps
     grid = fig.add_gridspec(2, frames.shape[1], height_ratios=(1, 1.5))
-    for t in range(frames.shape[1]):
-        ax = fig.add_subplot(grid[0, t])
-        ax.imshow(frames[worst, t])
-        ax.set_title(f"{indices[worst, t] / clip.fps:.{digits}f} s", fontsize=8)
-        ax.axis("off")
-    ax = fig.add_subplot(grid[1, :])
-    times = indices.mean(axis=1) / clip.fps
-    ax.plot(times, scores, "o-", color="C3", label="P(fake) of each clip")
-    ax.plot(times[worst], scores[worst], "s", color="k", ms=9, fillstyle="none", label="the clip shown above")
+    for t, (frame, time) in enumerate(zip(frames[worst], times[worst])):
+        fig.add_subplot(grid[0, t], frame_on=False, xticks=[], yticks=[]).imshow(frame)
+        fig.axes[t].set_title(f"{time:.{digits}f} s", fontsize=8)
+    ax = fig.add_subplot(grid[1, :], xlabel="time in the video (s, middle of each clip)", ylabel="P(fake)",
+                         xlim=(0, clip.total_frames / clip.fps), ylim=(-0.02, 1.02))
+    ax.plot(times.mean(axis=1), scores, "o-", color="C3", label="P(fake) of each clip")
+    ax.plot(times[worst].mean(), scores[worst], "ks", ms=9, fillstyle="none", label="the clip shown above")
     ax.axhline(threshold, color="k", ls="--", lw=1, label=f"threshold {threshold:g}")
-    ax.set(xlim=(0, max(clip.total_frames / clip.fps, float(times.max()) + 1e-3)), ylim=(-0.02, 1.02),
-           xlabel="time in the video (s, middle of each clip)", ylabel="P(fake)")
     ax.grid(alpha=0.3)
-    ax.legend(loc="best", fontsize=8)
-    p_fake = float(np.mean(scores))
+    ax.legend(fontsize=8)
     fig.suptitle(f"{name}: P(fake) {p_fake:.3f} -> {'FAKE' if p_fake >= threshold else 'REAL'}; "
                  "frames of the most suspicious clip", fontsize=10)
-    fig.tight_layout()
     return fig
 
 
@@ -2389,34 +2280,34 @@ def score_videos(model: torch.nn.Module, paths: Sequence[str | Path],
                  preprocessing: Preprocessing | None = None, device: torch.device | str | None = None,
                  num_clips: int = 1, amp: bool = True, threshold: float = 0.5,
                  timeline_dir: str | Path | None = None) -> list[dict[str, Any]]:
-    """One row per file, in order: ``p_fake`` (mean of ``num_clips`` clips), ``call`` at ``threshold``,
-    face counts with face crop, ``note`` (why a score is less sure), ``error`` (why a file has none)
-    and with ``timeline_dir``, the ``plot_timeline`` saved there (``timeline``)."""
-    prep, device = _preprocessing_and_device(model, preprocessing, device)
-    rows = []
-    bar = _progress(iterable=paths, desc="scoring videos", unit="video", disable=not paths)
+    """A row per file, in order: P(fake), the call, face counts, ``note`` (why less sure), ``error``."""
+    prep = preprocessing or Preprocessing(unwrap(model).config.num_frames, unwrap(model).config.image_size)
+    check_input_size(model, prep.num_frames, prep.size)
+    device, rows = device or next(model.parameters()).device, []
+    columns = ["p_fake", "call", "clip_scores", "frames", "duration_s", "face_on_track", "face_borrowed",
+               "no_face", "face_tracks", "timeline", "note", "error"]
+    bar = _progress(iterable=paths, desc="scoring videos", unit="video", disable=len(paths) < 2)
     for n, path in enumerate(bar):
-        row = dict.fromkeys(["path", "p_fake", "call", "clip_scores", "frames", "duration_s", "face_on_track",
-                             "face_borrowed", "no_face", "face_tracks", "timeline", "note", "error"])
-        row["path"] = str(path)
+        rows.append(row := {"path": str(path)} | dict.fromkeys(columns))
         try:
             clip = read_clip(path, prep.num_frames, prep.size, prep.face_crop, num_clips=num_clips)
         except Exception as exc:  # a decoder's bug on one file must not stop the others
             cause = str(exc) if isinstance(exc, VideoReadError) else f"{path}: {type(exc).__name__}: {exc}"
-            rows.append({**row, "error": " ".join(cause.splitlines())})
+            row["error"] = " ".join(cause.splitlines())
             continue
         scores = score_clip(model, clip, prep, device, amp)
-        notes = [w.removeprefix(f"{Path(path)}: ") for w in clip.warnings]
+        notes = [w.removeprefix(f"{Path(path)}: ") for w in clip.warnings]  # read_clip's, less the path
         if (faces := clip.faces) is not None:
-            row.update(face_on_track=faces.on_track, face_borrowed=faces.borrowed, no_face=faces.no_face,
-                       face_tracks=faces.tracks)
-            notes += [faces.warning()] if faces.unsure else []
+            row |= {"face_on_track": faces.on_track, "face_borrowed": faces.borrowed,
+                    "no_face": faces.no_face, "face_tracks": faces.tracks}
+            if faces.unsure:  # logged, as read_clip logs its own warnings, and noted in the row
+                logger.warning("%s: %s", path, faces.warning())
+                notes.append(faces.warning())
         p_fake = float(np.mean(scores))
-        row.update(p_fake=round(p_fake, 6), call="FAKE" if p_fake >= threshold else "REAL",
-                   clip_scores=" ".join(f"{p:.4f}" for p in scores), frames=clip.total_frames,
-                   duration_s=round(clip.total_frames / clip.fps, 2), note="; ".join(notes) or None)
+        row |= {"p_fake": round(p_fake, 6), "call": "FAKE" if p_fake >= threshold else "REAL",
+                "clip_scores": " ".join(f"{p:.4f}" for p in scores), "frames": clip.total_frames,
+                "duration_s": round(clip.total_frames / clip.fps, 2), "note": "; ".join(notes) or None}
         if timeline_dir is not None:  # numbered: two videos of one name in two subfolders get two plots
-            out = Path(timeline_dir) / f"{n:03d}_{Path(path).stem}.png"
-            row["timeline"] = str(save_figure(plot_timeline(Path(path).name, clip, scores, threshold), out))
-        rows.append(row)
+            row["timeline"] = str(save_figure(plot_timeline(Path(path).name, clip, scores, threshold),
+                                              Path(timeline_dir) / f"{n:03d}_{Path(path).stem}.png"))
     return rows

@@ -305,6 +305,18 @@ def test_cross_method_metrics_intervals():
     assert su.cross_method_metrics(items, scores, n_bootstrap=500, seed=1) == list(rows.values())
 
 
+def test_summary_row_of_each_kind_of_metrics():
+    m = su.compute_metrics(Y_TRUE, Y_PROB)
+    (lo, hi), (auc_lo, auc_hi) = m["ci95"]["accuracy"], m["ci95"]["roc_auc"]
+    assert su.summary_row("val", m) == [
+        "val", f"0.600 [{lo:.3f}, {hi:.3f}]", f"0.833 [{auc_lo:.3f}, {auc_hi:.3f}]", "0.917", "0.333", "5"]
+    assert su.summary_row("fakes", su.compute_metrics([1, 1], [0.2, 0.9], n_bootstrap=0)) == [
+        "fakes", "0.500", "n/a", "n/a", "n/a", "2"]  # one class: no ranking metrics; no bootstrap: no CI
+    rows = su.cross_method_metrics(*_items(CROSS), n_bootstrap=0)  # rows without "n": reals plus fakes
+    assert [su.summary_row(r["method"], r)[-1] for r in rows] == ["6", "6", "7", "5", "12"]
+    assert len(su.SUMMARY_HEADERS) == 6
+
+
 def test_cross_method_metrics_needs_one_score_per_item():
     items, scores = _items(CROSS)
     with pytest.raises(ValueError, match="one score per item"):

@@ -4,6 +4,7 @@ the CSV the notebook writes."""
 from __future__ import annotations
 
 import csv
+import logging
 import os
 from pathlib import Path
 
@@ -77,7 +78,7 @@ def test_a_folder_scores_every_video_and_lists_the_bad_ones(model, folder, tmp_p
     assert list(back[0]) == list(rows[0])
 
 
-def test_face_counts_come_with_a_face_crop_checkpoint(model, tmp_path, write_video):
+def test_face_counts_come_with_a_face_crop_checkpoint(model, tmp_path, write_video, caplog):
     from matplotlib import cbook
     import cv2
 
@@ -87,7 +88,8 @@ def test_face_counts_come_with_a_face_crop_checkpoint(model, tmp_path, write_vid
     video = write_video("face.mp4", [np.roll(face, i, axis=1) for i in range(10)])
     faceless = write_video("noise.mp4", _frames(10, 2))
     faces = su.Preprocessing(4, 32, face_crop=True)
-    row, other = su.score_videos(model, [video, faceless], faces, "cpu", amp=False)
+    with caplog.at_level(logging.WARNING, logger="scarlet"):
+        row, other = su.score_videos(model, [video, faceless], faces, "cpu", amp=False)
     assert row["error"] is None and row["note"] is None
     assert (row["face_on_track"], row["face_borrowed"], row["no_face"], row["face_tracks"]) == (4, 0, 0, 1)
     # no face anywhere: scored on centre crops, and the row says so
@@ -95,6 +97,7 @@ def test_face_counts_come_with_a_face_crop_checkpoint(model, tmp_path, write_vid
     assert (other["face_on_track"], other["no_face"], other["face_tracks"]) == (0, 4, 0)
     assert other["note"] == ("the face was not found on most frames "
                              "(face on 0 frames, borrowed on 0, none on 4; 0 face tracks)")
+    assert [r.getMessage() for r in caplog.records if r.name == "scarlet"] == [f"{faceless}: {other['note']}"]
 
 
 def test_a_timeline_per_scored_video(model, folder, tmp_path):
@@ -150,6 +153,8 @@ def test_a_decoder_error_on_one_file_is_listed_in_its_row(model, folder, monkeyp
                             "(-215:Assertion failed) !ssize.empty()")
     assert all(bad[k] is None for k in ("p_fake", "call", "clip_scores", "frames", "note"))
     assert good["error"] is None and 0 <= good["p_fake"] <= 1
+    with pytest.raises(su.VideoReadError, match=r"a\.mp4: error: .*resize\.cpp"):  # one video alone: raised
+        su.predict_video(model, folder / "a.mp4", PREP, "cpu", amp=False)
 
 
 def test_an_empty_list_gives_no_rows(model):
