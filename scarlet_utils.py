@@ -2084,7 +2084,7 @@ def plot_confusion_matrix(cm: Sequence[Sequence[int]], title: str = "Confusion m
     """The 2x2 confusion matrix, rows true, columns predicted; plots here are bare Figures (no pyplot)."""
     from matplotlib.figure import Figure
     from sklearn.metrics import ConfusionMatrixDisplay
-    ax = Figure(figsize=(5, 4.2), dpi=120, layout="tight").add_subplot()
+    ax = Figure(figsize=(6.4, 4.6), dpi=120, layout="tight").add_subplot()
     ConfusionMatrixDisplay(np.asarray(cm), display_labels=CLASS_NAMES).plot(ax=ax, cmap="Blues")
     ax.set_title(title, fontsize=10)
     return ax.figure

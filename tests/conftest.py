@@ -11,7 +11,7 @@ import threading
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # Scoring defaults to mixed precision (amp=True): bf16 on a CPU with native bf16. A test that
-# compares predict_probs / score_items / predict_video with the model's fp32 output passes amp=False.
+# compares predict_probs / evaluate_items / predict_video with the model's fp32 output passes amp=False.
 
 from pathlib import Path  # noqa: E402
 from types import SimpleNamespace  # noqa: E402
