@@ -172,7 +172,7 @@ def test_save_reports_writes_the_report_files(tmp_path):
     png = out / "confusion_matrix.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     image = cv2.imread(str(png))
-    assert image is not None and image.shape == (504, 600, 3)  # 5 x 4.2 in at 120 dpi
+    assert image is not None and image.shape == (552, 768, 3)  # 6.4 x 4.6 in at 120 dpi
     assert 10_000 < png.stat().st_size < 500_000
     assert image.std() > 20  # a drawn figure, not a blank canvas
 
