@@ -126,6 +126,7 @@ def corpus(tmp_path_factory):
     expected[_write(fake / "106_107.mp4", _flat_4k(BIG_FRAMES))] = "ok"  # 4K
     expected[_write(fake / "vidéo 001 ünï.mp4", _frames(12, seed=8))] = "ok"  # spaces, non-ASCII
     (fake / "notes.txt").write_text("not a video: never listed\n")
+    (fake / ".hidden.mp4").write_bytes((fake / "100_101.mp4").read_bytes())  # a hidden file: never listed
     (fake / "a.mp4").symlink_to("b.mp4")  # a symlink loop
     (fake / "b.mp4").symlink_to("a.mp4")
     expected[fake / "a.mp4"] = expected[fake / "b.mp4"] = "symlink loop"
@@ -171,7 +172,7 @@ def test_list_videos_lists_by_name_and_never_follows_links(corpus):
     # Everything named like a video is listed, loops and dangling links too (they fail, with
     # their cause, in extraction: a video that vanished from the listing would go unnoticed).
     assert listed == set(expected)
-    assert not any(p.name == "notes.txt" for p in listed)  # not a video name: never listed
+    assert not any(p.name in ("notes.txt", ".hidden.mp4") for p in listed)  # not a video name, hidden: never listed
     weird = next(i for i in items if i.video_id == "vidéo 001 ünï")
     assert weird.label == 1 and weird.method == "Deepfakes"
 
