@@ -247,8 +247,8 @@ def test_extraction_workers_decode_on_one_thread_with_the_same_pixels(ffmpeg_vid
     paths = [ffmpeg_videos["h264-bframes.mp4"], ffmpeg_videos["mpeg4.mp4"], coded_video(40)]
     items = [su.VideoItem(p, 0, f"m{k}", p.stem) for k, p in enumerate(paths)]
     here = threading.get_ident()
-    serial = su.extract_frames(items, tmp_path / "serial", 8, 64, workers=0)  # in this thread
-    assert serial.done == items and {c.thread for c in captures.opened} == {here}
+    serial = su.extract_frames(items, tmp_path / "serial", 8, 64, workers=0)  # one thread, OpenCV's default
+    assert serial.done == items and len({c.thread for c in captures.opened}) == 1
     default_threads = {c.decoder_threads for c in captures.opened}
     assert default_threads != {1} or su.default_workers() == 1  # OpenCV's default: a thread per CPU
 
