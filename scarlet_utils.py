@@ -302,149 +302,105 @@ def device_report(amp: bool = True) -> dict[str, Any]:
 
 
 def sample_frame_indices(total_frames: int, num_frames: int = 8) -> list[int]:
-    """``num_frames`` indices spread uniformly from the first frame to the last; a video shorter than
-    ``num_frames`` repeats indices (``[0, 0, 1, 1, ...]``) so every clip has the same length."""
+    """``num_frames`` indices spread uniformly from the first frame to the last (repeated where too few)."""
     return sample_clip_indices(total_frames, num_frames)[0]
 
 
 def sample_clip_indices(total_frames: int, num_frames: int = 8, num_clips: int = 1) -> list[list[int]]:
-    """The frame indices of ``num_clips`` clips: the video cut into that many equal segments, each
-    sampled uniformly from its first frame to its last."""
+    """The indices of ``num_clips`` clips: the video cut into equal segments, each sampled first to last."""
     for name, value in (("total_frames", total_frames), ("num_frames", num_frames), ("num_clips", num_clips)):
         if value < 1:
             raise ValueError(f"{name} must be >= 1, got {value}")
     edges = np.ceil(np.linspace(0, total_frames, num_clips + 1)).astype(int)
-    firsts = np.minimum(edges[:-1], total_frames - 1)
-    lasts = np.minimum(np.maximum(edges[1:] - 1, edges[:-1]), total_frames - 1)
+    firsts, lasts = np.minimum([edges[:-1], np.maximum(edges[1:] - 1, edges[:-1])], total_frames - 1)
     return np.linspace(firsts, lasts, num_frames, axis=1).round().astype(int).tolist()
 
 
 def resize_short_side_center_crop(frame: np.ndarray, size: int) -> np.ndarray:
-    """``(H, W, 3)`` -> ``(size, size, 3)``: shortest side to ``size``, then a centre crop, as the k400
-    processor does (squashing to a square would distort faces the backbone never saw distorted)."""
-    h, w = frame.shape[:2]
-    scale = size / min(h, w)
-    new_w, new_h = max(size, round(w * scale)), max(size, round(h * scale))
-    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    resized = cv2.resize(frame, (new_w, new_h), interpolation=interpolation)
-    top, left = (new_h - size) // 2, (new_w - size) // 2
+    """``(H, W, 3)`` -> ``(size, size, 3)``: short side to ``size``, then a centre crop (k400's processor)."""
+    scale = size / min(frame.shape[:2])
+    w, h = (max(size, round(n * scale)) for n in frame.shape[1::-1])
+    resized = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    top, left = (h - size) // 2, (w - size) // 2
     return resized[top : top + size, left : left + size]
 
 
-def _check_file(path: Path) -> None:
-    """Raise ``VideoReadError`` unless ``path`` is a readable, non-empty regular file. Nothing else is
-    opened: opening a FIFO blocks until someone writes to it."""
-    try:
-        st = path.stat()
-        if stat.S_ISREG(st.st_mode) and st.st_size:
-            with open(path, "rb") as fh:
-                fh.read(1)
-    except OSError as exc:
-        cause = {errno.ENOENT: "file not found", errno.EACCES: "permission denied",
-                 errno.ELOOP: "cannot read the file (a symlink loop)"}.get(exc.errno)
-        raise VideoReadError(f"{path}: {cause or f'cannot read the file ({exc.strerror})'}") from None
-    if not stat.S_ISREG(st.st_mode):
-        kind = ("is a directory" if stat.S_ISDIR(st.st_mode)
-                else "not a regular file (a FIFO, socket or device)")
-        raise VideoReadError(f"{path}: {kind}, not a video file")
-    if not st.st_size:
-        raise VideoReadError(f"{path}: empty file (0 bytes)")
-
-
-# Per-thread state: ``extract_frames`` decodes in a thread pool, and each thread keeps its own FFmpeg
-# thread count and its own face cascades.
-_THREAD = threading.local()
+_THREAD = threading.local()  # each extraction thread's FFmpeg thread count and face cascades
+_SEEK_BACKOFF = 16  # OpenCV's frame seek decodes from the keyframe at or before 16 frames earlier
+SEEK_MIN_GAP = 250  # seek only past x264's default keyframe interval (FF++'s): closer, seeks skip little
+# NAL units of pictures decodable alone (H.264 IDR, HEVC IRAP): FFmpeg flags recovery points as keyframes too
+_RANDOM_ACCESS = {"h264": rb"\x00\x00\x01[\x05\x25\x45\x65]", "hevc": rb"\x00\x00\x01[\x20-\x2b]"}
 
 
 def _init_extract_worker() -> None:
-    """First on each ``extract_frames`` worker: one FFmpeg thread, as the pool is the parallelism
-    (FFmpeg's decoders are bit-exact whatever the thread count); in a process, OpenCV's too."""
+    """One FFmpeg and OpenCV thread per extraction worker, as the pool is the parallelism (same pixels)."""
     _THREAD.decoder_threads = 1
-    if multiprocessing.parent_process() is not None:
-        cv2.setNumThreads(1)
+    cv2.setNumThreads(1)  # process-wide: in a thread pool, extract_frames has set it already
 
 
 def _open_capture(path: Path) -> cv2.VideoCapture:
+    """``path`` opened to decode, or ``VideoReadError``; only a regular file is opened (a FIFO blocks)."""
+    try:
+        if (regular := stat.S_ISREG((st := path.stat()).st_mode)) and st.st_size:
+            open(path, "rb").close()
+    except OSError as exc:
+        why = {errno.ENOENT: "file not found", errno.EACCES: "permission denied", errno.ELOOP: "symlink loop"}
+        raise VideoReadError(f"{path}: {why.get(exc.errno, f'cannot read it ({exc.strerror})')}") from None
+    if not (regular and st.st_size):
+        kind = "is a directory, not a video file" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+        raise VideoReadError(f"{path}: {'empty file (0 bytes)' if regular else kind}")
     threads = getattr(_THREAD, "decoder_threads", 0)  # 0: OpenCV's default, one per CPU
     cap = cv2.VideoCapture(str(path), cv2.CAP_ANY, [cv2.CAP_PROP_N_THREADS, threads] if threads else [])
     if not cap.isOpened():
-        cap.release()
-        raise VideoReadError(f"{path}: OpenCV cannot open it as a video "
-                             "(not a video, truncated, or an unsupported codec)")
+        raise VideoReadError(f"{path}: OpenCV cannot open it as a video (truncated, or an unknown codec)")
     return cap
 
 
-# OpenCV's frame seek (CAP_PROP_POS_FRAMES) goes back to the keyframe at or before 16 frames earlier
-# and decodes forward to the frame asked for.
-_SEEK_BACKOFF = 16
-# Seek only where kept frames lie more than this many frames apart: x264's default keyframe interval
-# (FF++'s). Closer (FF++, Celeb-DF, DFDC), a seek rarely skips a keyframe interval, and the video is
-# decoded straight through without the keyframe scan (~2% of its decoding time).
-SEEK_MIN_GAP = 250
-# A NAL unit (its header byte after 00 00 01) that starts a picture decodable without any before it:
-# H.264's IDR (type 5), HEVC's IRAP (types 16-21). FFmpeg flags H.264 recovery points (intra refresh,
-# open GOPs) as keyframes too, and a frame decoded from one of those can differ from a full decode's.
-_RANDOM_ACCESS = {"h264": re.compile(b"\x00\x00\x01[\x05\x25\x45\x65]"),
-                  "hevc": re.compile(b"\x00\x00\x01[\x20-\x2b]")}
-
-
 def _seek_keyframes(path: Path) -> list[int]:
-    """The keyframes a seek in ``path`` may decode from (H.264, HEVC: random access points only), or
-    none unless the packets' timestamps are exactly 0, 1, ..., n-1 (a frame number is then a
-    timestamp). Reads the packets without decoding them."""
+    """Keyframes to seek from (H.264, HEVC: random access points); none unless PTS are frame numbers."""
     cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, [cv2.CAP_PROP_FORMAT, -1])  # raw packets, Annex B
     codec = int(cap.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little").decode("latin-1").lower()
-    pts: list[float] = []
-    keys: list[int] = []
-    while cap.isOpened() and cap.grab():
+    pts, keys = [], []
+    while cap.grab():
         pts.append(cap.get(cv2.CAP_PROP_PTS))
         if cap.get(cv2.CAP_PROP_LRF_HAS_KEY_FRAME) and (codec not in _RANDOM_ACCESS or (
-                (packet := cap.retrieve()[1]) is not None and _RANDOM_ACCESS[codec].search(packet))):
+                (packet := cap.retrieve()[1]) is not None and re.search(_RANDOM_ACCESS[codec], packet))):
             keys.append(int(pts[-1]))
     cap.release()
     return keys if pts and sorted(pts) == list(range(len(pts))) else []
 
 
-def _grab_frames(path: Path, indices: Sequence[int],
-                 transform: Callable[[int, np.ndarray], Any] | None = None,
+def _grab_frames(path: Path, wanted: list[int], transform: Callable[[int, np.ndarray], Any] | None = None,
                  seek_gap: int | None = SEEK_MIN_GAP) -> tuple[list[Any], int]:
-    """The BGR frames at sorted ``indices``, each through ``transform(index, frame)`` as it is decoded
-    (a 4K video's frames are never all held), and the stream's frame count, found by decoding. Seeks
-    where indices lie more than ``seek_gap`` apart (None: never) and ``_seek_keyframes`` allows."""
-    wanted = sorted(set(indices))
-    far = seek_gap is not None and any(b - a > seek_gap for a, b in zip([0, *wanted], wanted))
-    keys = _seek_keyframes(path) if far else []
-    cap, frames, pos, jumped = _open_capture(path), [], 0, False  # pos: the frame the next grab() gives
+    """The BGR frames at sorted ``wanted``, each through ``transform(index, frame)`` as decoded, and the frame
+    count, found by decoding. Seeks where frames lie over ``seek_gap`` apart and seeking is exact."""
+    keys = _seek_keyframes(path) if seek_gap is not None and np.diff([0, *wanted]).max() > seek_gap else []
+    cap, frames, pos, exact = _open_capture(path), [], 0, None  # pos: the frame the next grab() gives
 
-    def forward(to: int) -> bool:
+    def go(to: float, seek: bool = False) -> bool:  # to frame ``to``: decoding, or a seek that lands on it
         nonlocal pos
+        if seek:
+            pos = to + 1
+            return cap.set(cv2.CAP_PROP_POS_FRAMES, to) and cap.grab() and cap.get(cv2.CAP_PROP_PTS) == to
         while pos <= to and cap.grab():
             pos += 1
         return pos > to
-
-    def seek(to: int) -> bool:  # it must land on the frame's timestamp
-        nonlocal pos, jumped
-        pos, jumped = to + 1, True
-        return cap.set(cv2.CAP_PROP_POS_FRAMES, to) and cap.grab() and cap.get(cv2.CAP_PROP_PTS) == to
-
     try:
         for idx in wanted:
             if any(pos < k <= idx - _SEEK_BACKOFF for k in keys):  # a seek would skip decoding
-                if not jumped:  # first, once per file: a seek's pixels against a full decode's
+                if exact is None:  # once per file: a seek's pixels against a full decode's
                     check = min(k for k in keys if k >= pos) + _SEEK_BACKOFF  # a seek decodes it from k
-                    truth = cap.retrieve()[1] if forward(check) else None
-                    if truth is None or not (seek(check) and np.array_equal(cap.retrieve()[1], truth)):
-                        return _grab_frames(path, indices, transform, None)
-                if any(pos < k <= idx - _SEEK_BACKOFF for k in keys) and not seek(idx):
-                    return _grab_frames(path, indices, transform, None)
-            if not forward(idx):  # after a seek, only a full decode tells where the stream ends
-                return _grab_frames(path, indices, transform, None) if jumped else (frames, pos)
+                    truth = cap.retrieve()[1] if go(check) else None
+                    exact = truth is not None and go(check, True) and np.array_equal(cap.retrieve()[1], truth)
+                if not exact or any(pos < k <= idx - _SEEK_BACKOFF for k in keys) and not go(idx, True):
+                    return _grab_frames(path, wanted, transform, None)
+            if not go(idx):  # after a seek, only a full decode tells where the stream ends
+                return (frames, pos) if exact is None else _grab_frames(path, wanted, transform, None)
             ok, frame = cap.retrieve()
             if not ok:
                 raise VideoReadError(f"{path}: frame {idx} could be grabbed but not decoded")
             frames.append(frame if transform is None else transform(idx, frame))
-        while cap.grab():  # a header that under-counts: the rest is counted
-            pos += 1
+        go(float("inf"))  # a header that under-counts: the rest is counted
     finally:
         cap.release()
     return frames, pos
@@ -452,59 +408,48 @@ def _grab_frames(path: Path, indices: Sequence[int],
 
 @dataclass
 class Clip:
-    """What reading a video produced: ``frames`` ``(T, size, size, 3)`` uint8 RGB and how."""
-
+    """What reading a video produced: ``frames`` ``(T, size, size, 3)`` uint8 RGB, and how."""
     frames: np.ndarray
     indices: list[int]
     total_frames: int
-    faces: FaceCounts | None = None  # with face crop: how the crops were made
-    boxes: list[Box | None] | None = None  # with face crop: each frame's face box (None: a centre crop)
-    warnings: list[str] = field(default_factory=list)  # e.g. a header that lied about the frame count
-    fps: float = 25.0  # the header's frame rate (25 where it gives none)
+    faces: FaceCounts | None = None
+    boxes: list[Box | None] | None = None  # each frame's face box (None: a centre crop)
+    warnings: list[str] = field(default_factory=list)
+    fps: float = 25.0  # the header's (25 where it gives none)
 
 
 def read_clip(path: str | Path, num_frames: int = 8, size: int = 224, face_crop: bool = False,
               num_clips: int = 1, seek_gap: int | None = SEEK_MIN_GAP) -> Clip:
-    """``num_frames`` uniformly spaced frames of a video (``num_clips`` > 1: that many clips of
-    consecutive segments, ``(num_clips, T, size, size, 3)``). Where kept frames lie more than
-    ``seek_gap`` apart it seeks if seeking is exact in the file (None: never); the frames are a full
-    decode's either way. Raises ``VideoReadError`` naming the file and the cause."""
-    path = Path(path)
-    _check_file(path)
-    cap = _open_capture(path)
+    """``num_frames`` uniformly spaced frames (``num_clips`` > 1: of consecutive segments, ``(num_clips, T,
+    ...)``), a full decode's even where it seeks (``seek_gap`` None: never). Raises ``VideoReadError``."""
+    cap = _open_capture(path := Path(path))
     header, fps = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), cap.get(cv2.CAP_PROP_FPS)
     cap.release()
     fps = fps if 1 <= fps <= 1000 else 25.0  # a header without a rate
-    total = header if header >= 1 else _grab_frames(path, [])[1]  # some headers give no count
-    step, kept, warnings = FACE_NEIGHBOUR if face_crop else 0, set(), []
+    total = header if header >= 1 else max(1, _grab_frames(path, [], None, None)[1])  # no count in the header
+    step, warnings = FACE_NEIGHBOUR if face_crop else 0, []
 
     def prepare(idx: int, frame: np.ndarray) -> np.ndarray | tuple[np.ndarray, float]:
-        # Whole frames shrink as they are decoded; a face crop needs them whole, and of a neighbour
-        # only what the detector sees. Resizing is per channel, so BGR -> RGB after it is the same.
-        if face_crop and idx not in kept:
-            return detection_view(frame, bgr=True)
-        return cv2.cvtColor(frame if face_crop else resize_short_side_center_crop(frame, size),
-                            cv2.COLOR_BGR2RGB)
+        if face_crop:  # a kept frame whole; a neighbour (see Faces) as the detector sees it
+            return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB) if idx in indices else detection_view(frame, True)
+        return cv2.cvtColor(resize_short_side_center_crop(frame, size), cv2.COLOR_BGR2RGB)
 
     while True:  # a header's wrong frame count is found while decoding, and the clip resampled once
-        if total < 1:
-            raise VideoReadError(f"{path}: the video has no decodable frames")
         indices = [i for clip in sample_clip_indices(total, num_frames, num_clips) for i in clip]
-        neighbour = {i: i + step if i + step < total else max(i - step, 0) for i in indices}  # see Faces
-        kept, wanted = set(indices), sorted(set(indices) | set(neighbour.values()))
+        neighbour = {i: i + step if i + step < total else max(i - step, 0) for i in indices}
+        wanted = sorted(set(indices) | set(neighbour.values()))
         frames, reached = _grab_frames(path, wanted, prepare, seek_gap)
-        if reached == total:  # the last kept frame is the last frame
+        if reached == total:
             break
-        if warnings:
-            raise VideoReadError(f"{path}: decoding is not repeatable ({total} frames, then {reached})")
-        if reached:  # none: the error above
-            said = "only" if reached < total else "but"
-            warnings.append(f"{path}: header says {header} frames, {said} {reached} decode; resampling")
-            logger.warning(warnings[0])
+        if warnings or not reached:
+            raise VideoReadError(f"{path}: " + (f"decoding is not repeatable ({total} frames, then {reached})"
+                                                if warnings else "the video has no decodable frames"))
+        said = "only" if reached < total else "but"
+        warnings.append(f"{path}: header says {header} frames, {said} {reached} decode; resampling")
+        logger.warning(warnings[0])
         total = reached
     by_index = dict(zip(wanted, frames))
-    crops = [by_index[i] for i in indices]  # a short video's repeated frames are shared, not copied
-    faces = boxes = None
+    crops, faces, boxes = [by_index[i] for i in indices], None, None  # repeated frames are shared
     if face_crop:
         boxes, faces = face_boxes(crops, indices, [by_index[neighbour[i]] for i in indices], fps)
         crops = crop_faces(crops, boxes, size)
@@ -514,8 +459,7 @@ def read_clip(path: str | Path, num_frames: int = 8, size: int = 224, face_crop:
 
 def read_video_frames(path: str | Path, num_frames: int = 8, size: int = 224,
                       face_crop: bool = False) -> np.ndarray:
-    """``(num_frames, size, size, 3)`` uint8 RGB frames spread over the whole video: whole frames as
-    the k400 processor makes them, or face crops (the Faces section). Raises ``VideoReadError``."""
+    """``(num_frames, size, size, 3)`` uint8 RGB frames spread over the video: whole frames or face crops."""
     clip = read_clip(path, num_frames, size, face_crop)
     if clip.faces is not None and clip.faces.unsure:
         logger.warning("%s: %s", path, clip.faces.warning())
@@ -525,182 +469,126 @@ def read_video_frames(path: str | Path, num_frames: int = 8, size: int = 224,
 # ----------------------------------------------------------------------------------------------
 # Faces
 # ----------------------------------------------------------------------------------------------
-# One face track per video. The kept frames are searched (frontal Haar cascade; an equalised grey
-# frame for dark scenes; the profile cascade, both ways, where nothing frontal is found), and each
-# find is looked for again FACE_NEIGHBOUR frames away: a face persists, a chance pattern rarely
-# does. Finds are linked across kept frames by position and size into tracks; the clip follows the
-# track in the most frames (then the largest), and a frame off it takes the box of the nearest
-# frame on it. Boxes are averaged only over frames a few apart, where a face cannot have moved far.
-
+# One face track per video: finds confirmed FACE_NEIGHBOUR frames away are linked by position and size; the
+# clip follows the track in the most frames (then the largest), a frame off it taking the nearest one's box.
 FACE_DETECT_SHORT_SIDE = 360  # detect on a downscaled grey frame: much faster, the same faces on FF++
 FACE_MARGIN = 1.3  # square box 1.3x the detected face: keeps hairline, jaw and blending seams
 FACE_NEIGHBOUR = 2  # frames between a kept frame and the one its finds are confirmed on
-FACE_BORROW_SECONDS = 2.0  # a frame off the track this close to a frame on it is "borrowed", not "no face"
+FACE_BORROW_SECONDS = 2.0  # a frame off the track this close to one on it is "borrowed", not "no face"
 Box = tuple[float, float, float]  # a face's centre x, centre y and side, in the frame's pixels
+_say_no_cascades = lru_cache(1)(lambda: logger.warning("OpenCV has no Haar cascades: centre crops, not faces"))
 
 
 @dataclass
 class FaceCounts:
-    """How a clip's face crops were made, in kept frames: ``on_track``, at the face's own box;
-    ``borrowed``, at the box of the nearest frame on the track, at most FACE_BORROW_SECONDS away;
-    ``no_face``, farther, or whole-frame centre crops where no face is found; ``tracks``: faces found
-    in two or more kept frames (more than one: several people)."""
-
+    """How kept frames were cropped: at the face's box, at the nearest on-track frame's, or with no face."""
     on_track: int = 0
-    borrowed: int = 0
+    borrowed: int = 0  # at most FACE_BORROW_SECONDS from a frame on the track
     no_face: int = 0
-    tracks: int = 0
-
-    @property
-    def unsure(self) -> bool:
-        """The face was not found in most frames: such a clip is listed, never silently used."""
-        return 2 * self.on_track <= self.on_track + self.borrowed + self.no_face
+    tracks: int = 0  # faces found in two or more kept frames
+    unsure = property(lambda self: self.on_track <= self.borrowed + self.no_face)  # no face on most frames
 
     def summary(self) -> str:
         return (f"face on {self.on_track} frames, borrowed on {self.borrowed}, none on {self.no_face}; "
                 f"{self.tracks} face track{'s' if self.tracks != 1 else ''}")
 
     def warning(self) -> str:
-        """What a clip that is ``unsure`` says of itself."""
         return f"the face was not found on most frames ({self.summary()})"
 
 
-@lru_cache(maxsize=1)
-def _say_no_cascades() -> None:
-    logger.warning("this OpenCV ships no Haar face cascades (opencv-python>=5?): "
-                   "face crop falls back to centre crops")
-
-
 def _cascades() -> tuple[Any, Any] | None:
-    """This thread's frontal and profile Haar cascades (a ``CascadeClassifier`` keeps the buffers of the
-    image it scans: threads sharing one race), or None where OpenCV ships none."""
+    """This thread's frontal and profile Haar cascades (threads sharing one race on its buffers), or None."""
     if not hasattr(_THREAD, "cascades"):
-        folder = getattr(getattr(cv2, "data", None), "haarcascades", None) or ""
-        files = [os.path.join(folder, f"haarcascade_{n}.xml") for n in ("frontalface_default", "profileface")]
-        usable = folder and hasattr(cv2, "CascadeClassifier")  # opencv-python>=5 dropped it
-        cascades = [cv2.CascadeClassifier(f) for f in files] if usable else []
-        _THREAD.cascades = tuple(cascades) if cascades and not any(c.empty() for c in cascades) else None
-        if _THREAD.cascades is None:
-            _say_no_cascades()
+        folder = getattr(getattr(cv2, "data", None), "haarcascades", "")  # opencv-python>=5 ships none
+        names = ("frontalface_default", "profileface") if folder and hasattr(cv2, "CascadeClassifier") else ()
+        pair = tuple(cv2.CascadeClassifier(os.path.join(folder, f"haarcascade_{n}.xml")) for n in names)
+        _THREAD.cascades = pair if pair and not any(c.empty() for c in pair) else _say_no_cascades()
     return _THREAD.cascades
 
 
 def detection_view(frame: np.ndarray, bgr: bool = False) -> tuple[np.ndarray, float]:
-    """An ``(H, W, 3)`` RGB (or BGR) frame as the detector sees it: grey, the short side scaled to
-    FACE_DETECT_SHORT_SIDE (never up), and that scale."""
-    h, w = frame.shape[:2]
-    scale = min(1.0, FACE_DETECT_SHORT_SIDE / min(h, w))
+    """An ``(H, W, 3)`` RGB (or BGR) frame as the detector sees it: grey, short side <= 360, its scale."""
+    scale = min(1.0, FACE_DETECT_SHORT_SIDE / min(frame.shape[:2]))
     grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY if bgr else cv2.COLOR_RGB2GRAY)
-    if scale < 1.0:
-        grey = cv2.resize(grey, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
-    return grey, scale
+    small = (round(frame.shape[1] * scale), round(frame.shape[0] * scale))
+    return (grey if scale == 1 else cv2.resize(grey, small, interpolation=cv2.INTER_AREA)), scale
 
 
 def _same_face(a: Box, b: Box, reach: float = 1.0) -> bool:
     """Whether two boxes are one face: centres within ``reach`` sides, sizes within 1.6x."""
-    return (np.hypot(a[0] - b[0], a[1] - b[1]) <= reach * max(a[2], b[2])
-            and max(a[2], b[2]) <= 1.6 * min(a[2], b[2]))
+    big, small = max(a[2], b[2]), min(a[2], b[2])
+    return np.hypot(a[0] - b[0], a[1] - b[1]) <= reach * big and big <= 1.6 * small
 
 
 def detect_faces(frame: np.ndarray | tuple[np.ndarray, float], near: Box | None = None) -> list[Box]:
-    """The faces in an ``(H, W, 3)`` RGB frame (or its ``detection_view``), most confident first, in
-    the frame's pixels. ``near``: only faces of about that box's size and place (a confirmation)."""
-    cascades = _cascades()
-    if cascades is None:
-        return []
+    """Faces (frame pixels, best first) in an RGB frame or its ``detection_view``; ``near``: near it only."""
     grey, scale = frame if isinstance(frame, tuple) else detection_view(frame)
-    x0 = y0 = 0
-    sizes = {"minSize": (30, 30)}
+    x0, y0, opts = 0, 0, dict(scaleFactor=1.1, minNeighbors=5, outputRejectLevels=True, minSize=(30, 30))
     if near is not None:  # a window 2.5 sides wide around the box, for faces 0.6-1.6x its size
         cx, cy, side = (v * scale for v in near)
-        x0, y0 = max(0, int(cx - 1.25 * side)), max(0, int(cy - 1.25 * side))
-        grey = grey[y0 : max(0, int(cy + 1.25 * side)), x0 : max(0, int(cx + 1.25 * side))]
-        sizes = {"minSize": (int(0.6 * side),) * 2, "maxSize": (int(1.6 * side) + 1,) * 2}
-    if min(grey.shape) < sizes["minSize"][0]:
+        x0, y0, x1, y1 = (max(0, int(c + d * side)) for d in (-1.25, 1.25) for c in (cx, cy))
+        grey = np.ascontiguousarray(grey[y0:y1, x0:x1])
+        opts.update(minSize=(int(0.6 * side),) * 2, maxSize=(int(1.6 * side) + 1,) * 2)
+    if (cascades := _cascades()) is None or min(grey.shape) < opts["minSize"][0]:
         return []
 
     def scan(cascade: Any, image: np.ndarray, mirrored: bool = False) -> list[tuple[float, Box]]:
-        image = np.ascontiguousarray(image[:, ::-1] if mirrored else image)
-        rects, _, weights = cascade.detectMultiScale3(image, scaleFactor=1.1, minNeighbors=5,
-                                                      outputRejectLevels=True, **sizes)
-        return [(float(weight), ((x0 + (image.shape[1] - x - w if mirrored else x) + w / 2) / scale,
-                                 (y0 + y + h / 2) / scale, max(w, h) / scale))
-                for (x, y, w, h), weight in zip(rects, np.ravel(weights))]
-
-    # Each pass only where the ones before found nothing: the equalised frame stretches the contrast of
-    # dark or flat scenes; the profile cascade finds faces turned one way, and mirrored, the other.
-    (frontal, profile), equalised = cascades, cv2.equalizeHist(grey)
-    found = (scan(frontal, grey) or scan(frontal, equalised)
-             or scan(profile, equalised) + scan(profile, equalised, mirrored=True))
-    faces: list[Box] = []
-    for _, box in sorted(found, key=lambda f: -f[0]):  # one box per face: the most confident
+        rects, _, weights = cascade.detectMultiScale3(cv2.flip(image, 1) if mirrored else image, **opts)
+        return [(float(wt), ((x0 + (image.shape[1] - x - w / 2 if mirrored else x + w / 2)) / scale,
+                             (y0 + y + h / 2) / scale, max(w, h) / scale))
+                for (x, y, w, h), wt in zip(rects, np.ravel(weights))]
+    # Each pass only where the ones before find nothing: equalised (dark scenes), then profiles both ways.
+    (frontal, profile), eq = cascades, cv2.equalizeHist(grey)
+    found = scan(frontal, grey) or scan(frontal, eq) or scan(profile, eq) + scan(profile, eq, mirrored=True)
+    faces: list[Box] = []  # one box per face (the most confident), none centred in a larger one (eyes, brows)
+    for _, box in sorted(found, key=lambda f: -f[0]):
         if not any(_same_face(box, kept, 0.5) for kept in faces):
             faces.append(box)
-    # A box centred inside a larger one is a part of that face (eyes and brows can pass for a face).
     return [b for b in faces if not any(o[2] > b[2] and max(abs(o[0] - b[0]), abs(o[1] - b[1])) < o[2] / 2
                                         for o in faces)]
 
 
 def track_faces(detections: Sequence[Sequence[Box]], frame_ids: Sequence[int],
                 fps: float = 25.0) -> tuple[list[Box | None], FaceCounts]:
-    """A box for each kept frame (``detections[k]``: the faces found at frame ``frame_ids[k]``) by the
-    main face track (the section's comment), and the counts; all None where no frame shows a face."""
+    """A box per kept frame (``detections[k]``: faces at frame ``frame_ids[k]``) from the main track, and the
+    counts; on it, averaged over its boxes a few frames away only (a face moves); all None: no face."""
     tracks: list[dict[int, Box]] = []  # kept frame -> box, filled in frame order
     last = lambda t: t[max(t, key=frame_ids.__getitem__)]  # noqa: E731  (a track's latest box)
     for k in sorted(range(len(detections)), key=frame_ids.__getitem__):
         for box in detections[k]:  # most confident first: it picks its track first
-            free = [t for t in tracks if k not in t and _same_face(last(t), box)]
-            if free:
+            if free := [t for t in tracks if k not in t and _same_face(last(t), box)]:
                 min(free, key=lambda t: np.hypot(last(t)[0] - box[0], last(t)[1] - box[1]))[k] = box
             else:
                 tracks.append({k: box})
     if not tracks:
         return [None] * len(detections), FaceCounts(no_face=len(detections))
     main = max(tracks, key=lambda t: (len(t), np.mean([b[2] for b in t.values()])))
-    boxes: list[Box | None] = []
-    gaps = []  # of each frame off the track, to the nearest frame on it
-    for k, frame in enumerate(frame_ids):
-        if k in main:  # averaged with the track's boxes a few frames away only
-            near = [main[j] for j in main if abs(frame_ids[j] - frame) <= 2 * FACE_NEIGHBOUR]
-            boxes.append(tuple(np.mean(near, axis=0).tolist()))
-            continue
-        nearest = min(main, key=lambda j: abs(frame_ids[j] - frame))
-        boxes.append(main[nearest])
-        gaps.append(abs(frame_ids[nearest] - frame))
-    borrowed = sum(gap <= FACE_BORROW_SECONDS * fps for gap in gaps)
-    return boxes, FaceCounts(len(main), borrowed, len(gaps) - borrowed, sum(len(t) >= 2 for t in tracks))
+    gap = lambda j, k: abs(frame_ids[j] - frame_ids[k])  # noqa: E731
+    nearest = {k: min(main, key=lambda j: gap(j, k)) for k in range(len(frame_ids)) if k not in main}
+    mean = lambda k: tuple(np.mean([main[j] for j in main if gap(j, k) <= 2 * FACE_NEIGHBOUR], 0).tolist())
+    boxes = [main[nearest[k]] if k in nearest else mean(k) for k in range(len(frame_ids))]
+    borrowed = sum(gap(j, k) <= FACE_BORROW_SECONDS * fps for k, j in nearest.items())
+    return boxes, FaceCounts(len(main), borrowed, len(nearest) - borrowed, sum(len(t) >= 2 for t in tracks))
 
 
 def crop_faces(frames: Sequence[np.ndarray], boxes: Sequence[Box | None], size: int) -> list[np.ndarray]:
-    """Each ``(H, W, 3)`` frame cropped to a square FACE_MARGIN times its box, resized to ``size``
-    (a box near an edge is shifted inside, not padded); None: the whole-frame centre crop."""
-    crops = []
-    for frame, box in zip(frames, boxes, strict=True):
-        if box is None:
-            crops.append(resize_short_side_center_crop(frame, size))
-            continue
-        h, w = frame.shape[:2]
-        s = int(round(min(box[2] * FACE_MARGIN, h, w)))  # a box larger than the frame cannot be square
-        x0, y0 = (int(round(min(max(c - s / 2, 0), extent - s))) for c, extent in ((box[0], w), (box[1], h)))
-        interpolation = cv2.INTER_AREA if s > size else cv2.INTER_LINEAR
-        crops.append(cv2.resize(frame[y0 : y0 + s, x0 : x0 + s], (size, size), interpolation=interpolation))
-    return crops
+    """Squares FACE_MARGIN x each box (shifted in at an edge) at ``size``; None: the frame's centre crop."""
+    def square(frame: np.ndarray, box: Box) -> np.ndarray:
+        s = int(round(min(box[2] * FACE_MARGIN, *frame.shape[:2])))  # a box larger than the frame: its side
+        x0, y0 = (int(round(min(max(c - s / 2, 0), n - s))) for c, n in zip(box, frame.shape[1::-1]))
+        return frame[y0 : y0 + s, x0 : x0 + s]
+    return [resize_short_side_center_crop(frame if box is None else square(frame, box), size)
+            for frame, box in zip(frames, boxes, strict=True)]
 
 
-def face_boxes(frames: Sequence[np.ndarray], frame_ids: Sequence[int],
-               neighbours: Sequence[np.ndarray | tuple[np.ndarray, float]], fps: float = 25.0
-               ) -> tuple[list[Box | None], FaceCounts]:
-    """The boxes ``track_faces`` gives for kept ``(H, W, 3)`` RGB ``frames``, each searched, and its
-    finds confirmed on ``neighbours[k]`` (the frame FACE_NEIGHBOUR away, or its ``detection_view``):
-    where some are confirmed the rest are dropped; where none is found, the neighbour's are used."""
-    detections = []
-    for frame, neighbour in zip(frames, neighbours, strict=True):
-        view = neighbour if isinstance(neighbour, tuple) else detection_view(neighbour)
+def face_boxes(frames: Sequence[np.ndarray], frame_ids: Sequence[int], neighbours: Sequence[Any],
+               fps: float = 25.0) -> tuple[list[Box | None], FaceCounts]:
+    """``track_faces`` of kept RGB ``frames``, finds confirmed on ``neighbours`` (or detection views)."""
+    def confirmed(frame: np.ndarray, view: np.ndarray | tuple[np.ndarray, float]) -> list[Box]:
         own = detect_faces(frame)
-        again = [(box, [b for b in detect_faces(view, near=box) if _same_face(box, b, 0.3)]) for box in own]
-        confirmed = [tuple(np.mean([box, found[0]], axis=0).tolist()) for box, found in again if found]
-        detections.append(confirmed or own or detect_faces(view))
-    return track_faces(detections, frame_ids, fps)
+        again = [next((b for b in detect_faces(view, near=a) if _same_face(a, b, 0.3)), None) for a in own]
+        return [tuple(np.mean(p, 0).tolist()) for p in zip(own, again) if p[1]] or own or detect_faces(view)
+    return track_faces([confirmed(f, v) for f, v in zip(frames, neighbours, strict=True)], frame_ids, fps)
 
 
 # ----------------------------------------------------------------------------------------------

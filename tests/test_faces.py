@@ -30,7 +30,7 @@ from conftest import decode_all
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_FACES = REPO.parent / "shared" / "data" / "real_faces"
-TALKING_FACE = REAL_FACES / "LipNet__grid_bbaf2n.mpg"  # GRID corpus: 360 x 288, 75 frames, one frontal speaker
+TALKING_FACE = REAL_FACES / "LipNet__grid_bbaf2n.mpg"  # GRID: 360 x 288, 75 frames, one frontal speaker
 TURNED_FACE = REAL_FACES / "PC-AVS__Input_00010.mp4"  # VoxCeleb2: 224 x 224; turned away on frames ~70-100
 FACE_SIZE = 64
 NUM_FRAMES = 8
@@ -41,8 +41,9 @@ FRONTAL = dict(scaleFactor=1.1, minNeighbors=5, minSize=(30, 30))  # what detect
 
 def frontal_pass(grey: np.ndarray) -> list[tuple[float, float, float]]:
     """The frontal cascade's own finds on a grey image, as sorted ``(cx, cy, side)`` boxes."""
-    cascade = cv2.CascadeClassifier(os.path.join(cv2.data.haarcascades, "haarcascade_frontalface_default.xml"))
-    return sorted((x + w / 2, y + h / 2, float(max(w, h))) for x, y, w, h in cascade.detectMultiScale(grey, **FRONTAL))
+    cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
+    faces = cascade.detectMultiScale(grey, **FRONTAL)
+    return sorted((x + w / 2, y + h / 2, float(max(w, h))) for x, y, w, h in faces)
 
 
 def _rgb_frames(path: Path) -> list[np.ndarray]:
@@ -53,7 +54,7 @@ def _rgb_frames(path: Path) -> list[np.ndarray]:
 
 def _shared(path: Path) -> Path:
     if not path.is_file():
-        pytest.skip(f"shared real-face video not found: {path} (clone the repo with ../shared/data beside it)")
+        pytest.skip(f"shared real-face video not found: {path} (../shared/data beside the repo)")
     return path
 
 
@@ -156,9 +157,9 @@ def test_a_larger_face_passing_by_does_not_take_the_crop(write_video, face_sourc
     frames = [scene(i) for i in range(N)]
     truth = [the_face(scene(i, passing=False)) for i in kept]
     for k, i in enumerate(kept):
-        if i in passer:  # the premise: the passer-by is found and is the largest face (the old rule's pick)
-            largest = max(su.detect_faces(frames[i]), key=lambda b: b[2])
-            assert not on_face(largest, truth[k], 1.0) and largest[2] > 1.4 * truth[k][2], (i, largest, truth[k])
+        if i in passer:  # the premise: the passer-by is found and is the largest face
+            big = max(su.detect_faces(frames[i]), key=lambda b: b[2])
+            assert not on_face(big, truth[k], 1.0) and big[2] > 1.4 * truth[k][2], (i, big, truth[k])
     clip = su.read_clip(write_video("passer_by.mp4", frames, fps=FPS), NUM_FRAMES, FACE_SIZE, face_crop=True)
     assert clip.indices == kept
     assert clip.faces == su.FaceCounts(on_track=8, borrowed=0, no_face=0, tracks=1)
@@ -181,13 +182,14 @@ def test_a_clip_that_opens_on_black_borrows_the_face_track(write_video, face_sou
     on = [k for k, i in enumerate(kept) if i >= first]
     assert black == [0, 1, 2] and all(kept[k] + su.FACE_NEIGHBOUR < first for k in black)
     gaps = [kept[on[0]] - kept[k] for k in black]
-    assert sum(g <= su.FACE_BORROW_SECONDS * fps for g in gaps) == borrowed  # the rule gives this test's numbers
+    assert sum(g <= su.FACE_BORROW_SECONDS * fps for g in gaps) == borrowed  # the rule gives these numbers
 
     def scene(i: int) -> np.ndarray:
         return paste(backdrop(i), face_source(i), 300 + 0.2 * i, 170, 160)
 
     frames = [np.zeros((H, W, 3), np.uint8) if i < first else scene(i) for i in range(N)]
-    clip = su.read_clip(write_video(f"black_start_{fps}.mp4", frames, fps=fps), NUM_FRAMES, FACE_SIZE, face_crop=True)
+    path = write_video(f"black_start_{fps}.mp4", frames, fps=fps)
+    clip = su.read_clip(path, NUM_FRAMES, FACE_SIZE, face_crop=True)
     assert clip.faces == su.FaceCounts(on_track=len(on), borrowed=borrowed, no_face=no_face, tracks=1)
     assert not clip.faces.unsure
     for k in on:
@@ -200,7 +202,8 @@ def test_a_clip_that_opens_on_black_borrows_the_face_track(write_video, face_sou
 
 
 @pytest.mark.parametrize("larger_from", [0, 60], ids=["both-throughout", "larger-joins-late"])
-def test_two_people_make_two_tracks_and_the_crops_follow_one(write_video, face_source, face_frame, larger_from):
+def test_two_people_make_two_tracks_and_the_crops_follow_one(write_video, face_source, face_frame,
+                                                             larger_from):
     # A smaller face at the left on every frame; a face twice its size at the right from frame
     # ``larger_from``. Both on all 8 kept frames: the larger one is followed (a tie in frames goes
     # to the larger). The larger one on the last 4 only: the smaller one is (more frames).
@@ -291,10 +294,11 @@ def test_a_dark_clip_is_found_by_the_equalised_pass(write_video, face_source):
         if len(found) == 1:  # what detect_faces gives is the equalised frontal pass's find (no later pass's)
             equalised += 1
             assert sorted(su.detect_faces(decoded[i])) == found, i
-    assert plain == 0, f"the plain frontal pass finds the face on {plain} dark frames: the clip is not dark enough"
+    assert plain == 0, f"the plain frontal pass finds the face on {plain} dark frames: not dark enough"
     assert equalised >= NUM_FRAMES - 1, equalised
     clip = su.read_clip(path, NUM_FRAMES, FACE_SIZE, face_crop=True)
-    assert clip.faces.on_track >= NUM_FRAMES - 1 and clip.faces.tracks == 1 and not clip.faces.unsure, clip.faces
+    faces = clip.faces
+    assert faces.on_track >= NUM_FRAMES - 1 and faces.tracks == 1 and not faces.unsure, faces
     for k, box in enumerate(clip.boxes):
         assert on_face(box, the_face(scene(kept[k]))), (kept[k], box)
 
@@ -327,8 +331,8 @@ def test_a_turned_face_is_found_by_the_profile_pass_both_ways():
         cx, cy, side = found[0]
         assert 80 <= cx <= 140 and 50 <= cy <= 110 and 120 <= side <= 190, (i, found)  # the head, not the ear
         mirrored = su.detect_faces(np.ascontiguousarray(frame[:, ::-1]))
-        assert len(mirrored) == 1 and on_face((frame.shape[1] - mirrored[0][0], *mirrored[0][1:]), found[0], 0.1), (
-            i, found, mirrored)
+        back = (frame.shape[1] - mirrored[0][0], *mirrored[0][1:]) if len(mirrored) == 1 else None
+        assert back and on_face(back, found[0], 0.1), (i, found, mirrored)
 
 
 # -- detect_faces and detection_view --------------------------------------------------------------
@@ -399,7 +403,8 @@ def test_detect_faces_near_a_box_off_the_frame_finds_nothing(two_faces):
     # large face, 600 px away, is of the box's size and must not be found).
     frame, small, large = two_faces
     side = large[2]
-    for box in ((-1.5 * side, large[1], side), (large[0], -1.5 * side, side), (W + 1.5 * side, large[1], side)):
+    away = 1.5 * side
+    for box in ((-away, large[1], side), (large[0], -away, side), (W + away, large[1], side)):
         assert su.detect_faces(frame, near=box) == [], box
 
 
@@ -550,7 +555,7 @@ def test_face_counts_unsure_and_summary():
 @pytest.fixture(scope="module")
 def face_clips(ffpp_videos):
     """``{(method, id): face-cropped Clip}`` for the 7 sample videos, read once."""
-    return {key: su.read_clip(path, NUM_FRAMES, FACE_SIZE, face_crop=True) for key, path in ffpp_videos.items()}
+    return {key: su.read_clip(p, NUM_FRAMES, FACE_SIZE, face_crop=True) for key, p in ffpp_videos.items()}
 
 
 @pytest.mark.real_video
@@ -571,7 +576,8 @@ def test_face_crops_are_centred_on_a_face(face_clips):
             assert found, (key, k)
             cx, cy, side = found[0]
             assert abs(cx - FACE_SIZE / 2) <= 8 and abs(cy - FACE_SIZE / 2) <= 8, (key, k, found[0])
-            assert FACE_SIZE / su.FACE_MARGIN * 0.8 <= side <= FACE_SIZE / su.FACE_MARGIN * 1.2, (key, k, found[0])
+            face = FACE_SIZE / su.FACE_MARGIN
+            assert face * 0.8 <= side <= face * 1.2, (key, k, found[0])
 
 
 @pytest.mark.real_video
@@ -694,12 +700,14 @@ def test_no_warning_without_face_crop_or_with_the_face_found(faceless_video, fac
     assert not [r for r in caplog.records if r.name == "scarlet"]
 
 
-def test_extract_frames_reports_the_faces_and_lists_the_unsure(tmp_path, face_video, faceless_video, face_frame,
-                                                               write_video):
+def test_extract_frames_reports_the_faces_and_lists_the_unsure(tmp_path, face_video, faceless_video,
+                                                               face_frame, write_video):
     # A face on every frame; a clip opening on black (kept frame 0 borrows from frame 10, 1 s at
     # 10 fps); no face at all. Only the last is unsure. A rerun decodes nothing and reports the same.
-    late = write_video("late.mp4", [np.zeros((300, 256, 3), np.uint8) if i < 8 else face_frame for i in range(30)])
-    items = [su.VideoItem(face_video / "face.mp4", 0, "original", "face"), su.VideoItem(late, 0, "original", "late"),
+    black = np.zeros((300, 256, 3), np.uint8)
+    late = write_video("late.mp4", [black if i < 8 else face_frame for i in range(30)])
+    items = [su.VideoItem(face_video / "face.mp4", 0, "original", "face"),
+             su.VideoItem(late, 0, "original", "late"),
              su.VideoItem(faceless_video, 1, "Deepfakes", "no_face")]
     cache = tmp_path / "cache"
     report = su.extract_frames(items, cache, 4, 32, face_crop=True, workers=2)
@@ -718,10 +726,12 @@ def test_extract_frames_reports_the_faces_and_lists_the_unsure(tmp_path, face_vi
     # What the notebook prints: every video whose crops were not all on one face, with its counts.
     lines = again.summary().splitlines()
     assert lines[0] == "decoded 0, already cached 3, failed 0"
-    assert lines[1] == ("face crops of 3 videos: the face on 7 frames, borrowed from the nearest frame on its track on 1, "
-                        "no face on 4; 1 video without the face on most frames (listed as unsure)")
+    assert lines[1] == ("face crops of 3 videos: the face on 7 frames, borrowed from the nearest frame on "
+                        "its track on 1, no face on 4; 1 video without the face on most frames "
+                        "(listed as unsure)")
     rows = {line.split()[0]: line.split()[1:] for line in lines[4:]}
-    assert rows == {"late.mp4": ["original", "3", "1", "0", "1"], "no_face.mp4": ["Deepfakes", "0", "0", "4", "0", "unsure"]}
+    assert rows == {"late.mp4": ["original", "3", "1", "0", "1"],
+                    "no_face.mp4": ["Deepfakes", "0", "0", "4", "0", "unsure"]}
     whole = su.extract_frames(items, tmp_path / "whole", 4, 32, face_crop=False, workers=1)
     assert len(whole.done) == 3 and whole.faces == {} and whole.unsure == []
 
@@ -762,7 +772,7 @@ def test_each_thread_detects_with_cascades_of_its_own(monkeypatch, face_frame):
     assert results == [[expected] * 2] * 4  # the same faces from every thread
     threads = {thread for thread, _ in used}
     assert len(threads) == 2
-    assert Counter(t for t, _ in made) == {t: 2 for t in threads}  # one pair (frontal, profile) made per thread
+    assert Counter(t for t, _ in made) == {t: 2 for t in threads}  # one pair (frontal, profile) per thread
     for thread in threads:  # each uses only its own, kept for all its calls
         assert {c for t, c in used if t == thread} <= {c for t, c in made if t == thread}
 
@@ -822,7 +832,8 @@ def without_cascade(face_video):
     """``{how: what the script reported}`` for each way of having no cascade, run side by side."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     procs = {how: subprocess.Popen([sys.executable, "-c", _WITHOUT_CASCADE, how, str(face_video)], env=env,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for how in NO_CASCADE}
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for how in NO_CASCADE}
     results = {}
     for how, proc in procs.items():
         out, err = proc.communicate(timeout=120)
@@ -844,7 +855,7 @@ def test_with_the_cascade_the_portrait_is_face_cropped(face_video, face_frame):
 @pytest.mark.parametrize("how", NO_CASCADE)
 def test_no_cascade_falls_back_to_centre_crops_and_says_so_once(without_cascade, how):
     result = without_cascade[how]
-    assert result["faces"] == result["view"] == result["near"] == []  # no detector: no face, never an exception
+    assert result["faces"] == result["view"] == result["near"] == []  # no detector: no face, no exception
     assert result["counts"] == {"on_track": 0, "borrowed": 0, "no_face": 4, "tracks": 0}
     assert result["boxes"] == [None] * 4 and result["clip_is_whole"]  # read_clip: whole-frame centre crops
     said = result["said"]
