@@ -898,8 +898,7 @@ def _other_videos(root: Path, layout: str) -> list[VideoItem]:
 
 def list_videos(root: str | Path, methods: Iterable[str] | None = None,
                 compression: str = "c23") -> list[VideoItem]:
-    """Every real video and every fake of ``methods`` (None: all found) under ``root`` (any ``LAYOUT_HELP``
-    layout), by path; FF++ at ``compression``, DeepFakeDetection's ``"actors"`` as reals."""
+    """The reals and the fakes of ``methods`` (None: all) under ``root`` by path; FF++ at ``compression``."""
     root, layout = Path(root), detect_layout(root)
     if compression not in COMPRESSIONS or (compression != "c23" and layout == "kaggle"):
         raise ValueError(f"{root}: compression {compression!r}: expected one of {COMPRESSIONS} (the Kaggle "
@@ -934,8 +933,7 @@ def list_videos(root: str | Path, methods: Iterable[str] | None = None,
 
 def dataset_test_items(root: str | Path, n_eval: int | None = 800, seed: int = 0,
                        compression: str = "c23") -> tuple[list[VideoItem], str]:
-    """A dataset's standard test set and its name: Celeb-DF v2's list, FF++'s official test pairs, DFDC's
-    public test set (else its labelled videos: at most ``n_eval``, balanced, drawn with ``seed``), or all."""
+    """A dataset's standard test set and its name (DFDC's labelled videos: ``n_eval`` drawn with ``seed``)."""
     root, layout = Path(root), detect_layout(root)
     if layout == "celeb-df":  # "LABEL RELPATH" lines, 1 is real; a path may start above Celeb-DF's folders
         listing = root / "List_of_testing_videos.txt"
@@ -966,8 +964,7 @@ def dataset_test_items(root: str | Path, n_eval: int | None = 800, seed: int = 0
 
 def standard_test_sets(roots: Sequence[str | Path], n_eval: int | None = 800, seed: int = 0,
                        compression: str = "c23") -> tuple[dict[str, tuple[Path, list[VideoItem]]], list[str]]:
-    """``{name: (root, items)}``: each root's ``dataset_test_items``, named apart (by the root's folder where
-    two are alike), and a note for each root that cannot be read."""
+    """``{name: (root, items)}`` of each root's ``dataset_test_items`` (names told apart), notes on others."""
     found, notes = [], []
     for root in map(Path, roots):
         try:
@@ -1021,9 +1018,7 @@ def save_split(split: Split, path: str | Path, data_root: str | Path | None = No
 
 
 def load_split(path: str | Path, data_root: str | Path | None = None) -> Split:
-    """Read ``split.json``, resolving its paths against ``data_root``."""
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"{path}: no split file here; the split cell (section 3) writes it")
+    """Read ``split.json`` (the split cell writes it), resolving its paths against ``data_root``."""
     return Split.from_json(json.loads(Path(path).read_text(encoding="utf-8")), data_root)
 
 
@@ -1068,8 +1063,7 @@ _OFFICIAL = {frozenset(ids): part for part, text in re.findall(r"(\w+):([\d\s]+)
 
 
 def video_identities(item_or_id: VideoItem | str) -> frozenset[str]:
-    """The people a video shows: ``"T"`` -> ``{"T"}``, ``"T_S"`` -> ``{"T", "S"}``; DeepFakeDetection's
-    ``"01_02__exit_phone_room__YVGY8LOK"`` -> ``{"actor:01", "actor:02"}`` (never youtube video 001's)."""
+    """The people in a video: ``"T_S"`` -> ``{"T", "S"}``; DFD's ``"01_02__walk__X"``: actors 01 and 02."""
     item = item_or_id if isinstance(item_or_id, VideoItem) else None
     if item is not None and item.people:  # listed with its people (not FF++)
         return frozenset(item.people)
@@ -1159,8 +1153,7 @@ def _identity_split(items: Sequence[VideoItem], n_train: int, n_val: int,
 
 def make_split(items: Sequence[VideoItem], n_train: int = 600, n_val: int = 800, seed: int = 0,
                strategy: str = "random") -> Split:
-    """Train / val (/ test), deterministic for ``seed``, balanced, fakes even across methods: ``"random"``,
-    ``"identity"`` (no face on both sides) or ``"official"`` (FF++'s lists, sizes ignored): README, Splits."""
+    """Balanced train / val (/ test) for ``seed``, fakes even across methods (README, Splits)."""
     if strategy not in SPLIT_STRATEGIES:
         raise ValueError(f"unknown split strategy {strategy!r}; expected one of "
                          f"{', '.join(map(repr, SPLIT_STRATEGIES))}")
@@ -1229,25 +1222,12 @@ class ExtractionReport:
         return [(item, counts) for item, counts in self.faces.items() if counts.unsure]
 
     def summary(self) -> str:
-        """The counts, each failure with its cause and, with face crop, every video not all on one face."""
-        lines = [f"decoded {len(self.done)}, already cached {len(self.skipped)}, failed {len(self.failed)}"]
-        if self.failed:
-            rows = [(i.path.name, i.method, cause) for i, cause in self.failed]
-            lines.append(format_table(rows, ["video", "method", "cause"]))
-        if self.faces:
-            total = {k: sum(getattr(c, k) for c in self.faces.values()) for k in ("on_track", "borrowed",
-                                                                                    "no_face")}
-            videos = lambda n: f"{n} video{'' if n == 1 else 's'}"  # noqa: E731
-            lines.append(f"face crops of {videos(len(self.faces))}: the face on {total['on_track']} frames, "
-                         f"borrowed from the nearest frame on its track on {total['borrowed']}, no face on "
-                         f"{total['no_face']}; {videos(len(self.unsure))} without the face on most frames "
-                         "(listed as unsure)")
-            odd = [(i.path.name, i.method, c.on_track, c.borrowed, c.no_face, c.tracks, "unsure" * c.unsure)
-                   for i, c in self.faces.items() if c.borrowed or c.no_face or c.tracks != 1]
-            if odd:
-                heads = ["video", "method", "on track", "borrowed", "no face", "face tracks", ""]
-                lines.append(format_table(odd, heads))
-        return "\n".join(lines)
+        """The counts, each failure's cause, and each video whose face crops were not all on one face."""
+        odd = [f"{i.path}: {c.summary()}{' (unsure)' if c.unsure else ''}" for i, c in self.faces.items()
+               if c.borrowed or c.no_face or c.tracks != 1]
+        faces = [f"{len(self.unsure)} of {len(self.faces)} face crops unsure (no face on most frames)"]
+        counts = f"decoded {len(self.done)}, already cached {len(self.skipped)}, failed {len(self.failed)}"
+        return "\n".join([counts, *(cause for _, cause in self.failed), *faces * bool(self.faces), *odd])
 
 
 def _extract_one(item: VideoItem, dest: Path, num_frames: int, size: int, face_crop: bool,
@@ -1289,14 +1269,14 @@ def _processes_start() -> bool:
 def extract_frames(items: Sequence[VideoItem], cache_dir: str | Path, num_frames: int = 8, size: int = 224,
                    face_crop: bool = False, workers: int | None = None, num_clips: int = 1,
                    isolate: bool = False) -> ExtractionReport:
-    """Decode each video not yet cached to ``cache_path``: ``(T, size, size, 3)`` uint8 (``(num_clips, T,
-    ...)``) in ``workers`` threads (default: the CPUs), or processes with ``isolate`` (a crash fails one)."""
+    """Each video not cached yet to ``cache_path``, ``([num_clips,] T, size, size, 3)`` uint8; ``isolate``:
+    in processes, so that a decoder crash fails one video (default: ``workers`` threads)."""
     dests = {item: cache_path(item, cache_dir) for item in items}
-    report = ExtractionReport(skipped=[i for i in items if dests[i].is_file()])
-    counts = {i: dests[i].with_suffix(".faces.json") for i in report.skipped if face_crop}
-    report.faces = {i: FaceCounts(**json.loads(p.read_text(encoding="utf-8")))
-                    for i, p in counts.items() if p.is_file()}
-    todo = [(i, dests[i]) for i in items if i not in set(report.skipped)]
+    skipped = dict.fromkeys(i for i, dest in dests.items() if dest.is_file())
+    counts = {i: dests[i].with_suffix(".faces.json") for i in skipped if face_crop}
+    report = ExtractionReport(skipped=list(skipped), faces={i: FaceCounts(**json.loads(p.read_text(
+        encoding="utf-8"))) for i, p in counts.items() if p.is_file()})
+    todo = [(i, dest) for i, dest in dests.items() if i not in skipped]
     workers = max(1, min(default_workers() if workers is None else workers, len(todo)))
     bar = _progress(total=len(todo), desc="extracting frames", unit="video", disable=not todo)
 
@@ -1346,18 +1326,18 @@ def extract_frames(items: Sequence[VideoItem], cache_dir: str | Path, num_frames
                                                       _init_extract_worker if workers > 1 else None), rest)
     except OSError as exc:  # the cache cannot be written: stop, rather than fail every video
         raise OSError(exc.errno, f"{exc.strerror or exc}. Extraction stopped after {len(report.done)} of "
-                                 f"{len(todo)} videos; the clips written are kept and a rerun resumes") from exc
+                                 f"{len(todo)} videos; the clips written are kept, a rerun resumes") from exc
     finally:
         cv2.setNumThreads(opencv_threads)
         bar.close()
-    report.done.sort(key=items.index)
-    report.failed.sort(key=lambda failure: items.index(failure[0]))
+    rank = {item: k for k, item in enumerate(dests)}  # the report in the order of ``items``
+    report.done.sort(key=rank.get)
+    report.failed.sort(key=lambda failure: rank[failure[0]])
     return report
 
 
 class FrameClipDataset(Dataset):
-    """Cached clips as ``((T, C, H, W) float32 normalised, label)`` (``(K, T, C, H, W)`` for K clips);
-    ``augment``: a horizontal flip with probability 0.5, drawn from torch's (saved) random state."""
+    """Cached clips as ``(([K,] T, C, H, W) float32, label)``; ``augment``: half flipped (torch's RNG)."""
 
     def __init__(self, items: Sequence[VideoItem], cache_dir: str | Path,
                  mean: Sequence[float] = KINETICS_MEAN, std: Sequence[float] = KINETICS_STD,
@@ -1379,8 +1359,7 @@ class FrameClipDataset(Dataset):
 
 def clip_to_tensor(frames: np.ndarray, mean: Sequence[float] | torch.Tensor,
                    std: Sequence[float] | torch.Tensor, flip: bool = False) -> torch.Tensor:
-    """``(..., T, H, W, 3)`` uint8 -> ``(..., T, 3, H, W)`` float32 ``(x / 255 - mean) / std`` in one float
-    allocation (the flip moves uint8 bytes; the arithmetic runs in place)."""
+    """``(..., T, H, W, 3)`` uint8 -> ``(..., T, 3, H, W)`` float32 ``(x / 255 - mean) / std``, in place."""
     x = torch.from_numpy(np.ascontiguousarray(frames)).movedim(-1, -3)
     x = x.flip(-1) if flip else x
     mean, std = (torch.as_tensor(v, dtype=torch.float32).view(3, 1, 1) for v in (mean, std))
@@ -1417,8 +1396,7 @@ def _render(portrait: np.ndarray, size: int, look: tuple[Any, ...], rng: np.rand
 
 def make_synthetic_dataset(root: str | Path, n_per_class: int = 24, num_frames: int = 32, size: int = 96,
                            fps: int = 16, seed: int = 0) -> Path:
-    """``root/original/NNN.mp4`` and ``root/Deepfakes/T_S.mp4`` (each real the target of one fake), written
-    where missing; deterministic for ``seed``; a root holding another seed's or size's videos is refused."""
+    """``root/original/NNN.mp4`` and ``root/Deepfakes/T_S.mp4``, the missing ones, the same for ``seed``."""
     if not 2 <= n_per_class <= 1000:
         raise ValueError("n_per_class must be in [2, 1000] (3-digit ids, source != target)")
     root, n, rng = Path(root), n_per_class, np.random.default_rng(seed)
