@@ -1119,7 +1119,7 @@ def _balanced(rng: random.Random, items: Sequence[VideoItem], n: int) -> list[Vi
 
 def _identity_split(items: Sequence[VideoItem], n_train: int, n_val: int,
                     rng: random.Random) -> tuple[list[VideoItem], list[VideoItem]]:
-    """The groups of videos joined by shared faces, shuffled, each filling train's quotas, else val's."""
+    """Groups of videos joined by shared faces, in random order, each filling train's quotas, else val's."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
@@ -1148,6 +1148,8 @@ def _identity_split(items: Sequence[VideoItem], n_train: int, n_val: int,
         raise ValueError(f"identity split of {n_train} train + {n_val} val cannot be met without sharing an "
                          f"identity across sides: after all {len(components)} identity groups, train still "
                          f"needs {left[0]} and val still needs {left[1]}; lower n_train / n_val")
+    for side in sides:
+        rng.shuffle(side)
     return sides
 
 
@@ -1155,8 +1157,7 @@ def make_split(items: Sequence[VideoItem], n_train: int = 600, n_val: int = 800,
                strategy: str = "random") -> Split:
     """Balanced train / val (/ test) for ``seed``, fakes even across methods (README, Splits)."""
     if strategy not in SPLIT_STRATEGIES:
-        raise ValueError(f"unknown split strategy {strategy!r}; expected one of "
-                         f"{', '.join(map(repr, SPLIT_STRATEGIES))}")
+        raise ValueError(f"unknown split strategy {strategy!r}; expected one of {SPLIT_STRATEGIES}")
     rng = random.Random(seed)
     items = sorted(items, key=lambda i: str(i.path))  # the split depends on the files, not their listing
     if strategy == "official":  # each part balanced by sub-sampling; videos outside the lists left out
@@ -1173,18 +1174,14 @@ def make_split(items: Sequence[VideoItem], n_train: int = 600, n_val: int = 800,
                              "videos (the official lists hold youtube ids 000-999 and their pairs)")
         return Split(**parts, strategy=strategy, seed=seed)
     if n_train < 0 or n_val < 1 or (n_train + n_val) % 2:
-        raise ValueError(f"n_train + n_val must be even and n_val >= 1 (balanced pool); got {n_train} + "
-                         f"{n_val}")
+        raise ValueError(f"n_train + n_val must be even and n_val >= 1 (balanced); got {n_train}, {n_val}")
     per_class = (n_train + n_val) // 2
     for label, name in enumerate(("real", "fake")):
         if sum(i.label == label for i in items) < per_class:
             raise ValueError(f"split of {n_train} train + {n_val} val needs {per_class} {name} videos, only "
                              f"{sum(i.label == label for i in items)} available; lower n_train / n_val")
     if strategy == "identity":
-        train, val = _identity_split(items, n_train, n_val, rng)
-        rng.shuffle(train)
-        rng.shuffle(val)
-        return Split(train, val, strategy=strategy, seed=seed)
+        return Split(*_identity_split(items, n_train, n_val, rng), strategy=strategy, seed=seed)
     pool = _balanced(rng, items, per_class)
     rng.shuffle(pool)
     return Split(pool[:n_train], pool[n_train:], strategy=strategy, seed=seed)
@@ -1396,7 +1393,7 @@ def _render(portrait: np.ndarray, size: int, look: tuple[Any, ...], rng: np.rand
 
 def make_synthetic_dataset(root: str | Path, n_per_class: int = 24, num_frames: int = 32, size: int = 96,
                            fps: int = 16, seed: int = 0) -> Path:
-    """``root/original/NNN.mp4`` and ``root/Deepfakes/T_S.mp4``, the missing ones, the same for ``seed``."""
+    """``root/original/NNN.mp4``, ``root/Deepfakes/T_S.mp4`` where missing, by ``seed``; others refused."""
     if not 2 <= n_per_class <= 1000:
         raise ValueError("n_per_class must be in [2, 1000] (3-digit ids, source != target)")
     root, n, rng = Path(root), n_per_class, np.random.default_rng(seed)
