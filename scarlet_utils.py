@@ -1222,7 +1222,7 @@ class ExtractionReport:
         """The counts, each failure's cause, and each video whose face crops were not all on one face."""
         odd = [f"{i.path}: {c.summary()}{' (unsure)' if c.unsure else ''}" for i, c in self.faces.items()
                if c.borrowed or c.no_face or c.tracks != 1]
-        faces = [f"{len(self.unsure)} of {len(self.faces)} face crops unsure (no face on most frames)"]
+        faces = [f"{len(self.unsure)} of {len(self.faces)} videos unsure: the face not found on most frames"]
         counts = f"decoded {len(self.done)}, already cached {len(self.skipped)}, failed {len(self.failed)}"
         return "\n".join([counts, *(cause for _, cause in self.failed), *faces * bool(self.faces), *odd])
 
@@ -1232,10 +1232,9 @@ def _extract_one(item: VideoItem, dest: Path, num_frames: int, size: int, face_c
     """Decode one video into ``dest``: (cause or None, face counts, warnings); failed writes raise OSError."""
     try:
         clip = read_clip(item.path, num_frames, size, face_crop, num_clips)
-    except VideoReadError as exc:
-        return str(exc), None, []
-    except Exception as exc:  # a decoder bug: it fails this video, not the run
-        return f"{item.path}: {type(exc).__name__}: {exc}", None, []
+    except Exception as exc:  # a bad video, or a decoder bug: it fails this video, not the run
+        cause = str(exc) if isinstance(exc, VideoReadError) else f"{item.path}: {type(exc).__name__}: {exc}"
+        return cause, None, []
     if clip.faces is not None:  # first, so that a cached clip always has its counts
         write_json(dest.with_suffix(".faces.json"), asdict(clip.faces))
     atomic_write(dest, lambda fh: np.save(fh, clip.frames), "the clip to the frame cache")
@@ -1334,7 +1333,7 @@ def extract_frames(items: Sequence[VideoItem], cache_dir: str | Path, num_frames
 
 
 class FrameClipDataset(Dataset):
-    """Cached clips as ``(([K,] T, C, H, W) float32, label)``; ``augment``: half flipped (torch's RNG)."""
+    """Cached clips as ``(([K,] T, C, H, W) float32, label)``; ``augment``: a flip at p 0.5 (torch's RNG)."""
 
     def __init__(self, items: Sequence[VideoItem], cache_dir: str | Path,
                  mean: Sequence[float] = KINETICS_MEAN, std: Sequence[float] = KINETICS_STD,
