@@ -603,25 +603,23 @@ COMPRESSIONS = ("c23", "c40", "raw")
 CELEB_FOLDERS = {"Celeb-real": 0, "YouTube-real": 0, "Celeb-synthesis": 1}  # Celeb-DF v2's folders: labels
 LAYOUT_HELP = """expected one of these layouts under the data root:
   FF++ Kaggle mirror: ROOT/original/NNN.mp4 and ROOT/<Method>/TTT_SSS.mp4 (e.g. ROOT/Deepfakes/000_003.mp4)
-  FF++ official: ROOT/original_sequences/youtube/c23/videos/NNN.mp4 and
-    ROOT/manipulated_sequences/<Method>/c23/videos/TTT_SSS.mp4 (c23, c40 or raw)
+  FF++ official (c23, c40 or raw): ROOT/original_sequences/youtube/c23/videos/NNN.mp4 and
+    ROOT/manipulated_sequences/<Method>/c23/videos/TTT_SSS.mp4
   Celeb-DF v2: ROOT/Celeb-real/idX_NNNN.mp4, ROOT/YouTube-real/NNNNN.mp4,
     ROOT/Celeb-synthesis/idX_idY_NNNN.mp4 and ROOT/List_of_testing_videos.txt
-  DFDC: ROOT/metadata.json beside its videos (e.g. the competition's train_sample_videos/), or
-    ROOT/dfdc_train_part_N/metadata.json (or .../dfdc_train_part_0N/dfdc_train_part_N/);
-    its public test set: labels.csv (filename,label; 1 is fake) beside its videos
+  DFDC: ROOT/metadata.json or ROOT/dfdc_train_part_N/metadata.json (or dfdc_train_part_0N/dfdc_train_part_N/)
+    beside its videos; its public test set: labels.csv (filename,label; 1 is fake) beside its videos
   your own videos: ROOT/real/... and ROOT/fake/... (any names, any subfolders)"""
 
 
 @dataclass(frozen=True)
 class VideoItem:
-    """One labelled video: ``label`` 0 is real, 1 is fake; ``video_id`` names it in its ``method``
-    folder (FF++: ``T`` or ``T_S``); ``people``: its identities where the id does not say them."""
+    """One video: ``label`` 0 real, 1 fake; ``people``: its identities where ``video_id`` cannot say them."""
 
     path: Path
     label: int
     method: str
-    video_id: str
+    video_id: str  # its name in its method's folder (FF++: ``T``, or ``T_S``: T's video with S's face)
     dataset: str = FFPP
     people: tuple[str, ...] = ()
 
@@ -632,31 +630,25 @@ def _video_files(folder: Path, recursive: bool = False) -> list[Path]:
 
 
 def _dfdc_metadata(root: Path) -> list[Path]:
-    """DFDC's ``metadata.json`` at ``root``, in its parts or in a part's own folder inside (numbers that
-    match, not their zeros: ``dfdc_train_part_00/dfdc_train_part_0/``), and its test set's ``labels.csv``."""
+    """DFDC's metadata.json at ``root``, in its parts (or ``part_00/part_0/``), its test set's labels.csv."""
     number = lambda name: re.sub(r"\d+", lambda m: str(int(m[0])), name)  # noqa: E731
-    deeper = [p for p in root.glob("*/*/metadata.json")
-              if number(p.parent.name) == number(p.parent.parent.name)]
-    labels = [p for p in [*root.glob("labels.csv"), *root.glob("*/labels.csv")] if p.is_file()
-              and p.read_text(encoding="utf-8-sig").partition("\n")[0].strip().lower() == "filename,label"]
+    deeper = [p for p in root.glob("*/*/metadata.json") if number(p.parent.name) == number(p.parts[-3])]
+    labels = [p for p in [*root.glob("labels.csv"), *root.glob("*/labels.csv")]
+              if p.read_text(encoding="utf-8-sig").partition("\n")[0].strip().lower() == "filename,label"]
     return sorted([*root.glob("metadata.json"), *root.glob("*/metadata.json"), *deeper, *labels])
 
 
 def detect_layout(root: str | Path) -> str:
-    """``"kaggle"`` or ``"official"`` (FF++), ``"celeb-df"``, ``"dfdc"`` or ``"folders"``; a root
-    with none of them raises ``FileNotFoundError`` listing them all."""
+    """``"kaggle"``, ``"official"`` (FF++), ``"celeb-df"``, ``"dfdc"`` or ``"folders"``; else an error."""
     root = Path(root)
-    if (root / "original_sequences").is_dir():
-        return "official"
-    if (root / REAL_FOLDER).is_dir():
-        return "kaggle"
-    if any((root / folder).is_dir() for folder in CELEB_FOLDERS):
-        return "celeb-df"
-    if _dfdc_metadata(root):
-        return "dfdc"
-    if (root / "real").is_dir() and (root / "fake").is_dir():
-        return "folders"
-    raise FileNotFoundError(f"{root}: not a data root Scarlet reads; {LAYOUT_HELP}")
+    layout = ("official" if (root / "original_sequences").is_dir()
+              else "kaggle" if (root / REAL_FOLDER).is_dir()
+              else "celeb-df" if any((root / folder).is_dir() for folder in CELEB_FOLDERS)
+              else "dfdc" if _dfdc_metadata(root)
+              else "folders" if (root / "real").is_dir() and (root / "fake").is_dir() else None)
+    if layout is None:
+        raise FileNotFoundError(f"{root}: not a data root Scarlet reads; {LAYOUT_HELP}")
+    return layout
 
 
 def _layout_folders(root: Path, layout: str, method: str, compression: str = "c23") -> Path:
@@ -667,149 +659,122 @@ def _layout_folders(root: Path, layout: str, method: str, compression: str = "c2
 
 def available_methods(root: str | Path, compression: str = "c23") -> list[str]:
     """The fake methods under ``root``: FF++ manipulations with a folder, else those ``list_videos`` finds."""
-    root = Path(root)
-    layout = detect_layout(root)
+    root, layout = Path(root), detect_layout(root)
     if layout in ("kaggle", "official"):
         return [m for m in KNOWN_METHODS if _layout_folders(root, layout, m, compression).is_dir()]
     return sorted({i.method for i in _other_videos(root, layout) if i.label == 1})
 
 
-def _celeb_item(root: Path, path: Path) -> VideoItem:
-    """A Celeb-DF v2 video: ``idX_NNNN`` shows celebrity X, ``idX_idY_NNNN`` X's video with Y's face,
-    a YouTube-real video its own person."""
-    method = path.parent.name
-    ids = [f"celeb:{part}" for part in path.stem.split("_") if re.fullmatch(r"id\d+", part)]
-    people = tuple(ids) if method != "YouTube-real" and ids else (f"celeb-youtube:{path.stem}",)
-    return VideoItem(path, CELEB_FOLDERS.get(method, 1), method, path.stem, "Celeb-DF-v2", people)
+def _present(listing: Path, items: list[VideoItem]) -> list[VideoItem]:
+    """The videos ``listing`` names that are here; the others are counted in one warning."""
+    gone = [i.path for i in items if not i.path.is_file()]
+    if gone:
+        logger.warning("%s: %d of its %d videos are not under %s (e.g. %s); using the others", listing,
+                       len(gone), len(items), listing.parent, gone[0].name)
+    return [i for i in items if i.path not in gone]
+
+
+def _celeb_item(path: Path) -> VideoItem:
+    """``idX_NNNN`` shows celebrity X, ``idX_idY_NNNN`` X's video with Y's face; YouTube-real, its own."""
+    ids = tuple(f"celeb:{x}" for x in path.stem.split("_") if re.fullmatch(r"id\d+", x))
+    folder = path.parent.name
+    people = ids if folder != "YouTube-real" and ids else (f"celeb-youtube:{path.stem}",)
+    return VideoItem(path, CELEB_FOLDERS.get(folder, 1), folder, path.stem, "Celeb-DF-v2", people)
 
 
 def _other_videos(root: Path, layout: str) -> list[VideoItem]:
     """Every video of a Celeb-DF v2, DFDC or own-folders root (see ``LAYOUT_HELP``)."""
     if layout == "celeb-df":
-        return [_celeb_item(root, p) for folder in CELEB_FOLDERS if (root / folder).is_dir()
-                for p in _video_files(root / folder)]
+        return [_celeb_item(p) for f in CELEB_FOLDERS if (root / f).is_dir() for p in _video_files(root / f)]
     if layout == "folders":  # each video its own person; the id keeps its subfolders
         own = f"own-{root.name}"
         return [VideoItem(p, label, side, "__".join(p.relative_to(root / side).with_suffix("").parts), own,
                           (f"{own}:{p.relative_to(root).as_posix()}",))
                 for label, side in ((0, "real"), (1, "fake")) for p in _video_files(root / side, True)]
-    items = []  # DFDC: a fake and its original are one group of people
+    items = []  # DFDC: a fake and its original are one group of people; labels.csv (its test set): 1 is fake
     for meta in _dfdc_metadata(root):
         try:
-            if meta.suffix == ".csv":  # the public test set: filename,label with 1 for fake
-                with open(meta, newline="", encoding="utf-8-sig") as fh:
-                    rows = [(r["filename"], int(r["label"]) != 0, None) for r in csv.DictReader(fh)]
-            else:
-                rows = [(name, str(e["label"]).upper() == "FAKE", e.get("original"))
-                        for name, e in json.loads(meta.read_text(encoding="utf-8")).items()]
+            rows = ([(r["filename"], int(r["label"]) != 0, None) for r in csv.DictReader(
+                meta.read_text(encoding="utf-8-sig").splitlines())] if meta.suffix == ".csv" else
+                    [(name, str(e["label"]).upper() == "FAKE", e.get("original"))
+                     for name, e in json.loads(meta.read_text(encoding="utf-8")).items()])
         except (OSError, ValueError, KeyError, AttributeError, TypeError) as exc:
             raise ValueError(f"{meta}: not a DFDC {meta.name} ({type(exc).__name__}: {exc})") from None
-        missing = [name for name, _, _ in rows if not (meta.parent / name).is_file()]
-        if missing:
-            logger.warning("%s: %d of its %d videos are not in %s (e.g. %s); listing the others", meta,
-                           len(missing), len(rows), meta.parent, missing[0])
-        items += [VideoItem(meta.parent / name, int(fake), "DFDC" if fake else "DFDC-real", Path(name).stem,
-                            "DFDC", (f"dfdc:{Path(original or name).stem}",))
-                  for name, fake, original in rows if name not in missing]
+        items += _present(meta, [VideoItem(meta.parent / name, int(fake), "DFDC" if fake else "DFDC-real",
+                                           Path(name).stem, "DFDC", (f"dfdc:{Path(original or name).stem}",))
+                                 for name, fake, original in rows])
     return items
 
 
 def list_videos(root: str | Path, methods: Iterable[str] | None = None,
                 compression: str = "c23") -> list[VideoItem]:
-    """Every real video and every fake of ``methods`` (None: all found) under ``root`` in any layout of
-    ``LAYOUT_HELP``, by path; FF++ at ``compression``, DeepFakeDetection's ``"actors"`` as reals."""
-    root = Path(root)
-    layout = detect_layout(root)
+    """The reals and the fakes of ``methods`` (None: all) under ``root`` by path; FF++ at ``compression``."""
+    root, layout = Path(root), detect_layout(root)
     if compression not in COMPRESSIONS or (compression != "c23" and layout == "kaggle"):
         raise ValueError(f"{root}: compression {compression!r}: expected one of {COMPRESSIONS} (the Kaggle "
                          "mirror holds c23 only)")
-    # A bare string is one method, not a sequence of letters; repeats would duplicate videos.
-    if methods is not None:
-        methods = list(dict.fromkeys([methods] if isinstance(methods, str) else methods))
-    where = ""
-    if layout not in ("kaggle", "official"):
-        items = _other_videos(root, layout)
-        unknown = sorted(set(methods or ()) - {i.method for i in items if i.label == 1})
-        if unknown:
-            raise FileNotFoundError(f"{root}: no fakes of {unknown} ({layout} layout); methods found: "
-                                    f"{available_methods(root) or 'none'}")
-        items = [i for i in items if i.label == 0 or methods is None or i.method in methods]
-    else:
-        methods = available_methods(root, compression) if methods is None else methods
-        folders = {m: _layout_folders(root, layout, m, compression) for m in [REAL_FOLDER, *methods]}
-        for method, folder in folders.items():
-            if not folder.is_dir():
-                raise FileNotFoundError(f"{folder}: no folder for {method!r} under {root} ({layout} layout); "
-                                        f"methods found: {available_methods(root, compression) or 'none'}")
-        if "DeepFakeDetection" in methods:
-            folders[ACTORS_FOLDER] = _layout_folders(root, layout, ACTORS_FOLDER, compression)
-            if not folders[ACTORS_FOLDER].is_dir():
-                logger.warning("%s: no DeepFakeDetection originals (actors) here, so the DeepFakeDetection "
-                               "fakes have no matching real videos", folders.pop(ACTORS_FOLDER))
-        dataset = FFPP if compression == "c23" else f"{FFPP} {compression}"
-        items = [VideoItem(p, int(m not in (REAL_FOLDER, ACTORS_FOLDER)), m, p.stem, dataset)
-                 for m, folder in folders.items() for p in _video_files(folder)]
-        empty = [str(f) for m, f in folders.items() if not any(i.method == m for i in items)]
-        where = f"; no video files ({', '.join(VIDEO_EXTENSIONS)}) in {', '.join(empty)}" if empty else ""
-    if not any(i.label == 0 for i in items) or not any(i.label == 1 for i in items):
-        counts = dict(Counter(i.method for i in items)) or "none"
-        raise FileNotFoundError(f"{root}: need real and fake videos, found {counts}{where}; {LAYOUT_HELP}")
-    return sorted(items, key=lambda i: str(i.path))
-
-
-def _celeb_test_list(root: Path) -> list[VideoItem]:
-    """Celeb-DF v2's ``List_of_testing_videos.txt`` (``1`` means real there), less the videos missing
-    here (counted); a path may carry a leading folder or backslashes."""
-    listing = root / "List_of_testing_videos.txt"
-    if not listing.is_file():
-        raise FileNotFoundError(f"{listing}: Celeb-DF v2's test list is missing "
-                                "(one 'LABEL RELPATH' per line)")
-    rows = [line.split(maxsplit=1) for line in listing.read_text(encoding="utf-8-sig").splitlines()
-            if line.strip()]
-    if any(len(r) != 2 or r[0] not in ("0", "1") for r in rows):
-        raise ValueError(f"{listing}: expected 'LABEL RELPATH' lines with LABEL 1 (real) or 0 (fake)")
-    items = []
-    for label, rel in rows:
-        parts = PureWindowsPath(rel.strip()).parts  # either separator; from its Celeb-DF folder on
-        start = next((k for k, part in enumerate(parts) if part in CELEB_FOLDERS), 0)
-        items.append(replace(_celeb_item(root, root.joinpath(*parts[start:])), label=1 - int(label)))
-    missing = [i for i in items if not i.path.is_file()]
+    ffpp = layout in ("kaggle", "official")
+    items = [] if ffpp else _other_videos(root, layout)
+    found = available_methods(root, compression) if ffpp else sorted({i.method for i in items if i.label})
+    asked = [methods] if isinstance(methods, str) else methods  # a bare string is one method
+    methods = found if asked is None else list(dict.fromkeys(asked))
+    folders = {m: _layout_folders(root, layout, m, compression) for m in [REAL_FOLDER, *methods] if ffpp}
+    missing = [f"no folder for {m!r} ({f})" for m, f in folders.items() if not f.is_dir()] + [
+        f"no fakes of {m!r}" for m in methods if not ffpp and m not in found]
     if missing:
-        logger.warning("%s: %d of its %d videos are not under %s (e.g. %s); scoring the others", listing,
-                       len(missing), len(items), root, missing[0].path.relative_to(root))
-    return [i for i in items if i.path.is_file()]
+        raise FileNotFoundError(f"{root} ({layout} layout): {'; '.join(missing)}; methods found: "
+                                f"{found or 'none'}")
+    if ffpp and "DeepFakeDetection" in methods:  # its own actors' videos are its reals
+        folders[ACTORS_FOLDER] = _layout_folders(root, layout, ACTORS_FOLDER, compression)
+        if not folders[ACTORS_FOLDER].is_dir():
+            logger.warning("%s: no DeepFakeDetection originals (actors) here, so the DeepFakeDetection fakes "
+                           "have no matching real videos", folders.pop(ACTORS_FOLDER))
+    dataset = FFPP if compression == "c23" else f"{FFPP} {compression}"
+    items = [i for i in items if i.label == 0 or i.method in methods] + [
+        VideoItem(p, int(m not in (REAL_FOLDER, ACTORS_FOLDER)), m, p.stem, dataset)
+        for m, folder in folders.items() for p in _video_files(folder)]
+    if {i.label for i in items} != {0, 1}:
+        empty = ", ".join(str(f) for m, f in folders.items() if not any(i.method == m for i in items))
+        where = f"; no video files ({', '.join(VIDEO_EXTENSIONS)}) in {empty}" if empty else ""
+        raise FileNotFoundError(f"{root}: need real and fake videos, found "
+                                f"{dict(Counter(i.method for i in items)) or 'none'}{where}; {LAYOUT_HELP}")
+    return sorted(items, key=lambda i: str(i.path))
 
 
 def dataset_test_items(root: str | Path, n_eval: int | None = 800, seed: int = 0,
                        compression: str = "c23") -> tuple[list[VideoItem], str]:
-    """A dataset's standard test set and its name: Celeb-DF v2's list, FF++'s official test pairs, DFDC's
-    public test set (else its labelled videos: at most ``n_eval``, balanced, drawn with ``seed``), or all."""
-    root = Path(root)
-    layout = detect_layout(root)
-    if layout == "celeb-df":
-        items = _celeb_test_list(root)
+    """A dataset's standard test set and its name (DFDC's labelled videos: ``n_eval`` drawn with ``seed``)."""
+    root, layout = Path(root), detect_layout(root)
+    if layout == "celeb-df":  # "LABEL RELPATH" lines, 1 is real; a path may start above Celeb-DF's folders
+        listing = root / "List_of_testing_videos.txt"
+        rows = [line.split(maxsplit=1) for line in listing.read_text(encoding="utf-8-sig").splitlines()
+                if line.strip()]
+        if any(len(r) != 2 or r[0] not in ("0", "1") for r in rows):
+            raise ValueError(f"{listing}: expected 'LABEL RELPATH' lines with LABEL 1 (real) or 0 (fake)")
+        parts = [PureWindowsPath(rel.strip()).parts for _, rel in rows]  # either separator
+        paths = [root.joinpath(*p[next((k for k, x in enumerate(p) if x in CELEB_FOLDERS), 0):])
+                 for p in parts]
+        items = _present(listing, [replace(_celeb_item(p), label=1 - int(r[0])) for p, r in zip(paths, rows)])
         return items, f"Celeb-DF-v2 test list, {len(items)} videos"
     items = list_videos(root, compression=compression)
     if layout in ("kaggle", "official"):
         items = [i for i in items if official_part(i) == "test"]
         return items, f"{items[0].dataset if items else FFPP} official test pairs, {len(items)} videos"
-    if layout != "dfdc":
-        return items, f"{items[0].dataset}, all {len(items)} videos"
-    test_folders = {meta.parent for meta in _dfdc_metadata(root) if meta.suffix == ".csv"}
-    test = [i for i in items if i.path.parent in test_folders]
-    what = "DFDC public test set" if test else "DFDC labelled videos (not its test set)"
+    tests = {m.parent for m in _dfdc_metadata(root) if m.suffix == ".csv"} if layout == "dfdc" else set()
+    test = [i for i in items if i.path.parent in tests]
+    what = items[0].dataset if layout != "dfdc" else "DFDC public test set" if test else \
+        "DFDC labelled videos (not its test set)"
     items = test or items
-    if n_eval is None or n_eval >= len(items):
+    if n_eval is None or n_eval >= len(items) or layout != "dfdc":
         return items, f"{what}, all {len(items)} videos"
     n = min(n_eval // 2, *(sum(i.label == c for i in items) for c in (0, 1)))
-    drawn = _balanced(random.Random(seed), items, n)
-    return sorted(drawn, key=lambda i: str(i.path)), f"{what}, {len(drawn)} of {len(items)} drawn balanced"
+    drawn = sorted(_balanced(random.Random(seed), items, n), key=lambda i: str(i.path))
+    return drawn, f"{what}, {len(drawn)} of {len(items)} drawn balanced"
 
 
 def standard_test_sets(roots: Sequence[str | Path], n_eval: int | None = 800, seed: int = 0,
                        compression: str = "c23") -> tuple[dict[str, tuple[Path, list[VideoItem]]], list[str]]:
-    """``{name: (root, items)}``: each root's ``dataset_test_items``, named apart (by the root's folder where
-    two are alike), and a note for each root that cannot be read."""
+    """``{name: (root, items)}`` of each root's ``dataset_test_items`` (names told apart), notes on others."""
     found, notes = [], []
     for root in map(Path, roots):
         try:
@@ -836,25 +801,18 @@ class Split:
     seed: int = 0
 
     def to_json(self, data_root: str | Path | None = None) -> dict[str, Any]:
-        """Plain JSON; paths relative to ``data_root`` (as POSIX text), so the split still holds
-        when the dataset is mounted somewhere else (Kaggle has changed its mount paths)."""
-        root = None if data_root is None else Path(data_root).absolute()
-
-        def row(item: VideoItem) -> dict[str, Any]:
-            path = Path(item.path).absolute()
-            inside = root is not None and path.is_relative_to(root)
-            return {**asdict(item), "path": path.relative_to(root).as_posix() if inside else str(item.path)}
-
-        sides = {part: [row(i) for i in getattr(self, part)] for part in SPLIT_PARTS}
-        return {"strategy": self.strategy, "seed": self.seed, **sides}
+        """Plain JSON, paths under ``data_root`` relative to it: the split holds wherever data is mounted."""
+        root = Path(data_root or "").absolute()
+        path = lambda p: (p.absolute().relative_to(root).as_posix()  # noqa: E731
+                          if data_root is not None and p.absolute().is_relative_to(root) else str(p))
+        return {"strategy": self.strategy, "seed": self.seed, **{part: [
+            {**asdict(i), "path": path(Path(i.path))} for i in getattr(self, part)] for part in SPLIT_PARTS}}
 
     @classmethod
     def from_json(cls, obj: dict[str, Any], data_root: str | Path | None = None) -> "Split":
         """The split ``to_json`` wrote, its relative paths resolved against today's ``data_root``."""
-        def side(rows: list[dict[str, Any]]) -> list[VideoItem]:
-            return [VideoItem(Path(data_root or "") / r["path"], int(r["label"]), r["method"], r["video_id"],
-                              r.get("dataset", FFPP), tuple(r.get("people", ()))) for r in rows]
-
+        side = lambda rows: [VideoItem(**{**r, "path": Path(data_root or "") / r["path"],  # noqa: E731
+                                          "people": tuple(r.get("people", ()))}) for r in rows]
         return cls(side(obj["train"]), side(obj["val"]), side(obj.get("test", [])),
                    obj.get("strategy", "random"), obj.get("seed", 0))
 
@@ -870,79 +828,52 @@ def save_split(split: Split, path: str | Path, data_root: str | Path | None = No
 
 
 def load_split(path: str | Path, data_root: str | Path | None = None) -> Split:
-    """Read ``split.json``, resolving its paths against ``data_root``."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no split file here; the split cell (section 3) writes it")
-    return Split.from_json(json.loads(path.read_text(encoding="utf-8")), data_root)
+    """Read ``split.json`` (the split cell writes it), resolving its paths against ``data_root``."""
+    return Split.from_json(json.loads(Path(path).read_text(encoding="utf-8")), data_root)
 
 
 # -- Split helpers: identities, the official FF++ lists, leakage -------------------------------
-# A fake ``T_S`` shows target T's video with source S's face, so it carries both identities: a split
-# with 000_003 in training and 003 (or 003_000) in validation leaks a face. "identity" keeps every
-# identity on one side; "official" uses FF++'s own lists.
-
+# A fake ``T_S`` shows T's video with S's face: 000_003 in training, 003 or 003_000 in validation leak a face.
 _ACTOR_METHODS = (ACTORS_FOLDER, "DeepFakeDetection")  # DFD ids are actors "01".."28", not youtube ids
-
-# The official FF++ splits (github.com/ondyari/FaceForensics, dataset/splits/{train,val,test}.json):
-# 360 / 70 / 70 [target, source] pairs of youtube ids, in file order; every id 000-999 occurs once.
+# The official FF++ splits (github.com/ondyari/FaceForensics, dataset/splits/{train,val,test}.json) in their
+# order: 360 / 70 / 70 [target, source] pairs of youtube ids, each as TTTSSS; every id 000-999 occurs once.
 _OFFICIAL_LISTS = """
-train: 071_054 087_081 881_856 187_234 645_688 754_758 811_920 710_788 628_568 312_021 950_836 059_050 524_580
-751_752 918_934 604_703 296_293 518_131 536_540 969_897 372_413 357_432 809_799 092_098 302_323 981_985
-512_495 088_060 795_907 535_587 297_270 838_810 850_764 476_400 268_269 033_097 226_491 784_769 195_442
-678_460 320_328 451_449 409_382 556_588 027_009 196_310 241_210 295_099 043_110 753_789 716_712 508_831
-005_010 276_185 498_433 294_292 105_180 984_967 318_334 356_324 344_020 289_228 022_489 137_165 095_053
-999_960 481_469 534_490 543_559 150_153 598_178 475_265 671_677 204_230 863_853 561_998 163_031 655_444
-038_125 735_774 184_205 499_539 717_684 878_866 127_129 286_267 032_944 681_711 236_237 989_993 537_563
-814_871 509_525 221_206 808_829 696_686 431_447 737_719 609_596 408_424 976_954 156_243 434_438 627_658
-025_067 635_642 523_541 572_554 215_208 651_835 975_978 792_903 931_936 846_845 899_914 209_016 398_457
-797_844 360_437 738_804 694_767 790_014 657_644 374_407 728_673 193_030 876_891 553_545 331_260 873_872
-109_107 121_093 143_140 778_798 983_113 504_502 709_390 940_941 894_848 311_387 562_626 330_162 112_892
-765_867 124_085 665_679 414_385 555_516 072_037 086_090 202_348 341_340 333_377 082_103 569_921 750_743
-211_177 770_791 329_327 613_685 007_132 304_300 860_905 986_994 378_368 761_766 232_248 136_285 601_653
-693_698 359_317 246_258 500_592 776_676 262_301 307_365 600_505 833_826 361_448 473_366 885_802 277_335
-667_446 522_337 018_019 430_459 886_877 456_435 239_218 771_849 065_089 654_648 151_225 152_149 229_247
-624_570 290_240 011_805 461_250 251_375 639_841 602_397 028_068 338_336 964_174 782_787 478_506 313_283
-659_749 690_689 893_913 197_224 253_183 373_394 803_017 305_513 051_332 238_282 621_546 401_395 510_528
-410_411 049_946 663_231 477_487 252_266 952_882 315_322 216_164 061_080 603_575 828_830 723_704 870_001
-201_203 652_773 108_052 272_396 040_997 988_966 281_474 077_100 146_256 972_718 303_309 582_172 222_168
-884_968 217_117 118_120 242_182 858_861 101_096 697_581 763_930 839_864 542_520 122_144 687_615 544_532
-721_715 179_212 591_605 275_887 996_056 825_074 530_594 757_573 611_760 189_200 392_339 734_699 977_075
-879_963 910_911 889_045 962_929 515_519 062_066 937_888 199_181 785_736 079_076 155_576 748_355 819_786
-577_593 464_463 439_441 574_547 747_854 403_497 965_948 726_713 943_942 160_928 496_417 700_813 756_503
-213_083 039_058 781_806 620_619 351_346 959_957 264_271 006_002 391_406 631_551 501_326 412_274 641_662
-111_094 166_167 130_139 938_987 055_147 990_008 013_883 614_616 772_708 840_800 415_484 287_426 680_486
-057_070 590_034 194_235 291_874 902_901 343_363 279_298 393_405 674_744 244_822 133_148 636_578 637_427
-041_063 869_780 733_935 259_345 069_961 783_916 191_188 526_436 123_119 207_908 796_740 815_730 173_171
-383_353 458_722 533_450 618_629 646_643 531_549 428_466 859_843 692_610
-val: 720_672 939_115 284_263 402_453 820_818 762_832 834_852 922_898 104_126 106_198 159_175 416_342 857_909
-599_585 443_514 566_617 472_511 325_492 816_649 583_558 933_925 419_824 465_482 565_589 261_254 992_980
-157_245 571_746 947_951 926_900 493_538 468_470 915_895 362_354 440_364 640_638 827_817 793_768 837_890
-004_982 192_134 745_777 299_145 742_775 586_223 483_370 779_794 971_564 273_807 991_064 664_668 823_584
-656_666 557_560 471_455 042_084 979_875 316_369 091_116 023_923 702_612 904_046 647_622 958_956 606_567
-632_548 927_912 350_349 595_597 727_729
-test: 953_974 012_026 078_955 623_630 919_015 367_371 847_906 529_633 418_507 227_169 389_480 821_812 670_661
-158_379 423_421 352_319 579_701 488_399 695_422 288_321 705_707 306_278 865_739 995_233 755_759 467_462
-314_347 741_731 970_973 634_660 494_445 706_479 186_170 176_190 380_358 214_255 454_527 425_485 388_308
-384_932 035_036 257_420 924_917 114_102 732_691 550_452 280_249 842_714 625_650 024_073 044_945 896_128
-862_047 607_683 517_521 682_669 138_142 552_851 376_381 000_003 048_029 724_725 608_675 386_154 220_219
-801_855 161_141 949_868 880_135 429_404
+train: 071054087081881856187234645688754758811920710788628568312021950836059050524580751752918934604703296293
+518131536540969897372413357432809799092098302323981985512495088060795907535587297270838810850764476400268269
+033097226491784769195442678460320328451449409382556588027009196310241210295099043110753789716712508831005010
+276185498433294292105180984967318334356324344020289228022489137165095053999960481469534490543559150153598178
+475265671677204230863853561998163031655444038125735774184205499539717684878866127129286267032944681711236237
+989993537563814871509525221206808829696686431447737719609596408424976954156243434438627658025067635642523541
+572554215208651835975978792903931936846845899914209016398457797844360437738804694767790014657644374407728673
+193030876891553545331260873872109107121093143140778798983113504502709390940941894848311387562626330162112892
+765867124085665679414385555516072037086090202348341340333377082103569921750743211177770791329327613685007132
+304300860905986994378368761766232248136285601653693698359317246258500592776676262301307365600505833826361448
+473366885802277335667446522337018019430459886877456435239218771849065089654648151225152149229247624570290240
+011805461250251375639841602397028068338336964174782787478506313283659749690689893913197224253183373394803017
+305513051332238282621546401395510528410411049946663231477487252266952882315322216164061080603575828830723704
+870001201203652773108052272396040997988966281474077100146256972718303309582172222168884968217117118120242182
+858861101096697581763930839864542520122144687615544532721715179212591605275887996056825074530594757573611760
+189200392339734699977075879963910911889045962929515519062066937888199181785736079076155576748355819786577593
+464463439441574547747854403497965948726713943942160928496417700813756503213083039058781806620619351346959957
+264271006002391406631551501326412274641662111094166167130139938987055147990008013883614616772708840800415484
+287426680486057070590034194235291874902901343363279298393405674744244822133148636578637427041063869780733935
+259345069961783916191188526436123119207908796740815730173171383353458722533450618629646643531549428466859843
+692610
+val: 720672939115284263402453820818762832834852922898104126106198159175416342857909599585443514566617472511
+325492816649583558933925419824465482565589261254992980157245571746947951926900493538468470915895362354440364
+640638827817793768837890004982192134745777299145742775586223483370779794971564273807991064664668823584656666
+557560471455042084979875316369091116023923702612904046647622958956606567632548927912350349595597727729
+test: 953974012026078955623630919015367371847906529633418507227169389480821812670661158379423421352319579701
+488399695422288321705707306278865739995233755759467462314347741731970973634660494445706479186170176190380358
+214255454527425485388308384932035036257420924917114102732691550452280249842714625650024073044945896128862047
+607683517521682669138142552851376381000003048029724725608675386154220219801855161141949868880135429404
 """
-
-
-@lru_cache(maxsize=1)
-def _official_index() -> dict[frozenset[str], str]:
-    """``{frozenset({T, S}): part}`` for each official pair and ``{frozenset({T}): part}`` for each id."""
-    index: dict[frozenset[str], str] = {}
-    for part, text in re.findall(r"(\w+):([\d_\s]+)", _OFFICIAL_LISTS):
-        for t, s in (pair.split("_") for pair in text.split()):
-            index[frozenset((t, s))] = index[frozenset((t,))] = index[frozenset((s,))] = part
-    return index
+_OFFICIAL = {frozenset(ids): part for part, text in re.findall(r"(\w+):([\d\s]+)", _OFFICIAL_LISTS)
+             for t, s in re.findall(r"(\d{3})(\d{3})", "".join(text.split())) for ids in ((t, s), (t,), (s,))}
 
 
 def video_identities(item_or_id: VideoItem | str) -> frozenset[str]:
-    """The people a video shows: ``"T"`` -> ``{"T"}``, ``"T_S"`` -> ``{"T", "S"}``; DeepFakeDetection's
-    ``"01_02__exit_phone_room__YVGY8LOK"`` -> ``{"actor:01", "actor:02"}`` (never youtube video 001's)."""
+    """The people in a video: ``"T_S"`` -> ``{"T", "S"}``; DFD's ``"01_02__walk__X"``: actors 01 and 02."""
     item = item_or_id if isinstance(item_or_id, VideoItem) else None
     if item is not None and item.people:  # listed with its people (not FF++)
         return frozenset(item.people)
@@ -953,34 +884,27 @@ def video_identities(item_or_id: VideoItem | str) -> frozenset[str]:
 
 
 def official_part(item_or_id: VideoItem | str) -> str | None:
-    """``"train"``, ``"val"`` or ``"test"``: the official FF++ list holding this video; ``None`` for
-    a video outside the lists (DeepFakeDetection, or a fake ``T_S`` whose pair is not official)."""
-    return _official_index().get(video_identities(item_or_id))
+    """``"train"``, ``"val"`` or ``"test"``: the official FF++ list of the video (None: DFD, other pairs)."""
+    return _OFFICIAL.get(video_identities(item_or_id))
 
 
 def identities_of(items: Iterable[VideoItem]) -> set[str]:
-    """Every identity (``video_identities``) that appears in ``items``."""
     return set().union(*(video_identities(i) for i in items))
 
 
 def split_by_faces(items: Iterable[VideoItem], faces: set[str]) -> tuple[list[VideoItem], list[VideoItem]]:
     """``(unseen, seen)``: the videos of ``items`` sharing no identity with ``faces``, and those that do."""
-    unseen: list[VideoItem] = []
-    seen: list[VideoItem] = []
-    for item in items:
-        (seen if video_identities(item) & faces else unseen).append(item)
-    return unseen, seen
+    marked = [(i, bool(video_identities(i) & faces)) for i in items]
+    return [i for i, seen in marked if not seen], [i for i, seen in marked if seen]
 
 
 def count_identity_leaks(train: Iterable[VideoItem], other: Iterable[VideoItem]) -> int:
-    """How many videos of ``other`` share at least one identity (see ``video_identities``) with a
-    video of ``train``: 0 means no face seen in training comes back in ``other``."""
+    """How many videos of ``other`` share an identity with a video of ``train`` (0: no face comes back)."""
     return len(split_by_faces(other, identities_of(train))[1])
 
 
 def held_out_items(items: Iterable[VideoItem], split: Split) -> list[VideoItem]:
-    """The videos of ``items`` (any method) whose faces are all on ``split``'s validation side (official
-    strategy: in the official val list): other methods, on faces never trained on."""
+    """The videos of ``items`` (any method) with all faces on ``split``'s validation side (official: val)."""
     items = list(items)
     if split.strategy == "official":
         return [i for i in items if official_part(i) == "val"]
@@ -1005,81 +929,69 @@ def _balanced(rng: random.Random, items: Sequence[VideoItem], n: int) -> list[Vi
 
 def _identity_split(items: Sequence[VideoItem], n_train: int, n_val: int,
                     rng: random.Random) -> tuple[list[VideoItem], list[VideoItem]]:
-    """Train / val of ``make_split(strategy="identity")`` (``items`` sorted by path, sizes checked): the
-    groups of videos joined by shared faces, shuffled, each filling train's quotas, else val's."""
+    """Groups of videos joined by shared faces, in random order, each filling train's quotas, else val's."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
     faces = {face: n for n, face in enumerate(identities_of(items), len(items))}  # numbered after the videos
     edges = np.array([(k, faces[f]) for k, item in enumerate(items) for f in video_identities(item)]).T
     graph = coo_matrix((np.ones(edges.shape[1]), (edges[0], edges[1])), shape=(len(items) + len(faces),) * 2)
-    groups: dict[int, list[VideoItem]] = {}
-    for item, group in zip(items, connected_components(graph, directed=False)[1]):
-        groups.setdefault(group, []).append(item)
-    components = list(groups.values())  # in the order of their first video
+    group = connected_components(graph, directed=False)[1][:len(items)]
+    components = [[items[k] for k in np.flatnonzero(group == g)] for g in dict.fromkeys(group)]
     rng.shuffle(components)
     per_class = (n_train + n_val) // 2
     fakes = _spread(Counter(i.method for i in items if i.label == 1), per_class)
     train_fakes = _spread(fakes, n_train - n_train // 2)
-    need = [Counter({"": n_train // 2, **train_fakes}),
-            Counter({"": per_class - n_train // 2, **{m: fakes[m] - train_fakes[m] for m in fakes}})]
+    need = [Counter({"": n_train // 2, **train_fakes}),  # "" for the reals, else the fakes' method
+            Counter({"": per_class - n_train // 2, **fakes}) - Counter(train_fakes)]
     sides: tuple[list[VideoItem], list[VideoItem]] = ([], [])
-    for group in components:
-        by_kind: dict[str, list[VideoItem]] = {}  # "" for the reals, else the fakes' method
-        for item in group:
-            by_kind.setdefault(item.method if item.label == 1 else "", []).append(item)
-        for side, side_need in zip(sides, need):
-            if any(side_need[k] > 0 for k in by_kind):  # train first, then val
-                for k in sorted(by_kind):
-                    take = min(side_need[k], len(by_kind[k]))
-                    side += rng.sample(by_kind[k], take)
-                    side_need[k] -= take
-                break
+    kind = lambda i: i.method if i.label == 1 else ""  # noqa: E731
+    for members in components:  # each group to train while train needs any of it, else to val while val does
+        by_kind = {k: [i for i in members if kind(i) == k] for k in sorted({kind(i) for i in members})}
+        side, side_need = next(((s, n) for s, n in zip(sides, need) if any(n[k] > 0 for k in by_kind)),
+                               ([], Counter()))
+        for k, videos in by_kind.items():
+            side += rng.sample(videos, min(side_need[k], len(videos)))
+            side_need[k] -= min(side_need[k], len(videos))
     if any(sum(side_need.values()) for side_need in need):
         left = [", ".join(f"{n} {k or 'real'}" for k, n in sorted(s.items()) if n) or "nothing" for s in need]
         raise ValueError(f"identity split of {n_train} train + {n_val} val cannot be met without sharing an "
                          f"identity across sides: after all {len(components)} identity groups, train still "
                          f"needs {left[0]} and val still needs {left[1]}; lower n_train / n_val")
+    for side in sides:
+        rng.shuffle(side)
     return sides
 
 
 def make_split(items: Sequence[VideoItem], n_train: int = 600, n_val: int = 800, seed: int = 0,
                strategy: str = "random") -> Split:
-    """Train / val (/ test), deterministic for ``seed``, balanced, fakes even across methods: ``"random"``,
-    ``"identity"`` (no face on both sides) or ``"official"`` (FF++'s lists, sizes ignored): README, Splits."""
+    """Balanced train / val (/ test) for ``seed``, fakes even across methods (README, Splits)."""
     if strategy not in SPLIT_STRATEGIES:
-        raise ValueError(f"unknown split strategy {strategy!r}; expected one of "
-                         f"{', '.join(map(repr, SPLIT_STRATEGIES))}")
+        raise ValueError(f"unknown split strategy {strategy!r}; expected one of {SPLIT_STRATEGIES}")
     rng = random.Random(seed)
     items = sorted(items, key=lambda i: str(i.path))  # the split depends on the files, not their listing
     if strategy == "official":  # each part balanced by sub-sampling; videos outside the lists left out
         parts = {p: [i for i in items if official_part(i) == p] for p in SPLIT_PARTS}
-        left_out = len(items) - sum(map(len, parts.values()))
-        if left_out:
+        if sum(map(len, parts.values())) < len(items):
             logger.info("official split: %d of %d videos are not in the official FF++ lists, left out",
-                        left_out, len(items))
+                        len(items) - sum(map(len, parts.values())), len(items))
         for part, members in parts.items():
             parts[part] = _balanced(rng, members, min(sum(i.label == c for i in members) for c in (0, 1)))
             rng.shuffle(parts[part])
-        empty = [p for p in ("train", "val") if not parts[p]]
-        if empty:
-            raise ValueError(f"official split: no balanced real/fake videos for {' and '.join(empty)} among "
-                             f"{len(items)} videos (the official lists hold youtube ids 000-999 and their "
-                             "pairs)")
+        if not parts["train"] or not parts["val"]:
+            empty = " and ".join(p for p in ("train", "val") if not parts[p])
+            raise ValueError(f"official split: no balanced real/fake videos for {empty} among {len(items)} "
+                             "videos (the official lists hold youtube ids 000-999 and their pairs)")
         return Split(**parts, strategy=strategy, seed=seed)
     if n_train < 0 or n_val < 1 or (n_train + n_val) % 2:
-        raise ValueError(f"n_train + n_val must be even and n_val >= 1 (balanced pool); got {n_train} + "
-                         f"{n_val}")
+        raise ValueError(f"n_train + n_val must be even and n_val >= 1 (balanced); got {n_train}, {n_val}")
     per_class = (n_train + n_val) // 2
     for label, name in enumerate(("real", "fake")):
         if sum(i.label == label for i in items) < per_class:
             raise ValueError(f"split of {n_train} train + {n_val} val needs {per_class} {name} videos, only "
                              f"{sum(i.label == label for i in items)} available; lower n_train / n_val")
     if strategy == "identity":
-        train, val = _identity_split(items, n_train, n_val, rng)
-        rng.shuffle(train)
-        rng.shuffle(val)
-        return Split(train, val, strategy=strategy, seed=seed)
+        return Split(*_identity_split(items, n_train, n_val, rng), strategy=strategy, seed=seed)
     pool = _balanced(rng, items, per_class)
     rng.shuffle(pool)
     return Split(pool[:n_train], pool[n_train:], strategy=strategy, seed=seed)
@@ -1093,8 +1005,7 @@ def cache_dir_for(root: str | Path, num_frames: int = 8, size: int = 224, face_c
 
 
 def cache_path(item: VideoItem, cache_dir: str | Path) -> Path:
-    """``item``'s clip: ``<method>/<video_id>.npy`` in ``cache_dir``, below a folder named after its dataset
-    unless that is FF++ c23 (so FF++ at c40 never reuses c23's clips)."""
+    """``<method>/<video_id>.npy`` in ``cache_dir``, below its dataset's folder unless FF++ c23 (not c40)."""
     dataset = "" if item.dataset == FFPP else item.dataset
     return Path(cache_dir) / dataset / item.method / f"{item.video_id}.npy"
 
@@ -1111,42 +1022,24 @@ class ExtractionReport:
 
     @property
     def ok(self) -> list[VideoItem]:
-        """Videos with a clip in the cache."""
         return self.done + self.skipped
 
     @property
     def unsure(self) -> list[tuple[VideoItem, FaceCounts]]:
-        """Videos whose face was not found on most frames (``FaceCounts.unsure``)."""
         return [(item, counts) for item, counts in self.faces.items() if counts.unsure]
 
     def summary(self) -> str:
-        """What the notebook shows: the counts, each failure with its cause, and with face crop the
-        frame counts and every video whose crops were not all on one face."""
-        lines = [f"decoded {len(self.done)}, already cached {len(self.skipped)}, failed {len(self.failed)}"]
-        if self.failed:
-            lines.append(format_table([(i.path.name, i.method, cause) for i, cause in self.failed],
-                                      ["video", "method", "cause"]))
-        if self.faces:
-            total = {k: sum(getattr(c, k) for c in self.faces.values()) for k in ("on_track", "borrowed",
-                                                                                    "no_face")}
-            odd = [(i, c) for i, c in self.faces.items() if c.borrowed or c.no_face or c.tracks != 1]
-            videos = lambda n: f"{n} video{'' if n == 1 else 's'}"  # noqa: E731
-            lines.append(f"face crops of {videos(len(self.faces))}: the face on {total['on_track']} frames, "
-                         f"borrowed from the nearest frame on its track on {total['borrowed']}, no face on "
-                         f"{total['no_face']}; {videos(len(self.unsure))} without the face on most frames "
-                         "(listed as unsure)")
-            if odd:
-                rows = [(i.path.name, i.method, c.on_track, c.borrowed, c.no_face, c.tracks,
-                         "unsure" if c.unsure else "") for i, c in odd]
-                lines.append(format_table(rows, ["video", "method", "on track", "borrowed", "no face",
-                                                 "face tracks", ""]))
-        return "\n".join(lines)
+        """The counts, each failure's cause, and each video whose face crops were not all on one face."""
+        odd = [f"{i.path}: {c.summary()}{' (unsure)' if c.unsure else ''}" for i, c in self.faces.items()
+               if c.borrowed or c.no_face or c.tracks != 1]
+        faces = [f"{len(self.unsure)} of {len(self.faces)} videos unsure: the face not found on most frames"]
+        counts = f"decoded {len(self.done)}, already cached {len(self.skipped)}, failed {len(self.failed)}"
+        return "\n".join([counts, *(cause for _, cause in self.failed), *faces * bool(self.faces), *odd])
 
 
 def _extract_one(item: VideoItem, dest: Path, num_frames: int, size: int, face_crop: bool,
                  num_clips: int) -> tuple[str | None, FaceCounts | None, list[str]]:
-    """Decode one video into ``dest``: (error or None, face counts, warnings); a clip that cannot
-    be written raises ``OSError``."""
+    """Decode one video into ``dest``: (cause or None, face counts, warnings); failed writes raise OSError."""
     try:
         clip = read_clip(item.path, num_frames, size, face_crop, num_clips)
     except Exception as exc:  # a bad video, or a decoder bug: it fails this video, not the run
@@ -1175,7 +1068,6 @@ def _process_pool(n: int) -> concurrent.futures.ProcessPoolExecutor:
 
 
 def _processes_start() -> bool:
-    """Whether a spawned worker process starts and runs at all here (see ``NO_PROCESSES``)."""
     with _process_pool(1) as pool:
         return pool.submit(int).exception() is None
 
@@ -1183,67 +1075,49 @@ def _processes_start() -> bool:
 def extract_frames(items: Sequence[VideoItem], cache_dir: str | Path, num_frames: int = 8, size: int = 224,
                    face_crop: bool = False, workers: int | None = None, num_clips: int = 1,
                    isolate: bool = False) -> ExtractionReport:
-    """Decode each video not yet cached to ``cache_path``: ``(T, size, size, 3)`` uint8 (``(num_clips, T,
-    ...)``) in ``workers`` threads (default: the CPUs), or processes with ``isolate`` (a crash fails one)."""
-    report = ExtractionReport()
-    todo = []
-    for item in items:
-        dest = cache_path(item, cache_dir)
-        if not dest.is_file():
-            todo.append((item, dest))
-            continue
-        report.skipped.append(item)
-        if face_crop and dest.with_suffix(".faces.json").is_file():
-            counts = json.loads(dest.with_suffix(".faces.json").read_text(encoding="utf-8"))
-            report.faces[item] = FaceCounts(**counts)
+    """Each video not cached yet to ``cache_path``, ``([num_clips,] T, size, size, 3)`` uint8; ``isolate``:
+    in processes, so that a decoder crash fails one video (default: ``workers`` threads)."""
+    dests = {item: cache_path(item, cache_dir) for item in items}
+    skipped = dict.fromkeys(i for i, dest in dests.items() if dest.is_file())
+    counts = {i: dests[i].with_suffix(".faces.json") for i in skipped if face_crop}
+    report = ExtractionReport(skipped=list(skipped), faces={i: FaceCounts(**json.loads(p.read_text(
+        encoding="utf-8"))) for i, p in counts.items() if p.is_file()})
+    todo = [(i, dest) for i, dest in dests.items() if i not in skipped]
     workers = max(1, min(default_workers() if workers is None else workers, len(todo)))
     bar = _progress(total=len(todo), desc="extracting frames", unit="video", disable=not todo)
 
     def record(item: VideoItem, error: str | None, faces: FaceCounts | None, warnings: list[str]) -> None:
+        bar.update()
         if error is not None:
             report.failed.append((item, error))
-        else:
-            report.done.append(item)
-            report.warnings += [(item, w) for w in warnings]
-            if faces is not None:
-                report.faces[item] = faces
-            for warning in warnings if isolate else []:  # a process logs to its own stderr: say it here
-                logger.warning(warning)
-        bar.update()
+            return logger.warning("skipped %s", error)
+        report.done.append(item)
+        report.warnings += [(item, w) for w in warnings]
+        report.faces.update({item: faces} if faces is not None else {})
+        for warning in warnings if isolate else []:  # a process logs to its own stderr: say it here
+            logger.warning(warning)
 
     def run(pool: concurrent.futures.Executor, jobs: list[tuple[VideoItem, Path]]) -> list[Any]:
-        """``jobs`` in ``pool``, ``workers`` at a time (one FFmpeg thread each where several); returns those
-        left undone when a worker process died. A clip that cannot be written stops the run."""
-        left, running, broken = list(jobs), {}, []
-        try:
-            while running or left and not broken:
-                while left and not broken and len(running) < workers:
+        """``jobs`` in ``pool``, ``workers`` at a time; returns those undone when a worker process died."""
+        left, running, finished = list(jobs), {}, set()
+        with pool:  # on a stop the running videos finish their atomic writes; none other is queued
+            while left or running:
+                while left and len(running) < workers:
                     job = left.pop(0)
-                    try:
+                    with contextlib.suppress(BrokenProcessPool):  # a broken pool: the rest come back undone
                         running[pool.submit(_extract_one, *job, num_frames, size, face_crop, num_clips)] = job
-                    except BrokenProcessPool:
-                        broken.append(job)
-                done, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
-                for future in done:
-                    job = running.pop(future)
-                    if isinstance(future.exception(), BrokenProcessPool):
-                        broken.append(job)
-                    else:
-                        record(job[0], *future.result())
-        except OSError as exc:  # the cache cannot be written: stop, rather than fail every video
-            raise OSError(exc.errno, f"{exc.strerror}. Extraction stopped after {len(report.done)} of "
-                                     f"{len(todo)} videos; the clips written are kept and a rerun "
-                                     "resumes") from exc
-        finally:  # on a stop, drop the queued videos; the running ones finish their atomic writes
-            pool.shutdown(wait=True, cancel_futures=True)
-        return sorted(broken, key=jobs.index) + left
+                for future in concurrent.futures.wait(running, return_when="FIRST_COMPLETED").done:
+                    if not isinstance(future.exception(), BrokenProcessPool):
+                        record(running[future][0], *future.result())
+                        finished.add(running[future])
+                    running.pop(future)
+        return [job for job in jobs if job not in finished]
 
     opencv_threads = cv2.getNumThreads()
     try:
         queue, rest = (todo, []) if isolate else ([], todo)
-        while queue:
+        while queue:  # after a worker died, the first video undone, retried alone, shows if it was the cause
             queue = run(_process_pool(workers), queue)
-            # A worker died: the first video left undone, retried alone, shows whether it was the cause.
             if queue and run(_process_pool(1), queue[:1]):
                 if not _processes_start():  # no process starts here at all: not the video's fault
                     logger.warning(NO_PROCESSES)
@@ -1252,180 +1126,121 @@ def extract_frames(items: Sequence[VideoItem], cache_dir: str | Path, num_frames
                 record(queue[0][0], f"{queue[0][0].path}: the decoding process died (a crash in the native "
                                     "decoder, or killed for memory)", None, [])
             queue = queue[1:]
-        if rest:  # OpenCV's threads are process-wide: off while the pool is the parallelism
+        if rest:  # OpenCV's threads are process-wide: one while the pool is the parallelism
             cv2.setNumThreads(1 if workers > 1 else opencv_threads)
             run(concurrent.futures.ThreadPoolExecutor(workers, "scarlet-extract",
                                                       _init_extract_worker if workers > 1 else None), rest)
+    except OSError as exc:  # the cache cannot be written: stop, rather than fail every video
+        raise OSError(exc.errno, f"{exc.strerror or exc}. Extraction stopped after {len(report.done)} of "
+                                 f"{len(todo)} videos; the clips written are kept, a rerun resumes") from exc
     finally:
         cv2.setNumThreads(opencv_threads)
         bar.close()
-    order = {item: k for k, item in enumerate(items)}
-    report.done.sort(key=order.__getitem__)
-    report.failed.sort(key=lambda failure: order[failure[0]])
-    for item, cause in report.failed:
-        logger.warning("skipped %s", cause)
+    rank = {item: k for k, item in enumerate(dests)}  # the report in the order of ``items``
+    report.done.sort(key=rank.get)
+    report.failed.sort(key=lambda failure: rank[failure[0]])
     return report
 
 
 class FrameClipDataset(Dataset):
-    """Cached clips as ``((T, C, H, W) float32 normalised, label)`` (``(K, T, C, H, W)`` for K clips).
-    ``augment``: a horizontal flip with probability 0.5, drawn from torch's (saved) random state."""
+    """Cached clips as ``(([K,] T, C, H, W) float32, label)``; ``augment``: a flip at p 0.5 (torch's RNG)."""
 
     def __init__(self, items: Sequence[VideoItem], cache_dir: str | Path,
                  mean: Sequence[float] = KINETICS_MEAN, std: Sequence[float] = KINETICS_STD,
                  augment: bool = False) -> None:
-        self.items, self.cache_dir = list(items), Path(cache_dir)
-        self.mean, self.std, self.augment = mean, std, augment
-        missing = [str(cache_path(i, cache_dir)) for i in self.items
-                   if not cache_path(i, cache_dir).is_file()]
+        self.items, self.mean, self.std, self.augment = list(items), mean, std, augment
+        self.paths = [cache_path(i, cache_dir) for i in self.items]
+        missing = [str(p) for p in self.paths if not p.is_file()]
         if missing:
-            raise FileNotFoundError(f"{len(missing)} clips missing from the cache (run extract_frames "
-                                    f"first): {missing[:3]}")
+            raise FileNotFoundError(f"{len(missing)} clips missing from the cache (run extract_frames first):"
+                                    f" {missing[:3]}")
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         flip = self.augment and bool(torch.rand(()) < 0.5)
-        clip = np.load(cache_path(self.items[index], self.cache_dir))
-        return clip_to_tensor(clip, self.mean, self.std, flip), self.items[index].label
+        return clip_to_tensor(np.load(self.paths[index]), self.mean, self.std, flip), self.items[index].label
 
 
 def clip_to_tensor(frames: np.ndarray, mean: Sequence[float] | torch.Tensor,
                    std: Sequence[float] | torch.Tensor, flip: bool = False) -> torch.Tensor:
-    """``(..., T, H, W, 3)`` uint8 -> ``(..., T, 3, H, W)`` float32 ``(x / 255 - mean) / std``, in one float
-    allocation (the flip moves uint8 bytes; the arithmetic runs in place)."""
+    """``(..., T, H, W, 3)`` uint8 -> ``(..., T, 3, H, W)`` float32 ``(x / 255 - mean) / std``, in place."""
     x = torch.from_numpy(np.ascontiguousarray(frames)).movedim(-1, -3)
     x = x.flip(-1) if flip else x
-    mean = torch.as_tensor(mean, dtype=torch.float32).view(3, 1, 1)
-    std = torch.as_tensor(std, dtype=torch.float32).view(3, 1, 1)
+    mean, std = (torch.as_tensor(v, dtype=torch.float32).view(3, 1, 1) for v in (mean, std))
     return torch.empty(x.shape, dtype=torch.float32).copy_(x).div_(255.0).sub_(mean).div_(std)
 
 
 # -- Demo data: a synthetic real/fake dataset, so the notebook runs with nothing downloaded ----
-# A real clip moves matplotlib's public-domain Grace Hopper portrait under a slow virtual camera; a fake
-# ``T_S`` replays real T's camera with S's mirrored, re-tinted face blended in through a soft ellipse whose
-# placement, size and colour jitter frame to frame: the temporal flicker that face swaps show.
-
-_PORTRAIT_FACE = (266.0, 216.0, 222.0)  # face centre x, y and side in px of the 512x600 portrait
+# A real clip pans matplotlib's Grace Hopper portrait; a fake ``T_S`` replays real T's pan with S's mirrored
+# face blended in through a soft ellipse that jitters in place, size and colour frame to frame (the flicker).
 
 
-@lru_cache(maxsize=1)
-def _portrait() -> np.ndarray:
-    from matplotlib import cbook
-
-    data = np.fromfile(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False), np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR).astype(np.float32)
-    img.setflags(write=False)
-    return img
-
-
-def _drift(rng: np.random.Generator, n: int, amp: float) -> np.ndarray:
-    """``(n,)`` a smooth random curve within about +-amp: three sinusoids, as slow in long clips as short."""
-    f, phase, w = rng.uniform(0.1, 0.7, 3), rng.uniform(0, 2 * np.pi, 3), rng.dirichlet(np.ones(3))
-    return amp * (w * np.sin(2 * np.pi * f * (np.arange(n)[:, None] / 32) + phase)).sum(1)
-
-
-def _camera(rng: np.random.Generator, n: int, size: int) -> dict[str, Any]:
-    """One real video's look (a warmer or cooler BGR tint) and motion; a fake of that target replays it."""
-    k = rng.uniform(-0.08, 0.08)
-    return {"flip": rng.random() < 0.5, "tint": np.array([1 - k, 1, 1 + k]) * rng.uniform(0.95, 1.05, 3),
-            "pan": np.stack([_drift(rng, n, 0.02 * size) + rng.uniform(-0.04, 0.04) * size for _ in "xy"], 1),
-            "zoom": rng.uniform(1.0, 1.25) * np.exp(_drift(rng, n, 0.03)),
-            "roll": _drift(rng, n, 2.0) + rng.uniform(-4, 4),
-            "light": _drift(rng, n, 0.06) + rng.uniform(-0.05, 0.05)}
-
-
-def _blend(rng: np.random.Generator, n: int, size: int) -> dict[str, Any]:
-    """One fake's swap: per-video offsets plus per-frame jitter, exaggerated for the demo's tiny model."""
-    px = size / 96
-    return {"shift": rng.normal(0, 2.5 * px, (n, 2)) + rng.normal(0, 1.5 * px, 2),
-            "scale": 1 + rng.normal(0, 0.03, n) + rng.normal(0, 0.02), "roll": rng.normal(0, 2.0, n),
-            "axes": np.array([rng.uniform(0.36, 0.42), rng.uniform(0.46, 0.52)])
-            * (1 + rng.normal(0, 0.06, (n, 1))),
-            "feather": np.clip(rng.uniform(0.2, 0.35) * (1 + rng.normal(0, 0.3, n)), 0.08, None),
-            "gain": 1 + rng.normal(0, 0.04, 3) + rng.normal(0, 0.035, (n, 3)),
-            "offset": rng.normal(0, 8.0, (n, 3)) + rng.normal(0, 5.0, 3), "blur": rng.uniform(1.0, 1.6) * px}
-
-
-def _render(size: int, cam: dict[str, Any], noise: np.random.Generator, swap: dict[str, Any] | None = None,
-            source: dict[str, Any] | None = None) -> Iterator[np.ndarray]:
-    """The ``(size, size, 3)`` uint8 BGR frames of one clip; with ``swap`` and ``source``, a fake."""
-    cx, cy, side = _PORTRAIT_FACE
-    flips = {cam["flip"], bool(source and source["flip"])}  # both looks in the target's tint
-    looks = {f: np.ascontiguousarray((_portrait()[:, ::-1] if f else _portrait()) * cam["tint"], np.float32)
-             for f in flips}
+def _render(portrait: np.ndarray, size: int, look: tuple[Any, ...], rng: np.random.Generator,
+            face_flip: bool | None = None) -> Iterator[np.ndarray]:
+    """``(size, size, 3)`` uint8 BGR frames of ``look``: (flip, tint, zoom, ``(T, 2)`` face centres in px)."""
+    flip, tint, zoom, centres = look
     yy, xx = np.mgrid[0:size, 0:size]
 
-    def place(flip: bool, zoom: float, roll: float, at: np.ndarray) -> np.ndarray:
-        """The portrait, its face centred at ``at``, zoomed (at 1: half the frame) and rolled."""
-        centre = (looks[flip].shape[1] - 1 - cx if flip else cx, cy)
-        m = cv2.getRotationMatrix2D(centre, roll, zoom * (0.5 * size / side))
-        m[:, 2] += at - centre
-        return cv2.warpAffine(looks[flip], m, (size, size), borderMode=cv2.BORDER_REFLECT)
+    def place(flip: bool, at: np.ndarray, zoom: float) -> np.ndarray:  # the face (222 px at 266, 216) to at
+        s, x = zoom * size / 444, portrait.shape[1] - 267 if flip else 266
+        m = np.array([[s, 0, at[0] - s * x], [0, s, at[1] - s * 216]])
+        return cv2.warpAffine(portrait[:, ::-1].copy() if flip else portrait, m, (size, size),
+                              borderMode=cv2.BORDER_REFLECT)
 
-    for t, zoom in enumerate(cam["zoom"]):
-        at = size / 2 + cam["pan"][t]
-        frame = place(cam["flip"], zoom, cam["roll"][t], at)
-        if swap is not None:
-            face = place(source["flip"], zoom * swap["scale"][t], cam["roll"][t] + swap["roll"][t],
-                         at + swap["shift"][t])
-            face = cv2.GaussianBlur(face, (0, 0), swap["blur"]) * swap["gain"][t] + swap["offset"][t]
-            ax, ay = swap["axes"][t] * 0.5 * size * zoom
-            r = np.sqrt(((xx - at[0]) / ax) ** 2 + ((yy - at[1]) / ay) ** 2)
-            alpha = np.clip((1 - r) / swap["feather"][t], 0, 1)[..., None]  # a soft ellipse, 1 inside
+    for at in centres:
+        frame = place(flip, at, zoom)
+        if face_flip is not None:  # a fake: the flicker exaggerated for the demo's tiny model
+            face = place(face_flip, at + rng.normal(0, size / 40, 2), zoom * rng.normal(1, 0.04))
+            face = cv2.GaussianBlur(face, (0, 0), size / 80) * rng.normal(1, 0.05, 3) + rng.normal(0, 8, 3)
+            r = np.hypot((xx - at[0]) / (0.2 * size * zoom), (yy - at[1]) / (0.25 * size * zoom))
+            alpha = np.clip(4 - 4 * r, 0, 1)[..., None]  # a soft ellipse, 1 inside
             frame = alpha * face + (1 - alpha) * frame
-        frame = frame * (1 + cam["light"][t]) + noise.normal(0, 2.0, frame.shape)
-        yield np.clip(frame, 0, 255).astype(np.uint8)
-
-
-def _write_video(path: Path, frames: Iterable[np.ndarray], size: int, fps: int) -> None:
-    """``frames`` as mp4v, in a hidden temp .mp4 beside ``path`` (the suffix picks the container), renamed."""
-    tmp = path.with_name(f".{path.stem}.tmp.mp4")
-    tmp.parent.mkdir(parents=True, exist_ok=True)
-    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (size, size))
-    if not writer.isOpened():
-        raise OSError(f"{tmp}: cv2.VideoWriter cannot write an mp4v video here")
-    for frame in frames:
-        writer.write(frame)
-    writer.release()
-    os.replace(tmp, path)
+        yield np.clip(frame * tint + rng.normal(0, 2.0, frame.shape), 0, 255).astype(np.uint8)
 
 
 def make_synthetic_dataset(root: str | Path, n_per_class: int = 24, num_frames: int = 32, size: int = 96,
                            fps: int = 16, seed: int = 0) -> Path:
-    """``root/original/NNN.mp4`` and ``root/Deepfakes/T_S.mp4`` (each real the target of one fake), written
-    where missing; deterministic for ``seed``; a root holding another seed's or size's videos is refused."""
+    """``root/original/NNN.mp4``, ``root/Deepfakes/T_S.mp4`` where missing, by ``seed``; others refused."""
     if not 2 <= n_per_class <= 1000:
         raise ValueError("n_per_class must be in [2, 1000] (3-digit ids, source != target)")
     root, n, rng = Path(root), n_per_class, np.random.default_rng(seed)
-    order = rng.permutation(n).tolist()  # faces swapped in pairs as in FF++ (a_b and b_a)
-    src_of = {order[j]: order[j ^ 1] for j in range(n - n % 2)}
-    if n % 2:  # the odd one out closes a 3-cycle with the last pair
-        src_of |= {order[-2]: order[-1], order[-1]: order[-3]}
-    real = [root / REAL_FOLDER / f"{i:03d}.mp4" for i in range(n)]
-    fake = [root / "Deepfakes" / f"{i:03d}_{src_of[i]:03d}.mp4" for i in range(n)]
+    order = rng.permutation(n).tolist()  # faces swapped in pairs as in FF++ (a_b, b_a); an odd one: a 3-cycle
+    src_of = {order[j]: order[j ^ 1] for j in range(n - n % 2)} | (
+        {order[-2]: order[-1], order[-1]: order[-3]} if n % 2 else {})
+    paths = [root / REAL_FOLDER / f"{i:03d}.mp4" for i in range(n)] + [
+        root / "Deepfakes" / f"{i:03d}_{src_of[i]:03d}.mp4" for i in range(n)]
     settings = {"n_per_class": n, "num_frames": num_frames, "size": size, "fps": fps, "seed": seed}
     manifest = root / ".synthetic.json"  # other settings' videos would join the identity groups: refused
     recorded = json.loads(manifest.read_text(encoding="utf-8")) if manifest.is_file() else settings
-    listed = {p for d in (REAL_FOLDER, "Deepfakes") if (root / d).is_dir() for p in _video_files(root / d)}
-    stray = sorted(listed - {*real, *fake})
+    stray = sorted({p for d in (REAL_FOLDER, "Deepfakes") if (root / d).is_dir()
+                    for p in _video_files(root / d)} - set(paths))
     if stray or recorded != settings:
-        other = recorded if recorded != settings else stray[0]
+        other = stray[0] if stray else recorded
         raise ValueError(f"{root}: holds another synthetic dataset ({other}), not the one for {settings}: "
                          "delete it, or write this one to another folder")
-    if not manifest.is_file():
-        write_json(manifest, settings)
-    if not all(p.exists() for p in real + fake):  # all drawn up front: a rerun completes what one run writes
-        cameras = [_camera(g, num_frames, size) for g in rng.spawn(n)]
-        swaps = [_blend(g, num_frames, size) for g in rng.spawn(n)]
-        noises = rng.spawn(2 * n)
-        for i in (i for i in range(n) if not real[i].exists()):
-            _write_video(real[i], _render(size, cameras[i], noises[i]), size, fps)
-        for i in (i for i in range(n) if not fake[i].exists()):
-            frames = _render(size, cameras[i], noises[n + i], swaps[i], cameras[src_of[i]])
-            _write_video(fake[i], frames, size, fps)
-        logger.info("synthetic dataset ready at %s (%d real, %d fake)", root, n, n)
+    write_json(manifest, settings)
+    from matplotlib import cbook  # its public-domain portrait of Grace Hopper
+
+    portrait = cv2.imdecode(np.fromfile(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False), np.uint8),
+                            cv2.IMREAD_COLOR).astype(np.float32)
+    gens, t = rng.spawn(2 * n), np.arange(num_frames)[:, None] / 32  # drawn up front: a rerun completes a run
+    looks = [(g.random() < 0.5, g.uniform(0.85, 1.15, 3), g.uniform(1.0, 1.25), size * (
+        0.5 + 0.04 * np.sin(2 * np.pi * g.uniform(0.1, 0.7, 2) * t + g.uniform(0, 2 * np.pi, 2))
+        + g.uniform(-0.04, 0.04, 2))) for g in gens[:n]]
+    for k, path in enumerate(paths):
+        if not path.exists():  # a hidden temp .mp4 (the suffix picks the container), renamed when whole
+            tmp = path.with_name(f".{path.stem}.tmp.mp4")
+            tmp.parent.mkdir(parents=True, exist_ok=True)
+            writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (size, size))
+            if not writer.isOpened():
+                raise OSError(f"{tmp}: cv2.VideoWriter cannot write an mp4v video here")
+            face_flip = looks[src_of[k - n]][0] if k >= n else None
+            for frame in _render(portrait, size, looks[k % n], gens[k], face_flip):
+                writer.write(frame)
+            writer.release()
+            os.replace(tmp, path)
     return root
 
 

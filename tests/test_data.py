@@ -233,9 +233,9 @@ def test_same_videos_compares_method_and_id_on_each_side():
     assert not renamed.same_videos(split)  # the same ids of another method are other videos
 
 
-def test_load_split_of_a_missing_file_says_the_split_cell_writes_it(tmp_path):
+def test_load_split_of_a_missing_file_names_it(tmp_path):
     missing = tmp_path / "models" / "split.json"
-    with pytest.raises(FileNotFoundError, match=r"the split cell .*writes it") as info:
+    with pytest.raises(FileNotFoundError) as info:
         su.load_split(missing, tmp_path)
     assert str(missing) in str(info.value)
 
@@ -283,9 +283,8 @@ def test_extract_frames_real_sample(sample_items, reference_clips, tmp_path, cap
     assert str(bad_path) in cause and "OpenCV cannot open it as a video" in cause
     said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert [m for m in said if str(bad_path) in m] == [f"skipped {cause}"]  # said once, from any worker
-    summary = report.summary().splitlines()  # what the notebook shows: the counts, then each failure with its cause
-    assert summary[0] == f"decoded {len(sample_items)}, already cached 0, failed 1"
-    assert summary[1].split() == ["video", "method", "cause"] and summary[3].split(maxsplit=2) == [bad_path.name, bad.method, cause]
+    summary = report.summary().splitlines()  # what the notebook shows: the counts, then each failure's cause
+    assert summary == [f"decoded {len(sample_items)}, already cached 0, failed 1", cause]
     assert report.ok == sample_items
 
     # exactly one .npy per good video and nothing else: no temp files, no clip for the bad one

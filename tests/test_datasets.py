@@ -160,7 +160,7 @@ def test_own_folders_each_video_its_own_person(tmp_path, real_clips, ffpp_videos
     assert len({su.cache_path(i, "/c") for i in items}) == 3  # two holiday.mp4, two clips
     assert len(su.identities_of(items)) == 3  # each video its own person
     assert su.dataset_test_items(root) == (items, "own-my_videos, all 3 videos")
-    with pytest.raises(FileNotFoundError, match="no fakes of \\['Deepfakes'\\].*methods found: \\['fake'\\]"):
+    with pytest.raises(FileNotFoundError, match="no fakes of 'Deepfakes'.*methods found: \\['fake'\\]"):
         su.list_videos(root, ["Deepfakes"])
 
 

@@ -287,8 +287,8 @@ def test_identity_split_impossible_quotas_raise():
 
 
 def test_unknown_strategy_message():
-    with pytest.raises(ValueError, match=r"unknown split strategy 'by_person'; expected one of 'random', 'identity', "
-                                         r"'official'"):
+    with pytest.raises(ValueError, match=r"unknown split strategy 'by_person'; expected one of \('random', "
+                                         r"'identity', 'official'\)"):
         su.make_split(_fixed_pool(), 4, 4, strategy="by_person")
 
 
