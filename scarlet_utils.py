@@ -10,7 +10,6 @@ import concurrent.futures
 import contextlib
 import csv
 import errno
-import io
 import json
 import logging
 import multiprocessing
@@ -82,12 +81,12 @@ def save_figure(fig: Any, path: str | Path) -> Path:
     return atomic_write(path, lambda fh: fig.savefig(fh, format="png"), "the figure")
 
 
-def _plain(obj: Any) -> Any:
-    """Python numbers, lists and text for NumPy values and paths: ``torch.load(weights_only=True)`` refuses NumPy."""
+def _to_python(obj: Any) -> Any:
+    """NumPy values and paths as Python numbers, lists and text (``weights_only=True`` refuses NumPy)."""
     if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
+        return {k: _to_python(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
+        return [_to_python(v) for v in obj]
     if isinstance(obj, (np.generic, np.ndarray)):
         return obj.tolist()
     return str(obj) if isinstance(obj, Path) else obj
@@ -114,8 +113,10 @@ ENV_PREFIX = "SCARLET_"
 MODES = ("kaggle", "demo", "sample")
 KAGGLE_INPUT = Path("/kaggle/input")
 KAGGLE_WORKING = Path("/kaggle/working")
-KAGGLE_MOUNTS = {"datasets": 2, "competitions": 1, "models": 2, "notebooks": 2}  # newer mounts: levels to an input
-_BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+# The newer mounts: how many folders below /kaggle/input each input lies.
+KAGGLE_MOUNTS = {"datasets": 2, "competitions": 1, "models": 2, "notebooks": 2}
+_BOOLEANS = {**dict.fromkeys(("1", "true", "yes", "on"), True),
+             **dict.fromkeys(("0", "false", "no", "off"), False)}
 
 
 class Config(dict):
@@ -140,7 +141,7 @@ def _parse_env_value(name: str, text: str, default: Any) -> Any:
             return type(default)(text)
     except (KeyError, ValueError):
         raise ValueError(f"{ENV_PREFIX}{name}={text!r}: expected a {type(default).__name__}") from None
-    return int(text) if default is None and text.lstrip("-").isdigit() else text  # None: WORKERS takes a count
+    return int(text) if default is None and text.lstrip("-").isdigit() else text  # None: WORKERS, a count
 
 
 def kaggle_inputs(top: str | Path | None = None) -> list[Path]:
@@ -155,7 +156,7 @@ def kaggle_inputs(top: str | Path | None = None) -> list[Path]:
 
 
 def _matching_folders(folder: Path, is_match: Callable[[Path], bool], max_depth: int) -> list[Path]:
-    """The outermost folders ``is_match`` accepts, ``folder`` and at most ``max_depth`` levels below, sorted."""
+    """The outermost folders ``is_match`` accepts: ``folder``, or up to ``max_depth`` levels below, sorted."""
     if is_match(folder):
         return [folder]
     if max_depth == 0:
@@ -165,7 +166,8 @@ def _matching_folders(folder: Path, is_match: Callable[[Path], bool], max_depth:
     return [found for sub in subfolders for found in _matching_folders(sub, is_match, max_depth - 1)]
 
 
-def _in_inputs(search_dirs: Sequence[str | Path] | None, is_match: Callable[[Path], bool], max_depth: int) -> list[Path]:
+def _in_inputs(search_dirs: Sequence[str | Path] | None, is_match: Callable[[Path], bool],
+               max_depth: int) -> list[Path]:
     return [found for top in search_dirs or (KAGGLE_INPUT,) for folder in kaggle_inputs(top)
             for found in _matching_folders(folder, is_match, max_depth)]
 
@@ -237,7 +239,8 @@ def resolve_config(defaults: dict[str, Any], environ: dict[str, str] | None = No
     unknown = sorted(k for k in environ if k.startswith(ENV_PREFIX) and k[len(ENV_PREFIX):] not in defaults)
     if unknown:
         raise KeyError(f"unknown configuration variables {unknown}; known: {sorted(defaults)}")
-    env = {k: _parse_env_value(k, environ[ENV_PREFIX + k], v) for k, v in defaults.items() if ENV_PREFIX + k in environ}
+    env = {k: _parse_env_value(k, environ[ENV_PREFIX + k], v) for k, v in defaults.items()
+           if ENV_PREFIX + k in environ}
     cfg = {**defaults, **env}
     on_kaggle = KAGGLE_WORKING.is_dir()
     if cfg.get("DATA_ROOT") is None and cfg.get("MODE") in (None, "kaggle"):
@@ -247,14 +250,15 @@ def resolve_config(defaults: dict[str, Any], environ: dict[str, str] | None = No
     if mode not in MODES:
         raise ValueError(f"MODE must be one of {MODES}, got {mode!r}")
     notes = []
-    if on_kaggle and mode == "demo" and not cfg.get("MODE"):  # Run All on Kaggle without FF++: say what is there
+    if on_kaggle and mode == "demo" and not cfg.get("MODE"):  # Run All on Kaggle without FF++: say what is
         notes.append(f"MODE demo: no FaceForensics++ root (ROOT/original/ beside ROOT/<Method>/, or "
                      f"ROOT/original_sequences/) under {KAGGLE_INPUT}, which holds: {describe_inputs()}")
     presets: dict[str, Any] = {"MODE": mode}
     if mode == "kaggle":
         if cfg.get("DATA_ROOT") is None:
-            raise FileNotFoundError(f"no FaceForensics++ root found under {KAGGLE_INPUT} ({describe_inputs()}): attach "
-                                    f"the dataset, or set {ENV_PREFIX}DATA_ROOT, or run {ENV_PREFIX}MODE=demo")
+            raise FileNotFoundError(
+                f"no FaceForensics++ root under {KAGGLE_INPUT} ({describe_inputs()}): attach the dataset, "
+                f"set {ENV_PREFIX}DATA_ROOT or run {ENV_PREFIX}MODE=demo")
         presets["OUTPUT_DIR"] = str(KAGGLE_WORKING / "models" / "video") if on_kaggle else "models/video"
         presets["CACHE_DIR"] = str(KAGGLE_WORKING / "frame_cache") if on_kaggle else ".scarlet_cache"
         local = find_local_model() if cfg.get("MODEL") == DEFAULT_MODEL else None
@@ -265,8 +269,8 @@ def resolve_config(defaults: dict[str, Any], environ: dict[str, str] | None = No
                        OUTPUT_DIR=f"{mode}_output", CACHE_DIR=f"{mode}_output/frame_cache")
         if mode == "demo":  # a folder per size: the synthetic data follows N_TRAIN and N_VAL, never SEED
             n_per_class = ((env.get("N_TRAIN") or 192) + (env.get("N_VAL") or 96)) // 2
-            presets.update(DATA_ROOT=f"demo_output/synthetic_{n_per_class}", METHODS=["Deepfakes"], N_TRAIN=192,
-                           N_VAL=96, EPOCHS=20)
+            presets.update(DATA_ROOT=f"demo_output/synthetic_{n_per_class}", METHODS=["Deepfakes"],
+                           N_TRAIN=192, N_VAL=96, EPOCHS=20)
         elif cfg.get("DATA_ROOT") is None:
             raise ValueError(f"MODE=sample needs {ENV_PREFIX}DATA_ROOT, a small FF++ tree")
         else:  # a handful of videos cannot be split by identity at fixed sizes: random, like the original
@@ -289,7 +293,8 @@ def device_report(amp: bool = True) -> dict[str, Any]:
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     name = {torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast + GradScaler", None: "fp32"}
-    return {"device": str(device), "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
+    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return {"device": str(device), "gpus": gpus,
             "training precision": name[precision(device, training=True, amp=amp)],
             "scoring precision": name[precision(device, amp=amp)].replace(" + GradScaler", ""),
             "cpus": default_workers(), "torch": torch.__version__, "transformers": transformers.__version__,
@@ -476,7 +481,7 @@ FACE_MARGIN = 1.3  # square box 1.3x the detected face: keeps hairline, jaw and 
 FACE_NEIGHBOUR = 2  # frames between a kept frame and the one its finds are confirmed on
 FACE_BORROW_SECONDS = 2.0  # a frame off the track this close to one on it is "borrowed", not "no face"
 Box = tuple[float, float, float]  # a face's centre x, centre y and side, in the frame's pixels
-_say_no_cascades = lru_cache(1)(lambda: logger.warning("OpenCV has no Haar cascades: centre crops, not faces"))
+_say_no_cascades = lru_cache(1)(lambda: logger.warning("OpenCV has no Haar cascades: centre crops, no faces"))
 
 
 @dataclass
@@ -1400,9 +1405,10 @@ def save_checkpoint(model: torch.nn.Module, path: str | Path, preprocessing: Pre
     """``Scarlet.pt``: weights, config (evaluation downloads nothing), ``preprocessing``, the split (paths
     relative to ``data_root``), ``extra``."""
     model = unwrap(model)
-    payload = _plain({"format": CHECKPOINT_FORMAT, "config": model.config.to_json_string(), "extra": extra,
-                      "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
-                      "preprocessing": asdict(preprocessing), "split": split and split.to_json(data_root)})
+    payload = _to_python({
+        "format": CHECKPOINT_FORMAT, "config": model.config.to_json_string(), "extra": extra,
+        "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
+        "preprocessing": asdict(preprocessing), "split": split and split.to_json(data_root)})
     return atomic_write(path, lambda fh: torch.save(payload, fh), "the checkpoint")
 
 
@@ -1568,10 +1574,11 @@ def save_training_state(path: str | Path, model: torch.nn.Module, optimizer: tor
     """All that continuing after ``epoch`` needs, random states too, as one dict; ``extra``: the run key."""
     rng = {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all(),
            "generator": generator and generator.get_state()}
-    payload = _plain({"format": TRAINING_STATE_FORMAT, "epoch": epoch, "best_score": best_score, "rng": rng,
-                      "history": history, "extra": extra, "scaler": scaler and scaler.state_dict(),
-                      "model": {k: v.cpu() for k, v in unwrap(model).state_dict().items()}})
-    payload["optimizer"] = optimizer.state_dict()  # as torch makes it: _plain would make its tuples lists
+    payload = _to_python({
+        "format": TRAINING_STATE_FORMAT, "epoch": epoch, "best_score": best_score, "rng": rng,
+        "history": history, "extra": extra, "scaler": scaler and scaler.state_dict(),
+        "model": {k: v.cpu() for k, v in unwrap(model).state_dict().items()}})
+    payload["optimizer"] = optimizer.state_dict()  # as torch makes it: _to_python would make its tuples lists
     return atomic_write(path, lambda fh: torch.save(payload, fh), "the training state")
 
 
@@ -1586,7 +1593,7 @@ def load_training_state(path: str | Path, model: torch.nn.Module, optimizer: tor
             f"found {type(obj).__name__}"
         raise CheckpointError(f"{path}: not a Scarlet training state ({found})")
     for key, want in (match or {}).items():
-        if (have := obj["extra"].get(key)) != (want := _plain(want)):  # a run key: the knobs that differ
+        if (have := obj["extra"].get(key)) != (want := _to_python(want)):  # a run key: the knobs that differ
             knobs = sorted({**have, **want}) if isinstance(have, dict) and isinstance(want, dict) else []
             detail = "; ".join(f"{k}: saved {have.get(k)!r:.40}, now {want.get(k)!r:.40}" for k in knobs
                                if have.get(k) != want.get(k))
@@ -1847,7 +1854,7 @@ def save_reports(y_true: Sequence[int], y_prob: Sequence[float], out_dir: str | 
                          parse_float=lambda s: round(float(s), 6))
     if clash := sorted(set(extra or {}) & set(metrics)):
         raise ValueError(f"extra keys {clash} would overwrite metrics of the same name")
-    metrics |= json.loads(json.dumps(_plain(extra or {}), default=str))
+    metrics |= json.loads(json.dumps(_to_python(extra or {}), default=str))
     write_json(out_dir / "metrics.json", metrics)
     write_text(out_dir / "classification_report.txt", classification_report(y_true, (np.asarray(
         y_prob) >= threshold).astype(int), labels=[0, 1], target_names=CLASS_NAMES, zero_division=0))
