@@ -364,7 +364,8 @@ def test_sample_mode_on_real_ffpp_videos(kaggle_root: Path, tmp_path: Path) -> N
     for row in cross[2:]:  # the nested parts found; an absent entry skipped (said when listing); 1 + 1
         assert row["n"] == 2 and row["support"] == {"Real": 1, "Fake": 1} and row["failed"] == []
     said = stream_text(nb, "stderr") + text
-    assert "metadata.json: 1 of its 3 videos are not under" in said and "List_of_testing_videos.txt: 1 of its 5 videos are not under" in said
+    assert "metadata.json: 1 of its 3 videos are not under" in said
+    assert "List_of_testing_videos.txt: 1 of its 5 videos are not under" in said
     assert (out / "cross_dataset_roc.png").is_file()
     legend = next(line for line in text.splitlines() if line.startswith("legend: "))
     assert [label.split(" (n=")[0] for label in ast.literal_eval(legend[len("legend: "):]) if " (n=" in label] == [
