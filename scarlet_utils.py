@@ -634,12 +634,20 @@ def _video_files(folder: Path, recursive: bool = False) -> list[Path]:
     return sorted(p for p in files if p.suffix.lower() in VIDEO_EXTENSIONS and not p.name.startswith("."))
 
 
+def _is_labels_csv(path: Path) -> bool:
+    """Whether ``path`` begins ``filename,label`` (DFDC's test set); any other file is not one."""
+    try:
+        with open(path, encoding="utf-8-sig") as fh:
+            return fh.readline().strip().lower() == "filename,label"
+    except (OSError, ValueError):
+        return False
+
+
 def _dfdc_metadata(root: Path) -> list[Path]:
     """DFDC's metadata.json at ``root``, in its parts (or ``part_00/part_0/``), its test set's labels.csv."""
     number = lambda name: re.sub(r"\d+", lambda m: str(int(m[0])), name)  # noqa: E731
     deeper = [p for p in root.glob("*/*/metadata.json") if number(p.parent.name) == number(p.parts[-3])]
-    labels = [p for p in [*root.glob("labels.csv"), *root.glob("*/labels.csv")]
-              if p.read_text(encoding="utf-8-sig").partition("\n")[0].strip().lower() == "filename,label"]
+    labels = [p for p in [*root.glob("labels.csv"), *root.glob("*/labels.csv")] if _is_labels_csv(p)]
     return sorted([*root.glob("metadata.json"), *root.glob("*/metadata.json"), *deeper, *labels])
 
 
@@ -1049,6 +1057,7 @@ def _extract_one(item: VideoItem, dest: Path, num_frames: int, size: int, face_c
         clip = read_clip(item.path, num_frames, size, face_crop, num_clips)
     except Exception as exc:  # a bad video, or a decoder bug: it fails this video, not the run
         cause = str(exc) if isinstance(exc, VideoReadError) else f"{item.path}: {type(exc).__name__}: {exc}"
+        cause = " ".join(cause.split())  # one line, whatever the library's message
         return cause, None, []
     if clip.faces is not None:  # first, so that a cached clip always has its counts
         write_json(dest.with_suffix(".faces.json"), asdict(clip.faces))
@@ -1144,6 +1153,8 @@ def extract_frames(items: Sequence[VideoItem], cache_dir: str | Path, num_frames
     rank = {item: k for k, item in enumerate(dests)}  # the report in the order of ``items``
     report.done.sort(key=rank.get)
     report.failed.sort(key=lambda failure: rank[failure[0]])
+    report.warnings.sort(key=lambda warning: rank[warning[0]])
+    report.faces = dict(sorted(report.faces.items(), key=lambda face: rank[face[0]]))
     return report
 
 
@@ -1242,9 +1253,11 @@ def make_synthetic_dataset(root: str | Path, n_per_class: int = 24, num_frames: 
             if not writer.isOpened():
                 raise OSError(f"{tmp}: cv2.VideoWriter cannot write an mp4v video here")
             face_flip = looks[src_of[k - n]][0] if k >= n else None
-            for frame in _render(portrait, size, looks[k % n], gens[k], face_flip):
-                writer.write(frame)
-            writer.release()
+            try:
+                for frame in _render(portrait, size, looks[k % n], gens[k], face_flip):
+                    writer.write(frame)
+            finally:
+                writer.release()
             os.replace(tmp, path)
     return root
 
@@ -1579,6 +1592,7 @@ def save_training_state(path: str | Path, model: torch.nn.Module, optimizer: tor
         "history": history, "extra": extra, "scaler": scaler and scaler.state_dict(),
         "model": {k: v.cpu() for k, v in unwrap(model).state_dict().items()}})
     payload["optimizer"] = optimizer.state_dict()  # as torch makes it: _to_python would make its tuples lists
+    payload["optimizer_class"] = type(optimizer).__name__
     return atomic_write(path, lambda fh: torch.save(payload, fh), "the training state")
 
 
@@ -1598,6 +1612,16 @@ def load_training_state(path: str | Path, model: torch.nn.Module, optimizer: tor
             detail = "; ".join(f"{k}: saved {have.get(k)!r:.40}, now {want.get(k)!r:.40}" for k in knobs
                                if have.get(k) != want.get(k))
             raise CheckpointError(f"{path}: saved by a run with other {key}" + (detail and f" ({detail})"))
+    mine = {k: tuple(v.shape) for k, v in unwrap(model).state_dict().items()}
+    saved = {k: tuple(v.shape) for k, v in obj["model"].items()}
+    groups = [  # AdamW state in another optimizer, or other groups, would load silently or half
+        [len(g["params"]) for g in o["param_groups"]] for o in (obj["optimizer"], optimizer.state_dict())]
+    kind = obj.get("optimizer_class", type(optimizer).__name__)
+    if saved != mine or groups[0] != groups[1] or kind != type(optimizer).__name__:
+        odd = next((k for k in sorted(saved.keys() | mine.keys()) if saved.get(k) != mine.get(k)), None)
+        why = (f"{odd}: saved {saved.get(odd)}, here {mine.get(odd)}" if odd else
+               f"{kind} with parameter groups {groups[0]}, here {type(optimizer).__name__} with {groups[1]}")
+        raise CheckpointError(f"{path}: saved for another model or optimizer ({why}); nothing loaded")
     unwrap(model).load_state_dict(obj["model"])
     optimizer.load_state_dict(obj["optimizer"])
     if scaler is not None and obj["scaler"]:

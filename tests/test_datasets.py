@@ -262,6 +262,9 @@ def test_dfdc_public_test_set_is_read_from_its_labels_csv(tmp_path, real_clips, 
                                               "cccccccccc.mp4,1\n", encoding="utf-8")
     (tmp_path / "other" / "x").mkdir(parents=True)
     (tmp_path / "other" / "x" / "labels.csv").write_text("id,name\n1,a\n")  # another labels.csv: no dataset
+    (tmp_path / "other" / "y").mkdir()
+    (tmp_path / "other" / "y" / "labels.csv").write_bytes(b"caf\xe9\n")  # not UTF-8: no dataset, no error
+    (tmp_path / "other" / "z" / "labels.csv").mkdir(parents=True)  # a folder of that name
     assert su.find_datasets([tmp_path]) == [root]
     test, name = su.dataset_test_items(root, n_eval=None)
     assert [(i.video_id, i.label, i.dataset) for i in test] == [("aalscayrfi", 0, "DFDC"), ("bbbbbbbbbb", 1, "DFDC"),
