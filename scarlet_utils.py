@@ -51,7 +51,7 @@ class CheckpointError(RuntimeError):
 
 def atomic_write(path: str | Path, write: Callable[[Any], Any], what: str = "the file") -> Path:
     """``write(binary_file)`` into a temp file beside ``path``, renamed onto it when whole: a reader never
-    finds part of a file. An ``OSError`` names ``path``, ``what`` and the cause (a full disk says so)."""
+    finds part of a file. An ``OSError`` names ``path``, ``what`` and the OS's cause."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     try:
@@ -62,10 +62,9 @@ def atomic_write(path: str | Path, write: Callable[[Any], Any], what: str = "the
     except BaseException as exc:
         with contextlib.suppress(OSError):  # the temp's folder may be a file in the way
             tmp.unlink(missing_ok=True)
-        if not isinstance(exc, OSError):
-            raise
-        full = " (the disk or quota is full)" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else ""
-        raise OSError(exc.errno, f"{path}: cannot write {what}: {exc.strerror or exc}{full}") from exc
+        if isinstance(exc, OSError):  # strerror says why: "No space left on device", "Disk quota exceeded"
+            raise OSError(exc.errno, f"{path}: cannot write {what}: {exc.strerror or exc}") from exc
+        raise
     return path
 
 
@@ -113,8 +112,7 @@ ENV_PREFIX = "SCARLET_"
 MODES = ("kaggle", "demo", "sample")
 KAGGLE_INPUT = Path("/kaggle/input")
 KAGGLE_WORKING = Path("/kaggle/working")
-# The newer mounts: how many folders below /kaggle/input each input lies.
-KAGGLE_MOUNTS = {"datasets": 2, "competitions": 1, "models": 2, "notebooks": 2}
+KAGGLE_MOUNTS = {"datasets": 2, "competitions": 1, "models": 2, "notebooks": 2}  # the newer mounts' depths
 _BOOLEANS = {**dict.fromkeys(("1", "true", "yes", "on"), True),
              **dict.fromkeys(("0", "false", "no", "off"), False)}
 
@@ -123,8 +121,10 @@ class Config(dict):
     """The run's knobs; ``changes``: ``(knob, cell value, value now, set by)`` for each knob the mode or
     a ``SCARLET_<NAME>`` variable changed; ``notes``: lines for the notebook to show."""
 
-    changes: list[tuple[str, Any, Any, str]]
-    notes: list[str]
+    def __init__(self, knobs: dict[str, Any], changes: list[tuple[str, Any, Any, str]],
+                 notes: list[str]) -> None:
+        super().__init__(knobs)
+        self.changes, self.notes = changes, notes
 
 
 def _parse_env_value(name: str, text: str, default: Any) -> Any:
@@ -148,62 +148,46 @@ def kaggle_inputs(top: str | Path | None = None) -> list[Path]:
     """Each attached input's folder below ``top`` (default ``/kaggle/input``), on the older mounts
     (``<slug>``) and the newer (``datasets/<owner>/<slug>``, ``competitions/<slug>``, ...)."""
     top = Path(top or KAGGLE_INPUT)
-    found = []
-    for folder in sorted(p for p in top.iterdir() if p.is_dir()) if top.is_dir() else []:
-        depth = KAGGLE_MOUNTS.get(folder.name)
-        found += sorted(p for p in folder.glob("/".join(["*"] * depth)) if p.is_dir()) if depth else [folder]
-    return found
-
-
-def _matching_folders(folder: Path, is_match: Callable[[Path], bool], max_depth: int) -> list[Path]:
-    """The outermost folders ``is_match`` accepts: ``folder``, or up to ``max_depth`` levels below, sorted."""
-    if is_match(folder):
-        return [folder]
-    if max_depth == 0:
-        return []
-    with os.scandir(folder) as entries:  # no stat per file in a folder of thousands of videos
-        subfolders = sorted(Path(e.path) for e in entries if e.is_dir() and not e.name.startswith("."))
-    return [found for sub in subfolders for found in _matching_folders(sub, is_match, max_depth - 1)]
+    patterns = ["*", *(mount + "/*" * depth for mount, depth in KAGGLE_MOUNTS.items())]
+    return sorted(p for pattern in patterns for p in top.glob(pattern)
+                  if p.is_dir() and not (p.parent == top and p.name in KAGGLE_MOUNTS))
 
 
 def _in_inputs(search_dirs: Sequence[str | Path] | None, is_match: Callable[[Path], bool],
                max_depth: int) -> list[Path]:
+    """The outermost folders ``is_match`` accepts, sorted: each Kaggle input below ``search_dirs`` (default
+    ``/kaggle/input``), or a folder up to ``max_depth`` levels into it."""
+    def walk(folder: Path, depth: int) -> list[Path]:
+        with contextlib.suppress(OSError, ValueError):  # no layout; no config.json, or not JSON
+            if is_match(folder):
+                return [folder]
+        if depth == 0:
+            return []
+        with os.scandir(folder) as entries:  # no stat per file in a folder of thousands of videos
+            subfolders = sorted(Path(e.path) for e in entries if e.is_dir() and not e.name.startswith("."))
+        return [found for sub in subfolders for found in walk(sub, depth - 1)]
     return [found for top in search_dirs or (KAGGLE_INPUT,) for folder in kaggle_inputs(top)
-            for found in _matching_folders(folder, is_match, max_depth)]
-
-
-def _is_data_root(folder: Path) -> bool:
-    try:
-        return bool(detect_layout(folder))
-    except FileNotFoundError:
-        return False
+            for found in walk(folder, max_depth)]
 
 
 def _is_k400_timesformer(folder: Path) -> bool:
-    if not any((folder / w).is_file() for w in ("model.safetensors", "pytorch_model.bin")):
-        return False
-    try:
-        cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return cfg.get("model_type") == "timesformer" and len(cfg.get("id2label", {})) == 400
+    cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    return cfg.get("model_type") == "timesformer" and len(cfg.get("id2label", {})) == 400 and any(
+        (folder / weights).is_file() for weights in ("model.safetensors", "pytorch_model.bin"))
 
 
 def find_datasets(search_dirs: Sequence[str | Path] | None = None, max_depth: int = 4) -> list[Path]:
     """The root of every dataset layout ``list_videos`` reads, up to ``max_depth`` folders into each
     Kaggle input below ``search_dirs`` (default ``/kaggle/input``)."""
-    return _in_inputs(search_dirs, _is_data_root, max_depth)
+    return _in_inputs(search_dirs, detect_layout, max_depth)
 
 
 def find_data_root(search_dirs: Sequence[str | Path] | None = None, compression: str = "c23") -> Path | None:
     """The first FaceForensics++ root (the Kaggle mirror, or the official layout at ``compression``) of
     ``find_datasets``, found by its layout whatever its folder is called."""
-    for root in find_datasets(search_dirs):
-        layout = detect_layout(root)
-        if (layout == "official" or layout == "kaggle" and compression == "c23") and \
-                _layout_folders(root, layout, REAL_FOLDER, compression).is_dir():
-            return root
-    return None
+    layouts = ("official", "kaggle") if compression == "c23" else ("official",)  # the mirror is c23 only
+    return next((root for root in find_datasets(search_dirs) if (layout := detect_layout(root)) in layouts
+                 and _layout_folders(root, layout, REAL_FOLDER, compression).is_dir()), None)
 
 
 def find_local_model(search_dirs: Sequence[str | Path] | None = None, max_depth: int = 5) -> Path | None:
@@ -215,11 +199,11 @@ def find_local_model(search_dirs: Sequence[str | Path] | None = None, max_depth:
 def describe_inputs(top: str | Path | None = None) -> str:
     """What each Kaggle input below ``top`` (default ``/kaggle/input``) holds, in one line."""
     top = Path(top or KAGGLE_INPUT)
-    said = []
+    roots, said = find_datasets([top]), []
     for folder in kaggle_inputs(top):
-        roots = [f"{detect_layout(r)} layout" + (f" in {r.relative_to(folder)}" if r != folder else "")
-                 for r in _matching_folders(folder, _is_data_root, 4)]
-        said.append(f"{folder.relative_to(top)} ({', '.join(roots) or 'no dataset layout'})")
+        found = [f"{detect_layout(r)} layout" + (f" in {r.relative_to(folder)}" if r != folder else "")
+                 for r in roots if r.is_relative_to(folder)]
+        said.append(f"{folder.relative_to(top)} ({', '.join(found) or 'no dataset layout'})")
     return "; ".join(said) or "nothing"
 
 
@@ -235,34 +219,30 @@ def resolve_config(defaults: dict[str, Any], environ: dict[str, str] | None = No
     """``defaults``, then the mode's presets, then ``SCARLET_<NAME>`` variables, which always win (CI runs
     the notebook headless). ``MODE`` None: ``kaggle`` where FF++ is found, else ``demo``. ``demo`` and
     ``sample`` use a tiny model and their own output folders; on Kaggle an attached k400 copy is used."""
-    environ = dict(os.environ if environ is None else environ)
-    unknown = sorted(k for k in environ if k.startswith(ENV_PREFIX) and k[len(ENV_PREFIX):] not in defaults)
-    if unknown:
+    given = {k[len(ENV_PREFIX):]: text for k, text in (os.environ if environ is None else environ).items()
+             if k.startswith(ENV_PREFIX)}
+    if unknown := sorted(ENV_PREFIX + k for k in given if k not in defaults):
         raise KeyError(f"unknown configuration variables {unknown}; known: {sorted(defaults)}")
-    env = {k: _parse_env_value(k, environ[ENV_PREFIX + k], v) for k, v in defaults.items()
-           if ENV_PREFIX + k in environ}
+    env = {k: _parse_env_value(k, text, defaults[k]) for k, text in given.items()}
     cfg = {**defaults, **env}
-    on_kaggle = KAGGLE_WORKING.is_dir()
     if cfg.get("DATA_ROOT") is None and cfg.get("MODE") in (None, "kaggle"):
         found = find_data_root(compression=cfg.get("COMPRESSION") or "c23")
         cfg["DATA_ROOT"] = str(found) if found else None
     mode = cfg.get("MODE") or ("kaggle" if cfg.get("DATA_ROOT") else "demo")
     if mode not in MODES:
         raise ValueError(f"MODE must be one of {MODES}, got {mode!r}")
-    notes = []
-    if on_kaggle and mode == "demo" and not cfg.get("MODE"):  # Run All on Kaggle without FF++: say what is
-        notes.append(f"MODE demo: no FaceForensics++ root (ROOT/original/ beside ROOT/<Method>/, or "
-                     f"ROOT/original_sequences/) under {KAGGLE_INPUT}, which holds: {describe_inputs()}")
+    on_kaggle = KAGGLE_WORKING.is_dir()
+    notes = [] if cfg.get("MODE") or mode != "demo" or not on_kaggle else [  # Run All on Kaggle, no FF++
+        f"MODE demo: no FaceForensics++ root (ROOT/original/ beside ROOT/<Method>/, or "
+        f"ROOT/original_sequences/) under {KAGGLE_INPUT}, which holds: {describe_inputs()}"]
     presets: dict[str, Any] = {"MODE": mode}
     if mode == "kaggle":
         if cfg.get("DATA_ROOT") is None:
-            raise FileNotFoundError(
-                f"no FaceForensics++ root under {KAGGLE_INPUT} ({describe_inputs()}): attach the dataset, "
-                f"set {ENV_PREFIX}DATA_ROOT or run {ENV_PREFIX}MODE=demo")
+            raise FileNotFoundError(f"no FaceForensics++ root under {KAGGLE_INPUT} ({describe_inputs()}): "
+                                    "attach the dataset, set SCARLET_DATA_ROOT or run SCARLET_MODE=demo")
         presets["OUTPUT_DIR"] = str(KAGGLE_WORKING / "models" / "video") if on_kaggle else "models/video"
         presets["CACHE_DIR"] = str(KAGGLE_WORKING / "frame_cache") if on_kaggle else ".scarlet_cache"
-        local = find_local_model() if cfg.get("MODEL") == DEFAULT_MODEL else None
-        if local is not None:
+        if cfg.get("MODEL") == DEFAULT_MODEL and (local := find_local_model()):
             presets["MODEL"] = str(local)
     else:  # a tiny model: minutes on a laptop CPU, never a real result
         presets.update(MODEL="tiny", NUM_FRAMES=8, SIZE=64, BATCH_SIZE=4, LR=5e-4, FACE_CROP=False,
@@ -279,18 +259,14 @@ def resolve_config(defaults: dict[str, Any], environ: dict[str, str] | None = No
             n_train, n_val = sized_split(labels.count(0), labels.count(1))
             presets.update(METHODS=methods, N_TRAIN=n_train, N_VAL=n_val, EPOCHS=2, SPLIT="random")
     cfg |= {k: v for k, v in presets.items() if k not in env and k in defaults}
-    out = Config(cfg)
-    out.changes = [(k, defaults[k], out[k], f"{ENV_PREFIX}{k}" if k in env else f"MODE {mode}")
-                   for k in defaults if out[k] != defaults[k]]
-    out.notes = notes
-    return out
+    return Config(cfg, [(k, defaults[k], cfg[k], f"{ENV_PREFIX}{k}" if k in env else f"MODE {mode}")
+                        for k in defaults if cfg[k] != defaults[k]], notes)
 
 
 def device_report(amp: bool = True) -> dict[str, Any]:
     """The compute device, its precisions, and the library versions, for the notebook to print."""
     import sklearn
     import transformers
-
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     name = {torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast + GradScaler", None: "fp32"}
     gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
