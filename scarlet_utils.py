@@ -22,7 +22,7 @@ import threading
 from collections import Counter
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field, replace
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path, PureWindowsPath
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -33,6 +33,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm  # text bars read right in a saved, headless-run notebook (widgets show 0%)
 
 logger = logging.getLogger("scarlet")
+_progress = partial(tqdm, mininterval=1.0)  # redrawn at most once a second: saved output stays small
 
 DEFAULT_MODEL = "facebook/timesformer-base-finetuned-k400"
 KINETICS_MEAN = (0.45, 0.45, 0.45)  # the k400 checkpoint's preprocessor_config.json
@@ -89,11 +90,6 @@ def _to_python(obj: Any) -> Any:
     if isinstance(obj, (np.generic, np.ndarray)):
         return obj.tolist()
     return str(obj) if isinstance(obj, Path) else obj
-
-
-def _progress(**kwargs: Any) -> tqdm:
-    """A bar redrawn at most once a second, so a long run's saved output stays small."""
-    return tqdm(mininterval=1.0, **kwargs)
 
 
 def format_table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
