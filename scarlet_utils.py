@@ -9,7 +9,6 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import csv
-import errno
 import json
 import logging
 import multiprocessing
@@ -320,9 +319,8 @@ def _open_capture(path: Path) -> cv2.VideoCapture:
     try:
         if (regular := stat.S_ISREG((st := path.stat()).st_mode)) and st.st_size:
             open(path, "rb").close()
-    except OSError as exc:
-        why = {errno.ENOENT: "file not found", errno.EACCES: "permission denied", errno.ELOOP: "symlink loop"}
-        raise VideoReadError(f"{path}: {why.get(exc.errno, f'cannot read it ({exc.strerror})')}") from None
+    except OSError as exc:  # the OS's cause: "No such file or directory", "Permission denied", a symlink loop
+        raise VideoReadError(f"{path}: {exc.strerror or exc}") from None
     if not (regular and st.st_size):
         kind = "is a directory, not a video file" if stat.S_ISDIR(st.st_mode) else "not a regular file"
         raise VideoReadError(f"{path}: {'empty file (0 bytes)' if regular else kind}")

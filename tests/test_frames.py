@@ -181,14 +181,14 @@ def _raises_naming(path, cause):
 
 def test_missing_file(tmp_path):
     path = tmp_path / "nope.mp4"
-    with _raises_naming(path, "file not found"):
+    with _raises_naming(path, "No such file or directory"):
         su.read_video_frames(path)
 
 
 def test_broken_symlink_is_a_missing_file(tmp_path):
     link = tmp_path / "dangling.mp4"
     link.symlink_to(tmp_path / "gone.mp4")
-    with _raises_naming(link, "file not found"):
+    with _raises_naming(link, "No such file or directory"):
         su.read_clip(link)
 
 

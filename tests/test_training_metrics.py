@@ -233,5 +233,5 @@ def test_predict_video_rejects_another_input_size(tiny_model, small_video, prep,
 
 
 def test_predict_video_bad_file(tiny_model, tmp_path):
-    with pytest.raises(su.VideoReadError, match="file not found"):
+    with pytest.raises(su.VideoReadError, match="No such file or directory"):
         su.predict_video(tiny_model, tmp_path / "missing.mp4")
