@@ -167,8 +167,9 @@ def _in_inputs(search_dirs: Sequence[str | Path] | None, is_match: Callable[[Pat
 
 def _is_k400_timesformer(folder: Path) -> bool:
     cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    return cfg.get("model_type") == "timesformer" and len(cfg.get("id2label", {})) == 400 and any(
-        (folder / weights).is_file() for weights in ("model.safetensors", "pytorch_model.bin"))
+    labels = len(cfg.get("id2label", {})) if isinstance(cfg, dict) else 0  # JSON, but not an object: not one
+    return labels == 400 and cfg.get("model_type") == "timesformer" and any(
+        (folder / w).is_file() for w in ("model.safetensors", "pytorch_model.bin"))
 
 
 def find_datasets(search_dirs: Sequence[str | Path] | None = None, max_depth: int = 4) -> list[Path]:
