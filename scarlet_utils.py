@@ -954,10 +954,11 @@ def _identity_split(items: Sequence[VideoItem], n_train: int, n_val: int,
     sides: tuple[list[VideoItem], list[VideoItem]] = ([], [])
     for members in groups:  # each group to train while train needs any of it, else to val while val does
         by_kind = {k: [i for i in members if kind(i) == k] for k in sorted({kind(i) for i in members})}
-        side, wants = next(((s, n) for s, n in zip(sides, need) if any(n[k] > 0 for k in by_kind)), ([], {}))
+        side, wants = next(((s, n) for s, n in zip(sides, need) if any(n[k] > 0 for k in by_kind)),
+                           ([], Counter()))
         for k, videos in by_kind.items():
-            side += rng.sample(videos, take := min(wants.get(k, 0), len(videos)))
-            wants[k] = wants.get(k, 0) - take
+            side += rng.sample(videos, take := min(wants[k], len(videos)))
+            wants[k] -= take
     if any(+wants for wants in need):
         left = [", ".join(f"{n} {k or 'real'}" for k, n in sorted((+s).items())) or "nothing" for s in need]
         raise ValueError(f"identity split of {n_train} train + {n_val} val cannot be met without sharing an "
