@@ -941,8 +941,7 @@ def _balanced(rng: random.Random, items: Sequence[VideoItem], n: int) -> list[Vi
 def _identity_split(items: Sequence[VideoItem], n_train: int, n_val: int,
                     rng: random.Random) -> tuple[list[VideoItem], list[VideoItem]]:
     """Groups of videos joined by shared faces, in random order, each filling train's quotas, else val's."""
-    import networkx as nx
-
+    import networkx as nx  # comes with torch
     graph = nx.Graph((k, face) for k, item in enumerate(items) for face in video_identities(item))
     groups = [[items[k] for k in sorted(k for k in group if isinstance(k, int))]  # its videos, not its faces
               for group in nx.connected_components(graph)]  # in the order of their first video
