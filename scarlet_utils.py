@@ -607,11 +607,9 @@ def _video_files(folder: Path, recursive: bool = False) -> list[Path]:
 
 def _is_labels_csv(path: Path) -> bool:
     """Whether ``path`` begins ``filename,label`` (DFDC's test set); any other file is not one."""
-    try:
-        with open(path, encoding="utf-8-sig") as fh:
-            return fh.readline().strip().lower() == "filename,label"
-    except (OSError, ValueError):
-        return False
+    with contextlib.suppress(OSError, ValueError), open(path, encoding="utf-8-sig") as fh:
+        return fh.readline().strip().lower() == "filename,label"
+    return False
 
 
 def _dfdc_metadata(root: Path) -> list[Path]:
@@ -677,12 +675,13 @@ def _other_videos(root: Path, layout: str) -> list[VideoItem]:
                 for label, side in ((0, "real"), (1, "fake")) for p in _video_files(root / side, True)]
     items = []  # DFDC: a fake and its original are one group of people; labels.csv (its test set): 1 is fake
     for meta in _dfdc_metadata(root):
+        text = meta.read_text(encoding="utf-8-sig")
         try:
-            rows = ([(r["filename"], int(r["label"]) != 0, None) for r in csv.DictReader(
-                meta.read_text(encoding="utf-8-sig").splitlines())] if meta.suffix == ".csv" else
+            rows = ([(r["filename"], int(r["label"]) != 0, None) for r in csv.DictReader(text.splitlines())]
+                    if meta.suffix == ".csv" else
                     [(name, str(e["label"]).upper() == "FAKE", e.get("original"))
-                     for name, e in json.loads(meta.read_text(encoding="utf-8")).items()])
-        except (OSError, ValueError, KeyError, AttributeError, TypeError) as exc:
+                     for name, e in json.loads(text).items()])
+        except (ValueError, KeyError, AttributeError, TypeError) as exc:
             raise ValueError(f"{meta}: not a DFDC {meta.name} ({type(exc).__name__}: {exc})") from None
         items += _present(meta, [VideoItem(meta.parent / name, int(fake), "DFDC" if fake else "DFDC-real",
                                            Path(name).stem, "DFDC", (f"dfdc:{Path(original or name).stem}",))
@@ -703,11 +702,10 @@ def list_videos(root: str | Path, methods: Iterable[str] | None = None,
     asked = [methods] if isinstance(methods, str) else methods  # a bare string is one method
     methods = found if asked is None else list(dict.fromkeys(asked))
     folders = {m: _layout_folders(root, layout, m, compression) for m in [REAL_FOLDER, *methods] if ffpp}
-    missing = [f"no folder for {m!r} ({f})" for m, f in folders.items() if not f.is_dir()] + [
-        f"no fakes of {m!r}" for m in methods if not ffpp and m not in found]
+    missing = "; ".join([f"no folder for {m!r} ({f})" for m, f in folders.items() if not f.is_dir()] + [
+        f"no fakes of {m!r}" for m in methods if not ffpp and m not in found])
     if missing:
-        raise FileNotFoundError(f"{root} ({layout} layout): {'; '.join(missing)}; methods found: "
-                                f"{found or 'none'}")
+        raise FileNotFoundError(f"{root} ({layout} layout): {missing}; methods found: {found or 'none'}")
     if ffpp and "DeepFakeDetection" in methods:  # its own actors' videos are its reals
         folders[ACTORS_FOLDER] = _layout_folders(root, layout, ACTORS_FOLDER, compression)
         if not folders[ACTORS_FOLDER].is_dir():
@@ -735,24 +733,22 @@ def dataset_test_items(root: str | Path, n_eval: int | None = 800, seed: int = 0
                 if line.strip()]
         if any(len(r) != 2 or r[0] not in ("0", "1") for r in rows):
             raise ValueError(f"{listing}: expected 'LABEL RELPATH' lines with LABEL 1 (real) or 0 (fake)")
-        parts = [PureWindowsPath(rel.strip()).parts for _, rel in rows]  # either separator
-        paths = [root.joinpath(*p[next((k for k, x in enumerate(p) if x in CELEB_FOLDERS), 0):])
-                 for p in parts]
+        paths = [root.joinpath(*PureWindowsPath(rel.strip()).parts[-2:]) for _, rel in rows]  # FOLDER/NAME
         items = _present(listing, [replace(_celeb_item(p), label=1 - int(r[0])) for p, r in zip(paths, rows)])
         return items, f"Celeb-DF-v2 test list, {len(items)} videos"
     items = list_videos(root, compression=compression)
     if layout in ("kaggle", "official"):
         items = [i for i in items if official_part(i) == "test"]
         return items, f"{items[0].dataset if items else FFPP} official test pairs, {len(items)} videos"
-    tests = {m.parent for m in _dfdc_metadata(root) if m.suffix == ".csv"} if layout == "dfdc" else set()
+    if layout == "folders":
+        return items, f"{items[0].dataset}, all {len(items)} videos"
+    tests = {m.parent for m in _dfdc_metadata(root) if m.suffix == ".csv"}
     test = [i for i in items if i.path.parent in tests]
-    what = items[0].dataset if layout != "dfdc" else "DFDC public test set" if test else \
-        "DFDC labelled videos (not its test set)"
+    what = "DFDC public test set" if test else "DFDC labelled videos (not its test set)"
     items = test or items
-    if n_eval is None or n_eval >= len(items) or layout != "dfdc":
+    if n_eval is None or n_eval >= len(items):
         return items, f"{what}, all {len(items)} videos"
-    n = min(n_eval // 2, *(sum(i.label == c for i in items) for c in (0, 1)))
-    drawn = sorted(_balanced(random.Random(seed), items, n), key=lambda i: str(i.path))
+    drawn = sorted(_balanced(random.Random(seed), items, n_eval // 2), key=lambda i: str(i.path))
     return drawn, f"{what}, {len(drawn)} of {len(items)} drawn balanced"
 
 
@@ -818,7 +814,6 @@ def load_split(path: str | Path, data_root: str | Path | None = None) -> Split:
 
 # -- Split helpers: identities, the official FF++ lists, leakage -------------------------------
 # A fake ``T_S`` shows T's video with S's face: 000_003 in training, 003 or 003_000 in validation leak a face.
-_ACTOR_METHODS = (ACTORS_FOLDER, "DeepFakeDetection")  # DFD ids are actors "01".."28", not youtube ids
 # The official FF++ splits (github.com/ondyari/FaceForensics, dataset/splits/{train,val,test}.json) in their
 # order: 360 / 70 / 70 [target, source] pairs of youtube ids, each as TTTSSS; every id 000-999 occurs once.
 _OFFICIAL_LISTS = """
@@ -858,11 +853,11 @@ _OFFICIAL = {frozenset(ids): part for part, text in re.findall(r"(\w+):([\d\s]+)
 
 def video_identities(item_or_id: VideoItem | str) -> frozenset[str]:
     """The people in a video: ``"T_S"`` -> ``{"T", "S"}``; DFD's ``"01_02__walk__X"``: actors 01 and 02."""
-    item = item_or_id if isinstance(item_or_id, VideoItem) else None
-    if item is not None and item.people:  # listed with its people (not FF++)
+    item = item_or_id if isinstance(item_or_id, VideoItem) else VideoItem(Path(), 0, "", str(item_or_id))
+    if item.people:  # listed with its people (not FF++)
         return frozenset(item.people)
-    vid = item.video_id if item is not None else str(item_or_id)
-    actor = "__" in vid or item is not None and item.method in _ACTOR_METHODS
+    vid = item.video_id  # DFD's ids are its actors "01".."28", never youtube ids
+    actor = "__" in vid or item.method in (ACTORS_FOLDER, "DeepFakeDetection")
     people = [p for p in vid.split("__", 1)[0].split("_") if p] or [vid]
     return frozenset(f"actor:{p}" if actor else p for p in people)
 
@@ -889,13 +884,13 @@ def count_identity_leaks(train: Iterable[VideoItem], other: Iterable[VideoItem])
 
 def held_out_items(items: Iterable[VideoItem], split: Split) -> list[VideoItem]:
     """The videos of ``items`` (any method) with all faces on ``split``'s validation side (official: val)."""
-    items = list(items)
     if split.strategy == "official":
         return [i for i in items if official_part(i) == "val"]
-    return split_by_faces(items, identities_of(items) - identities_of(split.val))[0]
+    val = identities_of(split.val)
+    return [i for i in items if video_identities(i) <= val]
 
 
-def _spread(available: dict[str, int], total: int) -> dict[str, int]:
+def _even_quotas(available: dict[str, int], total: int) -> dict[str, int]:
     """``total`` handed out one at a time to the key with the least so far that has more (ties: by name)."""
     quota = dict.fromkeys(sorted(available), 0)
     for _ in range(total):
@@ -904,43 +899,40 @@ def _spread(available: dict[str, int], total: int) -> dict[str, int]:
 
 
 def _balanced(rng: random.Random, items: Sequence[VideoItem], n: int) -> list[VideoItem]:
-    """``n`` reals and ``n`` fakes of ``items``, the fakes drawn evenly across their methods."""
-    fakes = [i for i in items if i.label == 1]
-    quota = _spread(Counter(i.method for i in fakes), n)
-    return rng.sample([i for i in items if i.label == 0], n) + [
+    """Up to ``n`` reals and as many fakes of ``items``, the fakes even across their methods, shuffled."""
+    reals, fakes = [i for i in items if i.label == 0], [i for i in items if i.label == 1]
+    n = min(n, len(reals), len(fakes))
+    quota = _even_quotas(Counter(i.method for i in fakes), n)
+    drawn = rng.sample(reals, n) + [
         i for m, q in quota.items() for i in rng.sample([f for f in fakes if f.method == m], q)]
+    rng.shuffle(drawn)
+    return drawn
 
 
 def _identity_split(items: Sequence[VideoItem], n_train: int, n_val: int,
                     rng: random.Random) -> tuple[list[VideoItem], list[VideoItem]]:
     """Groups of videos joined by shared faces, in random order, each filling train's quotas, else val's."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    faces = {face: n for n, face in enumerate(identities_of(items), len(items))}  # numbered after the videos
-    edges = np.array([(k, faces[f]) for k, item in enumerate(items) for f in video_identities(item)]).T
-    graph = coo_matrix((np.ones(edges.shape[1]), (edges[0], edges[1])), shape=(len(items) + len(faces),) * 2)
-    group = connected_components(graph, directed=False)[1][:len(items)]
-    components = [[items[k] for k in np.flatnonzero(group == g)] for g in dict.fromkeys(group)]
-    rng.shuffle(components)
-    per_class = (n_train + n_val) // 2
-    fakes = _spread(Counter(i.method for i in items if i.label == 1), per_class)
-    train_fakes = _spread(fakes, n_train - n_train // 2)
-    need = [Counter({"": n_train // 2, **train_fakes}),  # "" for the reals, else the fakes' method
-            Counter({"": per_class - n_train // 2, **fakes}) - Counter(train_fakes)]
+    import networkx as nx  # comes with torch
+    graph = nx.Graph((k, face) for k, item in enumerate(items) for face in video_identities(item))
+    groups = [[items[k] for k in sorted(k for k in group if isinstance(k, int))]  # its videos, not its faces
+              for group in nx.connected_components(graph)]  # in the order of their first video
+    rng.shuffle(groups)
+    kind = lambda i: i.method if i.label == 1 else ""  # noqa: E731  (the reals: "")
+    fakes = _even_quotas(Counter(kind(i) for i in items if i.label == 1), (n_train + n_val) // 2)
+    need = [Counter({"": n_train // 2, **_even_quotas(fakes, n_train - n_train // 2)})]
+    need.append(Counter({"": (n_train + n_val) // 2, **fakes}) - need[0])
     sides: tuple[list[VideoItem], list[VideoItem]] = ([], [])
-    kind = lambda i: i.method if i.label == 1 else ""  # noqa: E731
-    for members in components:  # each group to train while train needs any of it, else to val while val does
+    for members in groups:  # each group to train while train needs any of it, else to val while val does
         by_kind = {k: [i for i in members if kind(i) == k] for k in sorted({kind(i) for i in members})}
-        side, side_need = next(((s, n) for s, n in zip(sides, need) if any(n[k] > 0 for k in by_kind)),
-                               ([], Counter()))
+        side, wants = next(((s, n) for s, n in zip(sides, need) if any(n[k] > 0 for k in by_kind)),
+                           ([], Counter()))
         for k, videos in by_kind.items():
-            side += rng.sample(videos, min(side_need[k], len(videos)))
-            side_need[k] -= min(side_need[k], len(videos))
-    if any(sum(side_need.values()) for side_need in need):
-        left = [", ".join(f"{n} {k or 'real'}" for k, n in sorted(s.items()) if n) or "nothing" for s in need]
+            side += rng.sample(videos, take := min(wants[k], len(videos)))
+            wants[k] -= take
+    if any(+wants for wants in need):
+        left = [", ".join(f"{n} {k or 'real'}" for k, n in sorted((+s).items())) or "nothing" for s in need]
         raise ValueError(f"identity split of {n_train} train + {n_val} val cannot be met without sharing an "
-                         f"identity across sides: after all {len(components)} identity groups, train still "
+                         f"identity across sides: after all {len(groups)} identity groups, train still "
                          f"needs {left[0]} and val still needs {left[1]}; lower n_train / n_val")
     for side in sides:
         rng.shuffle(side)
@@ -955,13 +947,12 @@ def make_split(items: Sequence[VideoItem], n_train: int = 600, n_val: int = 800,
     rng = random.Random(seed)
     items = sorted(items, key=lambda i: str(i.path))  # the split depends on the files, not their listing
     if strategy == "official":  # each part balanced by sub-sampling; videos outside the lists left out
-        parts = {p: [i for i in items if official_part(i) == p] for p in SPLIT_PARTS}
-        if sum(map(len, parts.values())) < len(items):
+        unlisted = sum(official_part(i) is None for i in items)
+        if unlisted:
             logger.info("official split: %d of %d videos are not in the official FF++ lists, left out",
-                        len(items) - sum(map(len, parts.values())), len(items))
-        for part, members in parts.items():
-            parts[part] = _balanced(rng, members, min(sum(i.label == c for i in members) for c in (0, 1)))
-            rng.shuffle(parts[part])
+                        unlisted, len(items))
+        parts = {p: _balanced(rng, [i for i in items if official_part(i) == p], len(items))
+                 for p in SPLIT_PARTS}
         if not parts["train"] or not parts["val"]:
             empty = " and ".join(p for p in ("train", "val") if not parts[p])
             raise ValueError(f"official split: no balanced real/fake videos for {empty} among {len(items)} "
@@ -977,7 +968,6 @@ def make_split(items: Sequence[VideoItem], n_train: int = 600, n_val: int = 800,
     if strategy == "identity":
         return Split(*_identity_split(items, n_train, n_val, rng), strategy=strategy, seed=seed)
     pool = _balanced(rng, items, per_class)
-    rng.shuffle(pool)
     return Split(pool[:n_train], pool[n_train:], strategy=strategy, seed=seed)
 
 
