@@ -1248,7 +1248,7 @@ class Preprocessing:
     face_method: str = FACE_METHOD
 
     @classmethod
-    def from_dict(cls, obj: dict[str, Any]) -> "Preprocessing":
+    def from_dict(cls, obj: dict[str, Any]) -> Preprocessing:
         """The record ``asdict`` made; ``CheckpointError`` where this module makes inputs otherwise."""
         p = cls(**{k: tuple(v) if k in ("mean", "std") else v for k, v in obj.items()
                    if k in cls.__dataclass_fields__})
@@ -1278,39 +1278,36 @@ def build_model(source: Any = DEFAULT_MODEL, num_labels: int = 2, *, sdpa: bool 
                 gradient_checkpointing: bool = False) -> torch.nn.Module:
     """TimeSformer with a new ``num_labels``-way head (``Real``/``Fake``) from a hub id, folder or config."""
     from transformers import TimesformerConfig, TimesformerForVideoClassification as Model
-    names = list(CLASS_NAMES) if num_labels == 2 else [f"LABEL_{i}" for i in range(num_labels)]
+    names = CLASS_NAMES if num_labels == 2 else [f"LABEL_{i}" for i in range(num_labels)]
     labels = {"id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}}
     if isinstance(source, TimesformerConfig):
         model = Model(TimesformerConfig.from_dict({**source.to_dict(), **labels}))
     else:  # the k400 400-class head is made afresh; every other weight is copied
         model = _from_pretrained(Model, source, ignore_mismatched_sizes=True, **labels)
-    if gradient_checkpointing:  # non-reentrant: frozen inputs need no requires_grad trick
+    if gradient_checkpointing:  # non-reentrant: frozen inputs need no requires_grad trick (v5's name, v4's)
         enable = getattr(model, "activation_checkpointing_enable", model.gradient_checkpointing_enable)
         enable({"use_reentrant": False})
     return use_sdpa_attention(model) if sdpa else model
 
 
+def _sdpa_forward(self: Any, hidden_states: torch.Tensor, output_attentions: bool = False) -> tuple:
+    """Stock attention through ``scaled_dot_product_attention``, without the ``(B, heads, N, N)`` weights."""
+    if output_attentions:
+        return type(self).__base__.forward(self, hidden_states, True)
+    b, n, width = hidden_states.shape  # q, k, v: (B, heads, N, head width)
+    q, k, v = self.qkv(hidden_states).view(b, n, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+    context = torch.nn.functional.scaled_dot_product_attention(
+        q, k, v, dropout_p=self.attn_drop.p if self.training else 0.0, scale=self.scale)
+    return (context.transpose(1, 2).reshape(b, n, width),)
+
+
 @lru_cache(maxsize=None)
 def __getattr__(name: str) -> type:
-    """``SdpaTimesformerSelfAttention``: the stock maths through ``scaled_dot_product_attention``, without the
-    ``(B, heads, N, N)`` weights; made on first use (PEP 562), so decoding workers skip transformers."""
+    """PEP 562: ``SdpaTimesformerSelfAttention`` made on first use, so decoding workers skip transformers."""
     if name != "SdpaTimesformerSelfAttention":
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     from transformers.models.timesformer.modeling_timesformer import TimesformerSelfAttention
-
-    class SdpaTimesformerSelfAttention(TimesformerSelfAttention):
-        def forward(self, hidden_states: torch.Tensor, output_attentions: bool = False) -> tuple:
-            if output_attentions:
-                return super().forward(hidden_states, True)
-            b, n, width = hidden_states.shape  # q, k, v: (B, heads, N, head width)
-            q, k, v = self.qkv(hidden_states).view(b, n, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
-            context = torch.nn.functional.scaled_dot_product_attention(
-                q, k, v, dropout_p=self.attn_drop.p if self.training else 0.0, scale=self.scale)
-            return (context.transpose(1, 2).reshape(b, n, width),)
-
-    SdpaTimesformerSelfAttention.__module__ = __name__  # pickled by this module's name
-    SdpaTimesformerSelfAttention.__qualname__ = name
-    return SdpaTimesformerSelfAttention
+    return type(name, (TimesformerSelfAttention,), {"forward": _sdpa_forward, "__module__": __name__})
 
 
 def use_sdpa_attention(model: torch.nn.Module) -> torch.nn.Module:
@@ -1344,14 +1341,6 @@ def normalization_for(source: Any = DEFAULT_MODEL) -> tuple[tuple[float, ...], t
     return tuple(processor.image_mean), tuple(processor.image_std)
 
 
-def image_processor(prep: Preprocessing) -> Any:
-    """The image processor of ``prep``'s whole frames (the PIL-backed class: it needs no torchvision)."""
-    import transformers
-    cls = getattr(transformers, "VideoMAEImageProcessorPil", None) or transformers.VideoMAEImageProcessor
-    return cls(size={"shortest_edge": prep.size}, crop_size={"height": prep.size, "width": prep.size},
-               image_mean=list(prep.mean), image_std=list(prep.std))
-
-
 def tiny_config(num_frames: int = 8, image_size: int = 64, hidden_size: int = 64, num_layers: int = 2) -> Any:
     """A small random TimeSformer for the CPU demo and tests; initializer_range ~1/sqrt(width), as HF's 0.02
     (made for width 768) leaves a width-64 model ignoring its input."""
@@ -1376,12 +1365,10 @@ def check_input_size(model: torch.nn.Module, num_frames: int, size: int) -> None
 
 def save_checkpoint(model: torch.nn.Module, path: str | Path, preprocessing: Preprocessing,
                     split: Split | None = None, data_root: str | Path | None = None, **extra: Any) -> Path:
-    """``Scarlet.pt``: weights, config (evaluation downloads nothing), ``preprocessing``, the split (paths
-    relative to ``data_root``), ``extra``."""
-    model = unwrap(model)
+    """``Scarlet.pt``: weights, config (loads offline), preprocessing, split (relative paths), ``extra``."""
     payload = _to_python({
-        "format": CHECKPOINT_FORMAT, "config": model.config.to_json_string(), "extra": extra,
-        "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
+        "format": CHECKPOINT_FORMAT, "config": unwrap(model).config.to_json_string(), "extra": extra,
+        "state_dict": {k: v.cpu() for k, v in unwrap(model).state_dict().items()},
         "preprocessing": asdict(preprocessing), "split": split and split.to_json(data_root)})
     return atomic_write(path, lambda fh: torch.save(payload, fh), "the checkpoint")
 
@@ -1441,7 +1428,7 @@ class CheckpointInfo:
         own = {r.get("dataset", FFPP) for r in self.split["train"]} if self.split else {FFPP}
         return own | set((self.extra.get("init_from") or {}).get("trained_on", ()))
 
-    def lineage(self) -> dict[str, Any]:
+    def init_from_record(self) -> dict[str, Any]:
         """What a model fine-tuned from it records (``save_checkpoint(init_from=...)``) for leak checks."""
         faces = self.train_faces()
         return {"checkpoint": str(self.path), "train_faces": None if faces is None else sorted(faces),
@@ -1460,14 +1447,17 @@ def checkpoint_info(path: str | Path) -> CheckpointInfo:
 
 def export_pretrained(model: torch.nn.Module, out_dir: str | Path, preprocessing: Preprocessing) -> Path:
     """A ``from_pretrained`` folder, written beside ``out_dir``, renamed onto it (replacing exports only)."""
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not (out_dir / "config.json").is_file() and (
-            out_dir.is_file() or any(out_dir.iterdir())):
+    import transformers
+    out_dir, size = Path(out_dir), preprocessing.size
+    if out_dir.is_file() or (any(out_dir.glob("*")) and not (out_dir / "config.json").is_file()):
         raise FileExistsError(f"{out_dir}: exists and is not a model export; refusing to replace it")
     tmp = out_dir.with_name(f".{out_dir.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)  # what a killed export left
     unwrap(model).save_pretrained(tmp)
-    image_processor(preprocessing).save_pretrained(tmp)
+    pil = getattr(transformers, "VideoMAEImageProcessorPil", None)  # PIL-backed: it needs no torchvision
+    (pil or transformers.VideoMAEImageProcessor)(
+        size={"shortest_edge": size}, crop_size={"height": size, "width": size},
+        image_mean=list(preprocessing.mean), image_std=list(preprocessing.std)).save_pretrained(tmp)
     for f in tmp.iterdir():  # the umask's mode, as config.json has it: safetensors writes 0600
         f.chmod(stat.S_IMODE((tmp / "config.json").stat().st_mode))
     shutil.rmtree(out_dir, ignore_errors=True)
@@ -1653,7 +1643,7 @@ def evaluate_items(model: torch.nn.Module, items: Sequence[VideoItem], cache_roo
 # ----------------------------------------------------------------------------------------------
 
 
-def run_preprocessing(config: dict[str, Any], checkpoint: str | Path) -> tuple[Preprocessing, list[str]]:
+def preprocessing_for_run(config: dict[str, Any], checkpoint: str | Path) -> tuple[Preprocessing, list[str]]:
     """How this run makes its inputs, and notes: the knobs' when training, else the checkpoint's (or
     ``INIT_FROM``'s when fine-tuning it); a knob that disagrees with a checkpoint is noted, never obeyed."""
     if config["TRAIN"] and not config.get("INIT_FROM"):
@@ -1675,8 +1665,8 @@ def preprocessing_notes(info: CheckpointInfo, config: dict[str, Any]) -> list[st
 
 def evaluation_split(info: CheckpointInfo, split_path: str | Path, data_root: str | Path,
                      config: dict[str, Any] | None = None) -> tuple[Split, list[str]]:
-    """The split ``info``'s checkpoint was trained on, against today's ``data_root``, and notes:
-    ``split.json`` is written where missing, and read where the checkpoint records no split."""
+    """The split ``info``'s checkpoint was trained on, at today's ``data_root``, and notes; ``split.json`` is
+    written where missing, and read where the checkpoint records no split."""
     split_path, name, config = Path(split_path), info.path.name, config or {}
     if info.split is None and not split_path.is_file():
         raise FileNotFoundError(f"{split_path}: not found, and {info.path} does not record the split it was "
@@ -1693,34 +1683,33 @@ def evaluation_split(info: CheckpointInfo, split_path: str | Path, data_root: st
     if scored and not any(i.path.is_file() for i in scored):  # one line, not a failure per video
         raise FileNotFoundError(f"none of the {len(scored)} videos to score is under {data_root} (e.g. "
                                 f"{scored[0].path}): set DATA_ROOT to the dataset {name} was trained on")
-    differ = [f"{k} {config[k]!r}" for k, v in (("SEED", split.seed), ("SPLIT", split.strategy))
-              if config.get(k, v) != v]
-    if differ and not config.get("TRAIN"):
+    if differ := [f"{k} {config[k]!r}" for k, v in (("SEED", split.seed), ("SPLIT", split.strategy))
+                  if config.get(k, v) != v and not config.get("TRAIN")]:
         notes.append(f"the split is the checkpoint's ({split.strategy}, seed {split.seed}); with TRAIN off "
                      f"the configuration's {', '.join(differ)} does not apply")
     return split, notes
 
 
 def unseen_items(items: Sequence[VideoItem], info: CheckpointInfo,
-                 allow_train_faces: bool = False) -> tuple[list[VideoItem], dict[str, Any], str]:
-    """``(items, record, note)``: the videos to score with ``info``'s checkpoint; those sharing a face with
+                 allow_train_faces: bool = False) -> tuple[list[VideoItem], dict[str, Any], list[str]]:
+    """``(items, record, notes)``: the videos to score with ``info``'s checkpoint; those sharing a face with
     its training videos (a score there measures memory) are left out unless ``allow_train_faces``."""
     faces, name, start = info.train_faces(), info.path.name, info.extra.get("init_from")
     if faces is None:
-        return list(items), {"train_faces": "unknown"}, f"{name}: {ORIGINAL_TRAIN_NOTE}"
+        return list(items), {"train_faces": "unknown"}, [f"{name}: {ORIGINAL_TRAIN_NOTE}"]
     unseen, seen = split_by_faces(items, faces)
     if not (unseen or allow_train_faces):
         raise CheckpointError(f"all {len(items)} videos share a face with {name}'s training videos: nothing "
                               "honest to score (set ALLOW_TRAIN_FACES to score them anyway)")
     shared = f"{len(seen)} of {len(items)} videos that share a face with {name}'s training videos"
-    note = (f"kept {shared}: scored anyway (ALLOW_TRAIN_FACES)" if allow_train_faces else
-            f"left out {shared} (set ALLOW_TRAIN_FACES to score them)" if seen else
-            f"none of the {len(items)} videos shares a face with {name}'s training videos")
+    notes = [f"kept {shared}: scored anyway (ALLOW_TRAIN_FACES)" if allow_train_faces else
+             f"left out {shared} (set ALLOW_TRAIN_FACES to score them)" if seen else
+             f"none of the {len(items)} videos shares a face with {name}'s training videos"]
     if start and start["train_faces"] is None:
-        note += f"; fine-tuned from {Path(start['checkpoint']).name}, whose training videos are unknown"
+        notes.append(f"fine-tuned from {Path(start['checkpoint']).name}, whose training videos are unknown")
     record = {"train_faces": "scored" if allow_train_faces else "left out",
               "videos_sharing_a_training_face": len(seen)}
-    return list(items) if allow_train_faces else unseen, record, note
+    return list(items) if allow_train_faces else unseen, record, notes
 
 
 # ----------------------------------------------------------------------------------------------

@@ -75,12 +75,12 @@ def test_faces_seen_in_training_are_left_out_and_counted(checkpoint, split) -> N
     info = su.checkpoint_info(checkpoint())
     # A random split would put these in validation: 003 and 001 trained, 005 and 006 did not.
     candidates = split.val
-    kept, record, note = su.unseen_items(candidates, info)
+    kept, record, notes = su.unseen_items(candidates, info)
     assert [i.video_id for i in kept] == ["005", "005_006"]
     assert record == {"train_faces": "left out", "videos_sharing_a_training_face": 2}
-    assert note.startswith("left out 2 of 4 videos that share a face")
-    kept, record, note = su.unseen_items(candidates, info, allow_train_faces=True)
-    assert len(kept) == 4 and record["train_faces"] == "scored" and "scored anyway" in note
+    assert notes[0].startswith("left out 2 of 4 videos that share a face")
+    kept, record, notes = su.unseen_items(candidates, info, allow_train_faces=True)
+    assert len(kept) == 4 and record["train_faces"] == "scored" and "scored anyway" in notes[0]
     with pytest.raises(su.CheckpointError, match="all 2 videos share a face"):
         su.unseen_items(split.train[:2], info)
 
@@ -88,16 +88,16 @@ def test_faces_seen_in_training_are_left_out_and_counted(checkpoint, split) -> N
 def test_evaluation_follows_the_checkpoints_preprocessing(checkpoint) -> None:
     path = checkpoint()
     config = {"TRAIN": False, "NUM_FRAMES": 8, "SIZE": 224, "FACE_CROP": False, "MODEL": su.DEFAULT_MODEL}
-    prep, notes = su.run_preprocessing(config, path)
+    prep, notes = su.preprocessing_for_run(config, path)
     assert prep == su.Preprocessing(4, 32, True)
     assert notes == ["Scarlet.pt was trained with NUM_FRAMES: 4 (the configuration says 8), SIZE: 32 (the "
                      "configuration says 224), FACE_CROP: True (the configuration says False); this run follows "
                      "the checkpoint"]
     # Fine-tuning it further (INIT_FROM) makes its inputs as it does too, whatever the knobs say.
-    assert su.run_preprocessing({**config, "TRAIN": True, "INIT_FROM": str(path)}, "no/such/Scarlet.pt") == (prep, notes)
+    assert su.preprocessing_for_run({**config, "TRAIN": True, "INIT_FROM": str(path)}, "no/such/Scarlet.pt") == (prep, notes)
     with pytest.raises(su.CheckpointError, match="no checkpoint here"):
-        su.run_preprocessing(config, path.with_name("missing.pt"))
-    trained, notes = su.run_preprocessing({**config, "TRAIN": True, "MODEL": "tiny"}, path)
+        su.preprocessing_for_run(config, path.with_name("missing.pt"))
+    trained, notes = su.preprocessing_for_run({**config, "TRAIN": True, "MODEL": "tiny"}, path)
     assert trained == su.Preprocessing(8, 224, False) and notes == []
 
 
@@ -123,8 +123,8 @@ def test_the_original_runs_state_dict_evaluates_with_a_plain_warning(tmp_path: P
     su.save_split(split, tmp_path / "split.json", "/data")
     got, notes = su.evaluation_split(info, tmp_path / "split.json", data_root)
     assert got.same_videos(split) and "training videos are unknown" in notes[0] and "1,400 of the 2,000" in notes[0]
-    kept, record, note = su.unseen_items(got.val, info)
-    assert kept == got.val and record == {"train_faces": "unknown"} and "may include faces it trained on" in note
+    kept, record, notes = su.unseen_items(got.val, info)
+    assert kept == got.val and record == {"train_faces": "unknown"} and "may include faces it trained on" in notes[0]
 
 
 def test_metrics_json_records_the_count(tmp_path: Path) -> None:
@@ -156,7 +156,7 @@ def test_a_fine_tuned_checkpoint_carries_the_faces_it_started_from(checkpoint, m
     celeb += [su.VideoItem(Path("/celeb/Celeb-synthesis/id0_id1_0000.mp4"), 1, "Celeb-synthesis", "id0_id1_0000",
                            "Celeb-DF-v2", ("celeb:id0", "celeb:id1"))]
     tuned_split = su.Split([celeb[0], celeb[4]], [celeb[2], celeb[3]])
-    lineage = start.lineage()
+    lineage = start.init_from_record()
     assert lineage == {"checkpoint": str(start.path), "train_faces": ["000", "001", "002", "003"],
                        "trained_on": ["FaceForensics++"]}
     tuned = su.checkpoint_info(su.save_checkpoint(su.build_model(make_config()), tmp_path / "tuned.pt",
@@ -164,20 +164,20 @@ def test_a_fine_tuned_checkpoint_carries_the_faces_it_started_from(checkpoint, m
     assert tuned.train_faces() == {"000", "001", "002", "003", "celeb:id0", "celeb:id1"}
     assert tuned.trained_on() == {"FaceForensics++", "Celeb-DF-v2"}
     ffpp = [item("original", "002"), item("Deepfakes", "009_008"), item("original", "008")]
-    scored, record, note = su.unseen_items(ffpp + celeb[1:4], tuned)  # faces of both training sets are left out
+    scored, record, notes = su.unseen_items(ffpp + celeb[1:4], tuned)  # faces of both training sets are left out
     assert [i.video_id for i in scored] == ["009_008", "008", "id2_0000", "id3_0000"]
-    assert record["videos_sharing_a_training_face"] == 2 and "unknown" not in note
+    assert record["videos_sharing_a_training_face"] == 2 and not any("unknown" in n for n in notes)
 
 
 def test_fine_tuned_from_a_plain_state_dict_says_what_is_unknown(make_config, tmp_path: Path) -> None:
     model = su.build_model(make_config())
     torch.save(model.state_dict(), tmp_path / "original.pt")
     start = su.checkpoint_info(tmp_path / "original.pt")
-    assert start.lineage()["train_faces"] is None and start.trained_on() == {"FaceForensics++"}
+    assert start.init_from_record()["train_faces"] is None and start.trained_on() == {"FaceForensics++"}
     own = su.Split([item("original", "000")], [item("original", "005")])
     tuned = su.checkpoint_info(su.save_checkpoint(model, tmp_path / "tuned.pt", start.preprocessing, own, "/data",
-                                                  init_from=start.lineage()))
+                                                  init_from=start.init_from_record()))
     assert tuned.train_faces() == {"000"}  # its own faces are still left out ...
-    scored, _, note = su.unseen_items([item("original", "000"), item("original", "007")], tuned)
+    scored, _, notes = su.unseen_items([item("original", "000"), item("original", "007")], tuned)
     assert [i.video_id for i in scored] == ["007"]
-    assert "fine-tuned from original.pt, whose training videos are unknown" in note  # ... and it says the rest is not known
+    assert "fine-tuned from original.pt, whose training videos are unknown" in notes  # ... and it says the rest is not known
