@@ -912,10 +912,14 @@ def _balanced(rng: random.Random, items: Sequence[VideoItem], n: int) -> list[Vi
 def _identity_split(items: Sequence[VideoItem], n_train: int, n_val: int,
                     rng: random.Random) -> tuple[list[VideoItem], list[VideoItem]]:
     """Groups of videos joined by shared faces, in random order, each filling train's quotas, else val's."""
-    import networkx as nx  # comes with torch
-    graph = nx.Graph((k, face) for k, item in enumerate(items) for face in video_identities(item))
-    groups = [[items[k] for k in sorted(k for k in group if isinstance(k, int))]  # its videos, not its faces
-              for group in nx.connected_components(graph)]  # in the order of their first video
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    faces = {face: n for n, face in enumerate(identities_of(items), len(items))}  # numbered after the videos
+    edges = np.array([(k, faces[f]) for k, item in enumerate(items) for f in video_identities(item)]).T
+    graph = coo_matrix((np.ones(edges.shape[1]), (edges[0], edges[1])), shape=(len(items) + len(faces),) * 2)
+    group = connected_components(graph, directed=False)[1][:len(items)]
+    groups = [[items[k] for k in np.flatnonzero(group == g)] for g in dict.fromkeys(group)]  # by first video
     rng.shuffle(groups)
     kind = lambda i: i.method if i.label == 1 else ""  # noqa: E731  (the reals: "")
     fakes = _even_quotas(Counter(kind(i) for i in items if i.label == 1), (n_train + n_val) // 2)
