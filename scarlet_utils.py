@@ -1068,17 +1068,14 @@ NO_PROCESSES = ("worker processes cannot start here, so ISOLATE_DECODING (isolat
                 "starts them must keep that code under 'if __name__ == \"__main__\":'")
 
 
-def _pool(n: int, processes: bool = True) -> concurrent.futures.Executor:
-    """``n`` extraction workers; processes spawned, as forking one that runs OpenCV threads can deadlock."""
-    if not processes:
-        return concurrent.futures.ThreadPoolExecutor(n, "scarlet-extract",
-                                                     _init_extract_worker if n > 1 else None)
+def _process_pool(n: int) -> concurrent.futures.ProcessPoolExecutor:
+    # spawn, not fork: forking a process that already runs OpenCV/torch threads can deadlock.
     return concurrent.futures.ProcessPoolExecutor(n, multiprocessing.get_context("spawn"),
                                                   _init_extract_worker)
 
 
 def _processes_start() -> bool:
-    with _pool(1) as pool:
+    with _process_pool(1) as pool:
         return pool.submit(int).exception() is None
 
 
@@ -1089,9 +1086,8 @@ def extract_frames(items: Sequence[VideoItem], cache_dir: str | Path, num_frames
     in processes, so that a decoder crash fails one video (default: ``workers`` threads)."""
     dests = {item: cache_path(item, cache_dir) for item in items}
     cached = {item for item, dest in dests.items() if dest.is_file()}
-    saved = {item: dests[item].with_suffix(".faces.json") for item in cached if face_crop}  # a clip's counts
-    faces = {i: FaceCounts(**json.loads(p.read_text(encoding="utf-8"))) for i, p in saved.items()
-             if p.is_file()}
+    faces = {i: FaceCounts(**json.loads(p.read_text(encoding="utf-8"))) for i in cached  # the saved counts
+             if face_crop and (p := dests[i].with_suffix(".faces.json")).is_file()}
     outcomes = dict.fromkeys(item for item in dests if item not in cached)  # (cause, warnings) as they finish
     workers = max(1, min(default_workers() if workers is None else workers, len(outcomes)))
     bar = _progress(total=len(outcomes), desc="extracting frames", unit="video", disable=not outcomes)
@@ -1107,7 +1103,9 @@ def extract_frames(items: Sequence[VideoItem], cache_dir: str | Path, num_frames
     def run(jobs: list[VideoItem], n: int) -> list[VideoItem]:
         """``jobs`` on ``n`` workers, ``n`` at a time; returns those undone when a worker process died."""
         left, running = list(jobs), {}
-        with _pool(n, isolate) as pool:  # on a stop the running videos finish their writes; none other starts
+        pool = _process_pool(n) if isolate else concurrent.futures.ThreadPoolExecutor(
+            n, "scarlet-extract", _init_extract_worker if n > 1 else None)
+        with pool:  # on a stop the running videos finish their writes; none other starts
             while left or running:
                 while left and len(running) < n:
                     item = left.pop(0)
@@ -1170,8 +1168,7 @@ class FrameClipDataset(Dataset):
 def clip_to_tensor(frames: np.ndarray, mean: Sequence[float] | torch.Tensor,
                    std: Sequence[float] | torch.Tensor, flip: bool = False) -> torch.Tensor:
     """``(..., T, H, W, 3)`` uint8 -> ``(..., T, 3, H, W)`` float32 ``(x / 255 - mean) / std``, in place."""
-    x = torch.from_numpy(np.ascontiguousarray(frames)).movedim(-1, -3)
-    x = x.flip(-1) if flip else x
+    x = torch.from_numpy(np.ascontiguousarray(frames[..., ::-1, :] if flip else frames)).movedim(-1, -3)
     mean, std = (torch.as_tensor(v, dtype=torch.float32).view(3, 1, 1) for v in (mean, std))
     return torch.empty(x.shape, dtype=torch.float32).copy_(x).div_(255.0).sub_(mean).div_(std)
 
@@ -1201,9 +1198,10 @@ def make_synthetic_dataset(root: str | Path, n_per_class: int = 24, num_frames: 
         raise ValueError(f"{root}: holds another synthetic dataset ({stray[0] if stray else made_with}), not "
                          f"the one for {settings}: delete it, or write this one to another folder")
     write_json(manifest, settings)
-    from matplotlib import cbook, image  # its public-domain portrait of Grace Hopper
+    from matplotlib import cbook  # its public-domain portrait of Grace Hopper
 
-    portrait = image.imread(cbook.get_sample_data("grace_hopper.jpg"))[..., ::-1].astype(np.float32)  # BGR
+    portrait = cv2.imdecode(np.fromfile(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False), np.uint8),
+                            cv2.IMREAD_COLOR).astype(np.float32)
     gens, t = rng.spawn(2 * n), np.arange(num_frames)[:, None] / 32  # drawn up front: a rerun completes a run
     looks = [(g.random() < 0.5, g.uniform(0.85, 1.15, 3), g.uniform(1.0, 1.25), size * (  # flip, tint, zoom,
         0.5 + 0.04 * np.sin(2 * np.pi * g.uniform(0.1, 0.7, 2) * t + g.uniform(0, 2 * np.pi, 2))  # the face's
@@ -1211,8 +1209,8 @@ def make_synthetic_dataset(root: str | Path, n_per_class: int = 24, num_frames: 
     yy, xx = np.mgrid[0:size, 0:size]
 
     def place(flip: bool, at: np.ndarray, zoom: float) -> np.ndarray:  # the face (222 px at 266, 216) to at
-        s, sx = zoom * size / 444, -zoom * size / 444 if flip else zoom * size / 444
-        m = np.array([[sx, 0, at[0] - sx * 266], [0, s, at[1] - s * 216]])
+        s = zoom * size / 444
+        m = np.array([[-s if flip else s, 0, at[0] + (s if flip else -s) * 266], [0, s, at[1] - s * 216]])
         return cv2.warpAffine(portrait, m, (size, size), borderMode=cv2.BORDER_REFLECT)
 
     for k, path in [(k, p) for k, p in enumerate(paths) if not p.exists()]:
