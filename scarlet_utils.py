@@ -1025,7 +1025,7 @@ def cache_path(item: VideoItem, cache_dir: str | Path) -> Path:
 
 @dataclass
 class ExtractionReport:
-    """What ``extract_frames`` did, in the order of its items; ``warnings``: e.g. a header that lied."""
+    """What ``extract_frames`` did, in the items' order; ``warnings``: e.g. a header's wrong frame count."""
 
     done: list[VideoItem] = field(default_factory=list)
     skipped: list[VideoItem] = field(default_factory=list)  # already in the cache
@@ -1091,6 +1091,7 @@ def extract_frames(items: Sequence[VideoItem], cache_dir: str | Path, num_frames
     outcomes = dict.fromkeys(item for item in dests if item not in cached)  # (cause, warnings) as they finish
     workers = max(1, min(default_workers() if workers is None else workers, len(outcomes)))
     bar = _progress(total=len(outcomes), desc="extracting frames", unit="video", disable=not outcomes)
+    settings, opencv_threads = (num_frames, size, face_crop, num_clips), cv2.getNumThreads()
 
     def record(item: VideoItem, cause: str | None, counts: FaceCounts | None, warnings: list[str]) -> None:
         bar.update()
@@ -1117,9 +1118,8 @@ def extract_frames(items: Sequence[VideoItem], cache_dir: str | Path, num_frames
                     del running[future]
         return [item for item in jobs if outcomes[item] is None]
 
-    settings, todo = (num_frames, size, face_crop, num_clips), list(outcomes)
-    opencv_threads = cv2.getNumThreads()  # process-wide: one while a pool of threads is the parallelism
-    cv2.setNumThreads(1 if workers > 1 else opencv_threads)
+    todo = list(outcomes)
+    cv2.setNumThreads(1 if workers > 1 else opencv_threads)  # process-wide: one per decoding worker
     try:
         while todo:  # after a worker process died, the first video undone, retried alone, shows if it was why
             todo = run(todo, workers)
@@ -1203,9 +1203,10 @@ def make_synthetic_dataset(root: str | Path, n_per_class: int = 24, num_frames: 
     portrait = cv2.imdecode(np.fromfile(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False), np.uint8),
                             cv2.IMREAD_COLOR).astype(np.float32)
     gens, t = rng.spawn(2 * n), np.arange(num_frames)[:, None] / 32  # drawn up front: a rerun completes a run
-    looks = [(g.random() < 0.5, g.uniform(0.85, 1.15, 3), g.uniform(1.0, 1.25), size * (  # flip, tint, zoom,
-        0.5 + 0.04 * np.sin(2 * np.pi * g.uniform(0.1, 0.7, 2) * t + g.uniform(0, 2 * np.pi, 2))  # the face's
-        + g.uniform(-0.04, 0.04, 2))) for g in gens[:n]]  # centre on each frame, in px
+    # Each real's look: mirrored or not, its tint, its zoom, and its face's centre on each frame (px).
+    looks = [(g.random() < 0.5, g.uniform(0.85, 1.15, 3), g.uniform(1.0, 1.25), size * (
+        0.5 + 0.04 * np.sin(2 * np.pi * g.uniform(0.1, 0.7, 2) * t + g.uniform(0, 2 * np.pi, 2))
+        + g.uniform(-0.04, 0.04, 2))) for g in gens[:n]]
     yy, xx = np.mgrid[0:size, 0:size]
 
     def place(flip: bool, at: np.ndarray, zoom: float) -> np.ndarray:  # the face (222 px at 266, 216) to at
@@ -1213,13 +1214,13 @@ def make_synthetic_dataset(root: str | Path, n_per_class: int = 24, num_frames: 
         m = np.array([[-s if flip else s, 0, at[0] + (s if flip else -s) * 266], [0, s, at[1] - s * 216]])
         return cv2.warpAffine(portrait, m, (size, size), borderMode=cv2.BORDER_REFLECT)
 
-    for k, path in [(k, p) for k, p in enumerate(paths) if not p.exists()]:
+    for k, path in [(k, p) for k, p in enumerate(paths) if not p.exists()]:  # each video not written yet
         (flip, tint, zoom, centres), g, frames = looks[k % n], gens[k], []
+        face_flip = looks[src_of[k - n]][0] if k >= n else None  # a fake T_S: S's face, mirrored as in S
         for at in centres:
             frame = place(flip, at, zoom)
-            if k >= n:  # a fake: S's face, the flicker exaggerated for the demo's tiny model
-                jitter = at + g.normal(0, size / 40, 2), g.normal(1, 0.04) * zoom  # in place and size
-                face = place(looks[src_of[k - n]][0], *jitter)
+            if face_flip is not None:  # jittered in place and size: the flicker, exaggerated for a tiny model
+                face = place(face_flip, at + g.normal(0, size / 40, 2), g.normal(1, 0.04) * zoom)
                 face = cv2.GaussianBlur(face, (0, 0), size / 80) * g.normal(1, 0.05, 3) + g.normal(0, 8, 3)
                 r = np.hypot((xx - at[0]) / (0.2 * size * zoom), (yy - at[1]) / (0.25 * size * zoom))
                 alpha = np.clip(4 - 4 * r, 0, 1)[..., None]  # a soft ellipse, 1 inside
