@@ -1168,7 +1168,8 @@ class FrameClipDataset(Dataset):
 def clip_to_tensor(frames: np.ndarray, mean: Sequence[float] | torch.Tensor,
                    std: Sequence[float] | torch.Tensor, flip: bool = False) -> torch.Tensor:
     """``(..., T, H, W, 3)`` uint8 -> ``(..., T, 3, H, W)`` float32 ``(x / 255 - mean) / std``, in place."""
-    x = torch.from_numpy(np.ascontiguousarray(frames[..., ::-1, :] if flip else frames)).movedim(-1, -3)
+    x = torch.from_numpy(np.ascontiguousarray(frames)).movedim(-1, -3)
+    x = x.flip(-1) if flip else x
     mean, std = (torch.as_tensor(v, dtype=torch.float32).view(3, 1, 1) for v in (mean, std))
     return torch.empty(x.shape, dtype=torch.float32).copy_(x).div_(255.0).sub_(mean).div_(std)
 
