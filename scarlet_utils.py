@@ -1232,7 +1232,7 @@ def make_synthetic_dataset(root: str | Path, n_per_class: int = 24, num_frames: 
         writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (size, size))
         if not writer.isOpened():
             raise OSError(f"{tmp}: cv2.VideoWriter cannot write an mp4v video here")
-        for frame in frames:  # all rendered first: nothing can fail while the writer is open
+        for frame in frames:  # rendered before the writer opened: a rendering error leaves none open
             writer.write(frame)
         writer.release()
         os.replace(tmp, path)
