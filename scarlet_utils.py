@@ -23,7 +23,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache, partial
 from pathlib import Path, PureWindowsPath
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import cv2
 import numpy as np
@@ -990,29 +990,23 @@ def cache_path(item: VideoItem, cache_dir: str | Path) -> Path:
 
 @dataclass
 class ExtractionReport:
-    """What ``extract_frames`` did; ``warnings``: e.g. a header that lied about the frame count."""
+    """What ``extract_frames`` did, in the items' order; ``warnings``: e.g. a header's wrong frame count."""
 
     done: list[VideoItem] = field(default_factory=list)
     skipped: list[VideoItem] = field(default_factory=list)  # already in the cache
     failed: list[tuple[VideoItem, str]] = field(default_factory=list)  # with the cause
     faces: dict[VideoItem, FaceCounts] = field(default_factory=dict)  # with face crop: how crops were made
     warnings: list[tuple[VideoItem, str]] = field(default_factory=list)
-
-    @property
-    def ok(self) -> list[VideoItem]:
-        return self.done + self.skipped
-
-    @property
-    def unsure(self) -> list[tuple[VideoItem, FaceCounts]]:
-        return [(item, counts) for item, counts in self.faces.items() if counts.unsure]
+    ok = property(lambda self: self.done + self.skipped)
+    unsure = property(lambda self: [(item, counts) for item, counts in self.faces.items() if counts.unsure])
 
     def summary(self) -> str:
         """The counts, each failure's cause, and each video whose face crops were not all on one face."""
-        odd = [f"{i.path}: {c.summary()}{' (unsure)' if c.unsure else ''}" for i, c in self.faces.items()
-               if c.borrowed or c.no_face or c.tracks != 1]
-        faces = [f"{len(self.unsure)} of {len(self.faces)} videos unsure: the face not found on most frames"]
-        counts = f"decoded {len(self.done)}, already cached {len(self.skipped)}, failed {len(self.failed)}"
-        return "\n".join([counts, *(cause for _, cause in self.failed), *faces * bool(self.faces), *odd])
+        faces = [f"{len(self.unsure)} of {len(self.faces)} videos unsure: the face not found on most frames",
+                 *(f"{i.path}: {c.summary()}{' (unsure)' * c.unsure}" for i, c in self.faces.items()
+                   if (c.borrowed, c.no_face, c.tracks) != (0, 0, 1))] if self.faces else []
+        return "\n".join([f"decoded {len(self.done)}, already cached {len(self.skipped)}, failed "
+                          f"{len(self.failed)}", *(cause for _, cause in self.failed), *faces])
 
 
 def _extract_one(item: VideoItem, dest: Path, num_frames: int, size: int, face_crop: bool,
@@ -1022,8 +1016,7 @@ def _extract_one(item: VideoItem, dest: Path, num_frames: int, size: int, face_c
         clip = read_clip(item.path, num_frames, size, face_crop, num_clips)
     except Exception as exc:  # a bad video, or a decoder bug: it fails this video, not the run
         cause = str(exc) if isinstance(exc, VideoReadError) else f"{item.path}: {type(exc).__name__}: {exc}"
-        cause = " ".join(cause.split())  # one line, whatever the library's message
-        return cause, None, []
+        return " ".join(cause.split()), None, []  # one line, whatever the library's message
     if clip.faces is not None:  # first, so that a cached clip always has its counts
         write_json(dest.with_suffix(".faces.json"), asdict(clip.faces))
     atomic_write(dest, lambda fh: np.save(fh, clip.frames), "the clip to the frame cache")
@@ -1057,70 +1050,63 @@ def extract_frames(items: Sequence[VideoItem], cache_dir: str | Path, num_frames
     """Each video not cached yet to ``cache_path``, ``([num_clips,] T, size, size, 3)`` uint8; ``isolate``:
     in processes, so that a decoder crash fails one video (default: ``workers`` threads)."""
     dests = {item: cache_path(item, cache_dir) for item in items}
-    skipped = dict.fromkeys(i for i, dest in dests.items() if dest.is_file())
-    counts = {i: dests[i].with_suffix(".faces.json") for i in skipped if face_crop}
-    report = ExtractionReport(skipped=list(skipped), faces={i: FaceCounts(**json.loads(p.read_text(
-        encoding="utf-8"))) for i, p in counts.items() if p.is_file()})
-    todo = [(i, dest) for i, dest in dests.items() if i not in skipped]
-    workers = max(1, min(default_workers() if workers is None else workers, len(todo)))
-    bar = _progress(total=len(todo), desc="extracting frames", unit="video", disable=not todo)
+    cached = {item for item, dest in dests.items() if dest.is_file()}
+    faces = {i: FaceCounts(**json.loads(p.read_text(encoding="utf-8"))) for i in cached  # the saved counts
+             if face_crop and (p := dests[i].with_suffix(".faces.json")).is_file()}
+    outcomes = dict.fromkeys(item for item in dests if item not in cached)  # (cause, warnings) as they finish
+    workers = max(1, min(default_workers() if workers is None else workers, len(outcomes)))
+    bar = _progress(total=len(outcomes), desc="extracting frames", unit="video", disable=not outcomes)
+    settings, opencv_threads = (num_frames, size, face_crop, num_clips), cv2.getNumThreads()
 
-    def record(item: VideoItem, error: str | None, faces: FaceCounts | None, warnings: list[str]) -> None:
+    def record(item: VideoItem, cause: str | None, counts: FaceCounts | None, warnings: list[str]) -> None:
         bar.update()
-        if error is not None:
-            report.failed.append((item, error))
-            return logger.warning("skipped %s", error)
-        report.done.append(item)
-        report.warnings += [(item, w) for w in warnings]
-        report.faces.update({item: faces} if faces is not None else {})
+        outcomes[item], faces[item] = (cause, warnings), counts
+        if cause is not None:
+            logger.warning("skipped %s", cause)
         for warning in warnings if isolate else []:  # a process logs to its own stderr: say it here
             logger.warning(warning)
 
-    def run(pool: concurrent.futures.Executor, jobs: list[tuple[VideoItem, Path]]) -> list[Any]:
-        """``jobs`` in ``pool``, ``workers`` at a time; returns those undone when a worker process died."""
-        left, running, finished = list(jobs), {}, set()
-        with pool:  # on a stop the running videos finish their atomic writes; none other is queued
+    def run(jobs: list[VideoItem], n: int) -> list[VideoItem]:
+        """``jobs`` on ``n`` workers, ``n`` at a time; returns those undone when a worker process died."""
+        left, running = list(jobs), {}
+        pool = _process_pool(n) if isolate else concurrent.futures.ThreadPoolExecutor(
+            n, "scarlet-extract", _init_extract_worker if n > 1 else None)
+        with pool:  # on a stop the running videos finish their writes; none other starts
             while left or running:
-                while left and len(running) < workers:
-                    job = left.pop(0)
+                while left and len(running) < n:
+                    item = left.pop(0)
                     with contextlib.suppress(BrokenProcessPool):  # a broken pool: the rest come back undone
-                        running[pool.submit(_extract_one, *job, num_frames, size, face_crop, num_clips)] = job
+                        running[pool.submit(_extract_one, item, dests[item], *settings)] = item
                 for future in concurrent.futures.wait(running, return_when="FIRST_COMPLETED").done:
                     if not isinstance(future.exception(), BrokenProcessPool):
-                        record(running[future][0], *future.result())
-                        finished.add(running[future])
-                    running.pop(future)
-        return [job for job in jobs if job not in finished]
+                        record(running[future], *future.result())
+                    del running[future]
+        return [item for item in jobs if outcomes[item] is None]
 
-    opencv_threads = cv2.getNumThreads()
+    todo = list(outcomes)
+    cv2.setNumThreads(1 if workers > 1 else opencv_threads)  # process-wide: one per decoding worker
     try:
-        queue, rest = (todo, []) if isolate else ([], todo)
-        while queue:  # after a worker died, the first video undone, retried alone, shows if it was the cause
-            queue = run(_process_pool(workers), queue)
-            if queue and run(_process_pool(1), queue[:1]):
-                if not _processes_start():  # no process starts here at all: not the video's fault
+        while todo:  # after a worker process died, the first video undone, retried alone, shows if it was why
+            todo = run(todo, workers)
+            if todo and run(todo[:1], 1):
+                if not (isolate := _processes_start()):  # no process starts here: not the video's fault
                     logger.warning(NO_PROCESSES)
-                    rest, isolate = queue, False
-                    break
-                record(queue[0][0], f"{queue[0][0].path}: the decoding process died (a crash in the native "
-                                    "decoder, or killed for memory)", None, [])
-            queue = queue[1:]
-        if rest:  # OpenCV's threads are process-wide: one while the pool is the parallelism
-            cv2.setNumThreads(1 if workers > 1 else opencv_threads)
-            run(concurrent.futures.ThreadPoolExecutor(workers, "scarlet-extract",
-                                                      _init_extract_worker if workers > 1 else None), rest)
+                    continue
+                record(todo[0], f"{todo[0].path}: the decoding process died (a crash in the native decoder, "
+                                "or killed for memory)", None, [])
+            todo = todo[1:]
     except OSError as exc:  # the cache cannot be written: stop, rather than fail every video
-        raise OSError(exc.errno, f"{exc.strerror or exc}. Extraction stopped after {len(report.done)} of "
-                                 f"{len(todo)} videos; the clips written are kept, a rerun resumes") from exc
+        done = sum(outcome is not None and outcome[0] is None for outcome in outcomes.values())
+        raise OSError(exc.errno, f"{exc.strerror or exc}. Extraction stopped after {done} of {len(outcomes)} "
+                                 "videos; the clips written are kept, a rerun resumes") from exc
     finally:
         cv2.setNumThreads(opencv_threads)
         bar.close()
-    rank = {item: k for k, item in enumerate(dests)}  # the report in the order of ``items``
-    report.done.sort(key=rank.get)
-    report.failed.sort(key=lambda failure: rank[failure[0]])
-    report.warnings.sort(key=lambda warning: rank[warning[0]])
-    report.faces = dict(sorted(report.faces.items(), key=lambda face: rank[face[0]]))
-    return report
+    return ExtractionReport(done=[i for i, (cause, _) in outcomes.items() if cause is None],
+                            skipped=[i for i in dests if i in cached],
+                            failed=[(i, cause) for i, (cause, _) in outcomes.items() if cause is not None],
+                            faces={i: faces[i] for i in dests if faces.get(i) is not None},
+                            warnings=[(i, w) for i, (_, warnings) in outcomes.items() for w in warnings])
 
 
 class FrameClipDataset(Dataset):
@@ -1158,29 +1144,6 @@ def clip_to_tensor(frames: np.ndarray, mean: Sequence[float] | torch.Tensor,
 # face blended in through a soft ellipse that jitters in place, size and colour frame to frame (the flicker).
 
 
-def _render(portrait: np.ndarray, size: int, look: tuple[Any, ...], rng: np.random.Generator,
-            face_flip: bool | None = None) -> Iterator[np.ndarray]:
-    """``(size, size, 3)`` uint8 BGR frames of ``look``: (flip, tint, zoom, ``(T, 2)`` face centres in px)."""
-    flip, tint, zoom, centres = look
-    yy, xx = np.mgrid[0:size, 0:size]
-
-    def place(flip: bool, at: np.ndarray, zoom: float) -> np.ndarray:  # the face (222 px at 266, 216) to at
-        s, x = zoom * size / 444, portrait.shape[1] - 267 if flip else 266
-        m = np.array([[s, 0, at[0] - s * x], [0, s, at[1] - s * 216]])
-        return cv2.warpAffine(portrait[:, ::-1].copy() if flip else portrait, m, (size, size),
-                              borderMode=cv2.BORDER_REFLECT)
-
-    for at in centres:
-        frame = place(flip, at, zoom)
-        if face_flip is not None:  # a fake: the flicker exaggerated for the demo's tiny model
-            face = place(face_flip, at + rng.normal(0, size / 40, 2), zoom * rng.normal(1, 0.04))
-            face = cv2.GaussianBlur(face, (0, 0), size / 80) * rng.normal(1, 0.05, 3) + rng.normal(0, 8, 3)
-            r = np.hypot((xx - at[0]) / (0.2 * size * zoom), (yy - at[1]) / (0.25 * size * zoom))
-            alpha = np.clip(4 - 4 * r, 0, 1)[..., None]  # a soft ellipse, 1 inside
-            frame = alpha * face + (1 - alpha) * frame
-        yield np.clip(frame * tint + rng.normal(0, 2.0, frame.shape), 0, 255).astype(np.uint8)
-
-
 def make_synthetic_dataset(root: str | Path, n_per_class: int = 24, num_frames: int = 32, size: int = 96,
                            fps: int = 16, seed: int = 0) -> Path:
     """``root/original/NNN.mp4``, ``root/Deepfakes/T_S.mp4`` where missing, by ``seed``; others refused."""
@@ -1194,36 +1157,50 @@ def make_synthetic_dataset(root: str | Path, n_per_class: int = 24, num_frames: 
         root / "Deepfakes" / f"{i:03d}_{src_of[i]:03d}.mp4" for i in range(n)]
     settings = {"n_per_class": n, "num_frames": num_frames, "size": size, "fps": fps, "seed": seed}
     manifest = root / ".synthetic.json"  # other settings' videos would join the identity groups: refused
-    recorded = json.loads(manifest.read_text(encoding="utf-8")) if manifest.is_file() else settings
+    made_with = json.loads(manifest.read_text(encoding="utf-8")) if manifest.is_file() else settings
     stray = sorted({p for d in (REAL_FOLDER, "Deepfakes") if (root / d).is_dir()
                     for p in _video_files(root / d)} - set(paths))
-    if stray or recorded != settings:
-        other = stray[0] if stray else recorded
-        raise ValueError(f"{root}: holds another synthetic dataset ({other}), not the one for {settings}: "
-                         "delete it, or write this one to another folder")
+    if stray or made_with != settings:
+        raise ValueError(f"{root}: holds another synthetic dataset ({stray[0] if stray else made_with}), not "
+                         f"the one for {settings}: delete it, or write this one to another folder")
     write_json(manifest, settings)
     from matplotlib import cbook  # its public-domain portrait of Grace Hopper
 
     portrait = cv2.imdecode(np.fromfile(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False), np.uint8),
                             cv2.IMREAD_COLOR).astype(np.float32)
     gens, t = rng.spawn(2 * n), np.arange(num_frames)[:, None] / 32  # drawn up front: a rerun completes a run
+    # Each real's look: mirrored or not, its tint, its zoom, and its face's centre on each frame (px).
     looks = [(g.random() < 0.5, g.uniform(0.85, 1.15, 3), g.uniform(1.0, 1.25), size * (
         0.5 + 0.04 * np.sin(2 * np.pi * g.uniform(0.1, 0.7, 2) * t + g.uniform(0, 2 * np.pi, 2))
         + g.uniform(-0.04, 0.04, 2))) for g in gens[:n]]
-    for k, path in enumerate(paths):
-        if not path.exists():  # a hidden temp .mp4 (the suffix picks the container), renamed when whole
-            tmp = path.with_name(f".{path.stem}.tmp.mp4")
-            tmp.parent.mkdir(parents=True, exist_ok=True)
-            writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (size, size))
-            if not writer.isOpened():
-                raise OSError(f"{tmp}: cv2.VideoWriter cannot write an mp4v video here")
-            face_flip = looks[src_of[k - n]][0] if k >= n else None
-            try:
-                for frame in _render(portrait, size, looks[k % n], gens[k], face_flip):
-                    writer.write(frame)
-            finally:
-                writer.release()
-            os.replace(tmp, path)
+    yy, xx = np.mgrid[0:size, 0:size]
+
+    def place(flip: bool, at: np.ndarray, zoom: float) -> np.ndarray:  # the face (222 px at 266, 216) to at
+        s = zoom * size / 444
+        m = np.array([[-s if flip else s, 0, at[0] + (s if flip else -s) * 266], [0, s, at[1] - s * 216]])
+        return cv2.warpAffine(portrait, m, (size, size), borderMode=cv2.BORDER_REFLECT)
+
+    for k, path in [(k, p) for k, p in enumerate(paths) if not p.exists()]:  # each video not written yet
+        (flip, tint, zoom, centres), g, frames = looks[k % n], gens[k], []
+        face_flip = looks[src_of[k - n]][0] if k >= n else None  # a fake T_S: S's face, mirrored as in S
+        for at in centres:
+            frame = place(flip, at, zoom)
+            if face_flip is not None:  # jittered in place and size: the flicker, exaggerated for a tiny model
+                face = place(face_flip, at + g.normal(0, size / 40, 2), g.normal(1, 0.04) * zoom)
+                face = cv2.GaussianBlur(face, (0, 0), size / 80) * g.normal(1, 0.05, 3) + g.normal(0, 8, 3)
+                r = np.hypot((xx - at[0]) / (0.2 * size * zoom), (yy - at[1]) / (0.25 * size * zoom))
+                alpha = np.clip(4 - 4 * r, 0, 1)[..., None]  # a soft ellipse, 1 inside
+                frame = alpha * face + (1 - alpha) * frame
+            frames.append(np.clip(frame * tint + g.normal(0, 2.0, frame.shape), 0, 255).astype(np.uint8))
+        tmp = path.with_name(f".{path.stem}.tmp.mp4")  # hidden, renamed when whole; the suffix picks mp4
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (size, size))
+        if not writer.isOpened():
+            raise OSError(f"{tmp}: cv2.VideoWriter cannot write an mp4v video here")
+        for frame in frames:  # rendered before the writer opened: a rendering error leaves none open
+            writer.write(frame)
+        writer.release()
+        os.replace(tmp, path)
     return root
 
 
