@@ -1562,12 +1562,11 @@ def train_one_epoch(model: torch.nn.Module, loader: Iterable[tuple[torch.Tensor,
     dtype, scaler = precision(device, training=True, amp=amp), scaler or make_grad_scaler(device, amp)
     model.train()
     with _progress(iterable=loader, desc="train", unit="batch", leave=False) as bar:
-        for pixel_values, labels in loader:  # an iterator the bar held would pass to the next epoch's workers
-            labels = labels.to(device, non_blocking=True)
-            loss, logits = training_step(model, pixel_values.to(device, non_blocking=True), labels, optimizer,
-                                         scaler, dtype)
-            total_loss, seen = total_loss + loss.item() * len(labels), seen + len(labels)
-            correct += (logits.argmax(-1) == labels).sum().item()
+        for x, y in loader:  # an iterator the bar held would pass to the next epoch's workers
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            loss, logits = training_step(model, x, y, optimizer, scaler, dtype)
+            total_loss, seen = total_loss + loss.item() * len(y), seen + len(y)
+            correct += (logits.argmax(-1) == y).sum().item()
             bar.set_postfix(loss=f"{total_loss / seen:.4f}", refresh=False)
             bar.update()
     if seen == 0:
@@ -1582,9 +1581,9 @@ def save_training_state(path: str | Path, model: torch.nn.Module, optimizer: tor
     """All that continuing after ``epoch`` needs, random states too, as one dict; ``extra``: the run key."""
     rng = {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all(),
            "generator": generator and generator.get_state()}
-    state = {"format": TRAINING_STATE_FORMAT, "epoch": epoch, "rng": rng, "optimizer": optimizer.state_dict(),
+    state = {"format": TRAINING_STATE_FORMAT, "rng": rng, "optimizer": optimizer.state_dict(),
              "scaler": scaler and scaler.state_dict(), "model": unwrap(model).state_dict(),
-             **_to_python({"best_score": best_score, "history": history, "extra": extra})}  # NumPy: plain
+             **_to_python({"epoch": epoch, "best_score": best_score, "history": history, "extra": extra})}
     return atomic_write(path, lambda fh: torch.save(state, fh), "the training state")
 
 
@@ -1763,13 +1762,12 @@ def bootstrap_ci(y_true: Sequence[int], y_prob: Sequence[float], threshold: floa
     y_true, y_prob, draw = np.asarray(y_true), np.asarray(y_prob, float), np.random.default_rng(seed).integers
     classes = [np.sort(y_prob[y_true == c]) for c in (0, 1) if (y_true == c).any()]
     scores = np.concatenate([c[draw(len(c), size=(n_bootstrap, len(c)))] for c in classes], axis=1)
-    interval = lambda v: np.percentile(v, [2.5, 97.5]).tolist()  # noqa: E731
-    ci = {"accuracy": interval(((scores >= threshold) == np.sort(y_true)).mean(axis=1)), "roc_auc": None}
+    resampled = {"accuracy": ((scores >= threshold) == np.sort(y_true)).mean(axis=1), "roc_auc": None}
     if len(classes) == 2:  # AUC as the Mann-Whitney U of the ranks, ties halved as in roc_auc_score
         n_real, n_fake = map(len, classes)
         ranks = rankdata(scores, axis=1)[:, n_real:].sum(axis=1)
-        ci["roc_auc"] = interval((ranks - n_fake * (n_fake + 1) / 2) / (n_real * n_fake))
-    return ci
+        resampled["roc_auc"] = (ranks - n_fake * (n_fake + 1) / 2) / (n_real * n_fake)
+    return {k: None if v is None else np.percentile(v, [2.5, 97.5]).tolist() for k, v in resampled.items()}
 
 
 def compute_metrics(y_true: Sequence[int], y_prob: Sequence[float], threshold: float = 0.5,
