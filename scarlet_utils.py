@@ -1800,8 +1800,7 @@ def compute_metrics(y_true: Sequence[int], y_prob: Sequence[float], threshold: f
 
 
 def plot_roc_curves(curves: dict[str, tuple[Sequence[int], Sequence[float]]], title: str = "ROC curves"):
-    """One ROC curve per ``name: (y_true, y_prob)`` with its size, AUC and equal-error point (FPR == FNR); one
-    curve: its size in the title. Plots here are bare Figures (no pyplot)."""
+    """A ROC curve per ``name: (y_true, y_prob)``, with size, AUC and EER; plots here are bare Figures."""
     from matplotlib.figure import Figure
     from sklearn.metrics import RocCurveDisplay
     ax = Figure(figsize=(6, 6) if len(curves) > 1 else (5, 5), dpi=120, layout="tight").add_subplot()
