@@ -1454,8 +1454,7 @@ TRAINING_STATE_FORMAT = "scarlet-training-state-v2"
 
 def cpu_supports_bf16() -> bool:
     """Whether this CPU does bf16 natively (AVX512-BF16, AMX); emulated bf16 is slower than fp32."""
-    return any(getattr(torch.cpu, probe, bool)() for probe in ("_is_avx512_bf16_supported",
-                                                               "_is_amx_tile_supported"))
+    return any(getattr(torch.cpu, p, bool)() for p in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
 
 
 def precision(device: torch.device | str, training: bool = False, amp: bool = True) -> torch.dtype | None:
@@ -1472,15 +1471,11 @@ def make_grad_scaler(device: torch.device | str, amp: bool = True) -> torch.amp.
     return torch.amp.GradScaler(torch.device(device).type, enabled=fp16)
 
 
-def _autocast(device: torch.device, dtype: torch.dtype | None) -> torch.autocast:
-    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
-
-
 def training_step(model: torch.nn.Module, pixel_values: torch.Tensor, labels: torch.Tensor,
                   optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None = None,
                   dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """One step on ``(B, T, C, H, W)`` under ``dtype`` autocast, the loss in fp32: ``(loss, logits)``."""
-    with _autocast(pixel_values.device, dtype):
+    with torch.autocast(pixel_values.device.type, dtype=dtype, enabled=dtype is not None):
         logits = model(pixel_values=pixel_values).logits
     loss = torch.nn.functional.cross_entropy(logits.float(), labels)
     optimizer.zero_grad(set_to_none=True)
@@ -1499,12 +1494,11 @@ def train_one_epoch(model: torch.nn.Module, loader: Iterable[tuple[torch.Tensor,
     dtype, scaler = precision(device, training=True, amp=amp), scaler or make_grad_scaler(device, amp)
     model.train()
     with _progress(iterable=loader, desc="train", unit="batch", leave=False) as bar:
-        for pixel_values, labels in loader:  # an iterator the bar held would pass to the next epoch's workers
-            labels = labels.to(device, non_blocking=True)
-            loss, logits = training_step(model, pixel_values.to(device, non_blocking=True), labels, optimizer,
-                                         scaler, dtype)
-            total_loss, seen = total_loss + loss.item() * len(labels), seen + len(labels)
-            correct += (logits.argmax(-1) == labels).sum().item()
+        for x, y in loader:  # an iterator the bar held would pass to the next epoch's workers
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            loss, logits = training_step(model, x, y, optimizer, scaler, dtype)
+            total_loss, seen = total_loss + loss.item() * len(y), seen + len(y)
+            correct += (logits.argmax(-1) == y).sum().item()
             bar.set_postfix(loss=f"{total_loss / seen:.4f}", refresh=False)
             bar.update()
     if seen == 0:
@@ -1519,41 +1513,28 @@ def save_training_state(path: str | Path, model: torch.nn.Module, optimizer: tor
     """All that continuing after ``epoch`` needs, random states too, as one dict; ``extra``: the run key."""
     rng = {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all(),
            "generator": generator and generator.get_state()}
-    payload = _to_python({
-        "format": TRAINING_STATE_FORMAT, "epoch": epoch, "best_score": best_score, "rng": rng,
-        "history": history, "extra": extra, "scaler": scaler and scaler.state_dict(),
-        "model": {k: v.cpu() for k, v in unwrap(model).state_dict().items()}})
-    payload["optimizer"] = optimizer.state_dict()  # as torch makes it: _to_python would make its tuples lists
-    payload["optimizer_class"] = type(optimizer).__name__
-    return atomic_write(path, lambda fh: torch.save(payload, fh), "the training state")
+    state = {"format": TRAINING_STATE_FORMAT, "rng": rng, "optimizer": optimizer.state_dict(),
+             "scaler": scaler and scaler.state_dict(), "model": unwrap(model).state_dict(),
+             **_to_python({"epoch": epoch, "best_score": best_score, "history": history, "extra": extra})}
+    return atomic_write(path, lambda fh: torch.save(state, fh), "the training state")
 
 
 def load_training_state(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                         scaler: torch.amp.GradScaler | None = None, *,
                         generator: torch.Generator | None = None,
                         match: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Restore ``path`` into the objects given: ``{epoch, best_score, history, extra}``. ``CheckpointError``,
-    with nothing changed, where it is no training state or an ``extra`` value differs from ``match``."""
+    """Restore ``path`` into the objects given: ``{epoch, best_score, history, extra}``. ``CheckpointError``
+    (nothing changed) for no training state or an ``extra`` (the run key) not ``match``'s."""
     if not isinstance(obj := _load(path), dict) or obj.get("format") != TRAINING_STATE_FORMAT:
         found = "a Scarlet.pt model checkpoint: load it with load_checkpoint" if _is_scarlet(obj) else \
             f"found {type(obj).__name__}"
         raise CheckpointError(f"{path}: not a Scarlet training state ({found})")
     for key, want in (match or {}).items():
-        if (have := obj["extra"].get(key)) != (want := _to_python(want)):  # a run key: the knobs that differ
-            knobs = sorted({**have, **want}) if isinstance(have, dict) and isinstance(want, dict) else []
+        if (have := obj["extra"].get(key)) != (want := _to_python(want)):  # name the knobs that differ
+            knobs = sorted(have | want) if isinstance(have, dict) and isinstance(want, dict) else []
             detail = "; ".join(f"{k}: saved {have.get(k)!r:.40}, now {want.get(k)!r:.40}" for k in knobs
                                if have.get(k) != want.get(k))
             raise CheckpointError(f"{path}: saved by a run with other {key}" + (detail and f" ({detail})"))
-    mine = {k: tuple(v.shape) for k, v in unwrap(model).state_dict().items()}
-    saved = {k: tuple(v.shape) for k, v in obj["model"].items()}
-    groups = [  # AdamW state in another optimizer, or other groups, would load silently or half
-        [len(g["params"]) for g in o["param_groups"]] for o in (obj["optimizer"], optimizer.state_dict())]
-    kind = obj.get("optimizer_class", type(optimizer).__name__)
-    if saved != mine or groups[0] != groups[1] or kind != type(optimizer).__name__:
-        odd = next((k for k in sorted(saved.keys() | mine.keys()) if saved.get(k) != mine.get(k)), None)
-        why = (f"{odd}: saved {saved.get(odd)}, here {mine.get(odd)}" if odd else
-               f"{kind} with parameter groups {groups[0]}, here {type(optimizer).__name__} with {groups[1]}")
-        raise CheckpointError(f"{path}: saved for another model or optimizer ({why}); nothing loaded")
     unwrap(model).load_state_dict(obj["model"])
     optimizer.load_state_dict(obj["optimizer"])
     if scaler is not None and obj["scaler"]:
@@ -1586,16 +1567,21 @@ def resume_training(path: str | Path, model: torch.nn.Module, optimizer: torch.o
 
 
 @torch.no_grad()
+def _p_fake(model: torch.nn.Module, x: torch.Tensor, device: torch.device | str, amp: bool) -> torch.Tensor:
+    """P(fake) of each clip of ``(..., T, C, H, W)``, flat, on the CPU; the model in eval mode."""
+    dtype, device = precision(device, amp=amp), torch.device(device)
+    with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+        logits = model.eval()(pixel_values=x.reshape(-1, *x.shape[-4:]).to(device, non_blocking=True)).logits
+    return logits.float().softmax(-1)[:, 1].cpu()
+
+
 def predict_probs(model: torch.nn.Module, loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
                   device: torch.device | str, amp: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """``(y_true, y_prob)``: labels and P(fake) per video; batches ``(B, K, T, C, H, W)`` average K clips."""
-    device, y_true, y_prob = torch.device(device), [np.zeros(0, np.int64)], [np.zeros(0, np.float32)]
-    model.eval()
+    y_true, y_prob = [np.zeros(0, np.int64)], [np.zeros(0, np.float32)]
     with _progress(iterable=loader, desc="predict", unit="batch", leave=False) as bar:
-        for pixel_values, labels in loader:  # (B, K, T, C, H, W) -> (B * K, T, C, H, W) for the model
-            with _autocast(device, precision(device, amp=amp)):
-                logits = model(pixel_values=pixel_values.to(device, non_blocking=True).flatten(0, -5)).logits
-            y_prob.append(logits.float().softmax(-1)[:, 1].view(len(labels), -1).mean(1).cpu().numpy())
+        for pixel_values, labels in loader:
+            y_prob.append(_p_fake(model, pixel_values, device, amp).view(len(labels), -1).mean(1).numpy())
             y_true.append(np.asarray(labels))
             bar.update()
     return np.concatenate(y_true).astype(np.int64), np.concatenate(y_prob)
@@ -1707,13 +1693,12 @@ def bootstrap_ci(y_true: Sequence[int], y_prob: Sequence[float], threshold: floa
     y_true, y_prob, draw = np.asarray(y_true), np.asarray(y_prob, float), np.random.default_rng(seed).integers
     classes = [np.sort(y_prob[y_true == c]) for c in (0, 1) if (y_true == c).any()]
     scores = np.concatenate([c[draw(len(c), size=(n_bootstrap, len(c)))] for c in classes], axis=1)
-    interval = lambda v: np.percentile(v, [2.5, 97.5]).tolist()  # noqa: E731
-    ci = {"accuracy": interval(((scores >= threshold) == np.sort(y_true)).mean(axis=1)), "roc_auc": None}
+    resampled = {"accuracy": ((scores >= threshold) == np.sort(y_true)).mean(axis=1), "roc_auc": None}
     if len(classes) == 2:  # AUC as the Mann-Whitney U of the ranks, ties halved as in roc_auc_score
         n_real, n_fake = map(len, classes)
         ranks = rankdata(scores, axis=1)[:, n_real:].sum(axis=1)
-        ci["roc_auc"] = interval((ranks - n_fake * (n_fake + 1) / 2) / (n_real * n_fake))
-    return ci
+        resampled["roc_auc"] = (ranks - n_fake * (n_fake + 1) / 2) / (n_real * n_fake)
+    return {k: None if v is None else np.percentile(v, [2.5, 97.5]).tolist() for k, v in resampled.items()}
 
 
 def compute_metrics(y_true: Sequence[int], y_prob: Sequence[float], threshold: float = 0.5,
@@ -1745,23 +1730,8 @@ def compute_metrics(y_true: Sequence[int], y_prob: Sequence[float], threshold: f
             "support": {c: int(report[c]["support"]) for c in CLASS_NAMES}}
 
 
-def plot_confusion_matrix(cm: Sequence[Sequence[int]], title: str = "Confusion matrix"):
-    """The 2x2 confusion matrix, rows true, columns predicted; plots here are bare Figures (no pyplot)."""
-    from matplotlib.figure import Figure
-    from sklearn.metrics import ConfusionMatrixDisplay
-    ax = Figure(figsize=(6.4, 4.6), dpi=120, layout="tight").add_subplot()
-    ConfusionMatrixDisplay(np.asarray(cm), display_labels=CLASS_NAMES).plot(ax=ax, cmap="Blues")
-    ax.set_title(title, fontsize=10)
-    return ax.figure
-
-
-def plot_roc_curve(y_true: Sequence[int], y_prob: Sequence[float], title: str = "ROC curve"):
-    """``plot_roc_curves`` of one set: its curve named "ROC", its size in the title."""
-    return plot_roc_curves({"ROC": (y_true, y_prob)}, title)
-
-
 def plot_roc_curves(curves: dict[str, tuple[Sequence[int], Sequence[float]]], title: str = "ROC curves"):
-    """One ROC curve per ``name: (y_true, y_prob)`` with its size, AUC and equal-error point (FPR == FNR)."""
+    """A ROC curve per ``name: (y_true, y_prob)``, with size, AUC and EER; plots here are bare Figures."""
     from matplotlib.figure import Figure
     from sklearn.metrics import RocCurveDisplay
     ax = Figure(figsize=(6, 6) if len(curves) > 1 else (5, 5), dpi=120, layout="tight").add_subplot()
@@ -1802,7 +1772,8 @@ def plot_score_histogram(y_true: Sequence[int], y_prob: Sequence[float], thresho
 def save_reports(y_true: Sequence[int], y_prob: Sequence[float], out_dir: str | Path, threshold: float = 0.5,
                  extra: dict[str, Any] | None = None, name: str = "") -> dict[str, Any]:
     """``metrics.json`` (the metrics and ``extra``, returned), the text report and 3 plots titled ``name``."""
-    from sklearn.metrics import classification_report
+    from matplotlib.figure import Figure
+    from sklearn.metrics import ConfusionMatrixDisplay, classification_report
     out_dir, prefix = Path(out_dir), f"{name}: " if name else ""
     # 6 digits: a CPU's summation order must not make two evaluations of the same weights differ
     metrics = json.loads(json.dumps(compute_metrics(y_true, y_prob, threshold)),
@@ -1813,9 +1784,13 @@ def save_reports(y_true: Sequence[int], y_prob: Sequence[float], out_dir: str | 
     write_json(out_dir / "metrics.json", metrics)
     write_text(out_dir / "classification_report.txt", classification_report(y_true, (np.asarray(
         y_prob) >= threshold).astype(int), labels=[0, 1], target_names=CLASS_NAMES, zero_division=0))
-    title = f"{prefix}confusion matrix (n={metrics['n']}, accuracy {metrics['accuracy']:.1%})"
-    save_figure(plot_confusion_matrix(metrics["confusion_matrix"], title), out_dir / "confusion_matrix.png")
-    save_figure(plot_roc_curve(y_true, y_prob, f"{prefix}ROC curve"), out_dir / "roc_curve.png")
+    confusion = Figure(figsize=(6.4, 4.6), dpi=120, layout="tight").add_subplot()  # rows true, columns called
+    ConfusionMatrixDisplay(np.asarray(metrics["confusion_matrix"]), display_labels=CLASS_NAMES).plot(
+        ax=confusion, cmap="Blues")
+    confusion.set_title(f"{prefix}confusion matrix (n={metrics['n']}, accuracy {metrics['accuracy']:.1%})",
+                        fontsize=10)
+    save_figure(confusion.figure, out_dir / "confusion_matrix.png")
+    save_figure(plot_roc_curves({"ROC": (y_true, y_prob)}, f"{prefix}ROC curve"), out_dir / "roc_curve.png")
     save_figure(plot_score_histogram(y_true, y_prob, threshold, f"{prefix}scores by true class"),
                 out_dir / "score_histogram.png")
     return metrics
@@ -1900,13 +1875,10 @@ def video_files(path: str | Path) -> list[Path]:
     return _video_files(Path(path), recursive=True) if Path(path).is_dir() else [Path(path)]
 
 
-@torch.no_grad()
 def score_clip(model: torch.nn.Module, clip: Clip, prep: Preprocessing, device: torch.device | str,
                amp: bool = True) -> list[float]:
     """P(fake) of each clip of ``clip.frames`` (``(T, S, S, 3)`` or ``(K, T, S, S, 3)``)."""
-    x = clip_to_tensor(clip.frames, prep.mean, prep.std).view(-1, prep.num_frames, 3, prep.size, prep.size)
-    with _autocast(torch.device(device), precision(device, amp=amp)):
-        return model.eval()(pixel_values=x.to(device)).logits.float().softmax(-1)[:, 1].cpu().tolist()
+    return _p_fake(model, clip_to_tensor(clip.frames, prep.mean, prep.std), device, amp).tolist()
 
 
 def predict_video(model: torch.nn.Module, path: str | Path, preprocessing: Preprocessing | None = None,

@@ -219,7 +219,7 @@ def test_plots_are_bare_figures():
     import matplotlib.pyplot as plt
 
     before = plt.get_fignums()
-    roc = su.plot_roc_curve(Y_TRUE, Y_PROB)
+    roc = su.plot_roc_curves({"ROC": (Y_TRUE, Y_PROB)})
     hist = su.plot_score_histogram(Y_TRUE, Y_PROB, 0.5)
     assert isinstance(roc, Figure) and isinstance(hist, Figure)
     assert plt.get_fignums() == before  # not registered with pyplot
@@ -232,7 +232,7 @@ def test_plots_are_bare_figures():
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
     assert legend == ["Real (n=2)", "Fake (n=3)", "threshold 0.5"]
     # one class: still a figure, saying why there is no curve
-    single = su.plot_roc_curve([1, 1], [0.2, 0.3])
+    single = su.plot_roc_curves({"ROC": ([1, 1], [0.2, 0.3])})
     assert any("only one class" in t.get_text() for t in single.axes[0].texts)
 
 
