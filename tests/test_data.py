@@ -26,23 +26,16 @@ import torch
 
 import scarlet_utils as su
 
-from conftest import bar_frames, decode_all, link_to_dev_full, official_path, write_bgr
+from conftest import SHARED_DATA, bar_frames, decode_all, link_to_dev_full, official_path, write_bgr
 
-
+REPO = Path(__file__).resolve().parents[1]
+REAL_FACES = SHARED_DATA / "real_faces"
+SPLITS_DIR = SHARED_DATA / "ffpp_splits"
 REAL_IDS = ["004", "519", "634"]
 FAKES = {"Deepfakes": "519_515", "Face2Face": "750_743", "FaceSwap": "634_660", "NeuralTextures": "004_982"}
 ALL_METHODS = list(FAKES)
-
-
-REAL_FACES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real_faces"
-
-
-SPLITS_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ffpp_splits"
 SAMPLE_METHODS = ["Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures"]
 METHOD_SETS = (("Deepfakes",), ("Deepfakes", "FaceSwap"), tuple(SAMPLE_METHODS))
-
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def real(vid: str, method: str = "original") -> su.VideoItem:

@@ -14,7 +14,7 @@ import pytest
 
 import scarlet_utils as su
 
-from conftest import BIG_FRAMES, BIG_H, BIG_W, decode_all
+from conftest import BIG_FRAMES, BIG_H, BIG_W, SHARED_DATA, decode_all
 
 
 # -- sample_frame_indices, sample_clip_indices -----------------------------------------------------
@@ -298,6 +298,8 @@ def test_one_frame_video_repeats_it(write_video):
     assert clip.frames[0].std() > 10  # a real decoded picture, not a blank array
 
 
+# -- a 4K video (the bad-video corpus's, conftest.py) ----------------------------------------------
+
 NUM_FRAMES, SIZE = 8, 32
 
 
@@ -342,7 +344,6 @@ def test_4k_video_reads_in_bounded_memory(corpus):
 # compare a full decode with itself). How much faster it is: tests/benchmarks/bench_long.py.
 
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 BAND_BITS = 8
 BAND_SIZE = 16 * BAND_BITS  # 128 x 128 frames: read at this size, a clip is the decoded frames as they are
 BAND_FRAMES = 200

@@ -15,11 +15,6 @@ from torch.utils.data import DataLoader, TensorDataset
 import scarlet_utils as su
 
 
-def _clip_batch(num_frames=4, size=32, batch=2, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(batch, num_frames, 3, size, size, generator=g)
-
-
 def _clips(cfg, batch=2, seed=0):
     g = torch.Generator().manual_seed(seed)
     return torch.randn(batch, cfg.num_frames, 3, cfg.image_size, cfg.image_size, generator=g)
@@ -227,7 +222,7 @@ def _same_weights(a, b):
 def test_resume_training(make_config, tmp_path):
     run_key = {"MODEL": "tiny", "LR": 1e-3, "SEED": 0, "train_videos": ["a.mp4", "b.mp4"]}
     model, optimizer, generator = _run(make_config, 0)
-    su.training_step(model, _clip_batch(), torch.tensor([0, 1]), optimizer)  # an optimizer with state
+    su.training_step(model, _clips(make_config()), torch.tensor([0, 1]), optimizer)  # an optimizer with state
     torch.randint(0, 10, (3,), generator=generator)  # a generator that has drawn
     history = [{"epoch": 1, "train_loss": 0.69, "val_accuracy": 0.5}, {"epoch": 2, "train_loss": 0.41, "val_accuracy": 0.875}]
     path = su.save_training_state(tmp_path / "training_state.pt", model, optimizer, None, 2, 0.875, history,
