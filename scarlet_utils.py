@@ -1331,7 +1331,7 @@ def tiny_config(num_frames: int = 8, image_size: int = 64, hidden_size: int = 64
                              num_attention_heads=max(1, hidden_size // 32), intermediate_size=hidden_size * 4)
 
 
-def model_source(name: str, num_frames: int = 8, size: int = 224) -> Any:
+def resolve_model_knob(name: str, num_frames: int = 8, size: int = 224) -> Any:
     """The ``MODEL`` knob as ``build_model`` takes it: ``"tiny"`` becomes ``tiny_config``, else as is."""
     return tiny_config(num_frames, size) if name == "tiny" else name
 
@@ -1614,8 +1614,9 @@ def preprocessing_for_run(config: dict[str, Any], checkpoint: str | Path) -> tup
     """How this run makes its inputs, and notes: the knobs' when training, else the checkpoint's (or
     ``INIT_FROM``'s when fine-tuning it); a knob that disagrees with a checkpoint is noted, never obeyed."""
     if config["TRAIN"] and not config.get("INIT_FROM"):
-        mean, std = normalization_for(model_source(config["MODEL"], config["NUM_FRAMES"], config["SIZE"]))
-        return Preprocessing(config["NUM_FRAMES"], config["SIZE"], config["FACE_CROP"], mean, std), []
+        frames, size = config["NUM_FRAMES"], config["SIZE"]
+        mean, std = normalization_for(resolve_model_knob(config["MODEL"], frames, size))
+        return Preprocessing(frames, size, config["FACE_CROP"], mean, std), []
     info = checkpoint_info(config["INIT_FROM"] if config["TRAIN"] else checkpoint)
     return info.preprocessing, preprocessing_notes(info, config)
 

@@ -1,15 +1,15 @@
-"""The notebook's configuration and display helpers: modes, environment overrides, the data-root
-search, the sized split of small trees, tables and plots."""
+"""Configuration: modes, environment overrides, the data-root and model search on Kaggle's mounts,
+the sized split of small trees, and the device report."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
+import torch
 
 import scarlet_utils as su
+
 
 DEFAULTS = {
     "MODE": None, "DATA_ROOT": None, "OUTPUT_DIR": None, "CACHE_DIR": None, "METHODS": ["Deepfakes"],
@@ -218,56 +218,16 @@ def test_sized_split_needs_both_classes() -> None:
         su.sized_split(0, 4)
 
 
-def test_model_source_and_input_size_check() -> None:
-    assert su.model_source("facebook/x", 8, 224) == "facebook/x"
-    config = su.model_source("tiny", 4, 32)
-    assert (config.num_frames, config.image_size) == (4, 32)
-    model = su.build_model(config)
-    su.check_input_size(model, 4, 32)
-    with pytest.raises(ValueError, match="built for 4 frames at 32 px, the data has 8 frames at 32 px"):
-        su.check_input_size(model, 8, 32)
-
-
-def test_format_table_aligns_columns() -> None:
-    text = su.format_table([("a", 1), ("long name", 22)], ["video", "n"])
-    assert text.splitlines() == ["video      n", "---------  --", "a          1", "long name  22"]
-
-
-def test_device_report_names_the_training_and_the_scoring_precision() -> None:
+def test_device_report_names_the_precisions(bf16_cpu, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     report = su.device_report()
-    assert report["device"] in ("cpu", "cuda")
-    if report["device"] == "cpu":
-        assert report["gpus"] == []
-        assert report["training precision"] == "fp32"  # CPU training is always fp32
-        assert report["scoring precision"] == ("bf16 autocast" if su.cpu_supports_bf16() else "fp32")
-    else:
-        assert report["training precision"] in ("bf16 autocast", "fp16 autocast + GradScaler")
-        assert report["scoring precision"] in ("bf16 autocast", "fp16 autocast")
-    fp32 = su.device_report(amp=False)  # the AMP knob off: fp32 everywhere
-    assert (fp32["training precision"], fp32["scoring precision"]) == ("fp32", "fp32")
+    assert report["device"] == "cpu" and report["gpus"] == []
+    assert (report["training precision"], report["scoring precision"]) == ("fp32", "bf16 autocast")
+    off = su.device_report(amp=False)
+    assert (off["training precision"], off["scoring precision"]) == ("fp32", "fp32")
+    monkeypatch.setattr(su, "cpu_supports_bf16", lambda: False)
+    assert su.device_report()["scoring precision"] == "fp32"
     assert report["torch"] and report["transformers"]
-
-
-def test_history_and_frame_grid_plots_render(tmp_path: Path) -> None:
-    history = [{"epoch": e, "train_loss": 1 / e, "val_loss": 1.1 / e, "val_accuracy": 0.5 + e / 20,
-                "val_f1": 0.4 + e / 20, "val_roc_auc": None if e == 1 else 0.6} for e in range(1, 5)]
-    png = su.save_figure(su.plot_history(history), tmp_path / "curves.png")
-    image = cv2.imread(str(png))
-    assert image is not None and image.shape[1] > image.shape[0] > 300
-    clips = [np.full((3, 16, 16, 3), v, np.uint8) for v in (0, 255)]
-    grid = su.save_figure(su.plot_frame_grid(clips, ["dark", "bright"]), tmp_path / "grid.png")
-    assert cv2.imread(str(grid)).shape[0] > 100
-    assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temp files
-
-
-def test_a_one_epoch_history_has_whole_number_ticks() -> None:
-    """One epoch used to give ticks 0.96-1.04: the epoch axis shows whole epochs only."""
-    fig = su.plot_history([{"epoch": 1, "train_loss": 0.7, "val_loss": 0.69, "val_accuracy": 0.5,
-                            "val_f1": 0.33, "val_roc_auc": 0.5}])
-    fig.canvas.draw()
-    for ax in fig.axes:
-        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
-        assert ticks == [1.0], ticks
 
 
 def test_kaggle_inputs_on_the_newer_and_the_older_mounts(tmp_path: Path) -> None:

@@ -1,415 +1,160 @@
-"""Evaluation rigour: EER, average precision, bootstrap intervals, the ROC / score plots,
-per-method (cross-manipulation) metrics and the hub-ready export."""
+"""Evaluation, bound to the checkpoint it evaluates: a checkpoint carries its preprocessing and its
+split, and evaluation follows it, never a knob that disagrees; faces seen in training are not scored
+unless asked."""
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 import torch
-from matplotlib.figure import Figure
-from sklearn.metrics import roc_auc_score
-from transformers import TimesformerForVideoClassification
 
 import scarlet_utils as su
 
-# 2 real, 3 fake; at 0.5 predicted [0, 1, 0, 1, 1] (the compute_metrics known-answer case)
-Y_TRUE = [0, 0, 1, 1, 1]
-Y_PROB = [0.1, 0.6, 0.4, 0.8, 0.9]
 
-
-def _overlapping(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` scores, about half fake, with overlapping classes (AUC about 0.85)."""
-    rng = np.random.default_rng(seed)
-    y = (rng.random(n) < 0.5).astype(np.int64)
-    y[:2] = [0, 1]
-    return y, 1 / (1 + np.exp(-rng.normal(-1.0 + 2.0 * y, 1.0)))
-
-
-# -- EER and average precision ---------------------------------------------------------------------
-
-
-def test_perfect_separation():
-    m = su.compute_metrics([0, 0, 0, 1, 1, 1], [0.1, 0.2, 0.3, 0.7, 0.8, 0.9])
-    assert m["roc_auc"] == 1.0 and m["average_precision"] == 1.0
-    assert m["eer"] == 0.0
-    assert m["eer_threshold"] == 0.7  # the lowest fake: every fake caught, no real called fake
-    assert m["ci95"] == {"accuracy": [1.0, 1.0], "roc_auc": [1.0, 1.0]}
-
-
-def test_fully_inverted():
-    m = su.compute_metrics([0, 0, 0, 1, 1, 1], [0.7, 0.8, 0.9, 0.1, 0.2, 0.3])
-    assert m["roc_auc"] == 0.0 and m["eer"] == 1.0
-    assert m["ci95"]["roc_auc"] == [0.0, 0.0] and m["ci95"]["accuracy"] == [0.0, 0.0]
-
-
-def test_eer_interpolates_between_roc_points():
-    # ROC points (FPR, TPR) from the highest threshold down: inf (0, 0), 0.9 (0, 1/3), 0.8 (0, 2/3),
-    # 0.6 (1/2, 2/3), 0.4 (1/2, 1), 0.1 (1, 1). FPR - FNR is -1/3 at 0.8 and +1/6 at 0.6: the
-    # segment between them crosses FPR == FNR 2/3 of the way along, at FPR = 2/3 * 1/2 = 1/3
-    # (FNR stays 1/3), and the threshold interpolated the same way is 0.8 - 2/3 * 0.2.
-    m = su.compute_metrics(Y_TRUE, Y_PROB)
-    assert m["eer"] == pytest.approx(1 / 3)
-    assert m["eer_threshold"] == pytest.approx(0.8 - 2 / 3 * 0.2)
-
-
-def test_eer_of_tied_scores_is_a_half():
-    # one ROC segment from (0, 0) straight to (1, 1): it crosses FPR == FNR at 1/2
-    m = su.compute_metrics([0, 1, 0, 1], [0.5, 0.5, 0.5, 0.5])
-    assert m["eer"] == 0.5 and m["roc_auc"] == 0.5 and m["eer_threshold"] == 0.5
-
-
-def test_average_precision_by_hand():
-    # ranked 0.9 F, 0.8 F, 0.6 R, 0.4 F, 0.1 R: recall rises by 1/3 at each fake, where precision
-    # is 1/1, 2/2 and 3/4; AP = sum of (recall step x precision) = 1/3 + 1/3 + 1/4
-    m = su.compute_metrics(Y_TRUE, Y_PROB)
-    assert m["average_precision"] == pytest.approx(1 / 3 + 1 / 3 + 1 / 4)
-
-
-def test_one_class_has_no_ranking_metrics():
-    m = su.compute_metrics([1, 1, 1], [0.9, 0.2, 0.7])
-    assert m["roc_auc"] is None and m["average_precision"] is None
-    assert m["eer"] is None and m["eer_threshold"] is None
-    assert m["ci95"]["roc_auc"] is None
-    lo, hi = m["ci95"]["accuracy"]
-    assert 0 <= lo <= m["accuracy"] <= hi <= 1
-    json.dumps(m)
-
-
-# -- bootstrap intervals ---------------------------------------------------------------------------
-
-
-def test_ci_contains_the_estimate_and_is_plain_json():
-    y, p = _overlapping(200)
-    m = su.compute_metrics(y, p)
-    for key in ("accuracy", "roc_auc"):
-        lo, hi = m["ci95"][key]
-        assert isinstance(lo, float) and isinstance(hi, float)
-        assert lo < m[key] < hi
-    assert m["bootstrap"] == {"n_resamples": 1000, "seed": 0, "stratified": True}
-    json.dumps(m)
-
-
-def test_ci_narrows_with_more_data():
-    y, p = _overlapping(50)
-    small = su.compute_metrics(y, p)["ci95"]
-    big = su.compute_metrics(np.tile(y, 16), np.tile(p, 16))["ci95"]  # same estimates, 16x the videos
-    for key in ("accuracy", "roc_auc"):
-        width_small, width_big = np.diff(small[key])[0], np.diff(big[key])[0]
-        assert 0 < width_big < width_small / 2  # about 1/4: the width goes as 1 / sqrt(n)
-
-
-def test_ci_is_reproducible_by_seed():
-    y, p = _overlapping(120)
-    a = su.compute_metrics(y, p, seed=7)["ci95"]
-    assert su.compute_metrics(y, p, seed=7)["ci95"] == a
-    assert su.compute_metrics(y, p, seed=8)["ci95"] != a
-
-
-def test_ci_ignores_the_order_of_the_videos():
-    """The notebook's evaluation order can change between runs (a parallel frame extraction
-    lists videos as they finish): the interval, like the point estimates, must not."""
-    y, p = _overlapping(120)
-    shuffled = np.random.default_rng(9).permutation(len(y))
-    assert su.compute_metrics(y[shuffled], p[shuffled])["ci95"] == su.compute_metrics(y, p)["ci95"]
-
-
-def test_ci_ignores_last_bit_noise():
-    """Scores that tie within a class and differ only in the last bits on a rerun (CPU
-    summation order) give the same interval."""
-    rng = np.random.default_rng(2)
-    y = np.r_[np.zeros(40, np.int64), np.ones(40, np.int64)]
-    # no real ties a fake, no score sits on the 0.5 threshold
-    p = np.r_[rng.integers(0, 6, 40) * 0.1 + 0.05, rng.integers(3, 10, 40) * 0.1 + 0.02]
-    noisy = p + rng.normal(0, 1e-12, len(p))  # reorders the tied scores of each class
-    assert not np.array_equal(np.argsort(p[:40], kind="stable"), np.argsort(noisy[:40], kind="stable"))
-    a, b = su.compute_metrics(y, p)["ci95"], su.compute_metrics(y, noisy)["ci95"]
-    for key in ("accuracy", "roc_auc"):
-        assert a[key] == pytest.approx(b[key], abs=1e-9)
-
-
-def test_no_bootstrap():
-    m = su.compute_metrics(Y_TRUE, Y_PROB, n_bootstrap=0)
-    assert m["ci95"] is None and m["bootstrap"] is None
-    assert m["roc_auc"] == pytest.approx(5 / 6)  # everything else unchanged
-    with pytest.raises(ValueError, match="n_bootstrap"):
-        su.compute_metrics(Y_TRUE, Y_PROB, n_bootstrap=-1)
-    with pytest.raises(ValueError, match="n_bootstrap must be >= 1"):
-        su.bootstrap_ci(Y_TRUE, Y_PROB, n_bootstrap=0)
-
-
-@pytest.mark.parametrize(("real_scores", "fake_score", "accuracy", "roc_auc"), [
-    # reals r1 = 0.2 (right at 0.5), r2 = 0.6 (called fake), one fake 0.7: a resample of the reals is
-    # {r1, r1}, {r1, r2} or {r2, r2} (1/4, 1/2, 1/4) and the fake is always drawn: accuracy 1, 2/3, 1/3
-    ((0.2, 0.6), 0.7, [1 / 3, 1.0], [1.0, 1.0]),
-    # the fake ranks above r1 only: AUC 1, 1/2, 0
-    ((0.2, 0.6), 0.4, [0.0, 2 / 3], [0.0, 1.0]),
-    # the fake ties r2, and a tie counts 1/2: AUC 1, 3/4, 1/2
-    ((0.2, 0.6), 0.6, [1 / 3, 1.0], [0.5, 1.0]),
-])
-def test_bootstrap_of_a_tiny_set_by_hand(real_scores, fake_score, accuracy, roc_auc):
-    ci = su.bootstrap_ci([0, 0, 1], [*real_scores, fake_score], 0.5, 1000, seed=0)
-    assert ci["accuracy"] == pytest.approx(accuracy, abs=1e-12)
-    assert ci["roc_auc"] == pytest.approx(roc_auc, abs=1e-12)  # every resample has both classes: defined
-
-
-# -- reports and plots -----------------------------------------------------------------------------
-
-
-def test_bootstrap_auc_is_roc_auc_score_of_each_resample():
-    """The rank-sum AUC of every resample equals scikit-learn's, ties included."""
-    from sklearn.metrics import roc_auc_score
-
-    y_true = np.array([0] * 7 + [1] * 5)
-    y_prob = np.array([0.1, 0.2, 0.2, 0.5, 0.5, 0.7, 0.9, 0.2, 0.5, 0.5, 0.8, 0.95])
-    rng = np.random.default_rng(3)  # the resamples bootstrap_ci draws with seed 3: reals, then fakes
-    draws = [np.sort(y_prob[y_true == c])[rng.integers(n, size=(200, n))] for c, n in ((0, 7), (1, 5))]
-    aucs = [roc_auc_score(np.sort(y_true), np.concatenate([r, f])) for r, f in zip(*draws)]
-    ci = su.bootstrap_ci(y_true, y_prob, n_bootstrap=200, seed=3)
-    assert ci["roc_auc"] == pytest.approx(np.percentile(aucs, [2.5, 97.5]).tolist(), abs=1e-12)
-
-
-def test_save_reports_writes_five_files_and_merges_extra(tmp_path):
-    y, p = _overlapping(300)
-    config = {"LR": 3e-5, "WEIGHT_DECAY": 1e-8, "DATA_ROOT": tmp_path}
-    extra = {"split_strategy": "by_source", "config": config}
-    metrics = su.save_reports(y, p, tmp_path, extra=extra)
-    assert sorted(f.name for f in tmp_path.iterdir()) == [
-        "classification_report.txt", "confusion_matrix.png", "metrics.json", "roc_curve.png",
-        "score_histogram.png"]
-    on_disk = json.loads((tmp_path / "metrics.json").read_text())
-    assert on_disk == metrics
-    assert on_disk["split_strategy"] == "by_source"
-    # extra is not rounded (1e-8 would become 0.0) and a path is written as its string
-    assert on_disk["config"] == {"LR": 3e-5, "WEIGHT_DECAY": 1e-8, "DATA_ROOT": str(tmp_path)}
-    assert on_disk["eer"] is not None and len(on_disk["ci95"]["roc_auc"]) == 2
-    for name, shape in (("roc_curve.png", (600, 600, 3)), ("score_histogram.png", (480, 720, 3))):
-        image = cv2.imread(str(tmp_path / name))
-        assert image is not None and image.shape == shape, name
-        assert image.std() > 20, name  # a drawn figure, not a blank canvas
-
-
-def test_save_reports_refuses_extra_that_shadows_a_metric(tmp_path):
-    with pytest.raises(ValueError, match="accuracy"):
-        su.save_reports(Y_TRUE, Y_PROB, tmp_path, extra={"accuracy": 1.0})
-
-
-def test_save_reports_titles_start_with_the_name(tmp_path, monkeypatch):
-    titles = {}
-    save = su.save_figure
-    monkeypatch.setattr(su, "save_figure", lambda fig, path: titles.setdefault(
-        Path(path).name, fig.axes[0].get_title()) and save(fig, path))
-    su.save_reports(Y_TRUE, Y_PROB, tmp_path, name="validation, identity split")
-    assert titles == {
-        "confusion_matrix.png": "validation, identity split: confusion matrix (n=5, accuracy 60.0%)",
-        "roc_curve.png": "validation, identity split: ROC curve (n=5)",
-        "score_histogram.png": "validation, identity split: scores by true class (n=5)",
-    }
-    assert all((tmp_path / name).stat().st_size > 10_000 for name in titles)
-    titles.clear()
-    su.save_reports(Y_TRUE, Y_PROB, tmp_path)
-    assert titles["roc_curve.png"] == "ROC curve (n=5)"
-
-
-def test_plots_are_bare_figures():
-    import matplotlib.pyplot as plt
-
-    before = plt.get_fignums()
-    roc = su.plot_roc_curves({"ROC": (Y_TRUE, Y_PROB)})
-    hist = su.plot_score_histogram(Y_TRUE, Y_PROB, 0.5)
-    assert isinstance(roc, Figure) and isinstance(hist, Figure)
-    assert plt.get_fignums() == before  # not registered with pyplot
-    ax = roc.axes[0]
-    assert "False positive rate" in ax.get_xlabel() and "True positive rate" in ax.get_ylabel()
-    legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert "ROC (AUC = 0.83)" in legend and any(t.startswith("EER 33.3% (P(fake) >= 0.667") for t in legend)
-    ax = hist.axes[0]
-    assert ax.get_xlabel() == "P(fake)"
-    legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert legend == ["Real (n=2)", "Fake (n=3)", "threshold 0.5"]
-    # one class: still a figure, saying why there is no curve
-    single = su.plot_roc_curves({"ROC": ([1, 1], [0.2, 0.3])})
-    assert any("only one class" in t.get_text() for t in single.axes[0].texts)
-
-
-def test_roc_curves_of_several_sets():
-    """The notebook's cross-dataset chart: each set's name with its size, AUC and EER; a set of one
-    class is named on the chart, not dropped silently."""
-    y, p = _overlapping(60)
-    fig = su.plot_roc_curves({"FF++": (Y_TRUE, Y_PROB), "DFDC": (y, p), "Celeb-DF": ([1, 1], [0.2, 0.3])},
-                             "Cross-dataset ROC")
-    ax = fig.axes[0]
-    assert ax.get_title() == "Cross-dataset ROC"
-    assert "False positive rate" in ax.get_xlabel() and "True positive rate" in ax.get_ylabel()
-    legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert "FF++ (n=5) (AUC = 0.83)" in legend
-    assert f"DFDC (n=60) (AUC = {roc_auc_score(y, p):.2f})" in legend
-    m = su.compute_metrics(y, p, n_bootstrap=0)
-    assert [t for t in legend if t.startswith("EER")] == [
-        "EER 33.3% (P(fake) >= 0.667)", f"EER {m['eer']:.1%} (P(fake) >= {m['eer_threshold']:.3f})"]
-    assert [t.get_text() for t in ax.texts] == ["Celeb-DF (n=2): undefined, only one class present"]
-
-
-# -- cross-manipulation table ----------------------------------------------------------------------
-
-
-def _items(spec: list[tuple[str, float]]) -> tuple[list[su.VideoItem], list[float]]:
-    items = [su.VideoItem(Path(f"{m}/{i:03d}.mp4"), 0 if m == "original" else 1, m, f"{i:03d}")
-             for i, (m, _) in enumerate(spec)]
-    return items, [s for _, s in spec]
-
-
-CROSS = [
-    ("FaceSwap", 0.25), ("original", 0.1), ("Deepfakes", 0.9), ("original", 0.2), ("Face2Face", 0.35),
-    ("original", 0.3), ("FaceSwap", 0.45), ("Deepfakes", 0.8), ("Face2Face", 0.05), ("original", 0.4),
-    ("FaceSwap", 0.3), ("MyMethod", 0.6),
-]
-
-
-def test_cross_method_metrics_by_hand():
-    items, scores = _items(CROSS)
-    rows = su.cross_method_metrics(items, scores, n_bootstrap=0)
-    # KNOWN_METHODS order, then other methods alphabetically, then "all"
-    assert [r["method"] for r in rows] == ["Deepfakes", "Face2Face", "FaceSwap", "MyMethod", "all"]
-    by = {r["method"]: r for r in rows}
-    assert all(r["n_real"] == 4 for r in rows)  # every row uses ALL the reals: 0.1, 0.2, 0.3, 0.4
-    assert [r["n_fake"] for r in rows] == [2, 2, 3, 1, 8]
-    # (real, fake) pairs ranked right, ties 1/2, out of 4 x n_fake:
-    assert by["Deepfakes"]["roc_auc"] == 1.0  # 0.9 and 0.8 beat every real
-    assert by["Face2Face"]["roc_auc"] == pytest.approx(3 / 8)  # 0.35 beats 3 reals, 0.05 none
-    assert by["FaceSwap"]["roc_auc"] == pytest.approx((2 + 4 + 2.5) / 12)  # 0.25: 2, 0.45: 4, 0.3: 2 + tie
-    assert by["MyMethod"]["roc_auc"] == 1.0
-    assert by["all"]["roc_auc"] == pytest.approx((4 + 4 + 3 + 0 + 2 + 4 + 2.5 + 4) / 32)
-    # at 0.5 every real is right; fakes right: Deepfakes 2, Face2Face 0, FaceSwap 0, MyMethod 1
-    assert by["Deepfakes"]["accuracy"] == 1.0 and by["Face2Face"]["accuracy"] == pytest.approx(4 / 6)
-    assert by["FaceSwap"]["accuracy"] == pytest.approx(4 / 7)
-    assert by["all"]["accuracy"] == pytest.approx(7 / 12)
-    assert by["Deepfakes"]["recall_fake"] == 1.0 and by["FaceSwap"]["recall_fake"] == 0.0
-    assert by["all"]["recall_fake"] == pytest.approx(3 / 8)
-    assert all(r["ci95"] is None for r in rows)
-    json.dumps(rows)
-
-
-def test_cross_method_metrics_intervals():
-    items, scores = _items(CROSS)
-    rows = {r["method"]: r for r in su.cross_method_metrics(items, scores, n_bootstrap=500, seed=1)}
-    assert rows["Deepfakes"]["ci95"] == {"accuracy": [1.0, 1.0], "roc_auc": [1.0, 1.0]}
-    for row in rows.values():
-        for key in ("accuracy", "roc_auc"):
-            lo, hi = row["ci95"][key]
-            assert lo <= row[key] <= hi
-    assert su.cross_method_metrics(items, scores, n_bootstrap=500, seed=1) == list(rows.values())
-
-
-def test_summary_row_of_each_kind_of_metrics():
-    m = su.compute_metrics(Y_TRUE, Y_PROB)
-    (lo, hi), (auc_lo, auc_hi) = m["ci95"]["accuracy"], m["ci95"]["roc_auc"]
-    assert su.summary_row("val", m) == [
-        "val", f"0.600 [{lo:.3f}, {hi:.3f}]", f"0.833 [{auc_lo:.3f}, {auc_hi:.3f}]", "0.917", "0.333", "5"]
-    assert su.summary_row("fakes", su.compute_metrics([1, 1], [0.2, 0.9], n_bootstrap=0)) == [
-        "fakes", "0.500", "n/a", "n/a", "n/a", "2"]  # one class: no ranking metrics; no bootstrap: no CI
-    rows = su.cross_method_metrics(*_items(CROSS), n_bootstrap=0)  # rows without "n": reals plus fakes
-    assert [su.summary_row(r["method"], r)[-1] for r in rows] == ["6", "6", "7", "5", "12"]
-    assert len(su.SUMMARY_HEADERS) == 6
-
-
-def test_cross_method_metrics_needs_one_score_per_item():
-    items, scores = _items(CROSS)
-    with pytest.raises(ValueError, match="one score per item"):
-        su.cross_method_metrics(items, scores[:-1])
-
-
-# -- hub-ready export ------------------------------------------------------------------------------
-
-MEAN, STD = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
-PREP = su.Preprocessing(num_frames=4, size=32, mean=MEAN, std=STD)
-EXPORT_FILES = ["config.json", "model.safetensors", "preprocessor_config.json"]
+def item(method: str, vid: str, root: Path = Path("/data")) -> su.VideoItem:
+    return su.VideoItem(root / method / f"{vid}.mp4", int(method != "original"), method, vid)
 
 
 @pytest.fixture
-def trained(make_config):
-    """A tiny model with a non-default head (as if trained), in eval mode."""
-    torch.manual_seed(0)
+def split() -> su.Split:
+    train = [item("original", "000"), item("Deepfakes", "000_003"), item("original", "001"), item("Deepfakes", "001_002")]
+    val = [item("original", "005"), item("Deepfakes", "005_006"), item("original", "003"), item("Deepfakes", "007_001")]
+    return su.Split(train, val, strategy="identity", seed=0)
+
+
+@pytest.fixture
+def data_root(tmp_path: Path, split: su.Split) -> Path:
+    """Today's mount of the data the split was made on (``/data`` then): the same relative paths."""
+    root = tmp_path / "mounted"
+    for i in split.train + split.val:
+        path = root / i.path.relative_to("/data")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"a video")
+    return root
+
+
+@pytest.fixture
+def checkpoint(tmp_path: Path, make_config, split: su.Split):
+    """A Scarlet.pt trained (so it says) on ``split`` with face crops, paths relative to /data."""
+    def factory(**prep) -> Path:
+        model = su.build_model(make_config())
+        preprocessing = su.Preprocessing(num_frames=4, size=32, face_crop=True, **prep)
+        return su.save_checkpoint(model, tmp_path / "Scarlet.pt", preprocessing, split, "/data", epoch=3)
+    return factory
+
+
+def test_evaluation_takes_the_checkpoints_split_and_never_rewrites_split_json(checkpoint, split, data_root,
+                                                                             tmp_path: Path) -> None:
+    info = su.checkpoint_info(checkpoint())
+    other = su.make_split([item("original", f"{n:03d}") for n in range(10, 14)] +
+                          [item("Deepfakes", f"{n:03d}_{n + 10:03d}") for n in range(10, 14)], 4, 4, seed=7)
+    split_file = su.save_split(other, tmp_path / "split.json", "/data")
+    before = split_file.read_bytes()
+    got, notes = su.evaluation_split(info, split_file, data_root, {"TRAIN": False, "SEED": 7, "SPLIT": "random"})
+    assert got.same_videos(split) and split_file.read_bytes() == before
+    assert any("is not the split Scarlet.pt was trained on" in n for n in notes)
+    assert any("SEED 7, SPLIT 'random' does not apply" in n for n in notes)
+    split_file.unlink()  # a missing split.json is written from the checkpoint
+    got, notes = su.evaluation_split(info, split_file, data_root)
+    assert su.load_split(split_file, data_root).same_videos(split) and "written from the split" in notes[0]
+
+
+def test_faces_seen_in_training_are_left_out_and_counted(checkpoint, split) -> None:
+    info = su.checkpoint_info(checkpoint())
+    # A random split would put these in validation: 003 and 001 trained, 005 and 006 did not.
+    candidates = split.val
+    kept, record, notes = su.unseen_items(candidates, info)
+    assert [i.video_id for i in kept] == ["005", "005_006"]
+    assert record == {"train_faces": "left out", "videos_sharing_a_training_face": 2}
+    assert notes[0].startswith("left out 2 of 4 videos that share a face")
+    kept, record, notes = su.unseen_items(candidates, info, allow_train_faces=True)
+    assert len(kept) == 4 and record["train_faces"] == "scored" and "scored anyway" in notes[0]
+    with pytest.raises(su.CheckpointError, match="all 2 videos share a face"):
+        su.unseen_items(split.train[:2], info)
+
+
+def test_evaluation_follows_the_checkpoints_preprocessing(checkpoint) -> None:
+    path = checkpoint()
+    config = {"TRAIN": False, "NUM_FRAMES": 8, "SIZE": 224, "FACE_CROP": False, "MODEL": su.DEFAULT_MODEL}
+    prep, notes = su.preprocessing_for_run(config, path)
+    assert prep == su.Preprocessing(4, 32, True)
+    assert notes == ["Scarlet.pt was trained with NUM_FRAMES: 4 (the configuration says 8), SIZE: 32 (the "
+                     "configuration says 224), FACE_CROP: True (the configuration says False); this run follows "
+                     "the checkpoint"]
+    # Fine-tuning it further (INIT_FROM) makes its inputs as it does too, whatever the knobs say.
+    assert su.preprocessing_for_run({**config, "TRAIN": True, "INIT_FROM": str(path)}, "no/such/Scarlet.pt") == (prep, notes)
+    with pytest.raises(su.CheckpointError, match="no checkpoint here"):
+        su.preprocessing_for_run(config, path.with_name("missing.pt"))
+    trained, notes = su.preprocessing_for_run({**config, "TRAIN": True, "MODEL": "tiny"}, path)
+    assert trained == su.Preprocessing(8, 224, False) and notes == []
+
+
+def test_the_original_runs_state_dict_evaluates_with_a_plain_warning(tmp_path: Path, make_config, split,
+                                                                     data_root) -> None:
+    """A plain state dict: no preprocessing, no split. It is taken to use the original run's
+    preprocessing, a missing split.json says what to do, and every note says its training videos
+    are unknown, so FF++ numbers may include faces it trained on."""
     model = su.build_model(make_config())
-    with torch.no_grad():
-        model.classifier.weight.normal_(0, 1.0)
-        model.classifier.bias.copy_(torch.tensor([0.3, -0.2]))
-    return model.eval()
+    path = tmp_path / "Scarlet.pt"
+    torch.save({f"module.{k}": v for k, v in model.state_dict().items()}, path)
+    info = su.checkpoint_info(path)
+    assert info.plain_state_dict and info.split is None and info.train_faces() is None
+    assert info.preprocessing == su.Preprocessing(8, 224, False, su.KINETICS_MEAN, su.KINETICS_STD)
+    assert "plain state dict" in su.preprocessing_notes(info, {"FACE_CROP": False})[0]
+    with pytest.raises(FileNotFoundError, match="does not record the split it was trained on"):
+        su.evaluation_split(info, tmp_path / "split.json", data_root)
+    su.save_split(split, tmp_path / "split.json", "/data")
+    got, notes = su.evaluation_split(info, tmp_path / "split.json", data_root)
+    assert got.same_videos(split) and "training videos are unknown" in notes[0] and "1,400 of the 2,000" in notes[0]
+    kept, record, notes = su.unseen_items(got.val, info)
+    assert kept == got.val and record == {"train_faces": "unknown"} and "may include faces it trained on" in notes[0]
 
 
-def _input(seed: int = 0) -> torch.Tensor:
-    return torch.randn(2, 4, 3, 32, 32, generator=torch.Generator().manual_seed(seed))
+def test_a_data_root_without_the_splits_videos_fails_in_one_line(checkpoint, tmp_path: Path) -> None:
+    """A wrong DATA_ROOT (or a dataset not mounted) says so once, instead of failing every video."""
+    info = su.checkpoint_info(checkpoint())
+    with pytest.raises(FileNotFoundError, match=r"none of the 4 videos to score is under .*elsewhere.*set DATA_ROOT"):
+        su.evaluation_split(info, tmp_path / "split.json", tmp_path / "elsewhere")
+    root = tmp_path / "data"
+    (root / "original").mkdir(parents=True)
+    (root / "original" / "005.mp4").write_bytes(b"one video of the split is here")
+    split, _ = su.evaluation_split(info, tmp_path / "split.json", root)
+    assert split.val[0].path == root / "original" / "005.mp4"
 
 
-def test_export_round_trip(trained, tmp_path):
-    out = su.export_pretrained(trained, tmp_path / "export" / "scarlet-timesformer", PREP)
-    assert out == tmp_path / "export" / "scarlet-timesformer"
-    assert sorted(f.name for f in out.iterdir()) == EXPORT_FILES
-    assert sorted(f.name for f in out.parent.iterdir()) == [out.name]  # no temp folder left behind
-
-    reloaded = TimesformerForVideoClassification.from_pretrained(out).eval()
-    x = _input()
-    assert all(torch.equal(v, trained.state_dict()[k]) for k, v in reloaded.state_dict().items())  # lossless
-    with torch.no_grad():  # plain transformers' attention vs the SDPA one su.build_model uses: float rounding
-        torch.testing.assert_close(reloaded(pixel_values=x).logits, trained(pixel_values=x).logits,
-                                   atol=1e-5, rtol=0)
-    assert reloaded.config.id2label == {0: "Real", 1: "Fake"}
-    config = json.loads((out / "config.json").read_text())
-    assert config["id2label"] == {"0": "Real", "1": "Fake"} and config["label2id"] == {"Real": 0, "Fake": 1}
-
-    pre = json.loads((out / "preprocessor_config.json").read_text())
-    assert pre == {
-        "image_processor_type": "VideoMAEImageProcessor", "do_resize": True, "size": {"shortest_edge": 32},
-        "resample": 2, "do_center_crop": True, "crop_size": {"height": 32, "width": 32}, "do_rescale": True,
-        "rescale_factor": 1 / 255, "do_normalize": True, "image_mean": list(MEAN), "image_std": list(STD),
-    }
-    assert su.normalization_for(out) == (MEAN, STD)
-
-    # build_model keeps the trained head: 2 labels, so nothing mismatches and nothing is re-initialised
-    rebuilt = su.build_model(out).eval()
-    assert torch.equal(rebuilt.classifier.weight, trained.classifier.weight)
-    assert torch.equal(rebuilt.classifier.bias, trained.classifier.bias)
-    with torch.no_grad():
-        assert torch.equal(rebuilt(pixel_values=x).logits, trained(pixel_values=x).logits)
+# -- fine-tuning further (INIT_FROM): the new checkpoint knows both training sets ------------------
 
 
-def test_export_preprocessor_matches_scarlet_normalisation(trained, tmp_path):
-    """The exported processor turns frames already at the model's size into Scarlet's input."""
-    from transformers import VideoMAEImageProcessor
-
-    out = su.export_pretrained(trained, tmp_path / "export", PREP)
-    processor = VideoMAEImageProcessor.from_pretrained(out)
-    frames = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
-    theirs = processor(list(frames), return_tensors="pt")["pixel_values"]
-    ours = su.clip_to_tensor(frames, MEAN, STD).unsqueeze(0)
-    assert theirs.shape == ours.shape == (1, 4, 3, 32, 32)
-    assert torch.allclose(theirs.float(), ours, atol=1e-5)
-
-
-def test_export_replaces_a_previous_export(trained, make_config, tmp_path):
-    out = tmp_path / "export"
-    su.export_pretrained(su.build_model(make_config()), out, su.Preprocessing(4, 32))
-    assert su.normalization_for(out) == (su.KINETICS_MEAN, su.KINETICS_STD)
-    (out / "stale.txt").write_text("from the old export")
-    su.export_pretrained(trained, out, PREP)
-    assert sorted(f.name for f in out.iterdir()) == EXPORT_FILES
-    assert sorted(f.name for f in tmp_path.iterdir()) == ["export"]  # neither .tmp-* nor .old-* left
-    assert su.normalization_for(out) == (MEAN, STD)
-    reloaded = TimesformerForVideoClassification.from_pretrained(out).eval()
-    assert all(torch.equal(v, trained.state_dict()[k]) for k, v in reloaded.state_dict().items())
-    with torch.no_grad():  # stock attention vs SDPA: equal to float rounding
-        x = _input()
-        torch.testing.assert_close(reloaded(pixel_values=x).logits, trained(pixel_values=x).logits,
-                                   atol=1e-5, rtol=0)
-    assert oct(os.stat(out).st_mode & 0o777) == oct(0o755)
+def test_a_fine_tuned_checkpoint_carries_the_faces_it_started_from(checkpoint, make_config, tmp_path: Path) -> None:
+    start = su.checkpoint_info(checkpoint())  # trained on FF++ faces 000-003
+    celeb = [su.VideoItem(Path(f"/celeb/Celeb-real/id{k}_0000.mp4"), 0, "Celeb-real", f"id{k}_0000", "Celeb-DF-v2",
+                          (f"celeb:id{k}",)) for k in range(4)]
+    celeb += [su.VideoItem(Path("/celeb/Celeb-synthesis/id0_id1_0000.mp4"), 1, "Celeb-synthesis", "id0_id1_0000",
+                           "Celeb-DF-v2", ("celeb:id0", "celeb:id1"))]
+    tuned_split = su.Split([celeb[0], celeb[4]], [celeb[2], celeb[3]])
+    lineage = start.init_from_record()
+    assert lineage == {"checkpoint": str(start.path), "train_faces": ["000", "001", "002", "003"],
+                       "trained_on": ["FaceForensics++"]}
+    tuned = su.checkpoint_info(su.save_checkpoint(su.build_model(make_config()), tmp_path / "tuned.pt",
+                                                  start.preprocessing, tuned_split, "/celeb", init_from=lineage))
+    assert tuned.train_faces() == {"000", "001", "002", "003", "celeb:id0", "celeb:id1"}
+    assert tuned.trained_on() == {"FaceForensics++", "Celeb-DF-v2"}
+    ffpp = [item("original", "002"), item("Deepfakes", "009_008"), item("original", "008")]
+    scored, record, notes = su.unseen_items(ffpp + celeb[1:4], tuned)  # faces of both training sets are left out
+    assert [i.video_id for i in scored] == ["009_008", "008", "id2_0000", "id3_0000"]
+    assert record["videos_sharing_a_training_face"] == 2 and not any("unknown" in n for n in notes)
 
 
-def test_export_refuses_a_folder_that_is_not_an_export(trained, tmp_path):
-    (tmp_path / "Scarlet.pt").write_bytes(b"weights")
-    with pytest.raises(FileExistsError, match="not a model export"):
-        su.export_pretrained(trained, tmp_path, PREP)
-    assert sorted(f.name for f in tmp_path.iterdir()) == ["Scarlet.pt"]
+def test_fine_tuned_from_a_plain_state_dict_says_what_is_unknown(make_config, tmp_path: Path) -> None:
+    model = su.build_model(make_config())
+    torch.save(model.state_dict(), tmp_path / "original.pt")
+    start = su.checkpoint_info(tmp_path / "original.pt")
+    assert start.init_from_record()["train_faces"] is None and start.trained_on() == {"FaceForensics++"}
+    own = su.Split([item("original", "000")], [item("original", "005")])
+    tuned = su.checkpoint_info(su.save_checkpoint(model, tmp_path / "tuned.pt", start.preprocessing, own, "/data",
+                                                  init_from=start.init_from_record()))
+    assert tuned.train_faces() == {"000"}  # its own faces are still left out ...
+    scored, _, notes = su.unseen_items([item("original", "000"), item("original", "007")], tuned)
+    assert [i.video_id for i in scored] == ["007"]
+    assert "fine-tuned from original.pt, whose training videos are unknown" in notes  # ... and it says the rest is not known

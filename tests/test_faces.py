@@ -583,7 +583,9 @@ def test_face_crops_are_centred_on_a_face(face_clips):
 @pytest.mark.real_video
 def test_face_crops_from_the_thread_pool_are_the_serial_ones(face_clips, ffpp_videos, tmp_path):
     # Two extraction threads detect faces at once, each with its own cascades: same crops, same counts.
-    items = [su.VideoItem(path, int(m != "original"), m, v) for (m, v), path in ffpp_videos.items()]
+    # (The 1080p video is left out here: it takes as long as three others, and face_clips reads it.)
+    items = [su.VideoItem(path, int(m != "original"), m, v) for (m, v), path in ffpp_videos.items()
+             if v != "750_743"]
     report = su.extract_frames(items, tmp_path, NUM_FRAMES, FACE_SIZE, face_crop=True, workers=2)
     assert len(report.done) == len(items) and not report.failed
     assert set(report.faces) == set(items) and report.unsure == []

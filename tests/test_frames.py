@@ -1,9 +1,12 @@
-"""Frames: uniform sampling, decoding, resizing, and every way a video file can be bad."""
+"""Frames: uniform sampling (one clip or several), decoding, resizing, every way a video file can be
+bad, a 4K video in bounded memory, and exact seeking: a seeking read gives a full decode's frames."""
 
 from __future__ import annotations
 
 import logging
 import re
+import tracemalloc
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -11,8 +14,10 @@ import pytest
 
 import scarlet_utils as su
 
+from conftest import BIG_FRAMES, BIG_H, BIG_W, SHARED_DATA, decode_all
 
-# -- sample_frame_indices ------------------------------------------------------------------------
+
+# -- sample_frame_indices, sample_clip_indices -----------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -61,7 +66,26 @@ def test_sample_frame_indices_rejects_invalid(total, num, message):
         su.sample_frame_indices(total, num)
 
 
-# -- resize_short_side_center_crop ---------------------------------------------------------------
+def test_clips_cover_consecutive_equal_segments() -> None:
+    clips = su.sample_clip_indices(40, 4, 4)
+    assert clips == [[0, 3, 6, 9], [10, 13, 16, 19], [20, 23, 26, 29], [30, 33, 36, 39]]
+    flat = [i for c in clips for i in c]
+    assert flat == sorted(flat)
+
+
+def test_short_video_repeats_frames_but_keeps_the_shape() -> None:
+    clips = su.sample_clip_indices(3, 4, 2)
+    assert [len(c) for c in clips] == [4, 4]
+    assert all(0 <= i < 3 for c in clips for i in c)
+
+
+@pytest.mark.parametrize("args", [(10, 4, 0), (0, 4, 2)])
+def test_invalid_clip_sampling_raises(args) -> None:
+    with pytest.raises(ValueError):
+        su.sample_clip_indices(*args)
+
+
+# -- resize_short_side_center_crop -----------------------------------------------------------------
 
 
 def test_resize_short_side_center_crop_exact_columns():
@@ -87,7 +111,7 @@ def test_resize_short_side_center_crop_tall_and_upscale():
     assert (up == 77).all()
 
 
-# -- read_video_frames / read_clip on synthetic videos --------------------------------------------
+# -- read_video_frames / read_clip on synthetic videos ---------------------------------------------
 
 
 def test_read_clip_gives_the_uniform_frames_in_rgb(coded_video, index_code):
@@ -103,6 +127,13 @@ def test_read_clip_gives_the_uniform_frames_in_rgb(coded_video, index_code):
     assert np.abs(colour - np.array(index_code.colour)).max() <= 20, colour
     assert (colour[:, 0] > colour[:, 2] + 100).all()  # red >> blue: channels not swapped
     np.testing.assert_array_equal(su.read_video_frames(path, num_frames=8, size=index_code.size), clip.frames)
+
+
+def test_read_clip_returns_clips_of_the_right_frames(coded_video, index_code) -> None:
+    clip = su.read_clip(coded_video(40), num_frames=4, size=index_code.size, num_clips=4)
+    assert clip.frames.shape == (4, 4, index_code.size, index_code.size, 3)
+    decoded = [[index_code.decode(f) for f in c] for c in clip.frames]
+    assert decoded == su.sample_clip_indices(40, 4, 4)
 
 
 def _band_video(write_video, transpose: bool = False):
@@ -135,7 +166,7 @@ def test_whole_frame_is_short_side_resize_and_centre_crop_not_a_squash(write_vid
     assert 14 <= colours.count("green") <= 18, colours
 
 
-# -- wrong frame counts --------------------------------------------------------------------------
+# -- wrong frame counts ----------------------------------------------------------------------------
 # ``captures.frame_count`` makes every cv2.VideoCapture's CAP_PROP_FRAME_COUNT say that number: a
 # header that lies, as truncated, re-muxed or damaged files' headers do.
 
@@ -163,16 +194,15 @@ def test_wrong_count_is_logged(captures, coded_video, index_code, caplog, header
     assert any(str(path) in m and expected in m for m in messages), messages
 
 
-def test_right_count_reads_the_video_once_and_says_nothing(captures, coded_video, index_code, caplog):
+def test_right_count_reads_the_video_once_and_says_nothing(coded_video, index_code, caplog):
     path = coded_video(30)
     with caplog.at_level(logging.WARNING, logger="scarlet"):
         clip = su.read_clip(path, num_frames=8, size=index_code.size)
     assert [index_code.decode(f) for f in clip.frames] == clip.indices == [0, 4, 8, 12, 17, 21, 25, 29]
-    assert captures.grabs == 30  # no recount, no second pass: every frame grabbed once
     assert not [r for r in caplog.records if r.name == "scarlet"]
 
 
-# -- bad input -----------------------------------------------------------------------------------
+# -- bad input -------------------------------------------------------------------------------------
 
 
 def _raises_naming(path, cause):
@@ -266,3 +296,253 @@ def test_one_frame_video_repeats_it(write_video):
     assert clip.frames.shape == (8, 32, 32, 3)
     assert all(np.array_equal(f, clip.frames[0]) for f in clip.frames)
     assert clip.frames[0].std() > 10  # a real decoded picture, not a blank array
+
+
+# -- a 4K video (the bad-video corpus's, conftest.py) ----------------------------------------------
+
+NUM_FRAMES, SIZE = 8, 32
+
+
+def _vm(key: str) -> int:
+    """``VmRSS`` / ``VmHWM`` of this process in bytes."""
+    status = Path("/proc/self/status").read_text()
+    return int(re.search(rf"^{key}:\s+(\d+) kB", status, re.M).group(1)) * 1024
+
+
+def test_4k_video_reads_in_bounded_memory(corpus):
+    root, _ = corpus
+    path = root / "Deepfakes" / "106_107.mp4"
+    frame_bytes = BIG_W * BIG_H * 3
+    decoded_video = BIG_FRAMES * frame_bytes  # ~400 MB: what holding every sampled frame would cost
+    # Peak RSS (the kernel's high-water mark, reset first where Linux allows it): decoder buffers
+    # included, it stays well below the decoded video, the clip is the only thing kept.
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        hwm_reset = _vm("VmHWM") <= _vm("VmRSS") + 4 * 2**20
+    except OSError:
+        hwm_reset = False
+    before = _vm("VmRSS") if hwm_reset else 0
+    clip = su.read_clip(path, NUM_FRAMES, SIZE)
+    if hwm_reset:
+        growth = _vm("VmHWM") - before
+        assert growth < decoded_video / 2, f"peak RSS grew {growth / 2**20:.0f} MiB reading a 4K video"
+    assert clip.frames.shape == (NUM_FRAMES, SIZE, SIZE, 3) and clip.total_frames == BIG_FRAMES
+    # The arrays Python holds at any moment: about two full frames (the decoded one and its
+    # resize), not the 8 sampled frames at full size.
+    tracemalloc.start()
+    try:
+        su.read_clip(path, NUM_FRAMES, SIZE)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 3 * frame_bytes, f"{peak / 2**20:.0f} MiB of arrays at once (a 4K frame is {frame_bytes / 2**20:.0f} MiB)"
+
+
+# -- seeking ---------------------------------------------------------------------------------------
+# Each test compares a seeking read with a full decode (``seek_gap=None``), frame for frame. Where
+# seeking is the point, the premise that the read did seek is checked (else the comparison would
+# compare a full decode with itself). How much faster it is: tests/benchmarks/bench_long.py.
+
+
+BAND_BITS = 8
+BAND_SIZE = 16 * BAND_BITS  # 128 x 128 frames: read at this size, a clip is the decoded frames as they are
+BAND_FRAMES = 200
+
+
+def _band_frame(i: int) -> np.ndarray:
+    """RGB frame ``i``: its index in binary as 16 px black/white bands (top half) over a gradient
+    that moves with ``i`` (bottom half), so every frame differs from its neighbours."""
+    frame = np.zeros((BAND_SIZE, BAND_SIZE, 3), np.uint8)
+    frame[BAND_SIZE // 2 :] = ((np.arange(BAND_SIZE)[None, :, None] * 2 + i * 3) % 256).astype(np.uint8)
+    for bit in range(BAND_BITS):
+        if (i >> bit) & 1:
+            frame[: BAND_SIZE // 2, bit * 16 : (bit + 1) * 16] = 255
+    return frame
+
+
+def _band_index(frame: np.ndarray) -> int:
+    return sum(1 << bit for bit in range(BAND_BITS) if frame[BAND_SIZE // 4, bit * 16 + 8].mean() > 128)
+
+
+# ffmpeg encodings of the same 200 band frames at 25 fps, each with keyframes every 10 to 15 frames
+# (one every frame for MJPEG), so a frame seek has keyframes to start from. "gap" has a hole in its
+# timestamps (frames 100.. shifted by 40 frame times): a frame number there is no timestamp, so
+# seeking must be refused and the file read by grabbing.
+FFMPEG_VIDEOS = {name: args.split() for name, args in {
+    "mpeg4.mp4": "-c:v mpeg4 -g 12 -q:v 2",
+    "h264-bframes.mp4": "-c:v libx264 -preset veryfast -g 10 -bf 2 -crf 12 -pix_fmt yuv420p",
+    "mjpeg.avi": "-c:v mjpeg -q:v 3",
+    "vp9.webm": "-c:v libvpx-vp9 -g 15 -deadline realtime -cpu-used 8 -crf 10 -b:v 0",
+    "mpeg4.mkv": "-c:v mpeg4 -g 12 -q:v 2",
+    "gap.mp4": "-vf setpts='if(lt(N,100),N,N+40)/(25*TB)' -fps_mode vfr -c:v mpeg4 -g 12 -q:v 2",
+}.items()}
+SEEKABLE = [name for name in FFMPEG_VIDEOS if name != "gap.mp4"]
+
+
+@pytest.fixture(scope="module")
+def ffmpeg_videos(tmp_path_factory, ffmpeg_encode) -> dict[str, Path]:
+    """``{name: path}`` of ``FFMPEG_VIDEOS``, encoded by the ffmpeg command line (skips without it)."""
+    folder = tmp_path_factory.mktemp("ffmpeg")
+    frames = np.stack([_band_frame(i) for i in range(BAND_FRAMES)])
+    return {name: ffmpeg_encode(folder / name, frames, args) for name, args in FFMPEG_VIDEOS.items()}
+
+
+def _assert_same_clip(a: su.Clip, b: su.Clip, what: str) -> None:
+    assert (b.indices, b.total_frames) == (a.indices, a.total_frames), what
+    assert b.frames.shape == a.frames.shape, what
+    for k, (x, y) in enumerate(zip(a.frames, b.frames)):
+        assert np.array_equal(x, y), f"{what}: frame #{k} (index {a.indices[k]}) differs"
+
+
+def _plain_and_seeking(path: Path, captures, num_frames: int = 8, size: int = BAND_SIZE,
+                       seek_gap: int | None = 0, **kwargs) -> tuple[su.Clip, su.Clip]:
+    """``(plain clip, seeking clip)``: ``seek_gap=None`` (a full decode, never a seek), then the given
+    one; ``captures`` then holds the seeking read's counts."""
+    captures.reset()
+    plain = su.read_clip(path, num_frames, size, seek_gap=None, **kwargs)
+    assert captures.seeks == 0, "read_clip(seek_gap=None) seeks"
+    captures.reset()
+    return plain, su.read_clip(path, num_frames, size, seek_gap=seek_gap, **kwargs)
+
+
+@pytest.mark.parametrize("name", SEEKABLE)
+def test_seeking_reads_the_same_clip_as_grabbing(ffmpeg_videos, captures, name):
+    plain, seeking = _plain_and_seeking(ffmpeg_videos[name], captures)
+    assert plain.total_frames == BAND_FRAMES
+    assert [_band_index(f) for f in plain.frames] == plain.indices == su.sample_frame_indices(BAND_FRAMES, 8)
+    _assert_same_clip(plain, seeking, f"{name}, seek_gap=0")
+    assert captures.seeks > 1, captures.seeks  # the premise: the check, then real seeks
+
+
+def test_seeking_is_refused_where_frame_numbers_are_not_timestamps(ffmpeg_videos, captures):
+    # Seeking here would land on other frames: the frames a full decode has, counted by decoding.
+    plain, seeking = _plain_and_seeking(ffmpeg_videos["gap.mp4"], captures)
+    assert [_band_index(f) for f in plain.frames] == plain.indices  # the right frames, counted by decoding
+    _assert_same_clip(plain, seeking, "gap.mp4, seek_gap=0")
+
+
+def test_a_seek_that_lands_on_other_pixels_turns_seeking_off_for_the_file(ffmpeg_videos, captures):
+    captures.corrupt_seeks = True  # every frame read after a seek is black: the check must catch it
+    plain, seeking = _plain_and_seeking(ffmpeg_videos["mpeg4.mp4"], captures)
+    assert captures.seeks >= 1  # the premise: a seek was tried
+    _assert_same_clip(plain, seeking, "after a failed check")
+
+
+def test_a_seek_that_fails_rereads_the_file_without_seeking(ffmpeg_videos, captures):
+    captures.fail_seeks_after = 1  # the check's seek works, the next one fails
+    plain, seeking = _plain_and_seeking(ffmpeg_videos["mpeg4.mp4"], captures)
+    assert captures.seeks >= 2  # the premise: a seek failed
+    _assert_same_clip(plain, seeking, "after a failed seek")
+
+
+# -- long videos -----------------------------------------------------------------------------------
+
+
+# 3000 frames (2 minutes at 25 fps) with their index in 12 bits: keyframes every 10 frames and every
+# 250 (x264's default, FF++'s), B-frames in both. A full decode is the truth.
+LONG_FRAMES, LONG_SIZE, LONG_BITS = 3000, 64, 12
+LONG_VIDEOS = {
+    "long-g10.mp4": "-c:v libx264 -preset veryfast -g 10 -bf 2 -crf 10".split(),
+    "long-g250.mp4": "-c:v libx264 -preset veryfast -g 250 -keyint_min 250 -sc_threshold 0 -bf 3 -crf 10"
+                     .split(),
+}
+# And one whose seeks land on other pixels: with x264's intra refresh, the "keyframes" after the
+# first are recovery points (FFmpeg flags them as keyframes), and a frame decoded from one can
+# differ from a full decode's. ffmpeg's moving test pattern, 2 minutes of it.
+INTRA_REFRESH = (["-f", "lavfi", "-i", f"testsrc2=size=128x96:rate=25:duration={LONG_FRAMES / 25:g}"],
+                 "-c:v libx264 -preset veryfast -x264-params intra-refresh=1:keyint=30 -pix_fmt yuv420p"
+                 .split())
+
+
+def _long_frame(i: int) -> np.ndarray:
+    """RGB frame ``i``: its index as 12 black/white 16-px cells (4 x 3, top) over a moving gradient."""
+    frame = np.zeros((LONG_SIZE, LONG_SIZE, 3), np.uint8)
+    frame[48:] = ((np.arange(LONG_SIZE)[None, :, None] * 4 + i * 7) % 256).astype(np.uint8)
+    for bit in range(LONG_BITS):
+        if (i >> bit) & 1:
+            row, col = divmod(bit, 4)
+            frame[row * 16 : row * 16 + 16, col * 16 : col * 16 + 16] = 255
+    return frame
+
+
+def _long_index(frame: np.ndarray) -> int:
+    return sum(1 << b for b in range(LONG_BITS) if frame[b // 4 * 16 + 8, b % 4 * 16 + 8].mean() > 128)
+
+
+@pytest.fixture(scope="module")
+def long_videos(tmp_path_factory, ffmpeg_encode) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("long")
+    frames = np.stack([_long_frame(i) for i in range(LONG_FRAMES)])
+    videos = {name: ffmpeg_encode(folder / name, frames, [*args, "-pix_fmt", "yuv420p"])
+              for name, args in LONG_VIDEOS.items()}
+    videos["intra-refresh.mp4"] = ffmpeg_encode(folder / "intra-refresh.mp4", *INTRA_REFRESH)
+    return videos
+
+
+@pytest.mark.parametrize(("name", "clips", "gap"), [("long-g10.mp4", 1, su.SEEK_MIN_GAP),
+                                                    ("long-g250.mp4", 1, su.SEEK_MIN_GAP),
+                                                    ("long-g10.mp4", 4, 50)])  # 4 x 8 frames lie ~94 apart
+def test_a_long_video_is_read_by_seeking_with_a_full_decodes_frames(long_videos, captures, name, clips, gap):
+    plain, seeking = _plain_and_seeking(long_videos[name], captures, 8, LONG_SIZE, gap, num_clips=clips)
+    assert plain.total_frames == LONG_FRAMES
+    assert [_long_index(f) for f in plain.frames.reshape(-1, *plain.frames.shape[-3:])] == plain.indices
+    _assert_same_clip(plain, seeking, f"{name}, {clips} clips")
+    assert captures.seeks > 1, captures.seeks  # the premise (how much faster: tests/benchmarks/bench_long.py)
+
+
+def test_a_long_video_with_faces_seeks_to_each_frame_and_its_neighbour(long_videos, captures):
+    plain, seeking = _plain_and_seeking(long_videos["long-g10.mp4"], captures, 8, LONG_SIZE, 50, num_clips=4,
+                                        face_crop=True)
+    _assert_same_clip(plain, seeking, "face crop, 4 clips")
+    assert seeking.boxes == plain.boxes and seeking.faces == plain.faces
+    assert captures.seeks > 1, captures.seeks
+
+
+def test_a_long_video_whose_seeks_land_on_other_pixels_is_decoded_through(long_videos, captures):
+    path = long_videos["intra-refresh.mp4"]
+    # the premise: OpenCV's own frame seeks in it land on other pixels than a full decode has
+    full = decode_all(path)
+    cap, differ = cv2.VideoCapture(str(path)), 0
+    for idx in range(40, 1000, 23):
+        cap.set(cv2.CAP_PROP_POS_FRAMES, idx)
+        differ += not np.array_equal(cap.read()[1], full[idx])
+    cap.release()
+    assert differ >= 3, differ
+    plain, seeking = _plain_and_seeking(path, captures, 8, 64, su.SEEK_MIN_GAP)
+    _assert_same_clip(plain, seeking, "intra refresh")
+    assert plain.total_frames == len(full) == LONG_FRAMES
+
+
+# The shared videos compared: two of the FF++ c23 sample (its 720p original 004 and its 480p fake 519_515,
+# the longest: 751 frames; the sample's videos share one encoder, and its 1080p one takes as long as all
+# the others here together) and, from real_faces, per source (their codecs and
+# encoders differ: LipNet's MPEG-1, LivePortrait, PC-AVS, SadTalker, ...) the file with the most
+# keyframes to seek to, and video-retalking__face_1, whose timestamps make seeking refused. All of
+# real_faces is compared by tests/benchmarks/bench_extract.py.
+REAL_FACES_TO_COMPARE = (
+    "LipNet__grid_bbaf2n.mpg",
+    "LivePortrait__driving_d6.mp4",
+    "PC-AVS__Pose_Source_741400163.mp4",
+    "SadTalker__WDA_KatieHill_000.mp4",
+    "Thin-Plate-Spline-Motion-Model__driving.mp4",
+    "video-retalking__face_1.mp4",
+    "video-retalking__face_2.mp4",
+)
+
+
+FFPP_TO_COMPARE = ("original_sequences/youtube/c23/videos/004.mp4",
+                   "manipulated_sequences/Deepfakes/c23/videos/519_515.mp4")
+
+
+@pytest.mark.real_video
+def test_seeking_reads_the_same_clips_as_grabbing_on_the_shared_videos(captures):
+    videos = [p for p in (SHARED_DATA / "ffpp_c23_sample" / r for r in FFPP_TO_COMPARE) if p.is_file()]
+    videos += [p for p in (SHARED_DATA / "real_faces" / n for n in REAL_FACES_TO_COMPARE) if p.is_file()]
+    if not videos:
+        pytest.skip(f"no shared videos under {SHARED_DATA}")
+    seeks = 0
+    for path in videos:  # the notebook's 8 frames, at a small size (the pixels compared are the same ones)
+        plain, seeking = _plain_and_seeking(path, captures, size=32)
+        _assert_same_clip(plain, seeking, path.name)
+        seeks += captures.seeks
+    assert seeks > len(videos), seeks  # the premise: more than one check per file, real seeks were made

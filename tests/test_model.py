@@ -1,26 +1,28 @@
-"""Model: building, the head swap, normalisation, and checkpoints that load or say why not."""
+"""Model: building, the head swap, SDPA attention, gradient checkpointing, several GPUs, normalisation,
+checkpoints that load or say why not, and the hub-ready export."""
 
 from __future__ import annotations
 
-import csv
+import copy
 import dataclasses
 import hashlib
 import json
 import os
 import pickle
 import re
-import stat
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from torch.utils.data import DataLoader, TensorDataset
 from transformers import TimesformerConfig, TimesformerForVideoClassification
+from transformers.models.timesformer.modeling_timesformer import TimesformerSelfAttention
 
 import scarlet_utils as su
+
 
 REPO = Path(__file__).resolve().parents[1]
 MEAN, STD = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
@@ -124,6 +126,286 @@ def test_build_model_offline_says_what_to_do_on_kaggle():
         assert "or set MODEL to its folder" in message
 
 
+def test_model_source_and_input_size_check() -> None:
+    assert su.resolve_model_knob("facebook/x", 8, 224) == "facebook/x"
+    config = su.resolve_model_knob("tiny", 4, 32)
+    assert (config.num_frames, config.image_size) == (4, 32)
+    model = su.build_model(config)
+    su.check_input_size(model, 4, 32)
+    with pytest.raises(ValueError, match="built for 4 frames at 32 px, the data has 8 frames at 32 px"):
+        su.check_input_size(model, 8, 32)
+
+
+# -- use_sdpa_attention ----------------------------------------------------------------------------
+# Equivalence only (the same logits, gradients, keys, files); the speed-ups themselves are measured
+# by tests/benchmarks/bench_model.py and bench_gpu.py.
+
+
+def _clips(cfg, batch=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, cfg.num_frames, 3, cfg.image_size, cfg.image_size, generator=g)
+
+
+def _pair(cfg, **build):
+    """The stock model and an SDPA one with the same weights."""
+    torch.manual_seed(0)
+    stock = su.build_model(cfg, sdpa=False)
+    ours = su.build_model(cfg, **build)
+    ours.load_state_dict(stock.state_dict())
+    return stock, ours
+
+
+def _attention_types(model):
+    return [type(m) for m in model.modules() if isinstance(m, TimesformerSelfAttention)]
+
+
+def _step(model, x, y):
+    """One forward + backward in train mode: the loss and every parameter's gradient."""
+    model.train()
+    model.zero_grad(set_to_none=True)
+    loss = torch.nn.functional.cross_entropy(model(pixel_values=x).logits, y)
+    loss.backward()
+    return loss.detach(), {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def _assert_same_grads(a, b, atol=1e-5, rtol=1e-3):
+    assert a.keys() == b.keys() and len(a) > 20
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], atol=atol, rtol=rtol, msg=lambda m, n=name: f"{n}: {m}")
+
+
+def test_build_model_uses_sdpa_by_default():
+    cfg = su.tiny_config()
+    layers = cfg.num_hidden_layers
+    assert _attention_types(su.build_model(cfg)) == [su.SdpaTimesformerSelfAttention] * (2 * layers)  # time + space
+    assert _attention_types(su.build_model(cfg, sdpa=False)) == [TimesformerSelfAttention] * (2 * layers)
+    assert issubclass(su.SdpaTimesformerSelfAttention, TimesformerSelfAttention)
+    # only that model changed: the transformers class and other models keep the stock forward
+    assert TimesformerSelfAttention.forward is not su.SdpaTimesformerSelfAttention.forward
+
+
+@pytest.mark.parametrize("attention_type", ["divided_space_time", "joint_space_time", "space_only"])
+def test_sdpa_logits_equal_stock(attention_type):
+    cfg = su.tiny_config()
+    cfg.attention_type = attention_type
+    stock, ours = _pair(cfg)
+    x = _clips(cfg)
+    with torch.no_grad():
+        expected, got = stock.eval()(pixel_values=x).logits, ours.eval()(pixel_values=x).logits
+    assert got.shape == expected.shape  # (2, 2); HF's space_only gives one row per frame
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=0)
+
+
+def test_sdpa_training_step_gives_the_stock_gradients():
+    cfg = su.tiny_config()  # dropout 0 (the TimesformerConfig defaults)
+    assert cfg.attention_probs_dropout_prob == 0.0
+    stock, ours = _pair(cfg)
+    x, y = _clips(cfg), torch.tensor([0, 1])
+    loss_stock, grads_stock = _step(stock, x, y)
+    loss_ours, grads_ours = _step(ours, x, y)
+    torch.testing.assert_close(loss_ours, loss_stock, atol=1e-5, rtol=0)
+    _assert_same_grads(grads_ours, grads_stock)
+
+
+def test_sdpa_applies_attention_dropout_only_in_training(monkeypatch):
+    cfg = su.tiny_config()
+    cfg.attention_probs_dropout_prob = 0.3
+    model = su.build_model(cfg)
+    seen = []
+    real = torch.nn.functional.scaled_dot_product_attention
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["dropout_p"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
+    x = _clips(cfg)
+    model.train()(pixel_values=x)
+    assert seen and set(seen) == {0.3}
+    seen.clear()
+    with torch.no_grad():
+        model.eval()(pixel_values=x)
+    assert seen and set(seen) == {0.0}
+
+
+def test_sdpa_under_cpu_bf16_autocast_uses_the_fused_kernel(monkeypatch):
+    # No CPU special case: under bf16 autocast (CPU scoring) the SDPA module goes through the fused
+    # kernel too, and its logits stay within bf16 rounding of the stock model's and of fp32.
+    cfg = su.tiny_config()
+    stock, ours = _pair(cfg)
+    calls = []
+    real = torch.nn.functional.scaled_dot_product_attention
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", lambda *a, **k: calls.append(1) or real(*a, **k))
+    x = _clips(cfg)
+    with torch.no_grad():
+        fp32 = stock.eval()(pixel_values=x).logits
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            expected, got = stock(pixel_values=x).logits, ours.eval()(pixel_values=x).logits
+    assert got.dtype == expected.dtype == torch.bfloat16
+    assert len(calls) == 2 * cfg.num_hidden_layers  # time + space attention of every layer: the fused kernel
+    torch.testing.assert_close(got.float(), expected.float(), atol=0.05, rtol=0)
+    torch.testing.assert_close(got.float(), fp32, atol=0.05, rtol=0)
+    assert not torch.equal(got.float(), fp32)  # really bf16
+
+
+def test_sdpa_keeps_state_dict_keys_and_is_idempotent():
+    cfg = su.tiny_config()
+    stock, ours = _pair(cfg)
+    assert list(ours.state_dict()) == list(stock.state_dict())
+    assert [n for n, _ in ours.named_parameters()] == [n for n, _ in stock.named_parameters()]
+    x = _clips(cfg)
+    with torch.no_grad():
+        before = ours.eval()(pixel_values=x).logits
+    assert su.use_sdpa_attention(ours) is ours
+    assert su.use_sdpa_attention(su.use_sdpa_attention(stock)) is stock  # twice on a stock model
+    assert _attention_types(ours) == _attention_types(stock) == [su.SdpaTimesformerSelfAttention] * 4
+    with torch.no_grad():
+        assert torch.equal(ours(pixel_values=x).logits, before)
+    assert list(ours.state_dict()) == list(su.build_model(cfg, sdpa=False).state_dict())
+
+
+def test_sdpa_output_attentions_still_returns_the_weights():
+    cfg = su.tiny_config()
+    stock, ours = _pair(cfg)
+    x = _clips(cfg)
+    with torch.no_grad():
+        a = stock.eval()(pixel_values=x, output_attentions=True)
+        b = ours.eval()(pixel_values=x, output_attentions=True)
+    assert b.attentions is not None and len(b.attentions) == cfg.num_hidden_layers
+    for sa, sb in zip(a.attentions, b.attentions):
+        assert sb.shape == sa.shape == (2 * cfg.num_frames, cfg.num_attention_heads, 17, 17)  # (B*T, heads, 1+16, 1+16)
+        torch.testing.assert_close(sb, sa, atol=1e-5, rtol=0)
+    torch.testing.assert_close(b.logits, a.logits, atol=1e-4, rtol=0)
+
+
+def test_sdpa_model_pickles_and_deep_copies():
+    cfg = su.tiny_config()
+    _, ours = _pair(cfg)
+    x = _clips(cfg)
+    with torch.no_grad():
+        expected = ours.eval()(pixel_values=x).logits
+    for clone in (pickle.loads(pickle.dumps(ours)), copy.deepcopy(ours)):
+        assert _attention_types(clone) == [su.SdpaTimesformerSelfAttention] * 4
+        with torch.no_grad():
+            assert torch.equal(clone.eval()(pixel_values=x).logits, expected)
+
+
+def test_sdpa_checkpoint_and_export_round_trips(tmp_path):
+    cfg = su.tiny_config()
+    stock, ours = _pair(cfg)
+    x = _clips(cfg)
+    with torch.no_grad():
+        expected = stock.eval()(pixel_values=x).logits
+    prep = su.Preprocessing(cfg.num_frames, cfg.image_size)
+    path = su.save_checkpoint(ours, tmp_path / "Scarlet.pt", prep)
+    assert set(torch.load(path, weights_only=True)["state_dict"]) == set(stock.state_dict())
+    loaded = su.load_checkpoint(path)  # rebuilt from the stored config: SDPA
+    assert _attention_types(loaded) == [su.SdpaTimesformerSelfAttention] * 4
+    plain = su.load_checkpoint(path, sdpa=False)
+    assert _attention_types(plain) == [TimesformerSelfAttention] * 4
+    into_stock = su.load_checkpoint(path, su.build_model(cfg, sdpa=False))
+    for model in (loaded, plain, into_stock):
+        with torch.no_grad():
+            torch.testing.assert_close(model.eval()(pixel_values=x).logits, expected, atol=1e-4, rtol=0)
+    out = su.export_pretrained(ours, tmp_path / "hf", prep)
+    hub = TimesformerForVideoClassification.from_pretrained(out)  # a plain transformers model
+    assert _attention_types(hub) == [TimesformerSelfAttention] * 4
+    rebuilt = su.build_model(out)
+    assert _attention_types(rebuilt) == [su.SdpaTimesformerSelfAttention] * 4
+    for model in (hub, rebuilt):
+        with torch.no_grad():
+            torch.testing.assert_close(model.eval()(pixel_values=x).logits, expected, atol=1e-4, rtol=0)
+
+
+# -- gradient checkpointing ------------------------------------------------------------------------
+
+
+def _attention_calls(model):
+    calls = []
+    model.timesformer.encoder.layer[0].attention.attention.register_forward_hook(lambda *a: calls.append(1))
+    return calls
+
+
+@pytest.mark.parametrize("sdpa", [True, False])
+def test_gradient_checkpointing_gives_the_same_gradients(sdpa):
+    cfg = su.tiny_config()
+    torch.manual_seed(0)
+    plain = su.build_model(cfg, sdpa=sdpa)
+    checkpointed = su.build_model(cfg, sdpa=sdpa, gradient_checkpointing=True)
+    checkpointed.load_state_dict(plain.state_dict())
+    assert checkpointed.is_gradient_checkpointing and not plain.is_gradient_checkpointing
+    assert checkpointed.timesformer.encoder.gradient_checkpointing and not plain.timesformer.encoder.gradient_checkpointing
+    calls_plain, calls_ckpt = _attention_calls(plain), _attention_calls(checkpointed)
+    x, y = _clips(cfg), torch.tensor([1, 0])
+    loss_plain, grads_plain = _step(plain, x, y)
+    loss_ckpt, grads_ckpt = _step(checkpointed, x, y)
+    assert len(calls_plain) == 1 and len(calls_ckpt) == 2  # really recomputed in the backward pass
+    torch.testing.assert_close(loss_ckpt, loss_plain, atol=1e-6, rtol=0)
+    _assert_same_grads(grads_ckpt, grads_plain, atol=1e-6, rtol=1e-5)
+    # the keys are unchanged and eval never recomputes
+    assert list(checkpointed.state_dict()) == list(plain.state_dict())
+    calls_ckpt.clear()
+    with torch.no_grad():
+        checkpointed.eval()(pixel_values=x)
+    assert len(calls_ckpt) == 1
+
+
+# -- several GPUs ----------------------------------------------------------------------------------
+
+
+def test_wrap_multi_gpu_only_with_several_gpus(monkeypatch):
+    model = su.build_model(su.tiny_config(num_frames=4, image_size=32))
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert su.wrap_multi_gpu(model) is model
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    assert su.wrap_multi_gpu(model) is model
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    moved = []  # DataParallel keeps the master copy on cuda:0; this machine has no GPU to move it to
+    monkeypatch.setattr(model, "to", lambda *args, **kwargs: moved.append(args) or model)
+    wrapped = su.wrap_multi_gpu(model)
+    assert moved == [(torch.device("cuda", 0),)]
+    assert isinstance(wrapped, torch.nn.DataParallel) and wrapped.module is model
+    assert su.wrap_multi_gpu(wrapped) is wrapped and len(moved) == 1  # never wrapped (or moved) twice
+    assert su.unwrap(wrapped) is model and su.unwrap(model) is model
+    assert su.unwrap(torch.nn.DataParallel(wrapped)) is model
+
+
+def test_module_functions_take_a_data_parallel_model(monkeypatch, tmp_path, write_video):
+    cfg = su.tiny_config(num_frames=4, image_size=32)
+    torch.manual_seed(0)
+    model = su.build_model(cfg)
+    wrapped = torch.nn.DataParallel(model)  # as wrap_multi_gpu makes; on a CPU-only machine it just calls the module
+    x = _clips(cfg)
+    with torch.no_grad():
+        assert torch.equal(wrapped.eval()(pixel_values=x).logits, model(pixel_values=x).logits)
+    su.check_input_size(wrapped, 4, 32)
+    with pytest.raises(ValueError, match="built for 4 frames at 32 px"):
+        su.check_input_size(wrapped, 8, 32)
+    assert all(k.startswith("module.") for k in wrapped.state_dict())
+    prep = su.Preprocessing(4, 32)
+    path = su.save_checkpoint(wrapped, tmp_path / "Scarlet.pt", prep, epoch=1)
+    keys = set(torch.load(path, weights_only=True)["state_dict"])
+    assert keys == set(model.state_dict()) and not any(k.startswith("module.") for k in keys)
+    loaded = su.load_checkpoint(path)
+    with torch.no_grad():
+        assert torch.equal(loaded.eval()(pixel_values=x).logits, model(pixel_values=x).logits)
+    torch.manual_seed(1)
+    other = torch.nn.DataParallel(su.build_model(cfg))
+    assert su.load_checkpoint(path, other) is other  # into a wrapped model
+    with torch.no_grad():
+        assert torch.equal(other.eval()(pixel_values=x).logits, model(pixel_values=x).logits)
+    out = su.export_pretrained(wrapped, tmp_path / "hf", prep)
+    assert set(TimesformerForVideoClassification.from_pretrained(out).state_dict()) == set(model.state_dict())
+    rng = np.random.default_rng(1)
+    video = write_video("v.mp4", [rng.integers(0, 256, (48, 64, 3), dtype=np.uint8) for _ in range(10)])
+    assert su.predict_video(wrapped, video, prep) == su.predict_video(model, video, prep)
+    assert su.predict_video(wrapped, video, amp=False) == su.predict_video(model, video, amp=False)
+    loader = DataLoader(TensorDataset(x, torch.tensor([0, 1])), batch_size=2)
+    assert np.array_equal(su.predict_probs(wrapped, loader, "cpu")[1], su.predict_probs(model, loader, "cpu")[1])
+    optimizer = torch.optim.SGD(wrapped.parameters(), lr=0.0)
+    assert np.isfinite(su.train_one_epoch(wrapped, loader, optimizer, "cpu")["loss"])
+
+
 # -- save_checkpoint / load_checkpoint -------------------------------------------------------------
 
 
@@ -199,9 +481,10 @@ print(json.dumps(out))
 def test_plain_base_state_dict_loads_offline_with_nothing_cached(tmp_path):
     """The original run's Scarlet.pt is a plain state dict of the k400 base architecture: with TRAIN
     off it must load with Internet off and an empty hub cache (nothing downloaded, nothing read)."""
-    torch.manual_seed(0)
-    state = su.build_model(TimesformerConfig(), sdpa=False).state_dict()
-    assert sum(v.numel() for v in state.values()) > 120_000_000
+    with torch.device("meta"):  # the base architecture's keys and shapes, without initialising 121M weights
+        shapes = {k: v.shape for k, v in su.build_model(TimesformerConfig(), sdpa=False).state_dict().items()}
+    generator = torch.Generator().manual_seed(0)
+    state = {k: torch.randn(shape, generator=generator) for k, shape in shapes.items()}
     torch.save(state, tmp_path / "plain.pt")
     torch.save({f"module.{k}": v for k, v in state.items()}, tmp_path / "data_parallel.pt")  # saved from DataParallel
     want = {k: hashlib.sha256(v.numpy().tobytes()).hexdigest() for k, v in state.items()}
@@ -246,7 +529,7 @@ def test_weights_for_another_model_raise_naming_the_keys(make_config, tmp_path, 
         su.load_checkpoint(path, su.build_model(make_config()))
 
 
-# -- checkpoint_info: what Scarlet.pt records beside its weights ----------------------------------
+# -- checkpoint_info: what Scarlet.pt records beside its weights -----------------------------------
 
 
 def _item(root, method, video_id):
@@ -325,20 +608,6 @@ def test_preprocessing_made_another_way_is_refused(model, tmp_path, change, name
         su.checkpoint_info(path)
 
 
-# -- export_pretrained -----------------------------------------------------------------------------
-# (its files, labels, weights and preprocessor: tests/test_evaluation.py::test_export_round_trip)
-
-
-def test_export_files_are_readable_by_others_as_the_umask_says(model, tmp_path):
-    umask = os.umask(0o022)  # safetensors alone writes model.safetensors 0600 whatever the umask
-    try:
-        out = su.export_pretrained(model, tmp_path / "scarlet-timesformer", _prep())
-    finally:
-        os.umask(umask)
-    assert {f.name: stat.S_IMODE(f.stat().st_mode) for f in out.iterdir()} == dict.fromkeys(
-        ["config.json", "model.safetensors", "preprocessor_config.json"], 0o644)
-
-
 # -- loading what is not a checkpoint --------------------------------------------------------------
 
 
@@ -352,21 +621,16 @@ class _PlantsAFile:
         return (open, (self.marker, "w"))
 
 
-UNREADABLE = ["code", "custom class", "text", "plain pickle", "truncated"]
+UNREADABLE = ["code", "text", "truncated"]
 
 
-@pytest.mark.filterwarnings("ignore:Detected pickle protocol 4:UserWarning")
 @pytest.mark.parametrize("kind", [*UNREADABLE, "missing", "list"])
 def test_what_is_not_a_checkpoint_is_refused(model, tmp_path, kind):
     path, marker = tmp_path / "Scarlet.pt", tmp_path / "code_ran"
     if kind == "code":
         torch.save({"state_dict": model.state_dict(), "hook": _PlantsAFile(marker)}, path)
-    elif kind == "custom class":
-        torch.save({"format": su.CHECKPOINT_FORMAT, "extra": {"when": pickle.PickleError("x")}}, path)
     elif kind == "text":
         path.write_bytes(b"not a checkpoint at all")
-    elif kind == "plain pickle":
-        path.write_bytes(pickle.dumps({"epoch": 1}, protocol=4))
     elif kind == "truncated":
         data = su.save_checkpoint(model, tmp_path / "full.pt", _prep()).read_bytes()
         path.write_bytes(data[: len(data) // 2])
@@ -384,117 +648,94 @@ def test_what_is_not_a_checkpoint_is_refused(model, tmp_path, kind):
         with pytest.raises(error, match=message):
             su.checkpoint_info(path)
     assert not marker.exists()
-    if kind == "code":  # the premise: an unsafe unpickle of the same file does run the payload
-        torch.load(path, weights_only=False)
-        assert marker.exists()
 
 
-# -- training: precision, resuming -----------------------------------------------------------------
+# -- export_pretrained -----------------------------------------------------------------------------
 
 
-def test_precision_decisions(monkeypatch):
-    # CPU: training fp32; scoring bf16 only where the CPU has native bf16; amp=False (AMP off): fp32
-    monkeypatch.setattr(su, "cpu_supports_bf16", lambda: True)
-    assert su.precision("cpu") is torch.bfloat16
-    assert su.precision(torch.device("cpu"), training=False, amp=True) is torch.bfloat16
-    assert su.precision("cpu", training=True) is None
-    assert su.precision("cpu", amp=False) is None
-    monkeypatch.setattr(su, "cpu_supports_bf16", lambda: False)  # e.g. an AVX2-only Xeon: emulated bf16 is slower
-    assert su.precision("cpu") is None and su.precision("cpu", training=True) is None
-    assert su.precision("meta") is None
-    # GPUs, training and scoring alike: bf16 where supported (Ampere+), else fp16 (a T4)
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    assert su.precision("cuda") is torch.bfloat16 and su.precision("cuda", training=True) is torch.bfloat16
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
-    assert su.precision("cuda:0") is torch.float16 and su.precision(torch.device("cuda", 1), training=True) is torch.float16
-    assert su.precision("cuda", amp=False) is None and su.precision("cuda", training=True, amp=False) is None
+PREP = su.Preprocessing(num_frames=4, size=32, mean=MEAN, std=STD)
+EXPORT_FILES = ["config.json", "model.safetensors", "preprocessor_config.json"]
 
 
-def test_grad_scaler_only_for_fp16_training(monkeypatch):
-    # A CPU-only torch disables a CUDA GradScaler by itself ("CUDA is not available"); pretend it has CUDA.
-    monkeypatch.setattr(torch.cuda.amp.common, "amp_definitely_not_available", lambda: False)
-    monkeypatch.setattr(su, "cpu_supports_bf16", lambda: True)
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)  # a T4: fp16 needs the scaler
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        scalers = {"cuda fp16": su.make_grad_scaler("cuda"), "cuda fp32": su.make_grad_scaler("cuda:0", amp=False),
-                   "cpu": su.make_grad_scaler("cpu"), "cpu fp32": su.make_grad_scaler(torch.device("cpu"), amp=False)}
-        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)  # bf16 has fp32's range
-        scalers["cuda bf16"] = su.make_grad_scaler("cuda")
-    assert all(isinstance(s, torch.amp.GradScaler) for s in scalers.values())
-    assert {k: s.is_enabled() for k, s in scalers.items()} == {
-        "cuda fp16": True, "cuda fp32": False, "cpu": False, "cpu fp32": False, "cuda bf16": False}
-
-
-def _run(make_config, seed):
-    torch.manual_seed(seed)
+@pytest.fixture
+def trained(make_config):
+    """A tiny model with a non-default head (as if trained), in eval mode."""
+    torch.manual_seed(0)
     model = su.build_model(make_config())
-    return model, torch.optim.AdamW(model.parameters(), lr=1e-3), torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        model.classifier.weight.normal_(0, 1.0)
+        model.classifier.bias.copy_(torch.tensor([0.3, -0.2]))
+    return model.eval()
 
 
-def _weights(model):
-    return {k: v.clone() for k, v in model.state_dict().items()}
+def _input(seed: int = 0) -> torch.Tensor:
+    return torch.randn(2, 4, 3, 32, 32, generator=torch.Generator().manual_seed(seed))
 
 
-def _same_weights(a, b):
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+def test_export_round_trip(trained, tmp_path):
+    out = su.export_pretrained(trained, tmp_path / "export" / "scarlet-timesformer", PREP)
+    assert out == tmp_path / "export" / "scarlet-timesformer"
+    assert sorted(f.name for f in out.iterdir()) == EXPORT_FILES
+    assert sorted(f.name for f in out.parent.iterdir()) == [out.name]  # no temp folder left behind
+
+    reloaded = TimesformerForVideoClassification.from_pretrained(out).eval()
+    x = _input()
+    assert all(torch.equal(v, trained.state_dict()[k]) for k, v in reloaded.state_dict().items())  # lossless
+    with torch.no_grad():  # plain transformers' attention vs the SDPA one su.build_model uses: float rounding
+        torch.testing.assert_close(reloaded(pixel_values=x).logits, trained(pixel_values=x).logits,
+                                   atol=1e-5, rtol=0)
+    assert reloaded.config.id2label == {0: "Real", 1: "Fake"}
+    config = json.loads((out / "config.json").read_text())
+    assert config["id2label"] == {"0": "Real", "1": "Fake"} and config["label2id"] == {"Real": 0, "Fake": 1}
+
+    pre = json.loads((out / "preprocessor_config.json").read_text())
+    assert pre == {
+        "image_processor_type": "VideoMAEImageProcessor", "do_resize": True, "size": {"shortest_edge": 32},
+        "resample": 2, "do_center_crop": True, "crop_size": {"height": 32, "width": 32}, "do_rescale": True,
+        "rescale_factor": 1 / 255, "do_normalize": True, "image_mean": list(MEAN), "image_std": list(STD),
+    }
+    assert su.normalization_for(out) == (MEAN, STD)
+
+    # build_model keeps the trained head: 2 labels, so nothing mismatches and nothing is re-initialised
+    rebuilt = su.build_model(out).eval()
+    assert torch.equal(rebuilt.classifier.weight, trained.classifier.weight)
+    assert torch.equal(rebuilt.classifier.bias, trained.classifier.bias)
+    with torch.no_grad():
+        assert torch.equal(rebuilt(pixel_values=x).logits, trained(pixel_values=x).logits)
 
 
-def test_resume_training(make_config, tmp_path):
-    run_key = {"MODEL": "tiny", "LR": 1e-3, "SEED": 0}
-    model, optimizer, generator = _run(make_config, 0)
-    su.training_step(model, _clip_batch(), torch.tensor([0, 1]), optimizer)  # an optimizer with state
-    torch.randint(0, 10, (3,), generator=generator)  # a generator that has drawn
-    history = [{"epoch": 1, "train_loss": 0.69, "val_accuracy": 0.5}, {"epoch": 2, "train_loss": 0.41, "val_accuracy": 0.875}]
-    path = su.save_training_state(tmp_path / "training_state.pt", model, optimizer, None, 2, 0.875, history,
-                                  generator=generator, run_key=run_key)
-    saved_weights, saved_generator = _weights(model), generator.get_state()
-    saved_step = optimizer.state_dict()["state"][0]["step"].item()
+def test_export_preprocessor_matches_scarlet_normalisation(trained, tmp_path):
+    """The exported processor turns frames already at the model's size into Scarlet's input."""
+    from transformers import VideoMAEImageProcessor
 
-    fresh, fresh_optimizer, fresh_generator = _run(make_config, 1)
-    untouched, untouched_generator = _weights(fresh), fresh_generator.get_state()
-    assert not _same_weights(untouched, saved_weights)
-
-    def nothing_loaded():
-        return (_same_weights(_weights(fresh), untouched) and fresh_optimizer.state_dict()["state"] == {}
-                and torch.equal(fresh_generator.get_state(), untouched_generator))
-
-    start = ([], -1.0, 1)
-    assert su.resume_training(path, fresh, fresh_optimizer, None, fresh_generator, run_key, resume=False) == (
-        *start, "training from the start (RESUME is off)")
-    assert nothing_loaded()
-    assert su.resume_training(tmp_path / "none.pt", fresh, fresh_optimizer, None, fresh_generator, run_key) == (
-        *start, "training from the start")
-    assert nothing_loaded()
-    *where, message = su.resume_training(path, fresh, fresh_optimizer, None, fresh_generator, {**run_key, "LR": 2e-3})
-    assert tuple(where) == start
-    assert message == (f"not resuming, training from the start: {path}: saved by a run with other "
-                       "run_key (LR: saved 0.001, now 0.002)")
-    assert nothing_loaded()
-
-    got_history, best, first_epoch, message = su.resume_training(path, fresh, fresh_optimizer, None, fresh_generator,
-                                                                 dict(run_key))
-    assert (got_history, best, first_epoch) == (history, 0.875, 3)
-    assert message == "resuming after epoch 2 (best validation accuracy so far 0.8750)"
-    assert _same_weights(_weights(fresh), saved_weights)
-    assert fresh_optimizer.state_dict()["state"][0]["step"].item() == saved_step == 1
-    assert torch.equal(fresh_generator.get_state(), saved_generator)
+    out = su.export_pretrained(trained, tmp_path / "export", PREP)
+    processor = VideoMAEImageProcessor.from_pretrained(out)
+    frames = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    theirs = processor(list(frames), return_tensors="pt")["pixel_values"]
+    ours = su.clip_to_tensor(frames, MEAN, STD).unsqueeze(0)
+    assert theirs.shape == ours.shape == (1, 4, 3, 32, 32)
+    assert torch.allclose(theirs.float(), ours, atol=1e-5)
 
 
-# -- save_predictions ------------------------------------------------------------------------------
+def test_export_replaces_a_previous_export(trained, make_config, tmp_path):
+    out = tmp_path / "export"
+    su.export_pretrained(su.build_model(make_config()), out, su.Preprocessing(4, 32))
+    assert su.normalization_for(out) == (su.KINETICS_MEAN, su.KINETICS_STD)
+    (out / "stale.txt").write_text("from the old export")
+    su.export_pretrained(trained, out, PREP)
+    assert sorted(f.name for f in out.iterdir()) == EXPORT_FILES
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["export"]  # neither .tmp-* nor .old-* left
+    assert su.normalization_for(out) == (MEAN, STD)
+    reloaded = TimesformerForVideoClassification.from_pretrained(out).eval()
+    assert all(torch.equal(v, trained.state_dict()[k]) for k, v in reloaded.state_dict().items())
+    with torch.no_grad():  # stock attention vs SDPA: equal to float rounding
+        x = _input()
+        torch.testing.assert_close(reloaded(pixel_values=x).logits, trained(pixel_values=x).logits,
+                                   atol=1e-5, rtol=0)
 
 
-def test_save_predictions_quotes_awkward_paths(tmp_path):
-    awkward = Path('/kaggle/input/my "best", videos/original/000.mp4')
-    items = [su.VideoItem(awkward, 0, "original", "000"),
-             su.VideoItem(Path("/data/Deepfakes/000_003.mp4"), 1, "Deepfakes", "000_003")]
-    path = su.save_predictions(items, [0.25, np.float32(0.875)], tmp_path / "out" / "predictions.csv")
-    assert path == tmp_path / "out" / "predictions.csv"
-    with open(path, newline="", encoding="utf-8") as fh:
-        rows = list(csv.reader(fh))
-    assert rows == [["path", "method", "label", "p_fake"],
-                    [str(awkward), "original", "0", "0.250000"],
-                    ["/data/Deepfakes/000_003.mp4", "Deepfakes", "1", "0.875000"]]
-    assert '"/kaggle/input/my ""best"", videos/original/000.mp4"' in path.read_text(encoding="utf-8")
-    with pytest.raises(ValueError):  # one score per item
-        su.save_predictions(items, [0.25], tmp_path / "short.csv")
+def test_export_refuses_a_folder_that_is_not_an_export(trained, tmp_path):
+    (tmp_path / "Scarlet.pt").write_bytes(b"weights")
+    with pytest.raises(FileExistsError, match="not a model export"):
+        su.export_pretrained(trained, tmp_path, PREP)
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["Scarlet.pt"]

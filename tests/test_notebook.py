@@ -190,7 +190,8 @@ def test_demo_mode_writes_every_artefact_outside_models_video(demo_run) -> None:
     assert not (out / "training_state.pt").exists(), "the training state must go once training has finished"
     umask = os.umask(0)
     os.umask(umask)
-    for name in ("Scarlet.pt", "metrics.json", "split.json", "confusion_matrix.png", "scarlet-hf/config.json"):
+    for name in ("Scarlet.pt", "metrics.json", "split.json", "confusion_matrix.png", "scarlet-hf/config.json",
+                 "scarlet-hf/model.safetensors"):  # safetensors alone would write 0600, whatever the umask
         assert (out / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
 
     split = json.loads((out / "split.json").read_text())

