@@ -58,8 +58,7 @@ def test_full_disk_keeps_the_previous_checkpoint(tiny_model, tmp_path, monkeypat
         link_to_dev_full(path)
     else:
         monkeypatch.setattr(torch, "save", _disk_full)
-    with pytest.raises(OSError, match=re.escape(f"{path}: cannot write the {what}: No space left on device "
-                                                "(the disk or quota is full)")) as info:
+    with pytest.raises(OSError, match=re.escape(f"{path}: cannot write the {what}: No space left on device")) as info:
         save(2)
     assert info.value.errno == errno.ENOSPC
     assert path.read_bytes() == before and os.listdir(tmp_path) == [path.name]
