@@ -1430,7 +1430,8 @@ def export_pretrained(model: torch.nn.Module, out_dir: str | Path, preprocessing
     """A ``from_pretrained`` folder, written beside ``out_dir``, renamed onto it (replacing exports only)."""
     import transformers
     out_dir, size = Path(out_dir), preprocessing.size
-    if out_dir.is_file() or (any(out_dir.glob("*")) and not (out_dir / "config.json").is_file()):
+    others = out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / "config.json").is_file()
+    if out_dir.is_file() or others:  # hidden files too: a folder of anything but an export is kept
         raise FileExistsError(f"{out_dir}: exists and is not a model export; refusing to replace it")
     tmp = out_dir.with_name(f".{out_dir.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)  # what a killed export left
