@@ -110,6 +110,17 @@ KAGGLE_WORKING = Path("/kaggle/working")
 KAGGLE_MOUNTS = {"datasets": 2, "competitions": 1, "models": 2, "notebooks": 2}  # the newer mounts' depths
 _BOOLEANS = {**dict.fromkeys(("1", "true", "yes", "on"), True),
              **dict.fromkeys(("0", "false", "no", "off"), False)}
+CHOICES = {"RECIPE": ("original", "generalise"), "SAMPLING": ("spread", "window"),
+           "AUGMENT": ("flip", "strong", "none", True, False), "SELECT_BY": ("accuracy", "auc"),
+           "SCHEDULE": ("constant", "cosine")}
+KAGGLE_OUTPUT_LIMIT = 20e9  # bytes /kaggle/working keeps
+FFPP_METHODS = ["Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures"]  # the four of the FF++ paper
+# "original": the original run. "generalise": what the video detectors that carry to unseen data share
+# (README, Recipes, gives each value's source).
+RECIPES: dict[str, dict[str, Any]] = {"original": {}, "generalise": {
+    "METHODS": FFPP_METHODS, "SPLIT": "official", "FACE_CROP": True, "SAMPLING": "window", "FRAME_STRIDE": 2,
+    "TRAIN_CLIPS": 4, "AUGMENT": "strong", "PAIR_FAKES": True, "SELECT_BY": "auc", "SCHEDULE": "cosine",
+    "WARMUP_EPOCHS": 1, "LABEL_SMOOTHING": 0.1, "DROP_PATH": 0.1, "GRAD_ACCUM": 4, "THRESHOLD": "val-eer"}}
 
 
 class Config(dict):
@@ -132,7 +143,7 @@ def _parse_env_value(name: str, text: str, default: Any) -> Any:
     try:
         if isinstance(default, bool):
             return _BOOLEANS[text.lower()]
-        if isinstance(default, (int, float)):
+        if isinstance(default, (int, float)) and not (name == "THRESHOLD" and text == "val-eer"):
             return type(default)(text)
     except (KeyError, ValueError):
         raise ValueError(f"{ENV_PREFIX}{name}={text!r}: expected a {type(default).__name__}") from None
@@ -221,6 +232,12 @@ def resolve_config(defaults: dict[str, Any], environ: dict[str, str] | None = No
         raise KeyError(f"unknown configuration variables {unknown}; known: {sorted(defaults)}")
     env = {k: _parse_env_value(k, text, defaults[k]) for k, text in given.items()}
     cfg = {**defaults, **env}
+    wrong = [f"{k} must be one of {v}, got {cfg[k]!r}" for k, v in CHOICES.items()
+             if cfg.get(k, v[0]) not in v]
+    if not isinstance(cfg.get("THRESHOLD", 0.5), (int, float)) and cfg["THRESHOLD"] != "val-eer":
+        wrong.append(f"THRESHOLD must be a number or 'val-eer', got {cfg['THRESHOLD']!r}")
+    if wrong:
+        raise ValueError("; ".join(wrong))
     if cfg.get("DATA_ROOT") is None and cfg.get("MODE") in (None, "kaggle"):
         found = find_data_root(compression=cfg.get("COMPRESSION") or "c23")
         cfg["DATA_ROOT"] = str(found) if found else None
@@ -231,32 +248,57 @@ def resolve_config(defaults: dict[str, Any], environ: dict[str, str] | None = No
     notes = [] if cfg.get("MODE") or mode != "demo" or not on_kaggle else [  # Run All on Kaggle, no FF++
         f"MODE demo: no FaceForensics++ root (ROOT/original/ beside ROOT/<Method>/, or "
         f"ROOT/original_sequences/) under {KAGGLE_INPUT}, which holds: {describe_inputs()}"]
-    presets: dict[str, Any] = {"MODE": mode}
+    recipe = cfg.get("RECIPE") or "original"  # its presets first: the mode's win (a tiny model, whole frames)
+    mine: dict[str, Any] = {"MODE": mode}
     if mode == "kaggle":
         if cfg.get("DATA_ROOT") is None:
             raise FileNotFoundError(f"no FaceForensics++ root under {KAGGLE_INPUT} ({describe_inputs()}): "
                                     "attach the dataset, set SCARLET_DATA_ROOT or run SCARLET_MODE=demo")
-        presets["OUTPUT_DIR"] = str(KAGGLE_WORKING / "models" / "video") if on_kaggle else "models/video"
-        presets["CACHE_DIR"] = str(KAGGLE_WORKING / "frame_cache") if on_kaggle else ".scarlet_cache"
+        mine["OUTPUT_DIR"] = str(KAGGLE_WORKING / "models" / "video") if on_kaggle else "models/video"
+        mine["CACHE_DIR"] = str(KAGGLE_WORKING / "frame_cache") if on_kaggle else ".scarlet_cache"
         if cfg.get("MODEL") == DEFAULT_MODEL and (local := find_local_model()):
-            presets["MODEL"] = str(local)
+            mine["MODEL"] = str(local)
     else:  # a tiny model: minutes on a laptop CPU, never a real result
-        presets.update(MODEL="tiny", NUM_FRAMES=8, SIZE=64, BATCH_SIZE=4, LR=5e-4, FACE_CROP=False,
-                       OUTPUT_DIR=f"{mode}_output", CACHE_DIR=f"{mode}_output/frame_cache")
+        mine.update(MODEL="tiny", NUM_FRAMES=8, SIZE=64, BATCH_SIZE=4, LR=5e-4, FACE_CROP=False,
+                    OUTPUT_DIR=f"{mode}_output", CACHE_DIR=f"{mode}_output/frame_cache")
         if mode == "demo":  # a folder per size: the synthetic data follows N_TRAIN and N_VAL, never SEED
             n_per_class = ((env.get("N_TRAIN") or 192) + (env.get("N_VAL") or 96)) // 2
-            presets.update(DATA_ROOT=f"demo_output/synthetic_{n_per_class}", METHODS=["Deepfakes"],
-                           N_TRAIN=192, N_VAL=96, EPOCHS=20)
+            mine.update(DATA_ROOT=f"demo_output/synthetic_{n_per_class}", METHODS=["Deepfakes"],
+                        SPLIT="identity", N_TRAIN=192, N_VAL=96, EPOCHS=20)
         elif cfg.get("DATA_ROOT") is None:
             raise ValueError(f"MODE=sample needs {ENV_PREFIX}DATA_ROOT, a small FF++ tree")
         else:  # a handful of videos cannot be split by identity at fixed sizes: random, like the original
             methods = available_methods(cfg["DATA_ROOT"])
             labels = [i.label for i in list_videos(cfg["DATA_ROOT"], methods)]
             n_train, n_val = sized_split(labels.count(0), labels.count(1))
-            presets.update(METHODS=methods, N_TRAIN=n_train, N_VAL=n_val, EPOCHS=2, SPLIT="random")
+            mine.update(METHODS=methods, N_TRAIN=n_train, N_VAL=n_val, EPOCHS=2, SPLIT="random")
+    presets = RECIPES[recipe] | mine
+    by = {**dict.fromkeys(defaults, f"MODE {mode}"), **dict.fromkeys(RECIPES[recipe], f"RECIPE {recipe}"),
+          **dict.fromkeys(mine, f"MODE {mode}")}
     cfg |= {k: v for k, v in presets.items() if k not in env and k in defaults}
-    return Config(cfg, [(k, defaults[k], cfg[k], f"{ENV_PREFIX}{k}" if k in env else f"MODE {mode}")
+    return Config(cfg, [(k, defaults[k], cfg[k], f"{ENV_PREFIX}{k}" if k in env else by[k])
                         for k in defaults if cfg[k] != defaults[k]], notes)
+
+
+def frame_cache_bytes(config: dict[str, Any]) -> int:
+    """Bytes the frame cache will hold for this run: the split's clips (``TRAIN_CLIPS`` windows per training
+    video, 1 + ``NUM_CLIPS`` per video scored), ``uint8``; cross-dataset sets come on top."""
+    n_train, n_eval = (1440, 560) if config["SPLIT"] == "official" else (config["N_TRAIN"], config["N_VAL"])
+    clips = n_train * config.get("TRAIN_CLIPS", 1) + n_eval * (1 + config.get("NUM_CLIPS", 1))
+    return clips * config["NUM_FRAMES"] * config["SIZE"] ** 2 * 3
+
+
+def check_disk(folder: str | Path, need: int) -> str:
+    """A line on the space ``need`` bytes take below ``folder``; ``OSError`` where it cannot hold them (on
+    Kaggle, /kaggle/working keeps 20 GB whatever the disk has free)."""
+    folder = Path(folder).absolute()
+    free = shutil.disk_usage(next(p for p in [folder, *folder.parents] if p.exists())).free
+    if folder.is_relative_to(KAGGLE_WORKING):
+        free = min(free, KAGGLE_OUTPUT_LIMIT)
+    said = f"frame cache: about {need / 1e9:.1f} GB in {folder}, {free / 1e9:.1f} GB free there"
+    if need > free:
+        raise OSError(28, f"{said}: not enough to extract; fewer TRAIN_CLIPS, N_TRAIN or NUM_CLIPS, or SIZE")
+    return said
 
 
 def device_report(amp: bool = True) -> dict[str, Any]:

@@ -277,3 +277,61 @@ def test_a_kaggle_model_one_folder_below_its_version_is_found(tmp_path: Path, ve
     _decoys(tmp_path / "input" / "datasets" / "someone" / "decoys")
     k400 = _model_folder(tmp_path / "input" / version / "timesformer-base-finetuned-k400")
     assert su.find_local_model([tmp_path / "input"]) == k400
+
+
+RECIPE_KNOBS = {"RECIPE": "original", "SPLIT": "identity", "SAMPLING": "spread", "FRAME_STRIDE": 2, "TRAIN_CLIPS": 1,
+                "AUGMENT": "flip", "PAIR_FAKES": False, "SELECT_BY": "accuracy", "SCHEDULE": "constant",
+                "WARMUP_EPOCHS": 0, "LABEL_SMOOTHING": 0.0, "DROP_PATH": 0.0, "GRAD_ACCUM": 1, "THRESHOLD": 0.5,
+                "NUM_CLIPS": 4}
+
+
+def test_the_generalise_recipe_presets_its_knobs_and_the_mode_and_variables_still_win(kaggle_root: Path) -> None:
+    knobs = {**DEFAULTS, **RECIPE_KNOBS}
+    assert su.resolve_config(knobs, environ={"SCARLET_DATA_ROOT": str(kaggle_root)}).changes == [
+        ("MODE", None, "kaggle", "MODE kaggle"), ("DATA_ROOT", None, str(kaggle_root), "SCARLET_DATA_ROOT"),
+        ("OUTPUT_DIR", None, "models/video", "MODE kaggle"), ("CACHE_DIR", None, ".scarlet_cache", "MODE kaggle")]
+    cfg = su.resolve_config(knobs, environ={"SCARLET_DATA_ROOT": str(kaggle_root), "SCARLET_RECIPE": "generalise",
+                                            "SCARLET_GRAD_ACCUM": "2"})
+    changed = {knob: (now, by) for knob, _, now, by in cfg.changes}
+    assert changed["METHODS"] == (["Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures"], "RECIPE generalise")
+    assert changed["SPLIT"] == ("official", "RECIPE generalise") and changed["FACE_CROP"] == (True, "RECIPE generalise")
+    assert changed["SAMPLING"] == ("window", "RECIPE generalise") and changed["AUGMENT"] == ("strong", "RECIPE generalise")
+    assert changed["THRESHOLD"] == ("val-eer", "RECIPE generalise") and changed["SELECT_BY"] == ("auc", "RECIPE generalise")
+    assert changed["GRAD_ACCUM"] == (2, "SCARLET_GRAD_ACCUM") and changed["RECIPE"] == ("generalise", "SCARLET_RECIPE")
+    demo = su.resolve_config(knobs, environ={"SCARLET_MODE": "demo", "SCARLET_RECIPE": "generalise"})
+    assert demo["METHODS"] == ["Deepfakes"] and demo["SPLIT"] == "identity" and demo["FACE_CROP"] is False
+    assert demo["SAMPLING"] == "window" and demo["TRAIN_CLIPS"] == su.RECIPES["generalise"]["TRAIN_CLIPS"] > 1
+    assert ("FACE_CROP", False, False, "MODE demo") not in demo.changes  # the mode kept the cell's value: no change
+
+
+@pytest.mark.parametrize("env, match", [
+    ({"SCARLET_RECIPE": "fast"}, r"RECIPE must be one of \('original', 'generalise'\), got 'fast'"),
+    ({"SCARLET_AUGMENT": "heavy"}, r"AUGMENT must be one of .*got 'heavy'"),
+    ({"SCARLET_SAMPLING": "dense", "SCARLET_SCHEDULE": "step"}, r"SAMPLING must be one of .*; SCHEDULE must be one"),
+    ({"SCARLET_THRESHOLD": "val-auc"}, r"SCARLET_THRESHOLD='val-auc': expected a float"),
+])
+def test_a_recipe_knob_out_of_its_choices_is_named(env: dict[str, str], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        su.resolve_config({**DEFAULTS, **RECIPE_KNOBS}, environ={"SCARLET_MODE": "demo", **env})
+
+
+def test_threshold_is_a_number_or_the_validation_eer() -> None:
+    knobs = {**DEFAULTS, **RECIPE_KNOBS}
+    assert su.resolve_config(knobs, environ={"SCARLET_THRESHOLD": "val-eer"})["THRESHOLD"] == "val-eer"
+    assert su.resolve_config(knobs, environ={"SCARLET_THRESHOLD": "0.7"})["THRESHOLD"] == 0.7
+    with pytest.raises(ValueError, match=r"THRESHOLD must be a number or 'val-eer', got 'half'"):
+        su.resolve_config({**knobs, "THRESHOLD": "half"}, environ={})
+
+
+def test_the_frame_cache_estimate_and_the_kaggle_working_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    knobs = {**DEFAULTS, **RECIPE_KNOBS, "FACE_CROP": False}
+    clip = 8 * 224 * 224 * 3
+    assert su.frame_cache_bytes(knobs) == (600 * 1 + 800 * 5) * clip  # the original run: one clip per video
+    preset = knobs | su.RECIPES["generalise"]  # 720 + 720 official training videos, 280 + 280 scored
+    assert su.frame_cache_bytes(preset) == (1440 * 4 + 560 * 5) * clip < su.KAGGLE_OUTPUT_LIMIT
+    working = tmp_path / "working"
+    monkeypatch.setattr(su, "KAGGLE_WORKING", working)
+    line = su.check_disk(working / "frame_cache", 10**9)  # a folder not made yet: the disk it will be on
+    assert line.startswith(f"frame cache: about 1.0 GB in {working / 'frame_cache'}, ")
+    with pytest.raises(OSError, match=r"about 21\.0 GB in .*, 20\.0 GB free there: not enough to extract"):
+        su.check_disk(working / "frame_cache", 21e9)  # whatever the disk has free: Kaggle keeps 20 GB
