@@ -118,9 +118,10 @@ FFPP_METHODS = ["Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures"]  # the f
 # "original": the original run. "generalise": what the video detectors that carry to unseen data share
 # (README, Recipes, gives each value's source).
 RECIPES: dict[str, dict[str, Any]] = {"original": {}, "generalise": {
-    "METHODS": FFPP_METHODS, "SPLIT": "official", "FACE_CROP": True, "SAMPLING": "window", "FRAME_STRIDE": 2,
+    "METHODS": FFPP_METHODS, "SPLIT": "official", "FACE_CROP": True, "SAMPLING": "window", "FRAME_STRIDE": 4,
     "TRAIN_CLIPS": 4, "AUGMENT": "strong", "PAIR_FAKES": True, "SELECT_BY": "auc", "SCHEDULE": "cosine",
-    "WARMUP_EPOCHS": 1, "LABEL_SMOOTHING": 0.1, "DROP_PATH": 0.1, "GRAD_ACCUM": 4, "THRESHOLD": "val-eer"}}
+    "WARMUP_EPOCHS": 1, "LABEL_SMOOTHING": 0.1, "DROP_PATH": 0.1, "GRAD_ACCUM": 4, "EPOCHS": 10,
+    "THRESHOLD": "val-eer"}}
 
 
 class Config(dict):
@@ -1015,6 +1016,24 @@ def make_split(items: Sequence[VideoItem], n_train: int = 600, n_val: int = 800,
         return Split(*_identity_split(items, n_train, n_val, rng), strategy=strategy, seed=seed)
     pool = _balanced(rng, items, per_class)
     return Split(pool[:n_train], pool[n_train:], strategy=strategy, seed=seed)
+
+
+def extracted_only(split: Split, train_cache: str | Path, cache: str | Path) -> Split:
+    """``split`` less the videos with no clip in the cache (the training videos' in ``train_cache``), and as
+    many of the other class for each one: a broken file cannot unbalance the classes."""
+    rng = random.Random(split.seed)
+
+    def kept(part: str) -> list[VideoItem]:
+        items = getattr(split, part)
+        ok = [i for i in items if cache_path(i, train_cache if part == "train" else cache).is_file()]
+        gone = Counter(i.label for i in items) - Counter(i.label for i in ok)
+        other = [i for i in ok if i.label == (gone[1] < gone[0])]  # the class that lost fewer
+        drop = set(rng.sample(other, min(len(other), abs(gone[1] - gone[0]))))
+        return [i for i in ok if i not in drop]
+    split = replace(split, **{part: kept(part) for part in SPLIT_PARTS})
+    if empty := [part for part in ("train", "val") if not {i.label for i in getattr(split, part)} == {0, 1}]:
+        raise ValueError(f"no real and fake videos left for {' and '.join(empty)}: see the failures above")
+    return split
 
 
 def cache_dir_for(root: str | Path, num_frames: int = 8, size: int = 224, face_crop: bool = False,

@@ -712,6 +712,28 @@ def test_every_video_failing_leaves_no_split(tmp_path):
         su.make_split(report.ok, 0, 2)
 
 
+def test_a_video_that_failed_leaves_the_split_and_its_part_is_balanced_again(tmp_path):
+    items = _items(6, 6)
+    plan = su.make_split(items, 6, 6, seed=1)
+    for i in items:  # every clip cached but one fake of training and one real of validation
+        if i not in (next(f for f in plan.train if f.label), next(r for r in plan.val if not r.label)):
+            (folder := su.cache_path(i, tmp_path / ("train" if i in plan.train else "val"))).parent.mkdir(
+                parents=True, exist_ok=True)
+            folder.write_bytes(b"")
+    split = su.extracted_only(plan, tmp_path / "train", tmp_path / "val")
+    # train had 4 real + 2 fake, val 2 + 4: each lost one video and one of the other class
+    assert [(sum(i.label == 0 for i in p), sum(i.label for i in p)) for p in (split.train, split.val)] == [(3, 1), (1, 3)]
+    assert set(split.train) < set(plan.train) and set(split.val) < set(plan.val)
+    for i in plan.train:  # all cached: the split as drawn, in its order
+        su.cache_path(i, tmp_path / "all").parent.mkdir(parents=True, exist_ok=True)
+        su.cache_path(i, tmp_path / "all").write_bytes(b"")
+    for i in plan.val:
+        su.cache_path(i, tmp_path / "val").write_bytes(b"")
+    assert su.extracted_only(plan, tmp_path / "all", tmp_path / "val") == plan
+    with pytest.raises(ValueError, match="no real and fake videos left for val"):
+        su.extracted_only(plan, tmp_path / "train", tmp_path / "nothing_here")
+
+
 def _fixed_pool():
     reals = [real(f"{i:03d}") for i in range(10)]
     fakes = [fake(f"{i:03d}_{(i * 7 + 3) % 10:03d}") for i in range(12)]
