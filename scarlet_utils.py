@@ -326,11 +326,18 @@ def sample_frame_indices(total_frames: int, num_frames: int = 8) -> list[int]:
     return sample_clip_indices(total_frames, num_frames)[0]
 
 
-def sample_clip_indices(total_frames: int, num_frames: int = 8, num_clips: int = 1) -> list[list[int]]:
-    """The indices of ``num_clips`` clips: the video cut into equal segments, each sampled first to last."""
-    for name, value in (("total_frames", total_frames), ("num_frames", num_frames), ("num_clips", num_clips)):
+def sample_clip_indices(total_frames: int, num_frames: int = 8, num_clips: int = 1,
+                        stride: int | None = None) -> list[list[int]]:
+    """The indices of ``num_clips`` clips: the video cut into equal segments, each sampled first to last;
+    ``stride``: windows of frames ``stride`` apart, spread from frame 0 on (too short: the last repeats)."""
+    for name, value in (("total_frames", total_frames), ("num_frames", num_frames), ("num_clips", num_clips),
+                        ("stride", 1 if stride is None else stride)):
         if value < 1:
             raise ValueError(f"{name} must be >= 1, got {value}")
+    if stride is not None:  # the starts spread evenly from frame 0 to the last start that fits
+        starts = np.linspace(0, max(total_frames - (num_frames - 1) * stride - 1, 0), num_clips).round()
+        windows = starts[:, None] + stride * np.arange(num_frames)
+        return np.minimum(windows, total_frames - 1).astype(int).tolist()
     edges = np.ceil(np.linspace(0, total_frames, num_clips + 1)).astype(int)
     firsts, lasts = np.minimum([edges[:-1], np.maximum(edges[1:] - 1, edges[:-1])], total_frames - 1)
     return np.linspace(firsts, lasts, num_frames, axis=1).round().astype(int).tolist()
@@ -438,8 +445,8 @@ class Clip:
 
 
 def read_clip(path: str | Path, num_frames: int = 8, size: int = 224, face_crop: bool = False,
-              num_clips: int = 1, seek_gap: int | None = SEEK_MIN_GAP) -> Clip:
-    """``num_frames`` uniformly spaced frames (``num_clips`` > 1: of consecutive segments, ``(num_clips, T,
+              num_clips: int = 1, seek_gap: int | None = SEEK_MIN_GAP, stride: int | None = None) -> Clip:
+    """``num_frames`` frames as ``sample_clip_indices`` picks them (``num_clips`` > 1: ``(num_clips, T,
     ...)``), a full decode's even where it seeks (``seek_gap`` None: never). Raises ``VideoReadError``."""
     cap = _open_capture(path := Path(path))
     header, fps = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), cap.get(cv2.CAP_PROP_FPS)
@@ -454,7 +461,7 @@ def read_clip(path: str | Path, num_frames: int = 8, size: int = 224, face_crop:
         return cv2.cvtColor(resize_short_side_center_crop(frame, size), cv2.COLOR_BGR2RGB)
 
     while True:  # a header's wrong frame count is found while decoding, and the clip resampled once
-        indices = [i for clip in sample_clip_indices(total, num_frames, num_clips) for i in clip]
+        indices = [i for clip in sample_clip_indices(total, num_frames, num_clips, stride) for i in clip]
         neighbour = {i: i + step if i + step < total else max(i - step, 0) for i in indices}
         wanted = sorted(set(indices) | set(neighbour.values()))
         frames, reached = _grab_frames(path, wanted, prepare, seek_gap)
@@ -1037,9 +1044,9 @@ def extracted_only(split: Split, train_cache: str | Path, cache: str | Path) -> 
 
 
 def cache_dir_for(root: str | Path, num_frames: int = 8, size: int = 224, face_crop: bool = False,
-                  num_clips: int = 1) -> Path:
+                  num_clips: int = 1, stride: int | None = None) -> Path:
     """The cache folder for one extraction setting, so changing a knob never reuses stale clips."""
-    clips = f"_c{num_clips}" if num_clips > 1 else ""
+    clips = (f"_c{num_clips}" if num_clips > 1 else "") + (f"_w{stride}" if stride is not None else "")
     return Path(root) / f"f{num_frames}_s{size}_{FACE_METHOD if face_crop else 'full'}{clips}"
 
 
@@ -1071,10 +1078,10 @@ class ExtractionReport:
 
 
 def _extract_one(item: VideoItem, dest: Path, num_frames: int, size: int, face_crop: bool,
-                 num_clips: int) -> tuple[str | None, FaceCounts | None, list[str]]:
+                 num_clips: int, stride: int | None) -> tuple[str | None, FaceCounts | None, list[str]]:
     """Decode one video into ``dest``: (cause or None, face counts, warnings); failed writes raise OSError."""
     try:
-        clip = read_clip(item.path, num_frames, size, face_crop, num_clips)
+        clip = read_clip(item.path, num_frames, size, face_crop, num_clips, stride=stride)
     except Exception as exc:  # a bad video, or a decoder bug: it fails this video, not the run
         cause = str(exc) if isinstance(exc, VideoReadError) else f"{item.path}: {type(exc).__name__}: {exc}"
         return " ".join(cause.split()), None, []  # one line, whatever the library's message
@@ -1107,9 +1114,9 @@ def _processes_start() -> bool:
 
 def extract_frames(items: Sequence[VideoItem], cache_dir: str | Path, num_frames: int = 8, size: int = 224,
                    face_crop: bool = False, workers: int | None = None, num_clips: int = 1,
-                   isolate: bool = False) -> ExtractionReport:
-    """Each video not cached yet to ``cache_path``, ``([num_clips,] T, size, size, 3)`` uint8; ``isolate``:
-    in processes, so that a decoder crash fails one video (default: ``workers`` threads)."""
+                   isolate: bool = False, stride: int | None = None) -> ExtractionReport:
+    """Each video not cached yet to ``cache_path``, ``([num_clips,] T, size, size, 3)`` uint8, all its clips
+    from one decode; ``isolate``: in processes, so that a decoder crash fails one video (default: threads)."""
     dests = {item: cache_path(item, cache_dir) for item in items}
     cached = {item for item, dest in dests.items() if dest.is_file()}
     faces = {i: FaceCounts(**json.loads(p.read_text(encoding="utf-8"))) for i in cached  # the saved counts
@@ -1117,7 +1124,7 @@ def extract_frames(items: Sequence[VideoItem], cache_dir: str | Path, num_frames
     outcomes = dict.fromkeys(item for item in dests if item not in cached)  # (cause, warnings) as they finish
     workers = max(1, min(default_workers() if workers is None else workers, len(outcomes)))
     bar = _progress(total=len(outcomes), desc="extracting frames", unit="video", disable=not outcomes)
-    settings, opencv_threads = (num_frames, size, face_crop, num_clips), cv2.getNumThreads()
+    settings, opencv_threads = (num_frames, size, face_crop, num_clips, stride), cv2.getNumThreads()
 
     def record(item: VideoItem, cause: str | None, counts: FaceCounts | None, warnings: list[str]) -> None:
         bar.update()
@@ -1285,24 +1292,30 @@ class Preprocessing:
     face_crop: bool = False
     mean: tuple[float, ...] = KINETICS_MEAN
     std: tuple[float, ...] = KINETICS_STD
-    sampling: str = "uniform"
+    sampling: str = "spread"  # "spread": segments first to last; "window": frames ``frame_stride`` apart
     face_margin: float = FACE_MARGIN
     face_method: str = FACE_METHOD
+    frame_stride: int | None = None
+    stride = property(lambda self: self.frame_stride if self.sampling == "window" else None)  # read_clip's
 
     @classmethod
     def from_dict(cls, obj: dict[str, Any]) -> Preprocessing:
         """The record ``asdict`` made; ``CheckpointError`` where this module makes inputs otherwise."""
+        obj = {**obj, "sampling": "spread"} if obj.get("sampling") == "uniform" else obj  # the older name
         p = cls(**{k: tuple(v) if k in ("mean", "std") else v for k, v in obj.items()
                    if k in cls.__dataclass_fields__})
-        if (p.sampling, p.face_margin, p.face_method) != ("uniform", FACE_MARGIN, FACE_METHOD):
+        known = p.sampling == "spread" or isinstance(p.stride, int) and p.stride >= 1
+        if not known or (p.face_margin, p.face_method) != (FACE_MARGIN, FACE_METHOD):
             raise CheckpointError(f"the checkpoint's inputs were made another way (sampling {p.sampling!r}, "
-                                  f"face crop {p.face_method!r} with margin {p.face_margin}): use the "
-                                  "scarlet_utils.py it was trained with")
+                                  f"stride {p.frame_stride}, face crop {p.face_method!r} with margin "
+                                  f"{p.face_margin}): use the scarlet_utils.py it was trained with")
         return p
 
     def differences(self, config: dict[str, Any]) -> list[str]:
         """``"FACE_CROP: True (the configuration says False)"`` for each knob that disagrees."""
-        mine = {"NUM_FRAMES": self.num_frames, "SIZE": self.size, "FACE_CROP": self.face_crop}
+        mine = {"NUM_FRAMES": self.num_frames, "SIZE": self.size, "FACE_CROP": self.face_crop,
+                "SAMPLING": self.sampling}
+        mine |= {"FRAME_STRIDE": self.stride} if self.stride and config.get("SAMPLING") == "window" else {}
         return [f"{k}: {v!r} (the configuration says {config[k]!r})" for k, v in mine.items()
                 if config.get(k, v) != v]
 
@@ -1655,9 +1668,9 @@ def evaluate_items(model: torch.nn.Module, items: Sequence[VideoItem], cache_roo
                    isolate: bool = False) -> tuple[ExtractionReport, np.ndarray, np.ndarray]:
     """``items`` decoded as ``prep`` says, ``num_clips`` clips each, and scored: ``(report, y_true, y_prob)``
     in the order of ``report.ok``; none readable: ``FileNotFoundError``."""
-    cache = cache_dir_for(cache_root, prep.num_frames, prep.size, prep.face_crop, num_clips)
+    cache = cache_dir_for(cache_root, prep.num_frames, prep.size, prep.face_crop, num_clips, prep.stride)
     report = extract_frames(items, cache, prep.num_frames, prep.size, prep.face_crop, workers, num_clips,
-                            isolate)
+                            isolate, prep.stride)
     if not report.ok:
         raise FileNotFoundError(f"none of the {len(items)} videos could be read (e.g. {report.failed[0][1]})"
                                 if report.failed else "no videos to score")
@@ -1678,7 +1691,9 @@ def preprocessing_for_run(config: dict[str, Any], checkpoint: str | Path) -> tup
     if config["TRAIN"] and not config.get("INIT_FROM"):
         frames, size = config["NUM_FRAMES"], config["SIZE"]
         mean, std = normalization_for(resolve_model_knob(config["MODEL"], frames, size))
-        return Preprocessing(frames, size, config["FACE_CROP"], mean, std), []
+        sampling = config.get("SAMPLING", "spread")
+        stride = config.get("FRAME_STRIDE", 1) if sampling == "window" else None
+        return Preprocessing(frames, size, config["FACE_CROP"], mean, std, sampling, frame_stride=stride), []
     info = checkpoint_info(config["INIT_FROM"] if config["TRAIN"] else checkpoint)
     return info.preprocessing, preprocessing_notes(info, config)
 
@@ -1990,7 +2005,7 @@ def score_videos(model: torch.nn.Module, paths: Sequence[str | Path],
     for n, path in enumerate(bar):
         rows.append(row := {"path": str(path)} | dict.fromkeys(columns))
         try:
-            clip = read_clip(path, prep.num_frames, prep.size, prep.face_crop, num_clips=num_clips)
+            clip = read_clip(path, prep.num_frames, prep.size, prep.face_crop, num_clips, stride=prep.stride)
         except Exception as exc:  # a decoder's bug on one file must not stop the others
             cause = str(exc) if isinstance(exc, VideoReadError) else f"{path}: {type(exc).__name__}: {exc}"
             row["error"] = " ".join(cause.splitlines())

@@ -1052,6 +1052,27 @@ def test_cache_locations():
     assert su.cache_path(item, "/c/f8_s224_full") == Path("/c/f8_s224_full/Deepfakes/000_003.npy")
 
 
+def test_extract_frames_caches_every_window_of_a_video_from_one_decode(coded_video, index_code, tmp_path,
+                                                                       monkeypatch) -> None:
+    items = [su.VideoItem(coded_video(40, "000.mp4"), 0, "original", "000"),
+             su.VideoItem(coded_video(30, "000_001.mp4"), 1, "Deepfakes", "000_001")]
+    decodes, real_grab = [], su._grab_frames
+
+    def counting_grab(path, *args, **kwargs):
+        decodes.append(Path(path).name)
+        return real_grab(path, *args, **kwargs)
+
+    monkeypatch.setattr(su, "_grab_frames", counting_grab)
+    cache = su.cache_dir_for(tmp_path, 4, index_code.size, num_clips=3, stride=2)
+    assert cache.name == "f4_s96_full_c3_w2" and su.cache_dir_for(tmp_path, 4, 96, stride=2).name == "f4_s96_full_w2"
+    report = su.extract_frames(items, cache, 4, index_code.size, workers=0, num_clips=3, stride=2)
+    assert report.done == items and decodes == ["000.mp4", "000_001.mp4"]  # one decode per video
+    stored = [np.load(su.cache_path(i, cache)) for i in items]
+    assert [c.shape for c in stored] == [(3, 4, 96, 96, 3)] * 2
+    assert [[[index_code.decode(f) for f in window] for window in c] for c in stored] == [
+        [[0, 2, 4, 6], [16, 18, 20, 22], [33, 35, 37, 39]], [[0, 2, 4, 6], [12, 14, 16, 18], [23, 25, 27, 29]]]
+
+
 def test_extract_and_dataset_with_several_clips(coded_video, tmp_path) -> None:
     path = coded_video(40)
     item = su.VideoItem(path, 1, "Deepfakes", "000_001")

@@ -1,5 +1,5 @@
-"""Frames: uniform sampling (one clip or several), decoding, resizing, every way a video file can be
-bad, a 4K video in bounded memory, and exact seeking: a seeking read gives a full decode's frames."""
+"""Frames: uniform and window sampling (one clip or several), decoding, resizing, every way a video file
+can be bad, a 4K video in bounded memory, and exact seeking: a seeking read gives a full decode's frames."""
 
 from __future__ import annotations
 
@@ -79,7 +79,22 @@ def test_short_video_repeats_frames_but_keeps_the_shape() -> None:
     assert all(0 <= i < 3 for c in clips for i in c)
 
 
-@pytest.mark.parametrize("args", [(10, 4, 0), (0, 4, 2)])
+@pytest.mark.parametrize(
+    ("total", "num", "clips", "stride", "expected"),
+    [
+        (100, 8, 3, 2, [list(range(0, 15, 2)), list(range(42, 57, 2)), list(range(85, 100, 2))]),
+        (20, 4, 3, 1, [[0, 1, 2, 3], [8, 9, 10, 11], [16, 17, 18, 19]]),
+        (100, 4, 1, 3, [[0, 3, 6, 9]]),  # one window: from the first frame
+        (15, 8, 2, 2, [list(range(0, 15, 2))] * 2),  # exactly one window long: both clips are it
+        (10, 8, 2, 2, [[0, 2, 4, 6, 8, 9, 9, 9]] * 2),  # shorter than a window: the last frame repeats
+        (1, 3, 2, 4, [[0, 0, 0]] * 2),
+    ],
+)
+def test_window_clips_are_frames_stride_apart_with_starts_spread(total, num, clips, stride, expected) -> None:
+    assert su.sample_clip_indices(total, num, clips, stride) == expected
+
+
+@pytest.mark.parametrize("args", [(10, 4, 0), (0, 4, 2), (10, 4, 1, 0), (10, 4, 2, -1)])
 def test_invalid_clip_sampling_raises(args) -> None:
     with pytest.raises(ValueError):
         su.sample_clip_indices(*args)
@@ -134,6 +149,29 @@ def test_read_clip_returns_clips_of_the_right_frames(coded_video, index_code) ->
     assert clip.frames.shape == (4, 4, index_code.size, index_code.size, 3)
     decoded = [[index_code.decode(f) for f in c] for c in clip.frames]
     assert decoded == su.sample_clip_indices(40, 4, 4)
+
+
+def test_read_clip_with_a_stride_gives_a_full_decodes_frames_at_the_window_indices(coded_video, index_code):
+    path = coded_video(40)
+    clip = su.read_clip(path, num_frames=4, size=index_code.size, num_clips=3, stride=3)
+    windows = [[0, 3, 6, 9], [15, 18, 21, 24], [30, 33, 36, 39]]
+    assert clip.frames.shape == (3, 4, index_code.size, index_code.size, 3) and clip.total_frames == 40
+    assert clip.indices == [i for w in windows for i in w]
+    assert [[index_code.decode(f) for f in c] for c in clip.frames] == windows
+    decoded = decode_all(path)
+    full = [[cv2.cvtColor(decoded[i], cv2.COLOR_BGR2RGB) for i in w] for w in windows]  # 96 px: no resize
+    np.testing.assert_array_equal(clip.frames, np.array(full))
+
+
+def test_overlapping_windows_with_face_crop_read_every_frame(coded_video, index_code):
+    # windows [0, 2, 4, 6], [2, 4, 6, 8], [5, 7, 9, 11]: shared frames, and kept frames that are neighbours
+    path = coded_video(12)
+    whole = su.read_clip(path, 4, index_code.size, num_clips=3, stride=2)
+    faces = su.read_clip(path, 4, index_code.size, face_crop=True, num_clips=3, stride=2)
+    assert faces.indices == whole.indices == [0, 2, 4, 6, 2, 4, 6, 8, 5, 7, 9, 11]
+    assert faces.faces == su.FaceCounts(no_face=12) and faces.boxes == [None] * 12  # no face: centre crops
+    np.testing.assert_array_equal(faces.frames, whole.frames)
+    assert [[index_code.decode(f) for f in c] for c in faces.frames] == [[0, 2, 4, 6], [2, 4, 6, 8], [5, 7, 9, 11]]
 
 
 def _band_video(write_video, transpose: bool = False):

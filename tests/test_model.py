@@ -592,10 +592,38 @@ def test_preprocessing_from_dict():
         "SIZE: 32 (the configuration says 224)", "FACE_CROP: True (the configuration says False)"]
 
 
+def test_window_preprocessing_is_recorded_and_read_back(model, tmp_path):
+    prep = _prep(sampling="window", frame_stride=2)
+    assert (prep.stride, _prep().stride, _prep(frame_stride=2).stride) == (2, None, None)  # spread: no stride
+    path = su.save_checkpoint(model, tmp_path / "Scarlet.pt", prep)
+    assert su.checkpoint_info(path).preprocessing == prep and su.checkpoint_info(path).preprocessing.stride == 2
+    record = torch.load(path, weights_only=True)["preprocessing"]
+    assert (record["sampling"], record["frame_stride"]) == ("window", 2)
+    assert prep.differences({"NUM_FRAMES": 4, "SAMPLING": "window", "FRAME_STRIDE": 3}) == [
+        "FRAME_STRIDE: 2 (the configuration says 3)"]
+    assert prep.differences({"SAMPLING": "spread", "FRAME_STRIDE": 1}) == [
+        "SAMPLING: 'window' (the configuration says 'spread')"]
+    assert _prep().differences({"SAMPLING": "spread", "FRAME_STRIDE": 4}) == []  # a stride matters for windows only
+    assert _prep().differences({"SAMPLING": "window", "FRAME_STRIDE": 4}) == [
+        "SAMPLING: 'spread' (the configuration says 'window')"]
+
+
+def test_an_older_checkpoints_uniform_sampling_reads_as_spread(model, tmp_path):
+    path = su.save_checkpoint(model, tmp_path / "old.pt", _prep(face_crop=True))
+    payload = torch.load(path, weights_only=True)
+    del payload["preprocessing"]["frame_stride"]  # as written before windows: no stride, "uniform"
+    payload["preprocessing"]["sampling"] = "uniform"
+    torch.save(payload, path)
+    prep = su.checkpoint_info(path).preprocessing
+    assert prep == _prep(face_crop=True) and (prep.sampling, prep.stride) == ("spread", None)
+
+
 @pytest.mark.parametrize(("change", "named"), [
     ({"face_method": "retinaface"}, "face crop 'retinaface' with margin 1.3"),
     ({"face_margin": 1.5}, "with margin 1.5"),
     ({"sampling": "random"}, "sampling 'random'"),
+    ({"sampling": "window"}, "sampling 'window', stride None"),  # a window needs its stride
+    ({"sampling": "window", "frame_stride": 0}, "sampling 'window', stride 0"),
 ])
 def test_preprocessing_made_another_way_is_refused(model, tmp_path, change, named):
     record = {**dataclasses.asdict(_prep(face_crop=True)), **change}
@@ -737,3 +765,26 @@ def test_export_refuses_a_folder_that_is_not_an_export(trained, tmp_path):
     with pytest.raises(FileExistsError, match="not a model export"):
         su.export_pretrained(trained, tmp_path, PREP)
     assert sorted(f.name for f in tmp_path.iterdir()) == ["Scarlet.pt"]
+
+
+# -- a checkpoint's sampling, followed when evaluating ---------------------------------------------
+
+
+def test_evaluate_items_follows_a_window_checkpoint(model, tmp_path, coded_video):
+    items = [su.VideoItem(coded_video(40, "000.mp4"), 0, "original", "000"),
+             su.VideoItem(coded_video(30, "000_001.mp4"), 1, "Deepfakes", "000_001")]
+    path = su.save_checkpoint(model, tmp_path / "Scarlet.pt", _prep(sampling="window", frame_stride=3))
+    prep = su.checkpoint_info(path).preprocessing
+    report, y_true, y_prob = su.evaluate_items(model, items, tmp_path / "cache", prep, "cpu", num_clips=2, amp=False)
+    assert report.done == items and y_true.tolist() == [0, 1]
+    cache = tmp_path / "cache" / "f4_s32_full_c2_w3"
+    assert sorted(p.name for p in cache.rglob("*.npy")) == ["000.npy", "000_001.npy"]  # only in its own folder
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [cache.name]
+    clips = np.stack([np.load(su.cache_path(i, cache)) for i in items])
+    windows = [su.read_clip(i.path, 4, 32, num_clips=2, stride=3) for i in items]
+    assert [w.indices for w in windows] == [[0, 3, 6, 9, 30, 33, 36, 39], [0, 3, 6, 9, 20, 23, 26, 29]]
+    np.testing.assert_array_equal(clips, np.stack([w.frames for w in windows]))
+    with torch.no_grad():  # each video's score: the mean over its two windows
+        x = su.clip_to_tensor(clips.reshape(4, 4, 32, 32, 3), su.KINETICS_MEAN, su.KINETICS_STD)
+        expected = model.eval()(pixel_values=x).logits.softmax(-1)[:, 1].view(2, 2).mean(1).numpy()
+    np.testing.assert_allclose(y_prob, expected, atol=1e-6, rtol=0)
