@@ -329,13 +329,15 @@ def sample_frame_indices(total_frames: int, num_frames: int = 8) -> list[int]:
 def sample_clip_indices(total_frames: int, num_frames: int = 8, num_clips: int = 1,
                         stride: int | None = None) -> list[list[int]]:
     """The indices of ``num_clips`` clips: the video cut into equal segments, each sampled first to last;
-    ``stride``: windows of frames ``stride`` apart, spread from frame 0 on (too short: the last repeats)."""
+    ``stride``: windows of frames ``stride`` apart, each in the middle of its segment (too short: the last
+    frame repeats)."""
     for name, value in (("total_frames", total_frames), ("num_frames", num_frames), ("num_clips", num_clips),
                         ("stride", 1 if stride is None else stride)):
         if value < 1:
             raise ValueError(f"{name} must be >= 1, got {value}")
-    if stride is not None:  # the starts spread evenly from frame 0 to the last start that fits
-        starts = np.linspace(0, max(total_frames - (num_frames - 1) * stride - 1, 0), num_clips).round()
+    if stride is not None:  # the starts cut into equal segments, each window at its segment's middle
+        free = max(total_frames - (num_frames - 1) * stride - 1, 0)
+        starts = ((np.arange(num_clips) + 0.5) * free / num_clips).round()
         windows = starts[:, None] + stride * np.arange(num_frames)
         return np.minimum(windows, total_frames - 1).astype(int).tolist()
     edges = np.ceil(np.linspace(0, total_frames, num_clips + 1)).astype(int)

@@ -82,15 +82,15 @@ def test_short_video_repeats_frames_but_keeps_the_shape() -> None:
 @pytest.mark.parametrize(
     ("total", "num", "clips", "stride", "expected"),
     [
-        (100, 8, 3, 2, [list(range(0, 15, 2)), list(range(42, 57, 2)), list(range(85, 100, 2))]),
-        (20, 4, 3, 1, [[0, 1, 2, 3], [8, 9, 10, 11], [16, 17, 18, 19]]),
-        (100, 4, 1, 3, [[0, 3, 6, 9]]),  # one window: from the first frame
+        (100, 8, 3, 2, [list(range(14, 29, 2)), list(range(42, 57, 2)), list(range(71, 86, 2))]),
+        (20, 4, 3, 1, [[3, 4, 5, 6], [8, 9, 10, 11], [13, 14, 15, 16]]),
+        (100, 4, 1, 3, [[45, 48, 51, 54]]),  # one window: the middle of the video
         (15, 8, 2, 2, [list(range(0, 15, 2))] * 2),  # exactly one window long: both clips are it
         (10, 8, 2, 2, [[0, 2, 4, 6, 8, 9, 9, 9]] * 2),  # shorter than a window: the last frame repeats
         (1, 3, 2, 4, [[0, 0, 0]] * 2),
     ],
 )
-def test_window_clips_are_frames_stride_apart_with_starts_spread(total, num, clips, stride, expected) -> None:
+def test_window_clips_are_frames_stride_apart_in_the_middle_of_equal_segments(total, num, clips, stride, expected) -> None:
     assert su.sample_clip_indices(total, num, clips, stride) == expected
 
 
@@ -154,7 +154,7 @@ def test_read_clip_returns_clips_of_the_right_frames(coded_video, index_code) ->
 def test_read_clip_with_a_stride_gives_a_full_decodes_frames_at_the_window_indices(coded_video, index_code):
     path = coded_video(40)
     clip = su.read_clip(path, num_frames=4, size=index_code.size, num_clips=3, stride=3)
-    windows = [[0, 3, 6, 9], [15, 18, 21, 24], [30, 33, 36, 39]]
+    windows = [[5, 8, 11, 14], [15, 18, 21, 24], [25, 28, 31, 34]]
     assert clip.frames.shape == (3, 4, index_code.size, index_code.size, 3) and clip.total_frames == 40
     assert clip.indices == [i for w in windows for i in w]
     assert [[index_code.decode(f) for f in c] for c in clip.frames] == windows
@@ -164,14 +164,14 @@ def test_read_clip_with_a_stride_gives_a_full_decodes_frames_at_the_window_indic
 
 
 def test_overlapping_windows_with_face_crop_read_every_frame(coded_video, index_code):
-    # windows [0, 2, 4, 6], [2, 4, 6, 8], [5, 7, 9, 11]: shared frames, and kept frames that are neighbours
+    # windows [1, 3, 5, 7], [2, 4, 6, 8], [4, 6, 8, 10]: shared frames, and kept frames that are neighbours
     path = coded_video(12)
     whole = su.read_clip(path, 4, index_code.size, num_clips=3, stride=2)
     faces = su.read_clip(path, 4, index_code.size, face_crop=True, num_clips=3, stride=2)
-    assert faces.indices == whole.indices == [0, 2, 4, 6, 2, 4, 6, 8, 5, 7, 9, 11]
+    assert faces.indices == whole.indices == [1, 3, 5, 7, 2, 4, 6, 8, 4, 6, 8, 10]
     assert faces.faces == su.FaceCounts(no_face=12) and faces.boxes == [None] * 12  # no face: centre crops
     np.testing.assert_array_equal(faces.frames, whole.frames)
-    assert [[index_code.decode(f) for f in c] for c in faces.frames] == [[0, 2, 4, 6], [2, 4, 6, 8], [5, 7, 9, 11]]
+    assert [[index_code.decode(f) for f in c] for c in faces.frames] == [[1, 3, 5, 7], [2, 4, 6, 8], [4, 6, 8, 10]]
 
 
 def _band_video(write_video, transpose: bool = False):
