@@ -1332,7 +1332,7 @@ def _from_pretrained(cls: Any, source: Any, **kwargs: Any) -> Any:
 
 
 def build_model(source: Any = DEFAULT_MODEL, num_labels: int = 2, *, sdpa: bool = True,
-                gradient_checkpointing: bool = False) -> torch.nn.Module:
+                gradient_checkpointing: bool = False, drop_path: float | None = None) -> torch.nn.Module:
     """TimeSformer with a new ``num_labels``-way head (``Real``/``Fake``) from a hub id, folder or config."""
     from transformers import TimesformerConfig, TimesformerForVideoClassification as Model
     names = CLASS_NAMES if num_labels == 2 else [f"LABEL_{i}" for i in range(num_labels)]
@@ -1344,6 +1344,10 @@ def build_model(source: Any = DEFAULT_MODEL, num_labels: int = 2, *, sdpa: bool 
     if gradient_checkpointing:  # non-reentrant: frozen inputs need no requires_grad trick (v5's name, v4's)
         enable = getattr(model, "activation_checkpointing_enable", model.gradient_checkpointing_enable)
         enable({"use_reentrant": False})
+    if drop_path is not None:  # stochastic depth, 0 rising to drop_path over the layers; None: the config's
+        from transformers.models.timesformer.modeling_timesformer import TimesformerDropPath
+        for i, layer in enumerate(model.timesformer.encoder.layer):  # not the config: v5 types it int
+            layer.drop_path = TimesformerDropPath(drop_path * i / max(1, model.config.num_hidden_layers - 1))
     return use_sdpa_attention(model) if sdpa else model
 
 
@@ -1526,7 +1530,7 @@ def export_pretrained(model: torch.nn.Module, out_dir: str | Path, preprocessing
 # Training
 # ----------------------------------------------------------------------------------------------
 
-TRAINING_STATE_FORMAT = "scarlet-training-state-v2"
+TRAINING_STATE_FORMAT = "scarlet-training-state-v3"
 
 
 def cpu_supports_bf16() -> bool:
@@ -1550,30 +1554,41 @@ def make_grad_scaler(device: torch.device | str, amp: bool = True) -> torch.amp.
 
 def training_step(model: torch.nn.Module, pixel_values: torch.Tensor, labels: torch.Tensor,
                   optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None = None,
-                  dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """One step on ``(B, T, C, H, W)`` under ``dtype`` autocast, the loss in fp32: ``(loss, logits)``."""
+                  dtype: torch.dtype | None = None, *, step: bool = True, grad_accum: int = 1,
+                  label_smoothing: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step on ``(B, T, C, H, W)`` under ``dtype`` autocast, the loss in fp32: ``(loss, logits)``; the
+    gradients of ``loss / grad_accum`` add up until a ``step`` updates the weights and zeroes them."""
     with torch.autocast(pixel_values.device.type, dtype=dtype, enabled=dtype is not None):
         logits = model(pixel_values=pixel_values).logits
-    loss = torch.nn.functional.cross_entropy(logits.float(), labels)
-    optimizer.zero_grad(set_to_none=True)
+    loss = torch.nn.functional.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)
     scaler = scaler or torch.amp.GradScaler(enabled=False)
-    scaler.scale(loss).backward()
-    scaler.step(optimizer)
-    scaler.update()
+    scaler.scale(loss / grad_accum).backward()
+    if step:
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
     return loss, logits
 
 
 def train_one_epoch(model: torch.nn.Module, loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
                     optimizer: torch.optim.Optimizer, device: torch.device | str,
-                    scaler: torch.amp.GradScaler | None = None, amp: bool = True) -> dict[str, float]:
-    """One pass over ``loader`` at ``precision(device, training=True)``: mean loss and accuracy per clip."""
+                    scaler: torch.amp.GradScaler | None = None, amp: bool = True, *,
+                    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None, grad_accum: int = 1,
+                    label_smoothing: float = 0.0) -> dict[str, float]:
+    """One pass over ``loader`` at ``precision(device, training=True)``: mean (smoothed) loss and accuracy per
+    clip; the optimizer, then ``scheduler``, step every ``grad_accum`` batches and after the last (by len)."""
     device, total_loss, correct, seen = torch.device(device), 0.0, 0, 0
     dtype, scaler = precision(device, training=True, amp=amp), scaler or make_grad_scaler(device, amp)
     model.train()
+    optimizer.zero_grad(set_to_none=True)
     with _progress(iterable=loader, desc="train", unit="batch", leave=False) as bar:
-        for x, y in loader:  # an iterator the bar held would pass to the next epoch's workers
+        for i, (x, y) in enumerate(loader, 1):  # an iterator the bar held would pass to next epoch's workers
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            loss, logits = training_step(model, x, y, optimizer, scaler, dtype)
+            step = i % grad_accum == 0 or i == len(loader)
+            loss, logits = training_step(model, x, y, optimizer, scaler, dtype, step=step,
+                                         grad_accum=grad_accum, label_smoothing=label_smoothing)
+            if step and scheduler is not None:
+                scheduler.step()
             total_loss, seen = total_loss + loss.item() * len(y), seen + len(y)
             correct += (logits.argmax(-1) == y).sum().item()
             bar.set_postfix(loss=f"{total_loss / seen:.4f}", refresh=False)
@@ -1583,28 +1598,39 @@ def train_one_epoch(model: torch.nn.Module, loader: Iterable[tuple[torch.Tensor,
     return {"loss": total_loss / seen, "accuracy": correct / seen}
 
 
+def selection_score(metrics: dict[str, Any], select_by: str = "accuracy") -> list[float]:
+    """The best epoch's key for ``>``: ``[accuracy]``; "auc": ``[ROC AUC (None: -inf), -log loss]``."""
+    if select_by == "accuracy":
+        return [metrics["accuracy"]]
+    if select_by == "auc":
+        return [-np.inf if metrics["roc_auc"] is None else metrics["roc_auc"], -metrics["log_loss"]]
+    raise ValueError(f"SELECT_BY {select_by!r}: expected 'accuracy' or 'auc'")
+
+
 def save_training_state(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                        scaler: torch.amp.GradScaler | None, epoch: int, best_score: float | None,
-                        history: Sequence[dict[str, Any]], *, generator: torch.Generator | None = None,
-                        **extra: Any) -> Path:
+                        scaler: torch.amp.GradScaler | None, epoch: int,
+                        best_score: list[float] | float | None, history: Sequence[dict[str, Any]], *,
+                        generator: torch.Generator | None = None,
+                        scheduler: torch.optim.lr_scheduler.LRScheduler | None = None, **extra: Any) -> Path:
     """All that continuing after ``epoch`` needs, random states too, as one dict; ``extra``: the run key."""
     rng = {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all(),
            "generator": generator and generator.get_state()}
     state = {"format": TRAINING_STATE_FORMAT, "rng": rng, "optimizer": optimizer.state_dict(),
              "scaler": scaler and scaler.state_dict(), "model": unwrap(model).state_dict(),
+             "scheduler": scheduler and scheduler.state_dict(),
              **_to_python({"epoch": epoch, "best_score": best_score, "history": history, "extra": extra})}
     return atomic_write(path, lambda fh: torch.save(state, fh), "the training state")
 
 
 def load_training_state(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                         scaler: torch.amp.GradScaler | None = None, *,
-                        generator: torch.Generator | None = None,
-                        match: dict[str, Any] | None = None) -> dict[str, Any]:
+                        generator: torch.Generator | None = None, match: dict[str, Any] | None = None,
+                        scheduler: torch.optim.lr_scheduler.LRScheduler | None = None) -> dict[str, Any]:
     """Restore ``path`` into the objects given: ``{epoch, best_score, history, extra}``. ``CheckpointError``
     (nothing changed) for no training state or an ``extra`` (the run key) not ``match``'s."""
     if not isinstance(obj := _load(path), dict) or obj.get("format") != TRAINING_STATE_FORMAT:
         found = "a Scarlet.pt model checkpoint: load it with load_checkpoint" if _is_scarlet(obj) else \
-            f"found {type(obj).__name__}"
+            f"found {isinstance(obj, dict) and obj.get('format') or type(obj).__name__}"
         raise CheckpointError(f"{path}: not a Scarlet training state ({found})")
     for key, want in (match or {}).items():
         if (have := obj["extra"].get(key)) != (want := _to_python(want)):  # name the knobs that differ
@@ -1616,6 +1642,8 @@ def load_training_state(path: str | Path, model: torch.nn.Module, optimizer: tor
     optimizer.load_state_dict(obj["optimizer"])
     if scaler is not None and obj["scaler"]:
         scaler.load_state_dict(obj["scaler"])
+    if scheduler is not None and obj["scheduler"]:
+        scheduler.load_state_dict(obj["scheduler"])
     rng, gpus = obj["rng"], torch.cuda.device_count()
     if len(rng["cuda"]) != gpus:
         logger.warning("%s: saved with %d GPUs, resumed with %d: the GPU random states differ", path,
@@ -1629,18 +1657,20 @@ def load_training_state(path: str | Path, model: torch.nn.Module, optimizer: tor
 
 def resume_training(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                     scaler: torch.amp.GradScaler | None, generator: torch.Generator | None,
-                    run_key: dict[str, Any], resume: bool = True) -> tuple[list[dict], float, int, str]:
+                    run_key: dict[str, Any], resume: bool = True, *,
+                    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+                    ) -> tuple[list[dict], list[float], int, str]:
     """``(history, best_score, first_epoch, what happened)``: after the saved epoch where ``path`` holds this
-    run's state (the same ``run_key``), else from epoch 1."""
+    run's state (the same ``run_key``), else from epoch 1 with ``[]``, below any ``selection_score``."""
     if not resume or not Path(path).is_file():
-        return [], -1.0, 1, "training from the start" + ("" if resume else " (RESUME is off)")
+        return [], [], 1, "training from the start" + ("" if resume else " (RESUME is off)")
     try:
         saved = load_training_state(path, model, optimizer, scaler, generator=generator,
-                                    match={"run_key": run_key})
+                                    match={"run_key": run_key}, scheduler=scheduler)
     except CheckpointError as exc:  # another run's state: nothing was loaded
-        return [], -1.0, 1, f"not resuming, training from the start: {exc}"
+        return [], [], 1, f"not resuming, training from the start: {exc}"
     return (saved["history"], saved["best_score"], saved["epoch"] + 1, f"resuming after epoch "
-            f"{saved['epoch']} (best validation accuracy so far {saved['best_score']:.4f})")
+            f"{saved['epoch']} (best validation score so far {[round(s, 4) for s in saved['best_score']]})")
 
 
 @torch.no_grad()

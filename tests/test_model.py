@@ -19,7 +19,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 from transformers import TimesformerConfig, TimesformerForVideoClassification
-from transformers.models.timesformer.modeling_timesformer import TimesformerSelfAttention
+from transformers.models.timesformer.modeling_timesformer import TimesformerDropPath, TimesformerSelfAttention
 
 import scarlet_utils as su
 
@@ -89,6 +89,35 @@ def test_head_swap_keeps_every_backbone_weight(make_config, tmp_path):
     # a Path works as well as a str
     again = su.build_model(tmp_path / "k400")
     assert torch.equal(again.state_dict()[backbone[0]], before[backbone[0]])
+
+
+def test_build_model_drop_path_sets_stochastic_depth(make_config, tmp_path):
+    def rates(model):
+        return [m.drop_prob for m in model.modules() if isinstance(m, TimesformerDropPath)]
+
+    cfg = make_config(num_hidden_layers=3)
+    torch.manual_seed(0)
+    deep = su.build_model(cfg, drop_path=0.2)
+    torch.manual_seed(0)
+    plain = su.build_model(cfg, drop_path=0.0)
+    assert rates(deep) == pytest.approx([0.0, 0.1, 0.2])  # rising from 0 over the layers, as the model's own
+    assert rates(su.build_model(cfg)) == [] and rates(plain) == [0.0] * 3  # None: the config's rate (0)
+    # not written into the config: transformers 5 types drop_path_rate int, so a Scarlet.pt holding 0.2
+    # could not be loaded; a training-only setting, it changes nothing the checkpoint needs
+    assert deep.config.drop_path_rate == cfg.drop_path_rate == 0
+    for a, b in zip(deep.state_dict().values(), plain.state_dict().values()):
+        assert torch.equal(a, b)  # the same weights: only the training forward differs
+    x = _clip_batch()
+    assert torch.equal(_logits(deep, x), _logits(plain, x))
+    outputs = []
+    for model in (deep, plain, plain):
+        torch.manual_seed(1)
+        outputs.append(model.train()(pixel_values=x).logits.detach())
+    assert not torch.allclose(outputs[0], outputs[1]) and torch.equal(outputs[1], outputs[2])
+    assert torch.equal(outputs[1], _logits(plain, x))  # 0.0: no stochastic depth at all
+    deep.save_pretrained(tmp_path / "folder")  # from a folder (a hub id alike)
+    assert rates(su.build_model(tmp_path / "folder", drop_path=0.1)) == pytest.approx([0.0, 0.05, 0.1])
+    assert rates(su.build_model(tmp_path / "folder")) == []
 
 
 K400_PREPROCESSOR = {  # the k400 checkpoint's preprocessor_config.json, with other mean/std

@@ -3,6 +3,7 @@ resumes a run exactly or refuses, loading nothing."""
 
 from __future__ import annotations
 
+import copy
 import random
 import warnings
 from pathlib import Path
@@ -106,6 +107,33 @@ def test_train_one_epoch_averages_loss_and_accuracy_over_clips(tiny_model):
         logits = tiny_model(pixel_values=x).logits
     assert result["loss"] == pytest.approx(torch.nn.functional.cross_entropy(logits, y).item(), rel=1e-5)
     assert result["accuracy"] == pytest.approx((logits.argmax(-1) == y).float().mean().item())
+    smoothed = su.train_one_epoch(tiny_model, DataLoader(TensorDataset(x, y), batch_size=4), optimizer, "cpu",
+                                  label_smoothing=0.1)
+    expected = torch.nn.functional.cross_entropy(logits, y, label_smoothing=0.1).item()
+    assert smoothed["loss"] == pytest.approx(expected, rel=1e-5) and abs(expected - result["loss"]) > 1e-3
+
+
+def test_train_one_epoch_accumulates_gradients_over_grad_accum_batches(tiny_model):
+    # SGD: 3 batches of 2 accumulated (each loss / 3) make one step on their mean, as one batch of 6 does
+    x, y = _brightness_data(6, seed=3)
+    models = {name: copy.deepcopy(tiny_model) for name in ("accumulated", "one batch", "every batch")}
+    for name, batch, grad_accum in (("accumulated", 2, 3), ("one batch", 6, 1), ("every batch", 2, 1)):
+        optimizer = torch.optim.SGD(models[name].parameters(), lr=1.0)
+        loader = DataLoader(TensorDataset(x, y), batch_size=batch)
+        su.train_one_epoch(models[name], loader, optimizer, "cpu", grad_accum=grad_accum)
+    weights = {name: torch.cat([p.detach().flatten() for p in m.parameters()]) for name, m in models.items()}
+    torch.testing.assert_close(weights["accumulated"], weights["one batch"], atol=1e-5, rtol=1e-4)
+    assert (weights["accumulated"] - weights["every batch"]).abs().max() > 1e-2  # the premise: 3 steps differ
+    # 5 batches, grad_accum 2: steps after batches 2, 4 and the last (5), each followed by the scheduler's
+    model = copy.deepcopy(tiny_model)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 / (step + 1))
+    x, y = _brightness_data(10, seed=4)
+    su.train_one_epoch(model, DataLoader(TensorDataset(x, y), batch_size=2), optimizer, "cpu",
+                       scheduler=scheduler, grad_accum=2)
+    assert optimizer.state_dict()["state"][0]["step"].item() == 3 and scheduler.last_epoch == 3
+    assert scheduler.get_last_lr() == [1e-3 / 4]
+    assert all(p.grad is None for p in model.parameters())  # nothing left to leak into the next epoch
 
 
 def test_train_one_epoch_empty_loader(tiny_model):
@@ -225,7 +253,7 @@ def test_resume_training(make_config, tmp_path):
     su.training_step(model, _clips(make_config()), torch.tensor([0, 1]), optimizer)  # an optimizer with state
     torch.randint(0, 10, (3,), generator=generator)  # a generator that has drawn
     history = [{"epoch": 1, "train_loss": 0.69, "val_accuracy": 0.5}, {"epoch": 2, "train_loss": 0.41, "val_accuracy": 0.875}]
-    path = su.save_training_state(tmp_path / "training_state.pt", model, optimizer, None, 2, 0.875, history,
+    path = su.save_training_state(tmp_path / "training_state.pt", model, optimizer, None, 2, [0.875], history,
                                   generator=generator, run_key=run_key)
     saved_weights, saved_generator = _weights(model), generator.get_state()
     saved_step = optimizer.state_dict()["state"][0]["step"].item()
@@ -238,7 +266,7 @@ def test_resume_training(make_config, tmp_path):
         return (_same_weights(_weights(fresh), untouched) and fresh_optimizer.state_dict()["state"] == {}
                 and torch.equal(fresh_generator.get_state(), untouched_generator))
 
-    start = ([], -1.0, 1)
+    start = ([], [], 1)  # [] < any selection_score: the first epoch is saved
     assert su.resume_training(path, fresh, fresh_optimizer, None, fresh_generator, run_key, resume=False) == (
         *start, "training from the start (RESUME is off)")
     assert nothing_loaded()
@@ -263,8 +291,8 @@ def test_resume_training(make_config, tmp_path):
 
     got_history, best, first_epoch, message = su.resume_training(path, fresh, fresh_optimizer, None, fresh_generator,
                                                                  dict(run_key))
-    assert (got_history, best, first_epoch) == (history, 0.875, 3)
-    assert message == "resuming after epoch 2 (best validation accuracy so far 0.8750)"
+    assert (got_history, best, first_epoch) == (history, [0.875], 3)
+    assert message == "resuming after epoch 2 (best validation score so far [0.875])"
     assert _same_weights(_weights(fresh), saved_weights)
     assert fresh_optimizer.state_dict()["state"][0]["step"].item() == saved_step == 1
     assert torch.equal(fresh_generator.get_state(), saved_generator)
@@ -356,6 +384,7 @@ def test_training_state_holds_only_tensors_and_plain_values(make_config, tmp_pat
                                   [{"epoch": 4, "val_accuracy": np.float64(0.75)}], split="identity")
     raw = torch.load(path, map_location="cpu", weights_only=True)  # loads with the safe unpickler
     assert raw["format"] == su.TRAINING_STATE_FORMAT and raw["scaler"] is None and raw["rng"]["generator"] is None
+    assert raw["scheduler"] is None
     state = su.load_training_state(path, model, optimizer)
     assert state == {"epoch": 4, "best_score": 0.75, "history": [{"epoch": 4, "val_accuracy": 0.75}],
                      "extra": {"split": "identity"}}
@@ -374,6 +403,13 @@ def test_training_state_and_checkpoint_are_not_interchangeable(tiny_model, tmp_p
     state = su.save_training_state(tmp_path / "state.pt", model, optimizer, None, 1, None, [])
     with pytest.raises(su.CheckpointError, match="not a Scarlet checkpoint or a state dict"):
         su.load_checkpoint(state)
+    # v2 (no scheduler; best_score a float accuracy, which a selection_score list cannot be compared with)
+    torch.save({**torch.load(state, weights_only=True), "format": "scarlet-training-state-v2"}, state)
+    with pytest.raises(su.CheckpointError, match="not a Scarlet training state .found scarlet-training-state-v2.$"):
+        su.load_training_state(state, model, optimizer)
+    torch.save([1, 2], state)
+    with pytest.raises(su.CheckpointError, match=r"not a Scarlet training state \(found list\)$"):
+        su.load_training_state(state, model, optimizer)
 
 
 def test_training_state_for_another_model_or_optimizer(tiny_model, make_config, tmp_path):
@@ -390,3 +426,81 @@ def test_training_state_for_another_model_or_optimizer(tiny_model, make_config, 
     head_only = torch.optim.AdamW(model.classifier.parameters())
     with pytest.raises(ValueError, match="parameter group that doesn't match the size of optimizer's group"):
         su.load_training_state(path, model, head_only)
+
+
+def _preset_run(make_config, items, cache, seed):
+    """The "generalise" recipe's training objects: drop path, warmup + cosine schedule, a shuffling loader."""
+    from transformers import get_cosine_schedule_with_warmup
+
+    torch.manual_seed(seed)
+    model = su.build_model(make_config(), drop_path=0.1)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    scheduler = get_cosine_schedule_with_warmup(optimizer, num_warmup_steps=1, num_training_steps=6)
+    generator = torch.Generator().manual_seed(seed)
+    loader = DataLoader(su.FrameClipDataset(items, cache, augment=True), batch_size=4, shuffle=True,
+                        generator=generator, num_workers=0)
+    return model, optimizer, scheduler, generator, loader
+
+
+def _preset_epoch(model, optimizer, scheduler, loader, history):
+    stats = su.train_one_epoch(model, loader, optimizer, "cpu", scheduler=scheduler, grad_accum=2,
+                               label_smoothing=0.1)
+    history.append({"epoch": len(history) + 1, "train_loss": stats["loss"]})
+
+
+def test_a_resumed_preset_run_equals_a_straight_one(make_config, tmp_path):
+    items, cache = _cached_clips(tmp_path)  # 12 clips: 3 batches an epoch, steps after batches 2 and 3
+    model, optimizer, scheduler, _, loader = _preset_run(make_config, items, cache, 0)
+    straight: list[dict] = []
+    for _ in range(2):
+        _preset_epoch(model, optimizer, scheduler, loader, straight)
+
+    first, opt1, sched1, gen1, loader1 = _preset_run(make_config, items, cache, 0)
+    history: list[dict] = []
+    _preset_epoch(first, opt1, sched1, loader1, history)
+    run_key = {"RECIPE": "generalise"}
+    path = su.save_training_state(tmp_path / "state.pt", first, opt1, None, 1, [0.93, -0.21], history,
+                                  generator=gen1, scheduler=sched1, run_key=run_key)
+    del first, opt1, sched1, gen1, loader1
+
+    resumed, opt2, sched2, gen2, loader2 = _preset_run(make_config, items, cache, 99)
+    history, best, start, message = su.resume_training(path, resumed, opt2, None, gen2, run_key, scheduler=sched2)
+    assert (best, start) == ([0.93, -0.21], 2)
+    assert message == "resuming after epoch 1 (best validation score so far [0.93, -0.21])"
+    _preset_epoch(resumed, opt2, sched2, loader2, history)
+
+    assert history == straight
+    for (name, a), b in zip(model.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert sched2.state_dict() == scheduler.state_dict() and scheduler.last_epoch == 4  # 2 steps an epoch
+    assert sched2.get_last_lr() == scheduler.get_last_lr() == [group["lr"] for group in opt2.param_groups]
+    assert 0 < scheduler.get_last_lr()[0] < 1e-3  # the premise: the schedule moved the rate
+
+
+# -- selection_score -------------------------------------------------------------------------------
+
+
+def _best_epoch(epochs, select_by):
+    """The notebook's loop: an epoch is kept where its score is strictly above the best so far."""
+    best, kept = [], None
+    for epoch, metrics in enumerate(epochs, 1):
+        if (score := su.selection_score(metrics, select_by)) > best:
+            best, kept = score, epoch
+    return kept
+
+
+def test_select_by_auc_picks_the_best_auc_epoch_ties_by_lower_loss():
+    epochs = [{"accuracy": 0.80, "roc_auc": 0.90, "log_loss": 0.40},
+              {"accuracy": 0.90, "roc_auc": 0.93, "log_loss": 0.50},
+              {"accuracy": 0.90, "roc_auc": 0.93, "log_loss": 0.35},  # the AUC of 2, a lower loss
+              {"accuracy": 0.95, "roc_auc": 0.92, "log_loss": 0.20},
+              {"accuracy": 0.85, "roc_auc": None, "log_loss": 0.10}]  # one class only: no AUC
+    assert _best_epoch(epochs, "auc") == 3
+    assert _best_epoch(epochs[:2] + epochs[1:2], "auc") == 2  # an equal AUC and loss is no improvement
+    assert _best_epoch(epochs, "accuracy") == 4
+    assert _best_epoch(epochs[:3], "accuracy") == 2  # the first of equal accuracies, as before
+    assert su.selection_score(epochs[4], "auc") == [-np.inf, -0.10]
+    assert _best_epoch([epochs[4], {**epochs[4], "log_loss": 0.05}], "auc") == 2
+    assert su.selection_score(epochs[0]) == [0.80]
+    with pytest.raises(ValueError, match="SELECT_BY 'loss': expected 'accuracy' or 'auc'"):
+        su.selection_score(epochs[0], "loss")
