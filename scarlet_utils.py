@@ -23,12 +23,12 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache, partial
 from pathlib import Path, PureWindowsPath
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler
 from tqdm import tqdm  # text bars read right in a saved, headless-run notebook (widgets show 0%)
 
 logger = logging.getLogger("scarlet")
@@ -1180,11 +1180,13 @@ def extract_frames(items: Sequence[VideoItem], cache_dir: str | Path, num_frames
 
 
 class FrameClipDataset(Dataset):
-    """Cached clips as ``(([K,] T, C, H, W) float32, label)``; ``augment``: a flip at p 0.5 (torch's RNG)."""
+    """``(([K,] T, C, H, W) float32, label)``; ``augment`` None: as cached, else one window (torch's RNG)."""
 
     def __init__(self, items: Sequence[VideoItem], cache_dir: str | Path,
                  mean: Sequence[float] = KINETICS_MEAN, std: Sequence[float] = KINETICS_STD,
-                 augment: bool = False) -> None:
+                 augment: str | bool | None = None) -> None:
+        if augment not in (None, False, True, "none", "flip", "strong"):
+            raise ValueError(f"augment {augment!r}: expected None, False or 'none', True or 'flip', 'strong'")
         self.items, self.mean, self.std, self.augment = list(items), mean, std, augment
         self.paths = [cache_path(i, cache_dir) for i in self.items]
         missing = [str(p) for p in self.paths if not p.is_file()]
@@ -1196,8 +1198,56 @@ class FrameClipDataset(Dataset):
         return len(self.items)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        flip = self.augment and bool(torch.rand(()) < 0.5)
-        return clip_to_tensor(np.load(self.paths[index]), self.mean, self.std, flip), self.items[index].label
+        clip = np.load(self.paths[index], mmap_mode="r")  # a training clip reads only the window drawn
+        clip = clip[int(torch.randint(len(clip), ()))] if clip.ndim > 4 and self.augment is not None else clip
+        flip = self.augment in (True, "flip") and bool(torch.rand(()) < 0.5)
+        if self.augment == "strong":
+            clip = augment_clip(clip, np.random.default_rng(torch.randint(2**62, ()).item()))
+        return clip_to_tensor(np.array(clip), self.mean, self.std, flip), self.items[index].label
+
+
+def augment_clip(frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``(T, H, W, 3)`` uint8 RGB, one draw for every frame: crop 0.8-1 of the side, flip, colour, blur, JPEG,
+    erasing (after DeepfakeBench's detector/*.yaml data_aug: flip 0.5, JPEG 40-100); BGR inside, for cv2."""
+    _, h, w, _ = frames.shape
+    ch, cw = (np.array([h, w]) * rng.uniform(0.8, 1.0)).round().astype(int)
+    y, x = rng.integers(h - ch + 1), rng.integers(w - cw + 1)
+    bgr = frames[:, y:y + ch, x:x + cw, ::-1][:, :, ::rng.choice((-1, 1))]
+    out = np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in bgr]).astype(np.float32)
+    bright, contrast, saturation = rng.uniform(0.8, 1.2, 3)
+    out = ((out - out.mean()) * contrast + out.mean()) * bright
+    grey = (out @ np.float32([0.114, 0.587, 0.299]))[..., None]
+    out = np.clip(grey + (out - grey) * saturation, 0, 255).round().astype(np.uint8)
+    sigma = rng.uniform(0.1, 2.0) if rng.random() < 0.3 else 0
+    out = np.stack([cv2.GaussianBlur(f, (0, 0), sigma) for f in out]) if sigma else out
+    if rng.random() < 0.5:
+        quality = [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(40, 101))]
+        out = np.stack([cv2.imdecode(cv2.imencode(".jpg", f, quality)[1], cv2.IMREAD_COLOR) for f in out])
+    if rng.random() < 0.25:
+        area, ratio = rng.uniform(0.02, 0.2), rng.uniform(0.5, 2.0)
+        eh, ew = round(h * (area * ratio) ** 0.5), round(w * (area / ratio) ** 0.5)
+        y, x = rng.integers(h - eh + 1), rng.integers(w - ew + 1)
+        out[:, y:y + eh, x:x + ew] = rng.integers(256, size=(eh, ew, 3)) if rng.random() < 0.5 else 128
+    return np.ascontiguousarray(out[..., ::-1])
+
+
+class PairedSampler(Sampler[int]):
+    """Reals each followed by one of its own fakes, then the rest, each part in ``generator``'s random order,
+    so an even batch size keeps each pair in one batch. FF++ ``T_S`` is ``T``'s; DFDC's share ``people``."""
+
+    def __init__(self, items: Sequence[VideoItem], generator: torch.Generator | None = None) -> None:
+        self.items, self.generator = list(items), generator
+        self.shows = [(v.dataset, v.people or re.sub(r"_\d+$", "", v.video_id)) for v in self.items]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __iter__(self) -> Iterator[int]:
+        order = torch.randperm(len(self.items), generator=self.generator).tolist()
+        fake_of = {self.shows[i]: i for i in reversed(order) if self.items[i].label}  # the first one in order
+        pairs = [j for i in order if not self.items[i].label and self.shows[i] in fake_of
+                 for j in (i, fake_of.pop(self.shows[i]))]
+        return iter(dict.fromkeys(pairs + order))  # then the rest, in order
 
 
 def clip_to_tensor(frames: np.ndarray, mean: Sequence[float] | torch.Tensor,

@@ -1423,6 +1423,123 @@ def test_clip_to_tensor_is_bit_identical_to_the_formula(flip, shape, stats):
     assert np.array_equal(frames, np.random.default_rng(3).integers(0, 256, shape, dtype=np.uint8))  # kept
 
 
+# -- training clips: one cached window, augmentation, real/fake pairs --------------------------------
+
+
+@pytest.fixture
+def windowed_cache(tmp_path):
+    """One item whose cache holds K=4 distinct windows (4, 3, 8, 8, 3): (items, cache_dir, windows)."""
+    item = su.VideoItem(Path("/d/original/000.mp4"), 0, "original", "000")
+    windows = np.random.default_rng(2).integers(0, 256, (4, 3, 8, 8, 3), dtype=np.uint8)
+    dest = su.cache_path(item, tmp_path / "windows")
+    dest.parent.mkdir(parents=True)
+    np.save(dest, windows)
+    return [item], tmp_path / "windows", windows
+
+
+def _tensor(frames: np.ndarray) -> torch.Tensor:
+    return su.clip_to_tensor(frames, su.KINETICS_MEAN, su.KINETICS_STD)
+
+
+def _which_window(x: torch.Tensor, windows: np.ndarray) -> int:
+    hits = [k for k, w in enumerate(windows) if torch.equal(x, _tensor(w))]
+    assert len(hits) == 1, "the training clip is not one of the cached windows"
+    return hits[0]
+
+
+def test_training_clip_is_one_cached_window_drawn_from_torchs_rng(windowed_cache):
+    items, cache, windows = windowed_cache
+    ds = su.FrameClipDataset(items, cache, augment="none")
+    torch.manual_seed(7)
+    drawn = [_which_window(ds[0][0], windows) for _ in range(40)]
+    assert set(drawn) == {0, 1, 2, 3}  # the choice varies from draw to draw
+    torch.manual_seed(7)
+    np.random.seed(999)  # numpy's global RNG plays no part
+    assert [_which_window(ds[0][0], windows) for _ in range(40)] == drawn
+    torch.manual_seed(7)
+    assert _which_window(su.FrameClipDataset(items, cache, augment=False)[0][0], windows) == drawn[0]
+    flips = su.FrameClipDataset(items, cache, augment="flip")  # a window, flipped or not
+    allowed = [_tensor(w) for w in windows] + [_tensor(w).flip(-1) for w in windows]
+    assert all(any(torch.equal(flips[0][0], a) for a in allowed) for _ in range(10))
+
+
+def test_evaluation_returns_every_window_untouched_and_draws_nothing(windowed_cache, cached_items):
+    items, cache, windows = windowed_cache
+    state = torch.get_rng_state()
+    x, _ = su.FrameClipDataset(items, cache)[0]  # augment None: validation and test clips
+    assert x.shape == (4, 3, 3, 8, 8) and torch.equal(x, _tensor(windows))
+    items, cache, clips = cached_items
+    ds = su.FrameClipDataset(items, cache, augment=None)
+    assert all(torch.equal(ds[k][0], _tensor(clips[k])) for k in (0, 1))
+    assert torch.equal(torch.get_rng_state(), state)  # the training draws are left as they were
+
+
+def test_strong_augmentation_is_repeatable_under_torchs_seed(windowed_cache):
+    items, cache, windows = windowed_cache
+    ds = su.FrameClipDataset(items, cache, augment="strong")
+    torch.manual_seed(3)
+    first = [ds[0][0] for _ in range(6)]
+    assert all(x.shape == (3, 3, 8, 8) and x.dtype == torch.float32 for x in first)
+    torch.manual_seed(3)
+    assert all(torch.equal(a, ds[0][0]) for a in first)
+    assert not all(torch.equal(a, b) for a, b in zip(first, first[1:]))  # a new draw each time
+
+
+def test_unknown_augment_names_the_choices(cached_items):
+    items, cache, _ = cached_items
+    with pytest.raises(ValueError, match=r"augment 'heavy': expected None, False or 'none', True or 'flip', "
+                                         r"'strong'"):
+        su.FrameClipDataset(items, cache, augment="heavy")
+
+
+def test_augment_clip_applies_one_transform_to_every_frame():
+    frame = np.random.default_rng(5).integers(0, 256, (1, 48, 40, 3), dtype=np.uint8)
+    frame[0, 10:30, 8:20] = (250, 30, 30)  # a red patch among noise
+    clip = np.repeat(frame, 5, axis=0)
+    changed = 0
+    for seed in range(12):
+        out = su.augment_clip(clip, np.random.default_rng(seed))
+        assert out.shape == clip.shape and out.dtype == np.uint8
+        assert all(np.array_equal(out[t], out[0]) for t in range(5)), seed  # identical frames stay so
+        assert np.array_equal(out, su.augment_clip(clip, np.random.default_rng(seed)))  # rng decides all
+        changed += not np.array_equal(out, clip)
+    assert changed == 12
+    assert np.array_equal(clip, np.repeat(frame, 5, axis=0))  # the input is kept
+    red = su.augment_clip(np.full((2, 16, 16, 3), (200, 40, 40), np.uint8), np.random.default_rng(0))
+    assert (red[..., 0] > red[..., 2] + 60).mean() > 0.7  # RGB stays RGB (cv2 works in BGR)
+
+
+def _pair_items():
+    ffpp = [real(v) for v in ("000", "001", "003", "004", "005")]
+    fakes = [fake("000_001"), fake("000_002", "FaceSwap"), fake("001_000"), fake("003_004"), fake("009_008")]
+    c40 = [su.VideoItem(Path("/c40/original/002.mp4"), 0, "original", "002", "FaceForensics++ c40"),
+           fake("002_005")]  # another dataset: not 002's own fake
+    dfdc = [su.VideoItem(Path(f"/dfdc/{n}.mp4"), y, "DFDC" if y else "DFDC-real", n, "DFDC", (f"dfdc:{o}",))
+            for n, y, o in (("aaa", 0, "aaa"), ("bbb", 1, "aaa"), ("ccc", 1, "zzz"))]  # bbb: aaa's fake
+    return ffpp + fakes + c40 + dfdc
+
+
+def test_paired_sampler_puts_each_real_before_its_own_fake():
+    items = _pair_items()
+    own = {"000": {"000_001", "000_002"}, "001": {"001_000"}, "003": {"003_004"}, "aaa": {"bbb"}}
+    orders, firsts = set(), set()
+    for seed in range(15):
+        sampler = su.PairedSampler(items, torch.Generator().manual_seed(seed))
+        order = list(sampler)
+        assert len(sampler) == len(items) and sorted(order) == list(range(len(items)))  # every index once
+        head = [items[i].video_id for i in order[:2 * len(own)]]
+        pairs = dict(zip(head[::2], head[1::2]))  # at even positions: a batch of 2, 4, ... keeps each pair
+        assert pairs.keys() == own.keys() and all(pairs[r] in own[r] for r in own), head
+        orders.add(tuple(order))
+        firsts.add(pairs["000"])
+    assert len(orders) == 15 and firsts == own["000"]  # random order, and a random one of several fakes
+    sampler = su.PairedSampler(items, torch.Generator().manual_seed(4))
+    epochs = [list(sampler) for _ in range(3)]
+    assert epochs[0] != epochs[1]  # a new order each epoch, from the generator
+    again = su.PairedSampler(items, torch.Generator().manual_seed(4))
+    assert [list(again) for _ in range(3)] == epochs  # the same generator state, the same epochs
+
+
 # -- the demo's synthetic data set -----------------------------------------------------------------
 # FF++ layout, decodable, deterministic, resumable, and a fake cue that lives in the face region over time.
 
