@@ -1207,33 +1207,32 @@ class FrameClipDataset(Dataset):
 
 
 def augment_clip(frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """``(T, H, W, 3)`` uint8 RGB, one draw for every frame: crop 0.8-1 of the side, flip, colour, blur, JPEG,
-    erasing (after DeepfakeBench's detector/*.yaml data_aug: flip 0.5, JPEG 40-100); BGR inside, for cv2."""
+    """``(T, H, W, 3)`` uint8 RGB, one draw for every frame (README, Recipes: DeepfakeBench, GenD,
+    RealForensics): crop, flip, brightness/contrast, blur, JPEG, erasing; BGR inside, for cv2."""
     _, h, w, _ = frames.shape
-    ch, cw = (np.array([h, w]) * rng.uniform(0.8, 1.0)).round().astype(int)
+    ch, cw = (np.array([h, w]) * (rng.uniform(0.85, 1.0) if rng.random() < 0.5 else 1)).round().astype(int)
     y, x = rng.integers(h - ch + 1), rng.integers(w - cw + 1)
     bgr = frames[:, y:y + ch, x:x + cw, ::-1][:, :, ::rng.choice((-1, 1))]
-    out = np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in bgr]).astype(np.float32)
-    bright, contrast, saturation = rng.uniform(0.8, 1.2, 3)
-    out = ((out - out.mean()) * contrast + out.mean()) * bright
-    grey = (out @ np.float32([0.114, 0.587, 0.299]))[..., None]
-    out = np.clip(grey + (out - grey) * saturation, 0, 255).round().astype(np.uint8)
-    sigma = rng.uniform(0.1, 2.0) if rng.random() < 0.3 else 0
-    out = np.stack([cv2.GaussianBlur(f, (0, 0), sigma) for f in out]) if sigma else out
+    out = np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in bgr])
+    if rng.random() < 0.5:  # contrast x 0.9-1.1, brightness +-10 % of the range
+        out = np.clip(out * rng.uniform(0.9, 1.1) + 255 * rng.uniform(-0.1, 0.1), 0, 255).astype(np.uint8)
+    if rng.random() < 0.1:
+        sigma = rng.uniform(0.1, 2.0)
+        out = np.stack([cv2.GaussianBlur(f, (0, 0), sigma) for f in out])
     if rng.random() < 0.5:
         quality = [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(40, 101))]
         out = np.stack([cv2.imdecode(cv2.imencode(".jpg", f, quality)[1], cv2.IMREAD_COLOR) for f in out])
-    if rng.random() < 0.25:
-        area, ratio = rng.uniform(0.02, 0.2), rng.uniform(0.5, 2.0)
-        eh, ew = round(h * (area * ratio) ** 0.5), round(w * (area / ratio) ** 0.5)
+    if rng.random() < 0.5:  # one box of 2-33 % of the area, noise-filled, as torchvision's RandomErasing
+        area, ratio = rng.uniform(0.02, 0.33), np.exp(rng.uniform(np.log(0.3), np.log(3.3)))
+        eh, ew = (min(n, round((h * w * area * r) ** 0.5)) for n, r in ((h, ratio), (w, 1 / ratio)))
         y, x = rng.integers(h - eh + 1), rng.integers(w - ew + 1)
-        out[:, y:y + eh, x:x + ew] = rng.integers(256, size=(eh, ew, 3)) if rng.random() < 0.5 else 128
+        out[:, y:y + eh, x:x + ew] = rng.integers(256, size=(eh, ew, 3))
     return np.ascontiguousarray(out[..., ::-1])
 
 
 class PairedSampler(Sampler[int]):
-    """Reals each followed by one of its own fakes, then the rest, each part in ``generator``'s random order,
-    so an even batch size keeps each pair in one batch. FF++ ``T_S`` is ``T``'s; DFDC's share ``people``."""
+    """A real video followed by one of its own fakes, the rest two by two, in ``generator``'s random order: an
+    even batch size keeps each pair in one batch. FF++ ``T_S`` is ``T``'s; DFDC's share ``people``."""
 
     def __init__(self, items: Sequence[VideoItem], generator: torch.Generator | None = None) -> None:
         self.items, self.generator = list(items), generator
@@ -1247,7 +1246,9 @@ class PairedSampler(Sampler[int]):
         fake_of = {self.shows[i]: i for i in reversed(order) if self.items[i].label}  # the first one in order
         pairs = [j for i in order if not self.items[i].label and self.shows[i] in fake_of
                  for j in (i, fake_of.pop(self.shows[i]))]
-        return iter(dict.fromkeys(pairs + order))  # then the rest, in order
+        seq = list(dict.fromkeys(pairs + order))  # the pairs, then the rest two by two, an odd one last
+        units = torch.randperm(len(seq) // 2, generator=self.generator).tolist() + [len(seq) // 2]
+        return iter([i for u in units for i in seq[2 * u:2 * u + 2]])
 
 
 def clip_to_tensor(frames: np.ndarray, mean: Sequence[float] | torch.Tensor,

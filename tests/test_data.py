@@ -1503,7 +1503,7 @@ def test_augment_clip_applies_one_transform_to_every_frame():
         assert all(np.array_equal(out[t], out[0]) for t in range(5)), seed  # identical frames stay so
         assert np.array_equal(out, su.augment_clip(clip, np.random.default_rng(seed)))  # rng decides all
         changed += not np.array_equal(out, clip)
-    assert changed == 12
+    assert changed >= 10  # every step is drawn with its own probability: a clip may come through untouched
     assert np.array_equal(clip, np.repeat(frame, 5, axis=0))  # the input is kept
     red = su.augment_clip(np.full((2, 16, 16, 3), (200, 40, 40), np.uint8), np.random.default_rng(0))
     assert (red[..., 0] > red[..., 2] + 60).mean() > 0.7  # RGB stays RGB (cv2 works in BGR)
@@ -1527,12 +1527,13 @@ def test_paired_sampler_puts_each_real_before_its_own_fake():
         sampler = su.PairedSampler(items, torch.Generator().manual_seed(seed))
         order = list(sampler)
         assert len(sampler) == len(items) and sorted(order) == list(range(len(items)))  # every index once
-        head = [items[i].video_id for i in order[:2 * len(own)]]
-        pairs = dict(zip(head[::2], head[1::2]))  # at even positions: a batch of 2, 4, ... keeps each pair
-        assert pairs.keys() == own.keys() and all(pairs[r] in own[r] for r in own), head
+        ids = [items[i].video_id for i in order]
+        pairs = dict(zip(ids[::2], ids[1::2]))  # at even positions: a batch of 2, 4, ... keeps each pair
+        assert all(pairs.get(r) in own[r] for r in own), ids
         orders.add(tuple(order))
         firsts.add(pairs["000"])
     assert len(orders) == 15 and firsts == own["000"]  # random order, and a random one of several fakes
+    assert len({order.index(0) for order in orders}) > 3  # pairs anywhere in the epoch, not all first
     sampler = su.PairedSampler(items, torch.Generator().manual_seed(4))
     epochs = [list(sampler) for _ in range(3)]
     assert epochs[0] != epochs[1]  # a new order each epoch, from the generator
