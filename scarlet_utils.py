@@ -909,16 +909,19 @@ def _balanced(rng: random.Random, items: Sequence[VideoItem], n: int) -> list[Vi
     return drawn
 
 
+def identity_groups(items: Sequence[VideoItem]) -> np.ndarray:
+    """A group number per video, videos sharing a face joined; numbered by first face (any order of items)."""
+    from scipy.sparse import coo_matrix, csgraph
+    faces = {face: n for n, face in enumerate(sorted(identities_of(items)))}  # numbered before the videos
+    edges = np.array([(faces[f], len(faces) + k) for k, i in enumerate(items) for f in video_identities(i)]).T
+    graph = coo_matrix((np.ones(edges.shape[1]), (edges[0], edges[1])), shape=(len(items) + len(faces),) * 2)
+    return csgraph.connected_components(graph, directed=False)[1][len(faces):]
+
+
 def _identity_split(items: Sequence[VideoItem], n_train: int, n_val: int,
                     rng: random.Random) -> tuple[list[VideoItem], list[VideoItem]]:
     """Groups of videos joined by shared faces, in random order, each filling train's quotas, else val's."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    faces = {face: n for n, face in enumerate(identities_of(items), len(items))}  # numbered after the videos
-    edges = np.array([(k, faces[f]) for k, item in enumerate(items) for f in video_identities(item)]).T
-    graph = coo_matrix((np.ones(edges.shape[1]), (edges[0], edges[1])), shape=(len(items) + len(faces),) * 2)
-    group = connected_components(graph, directed=False)[1][:len(items)]
+    group = identity_groups(items)
     groups = [[items[k] for k in np.flatnonzero(group == g)] for g in dict.fromkeys(group)]  # by first video
     rng.shuffle(groups)
     kind = lambda i: i.method if i.label == 1 else ""  # noqa: E731  (the reals: "")
