@@ -913,8 +913,8 @@ def identity_groups(items: Sequence[VideoItem]) -> np.ndarray:
     """A group number per video, videos sharing a face joined; numbered by first face (any order of items)."""
     from scipy.sparse import coo_matrix, csgraph
     faces = {face: n for n, face in enumerate(sorted(identities_of(items)))}  # numbered before the videos
-    edges = np.array([(faces[f], len(faces) + k) for k, i in enumerate(items) for f in video_identities(i)]).T
-    graph = coo_matrix((np.ones(edges.shape[1]), (edges[0], edges[1])), shape=(len(items) + len(faces),) * 2)
+    pairs = [(faces[f], len(faces) + k) for k, i in enumerate(items) for f in video_identities(i)]
+    graph = coo_matrix(([1] * len(pairs), np.reshape(pairs, (-1, 2)).T), shape=(len(items) + len(faces),) * 2)
     return csgraph.connected_components(graph, directed=False)[1][len(faces):]
 
 

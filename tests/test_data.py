@@ -597,6 +597,7 @@ def test_identity_groups_join_videos_sharing_a_face():
     assert su.identity_groups(items).tolist() == [2, 0, 1, 0, 1, 0, 3, 3]
     order = random.Random(1).sample(range(len(items)), len(items))
     assert su.identity_groups([items[k] for k in order]).tolist() == [[2, 0, 1, 0, 1, 0, 3, 3][k] for k in order]
+    assert su.identity_groups([]).tolist() == []
 
 
 def official_pair_list() -> list[tuple[str, str]]:
