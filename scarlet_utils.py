@@ -1709,7 +1709,7 @@ def bootstrap_ci(y_true: Sequence[int], y_prob: Sequence[float], threshold: floa
     groups = np.unique(own if groups is None else groups, return_inverse=True)[1]  # own: by class and score
     n = groups.max() + 1  # each resample draws n groups, a video weighted by the draws of its group
     weights = np.random.default_rng(seed).multinomial(n, np.full(n, 1 / n), size=n_bootstrap)[:, groups]
-    order, starts = np.argsort(y_prob), np.unique(np.sort(y_prob), return_index=True)[1]  # (B, scores) below
+    order, starts = np.argsort(y_prob), np.unique(np.sort(y_prob), return_index=True)[1]  # by score, ties
     real, fake = (np.add.reduceat((weights * (y_true == c))[:, order], starts, axis=1) for c in (0, 1))
     pairs = real.sum(1) * fake.sum(1)  # AUC: Mann-Whitney, ties halved; 0 pairs: one class, no AUC
     auc = (fake * (real.cumsum(1) - real / 2)).sum(1)[pairs > 0] / pairs[pairs > 0]
