@@ -961,16 +961,19 @@ def _balanced(rng: random.Random, items: Sequence[VideoItem], n: int) -> list[Vi
     return drawn
 
 
+def identity_groups(items: Sequence[VideoItem]) -> np.ndarray:
+    """A group number per video, videos sharing a face joined; numbered by first face (any order of items)."""
+    from scipy.sparse import coo_matrix, csgraph
+    faces = {face: n for n, face in enumerate(sorted(identities_of(items)))}  # numbered before the videos
+    pairs = [(faces[f], len(faces) + k) for k, i in enumerate(items) for f in video_identities(i)]
+    graph = coo_matrix(([1] * len(pairs), np.reshape(pairs, (-1, 2)).T), shape=(len(items) + len(faces),) * 2)
+    return csgraph.connected_components(graph, directed=False)[1][len(faces):]
+
+
 def _identity_split(items: Sequence[VideoItem], n_train: int, n_val: int,
                     rng: random.Random) -> tuple[list[VideoItem], list[VideoItem]]:
     """Groups of videos joined by shared faces, in random order, each filling train's quotas, else val's."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    faces = {face: n for n, face in enumerate(identities_of(items), len(items))}  # numbered after the videos
-    edges = np.array([(k, faces[f]) for k, item in enumerate(items) for f in video_identities(item)]).T
-    graph = coo_matrix((np.ones(edges.shape[1]), (edges[0], edges[1])), shape=(len(items) + len(faces),) * 2)
-    group = connected_components(graph, directed=False)[1][:len(items)]
+    group = identity_groups(items)
     groups = [[items[k] for k in np.flatnonzero(group == g)] for g in dict.fromkeys(group)]  # by first video
     rng.shuffle(groups)
     kind = lambda i: i.method if i.label == 1 else ""  # noqa: E731  (the reals: "")
@@ -1818,6 +1821,16 @@ def evaluation_split(info: CheckpointInfo, split_path: str | Path, data_root: st
     return split, notes
 
 
+def resolve_threshold(knob: float | str, info: CheckpointInfo) -> float:
+    """THRESHOLD: a number as is, or "val-eer": the validation EER threshold ``info``'s checkpoint records."""
+    if isinstance(knob, str) and knob != "val-eer":
+        raise ValueError(f"THRESHOLD must be a number or 'val-eer', got {knob!r}")
+    if knob == "val-eer" and info.extra.get("val_eer_threshold") is None:
+        raise CheckpointError(f"{info.path} records no validation EER threshold (THRESHOLD 'val-eer'): train "
+                              "with this version of Scarlet, or set THRESHOLD to a number")
+    return float(info.extra["val_eer_threshold"] if knob == "val-eer" else knob)
+
+
 def unseen_items(items: Sequence[VideoItem], info: CheckpointInfo,
                  allow_train_faces: bool = False) -> tuple[list[VideoItem], dict[str, Any], list[str]]:
     """``(items, record, notes)``: the videos to score with ``info``'s checkpoint; those sharing a face with
@@ -1846,24 +1859,26 @@ def unseen_items(items: Sequence[VideoItem], info: CheckpointInfo,
 
 
 def bootstrap_ci(y_true: Sequence[int], y_prob: Sequence[float], threshold: float = 0.5,
-                 n_bootstrap: int = 1000, seed: int = 0) -> dict[str, list[float] | None]:
-    """95% percentile intervals of accuracy and ROC AUC, resampling each class's sorted scores (any order)."""
-    from scipy.stats import rankdata
+                 n_bootstrap: int = 1000, seed: int = 0,
+                 groups: Sequence[int] | None = None) -> dict[str, list[float] | None]:
+    """95% percentile intervals of accuracy and ROC AUC over resamples of ``groups`` (None: of the videos)."""
     if n_bootstrap < 1:
         raise ValueError(f"n_bootstrap must be >= 1, got {n_bootstrap}")
-    y_true, y_prob, draw = np.asarray(y_true), np.asarray(y_prob, float), np.random.default_rng(seed).integers
-    classes = [np.sort(y_prob[y_true == c]) for c in (0, 1) if (y_true == c).any()]
-    scores = np.concatenate([c[draw(len(c), size=(n_bootstrap, len(c)))] for c in classes], axis=1)
-    resampled = {"accuracy": ((scores >= threshold) == np.sort(y_true)).mean(axis=1), "roc_auc": None}
-    if len(classes) == 2:  # AUC as the Mann-Whitney U of the ranks, ties halved as in roc_auc_score
-        n_real, n_fake = map(len, classes)
-        ranks = rankdata(scores, axis=1)[:, n_real:].sum(axis=1)
-        resampled["roc_auc"] = (ranks - n_fake * (n_fake + 1) / 2) / (n_real * n_fake)
-    return {k: None if v is None else np.percentile(v, [2.5, 97.5]).tolist() for k, v in resampled.items()}
+    y_true, y_prob, own = np.array(y_true), np.array(y_prob, float), np.lexsort((y_prob, y_true)).argsort()
+    groups = np.unique(own if groups is None else groups, return_inverse=True)[1]  # own: by class and score
+    n = groups.max() + 1  # each resample draws n groups, a video weighted by the draws of its group
+    weights = np.random.default_rng(seed).multinomial(n, np.full(n, 1 / n), size=n_bootstrap)[:, groups]
+    order, starts = np.argsort(y_prob), np.unique(np.sort(y_prob), return_index=True)[1]  # by score, ties
+    real, fake = (np.add.reduceat((weights * (y_true == c))[:, order], starts, axis=1) for c in (0, 1))
+    pairs = real.sum(1) * fake.sum(1)  # AUC: Mann-Whitney, ties halved; 0 pairs: one class, no AUC
+    auc = (fake * (real.cumsum(1) - real / 2)).sum(1)[pairs > 0] / pairs[pairs > 0]
+    resampled = {"accuracy": weights @ ((y_prob >= threshold) == y_true) / weights.sum(1), "roc_auc": auc}
+    return {k: np.percentile(v, [2.5, 97.5]).tolist() if len(v) else None for k, v in resampled.items()}
 
 
 def compute_metrics(y_true: Sequence[int], y_prob: Sequence[float], threshold: float = 0.5,
-                    n_bootstrap: int = 1000, seed: int = 0) -> dict[str, Any]:
+                    n_bootstrap: int = 1000, seed: int = 0,
+                    groups: Sequence[int] | None = None) -> dict[str, Any]:
     """sklearn's report at ``threshold`` (fake: P(fake) >= it), ranking metrics (None with one class), CIs."""
     from sklearn import metrics as skm
     y_true, y_prob = np.asarray(y_true, dtype=np.int64), np.asarray(y_prob, dtype=np.float64)
@@ -1882,9 +1897,11 @@ def compute_metrics(y_true: Sequence[int], y_prob: Sequence[float], threshold: f
         ranking = {"roc_auc": float(skm.roc_auc_score(y_true, y_prob)), "eer": float(np.interp(0, gap, fpr)),
                    "average_precision": float(skm.average_precision_score(y_true, y_prob)),
                    "eer_threshold": float(np.interp(0, gap, thresholds))}
-    boot = {"n_resamples": int(n_bootstrap), "seed": int(seed), "stratified": True} if n_bootstrap else None
+    boot = {"n_resamples": int(n_bootstrap), "seed": int(seed),
+            "resampled": "videos" if groups is None else "identities"} if n_bootstrap else None
+    ci = boot and bootstrap_ci(y_true, y_prob, threshold, n_bootstrap, seed, groups)
     return {"n": len(y_true), "threshold": float(threshold), "accuracy": float(report["accuracy"]), **ranking,
-            "ci95": boot and bootstrap_ci(y_true, y_prob, threshold, n_bootstrap, seed), "bootstrap": boot,
+            "ci95": ci, "bootstrap": boot,
             "log_loss": float(skm.log_loss(y_true, np.clip(y_prob, 1e-7, 1 - 1e-7), labels=[0, 1])),
             "per_class": {c: report[c] for c in CLASS_NAMES}, "macro_avg": report["macro avg"],
             "weighted_avg": report["weighted avg"], "confusion_matrix": confusion.tolist(),
@@ -1969,15 +1986,18 @@ def summary_row(name: str, metrics: dict[str, Any]) -> list[str]:
 
 
 def cross_method_metrics(items: Sequence[VideoItem], y_prob: Sequence[float], n_bootstrap: int = 1000,
-                         seed: int = 0, threshold: float = 0.5) -> list[dict[str, Any]]:
-    """Per fake method, then "all": its fakes against all the reals; ``recall_fake``: its fakes caught."""
+                         seed: int = 0, threshold: float = 0.5,
+                         trained: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """Per fake method, then those not ``trained`` pooled ("all"; "all untrained" if some are): its fakes
+    against all the reals, intervals resampling identities; ``recall_fake``: its fakes caught."""
     if len(y_prob) != len(items):
         raise ValueError(f"need one score per item: {len(items)} items, {len(y_prob)} scores")
     labels, methods = np.array([i.label for i in items]), np.array([i.method for i in items], dtype=object)
-    found, rows = set(methods[labels == 1]), []
-    for name in [*(m for m in KNOWN_METHODS if m in found), *sorted(found - set(KNOWN_METHODS)), "all"]:
-        keep = (labels == 0) | (methods == name) | (name == "all")
-        m = compute_metrics(labels[keep], np.asarray(y_prob)[keep], threshold, n_bootstrap, seed)
+    found, groups, rows = set(methods[labels == 1]), identity_groups(items), []
+    pool = [] if found and found <= set(trained) else ["all untrained" if found & set(trained) else "all"]
+    for name in [*(m for m in KNOWN_METHODS if m in found), *sorted(found - set(KNOWN_METHODS)), *pool]:
+        keep = (labels == 0) | np.isin(methods, sorted(found - set(trained)) if name in pool else [name])
+        m = compute_metrics(labels[keep], np.array(y_prob)[keep], threshold, n_bootstrap, seed, groups[keep])
         rows.append({"method": name, "n_real": m["support"]["Real"], "n_fake": m["support"]["Fake"],
                      "recall_fake": m["per_class"]["Fake"]["recall"],
                      **{k: m[k] for k in ("accuracy", "roc_auc", "average_precision", "eer", "ci95")}})

@@ -590,6 +590,16 @@ def test_count_identity_leaks_hand_count():
     assert su.count_identity_leaks([], other) == 0 and su.count_identity_leaks(train, []) == 0
 
 
+def test_identity_groups_join_videos_sharing_a_face():
+    items = [real("005"), fake("003_000"), real("001"), real("000"), fake("002_001"), real("003"),
+             fake("01_02__walk__X", "DeepFakeDetection"), real("02__walk", "actors")]
+    # faces by name: 000 (with 003: 003_000, 000, 003), 001 (002_001, 001), 005, actor:01 (with actor:02)
+    assert su.identity_groups(items).tolist() == [2, 0, 1, 0, 1, 0, 3, 3]
+    order = random.Random(1).sample(range(len(items)), len(items))
+    assert su.identity_groups([items[k] for k in order]).tolist() == [[2, 0, 1, 0, 1, 0, 3, 3][k] for k in order]
+    assert su.identity_groups([]).tolist() == []
+
+
 def official_pair_list() -> list[tuple[str, str]]:
     """The 500 official [target, source] pairs: from the shared lists where present, else what the
     module's ``official_part`` knows (the test above checks that both are the same)."""

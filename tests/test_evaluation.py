@@ -4,6 +4,7 @@ unless asked."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -158,3 +159,18 @@ def test_fine_tuned_from_a_plain_state_dict_says_what_is_unknown(make_config, tm
     scored, _, notes = su.unseen_items([item("original", "000"), item("original", "007")], tuned)
     assert [i.video_id for i in scored] == ["007"]
     assert "fine-tuned from original.pt, whose training videos are unknown" in notes  # ... and it says the rest is not known
+
+
+def test_threshold_val_eer_is_read_from_the_checkpoint(make_config, tmp_path: Path) -> None:
+    model = su.build_model(make_config())
+    info = su.checkpoint_info(su.save_checkpoint(model, tmp_path / "Scarlet.pt", su.Preprocessing(),
+                                                 val_eer_threshold=0.37))
+    assert su.resolve_threshold("val-eer", info) == 0.37
+    assert su.resolve_threshold(0.5, info) == 0.5  # a number as is
+    older = su.checkpoint_info(su.save_checkpoint(model, tmp_path / "older.pt", su.Preprocessing(), epoch=3))
+    assert su.resolve_threshold(0.6, older) == 0.6
+    with pytest.raises(su.CheckpointError, match=re.escape(f"{tmp_path / 'older.pt'} records no validation EER "
+                                                           "threshold (THRESHOLD 'val-eer'): train with this")):
+        su.resolve_threshold("val-eer", older)
+    with pytest.raises(ValueError, match=re.escape("THRESHOLD must be a number or 'val-eer', got 'eer'")):
+        su.resolve_threshold("eer", info)

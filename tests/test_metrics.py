@@ -142,7 +142,7 @@ def test_ci_contains_the_estimate_and_is_plain_json():
         lo, hi = m["ci95"][key]
         assert isinstance(lo, float) and isinstance(hi, float)
         assert lo < m[key] < hi
-    assert m["bootstrap"] == {"n_resamples": 1000, "seed": 0, "stratified": True}
+    assert m["bootstrap"] == {"n_resamples": 1000, "seed": 0, "resampled": "videos"}
     json.dumps(m)
 
 
@@ -195,31 +195,93 @@ def test_no_bootstrap():
 
 
 @pytest.mark.parametrize(("real_scores", "fake_score", "accuracy", "roc_auc"), [
-    # reals r1 = 0.2 (right at 0.5), r2 = 0.6 (called fake), one fake 0.7: a resample of the reals is
-    # {r1, r1}, {r1, r2} or {r2, r2} (1/4, 1/2, 1/4) and the fake is always drawn: accuracy 1, 2/3, 1/3
-    ((0.2, 0.6), 0.7, [1 / 3, 1.0], [1.0, 1.0]),
-    # the fake ranks above r1 only: AUC 1, 1/2, 0
-    ((0.2, 0.6), 0.4, [0.0, 2 / 3], [0.0, 1.0]),
-    # the fake ties r2, and a tie counts 1/2: AUC 1, 3/4, 1/2
-    ((0.2, 0.6), 0.6, [1 / 3, 1.0], [0.5, 1.0]),
+    # reals r1 = 0.2 (right at 0.5), r2 = 0.6 (called fake), one fake f = 0.7: a resample draws 3 of the 3
+    # videos; all three r2 (1/27, over 2.5%): accuracy 0; no r2 (8/27): 1. A resample without f (8/27) or
+    # without reals (1/27) has no AUC; every other one ranks f above each real: AUC 1
+    ((0.2, 0.6), 0.7, [0.0, 1.0], [1.0, 1.0]),
+    # f = 0.4 (called real) ranks above r1 only: AUC 0 where no r1 is drawn (1/3 of the resamples with an
+    # AUC), 1 where no r2 is (1/3); accuracy 0 without r1 (8/27), 1 with r1 only (1/27)
+    ((0.2, 0.6), 0.4, [0.0, 1.0], [0.0, 1.0]),
+    # f ties r2, and a tie counts 1/2: AUC 1/2 without r1, 1 without r2
+    ((0.2, 0.6), 0.6, [0.0, 1.0], [0.5, 1.0]),
 ])
 def test_bootstrap_of_a_tiny_set_by_hand(real_scores, fake_score, accuracy, roc_auc):
     ci = su.bootstrap_ci([0, 0, 1], [*real_scores, fake_score], 0.5, 1000, seed=0)
     assert ci["accuracy"] == pytest.approx(accuracy, abs=1e-12)
-    assert ci["roc_auc"] == pytest.approx(roc_auc, abs=1e-12)  # every resample has both classes: defined
+    assert ci["roc_auc"] == pytest.approx(roc_auc, abs=1e-12)
 
 
-def test_bootstrap_auc_is_roc_auc_score_of_each_resample():
-    """The rank-sum AUC of every resample equals scikit-learn's, ties included."""
-    from sklearn.metrics import roc_auc_score
+# the identities: reals' 4, 4, 7, 1, 2, 2, 9, fakes' 4, 1, 8, 8, 8 (groups 7 and 9 only real, 8 only fake)
+@pytest.mark.parametrize("groups", [None, [4, 4, 7, 1, 2, 2, 9, 4, 1, 8, 8, 8]], ids=["videos", "identities"])
+def test_bootstrap_is_scikit_learns_metrics_of_each_resample(groups):
+    """Each resample weighs a video by how often its group was drawn: its AUC and accuracy are scikit-learn's
+    with those weights (ties included); a resample of one class has no AUC."""
+    from sklearn.metrics import accuracy_score
 
     y_true = np.array([0] * 7 + [1] * 5)
     y_prob = np.array([0.1, 0.2, 0.2, 0.5, 0.5, 0.7, 0.9, 0.2, 0.5, 0.5, 0.8, 0.95])
-    rng = np.random.default_rng(3)  # the resamples bootstrap_ci draws with seed 3: reals, then fakes
-    draws = [np.sort(y_prob[y_true == c])[rng.integers(n, size=(200, n))] for c, n in ((0, 7), (1, 5))]
-    aucs = [roc_auc_score(np.sort(y_true), np.concatenate([r, f])) for r, f in zip(*draws)]
-    ci = su.bootstrap_ci(y_true, y_prob, n_bootstrap=200, seed=3)
+    # the draws of seed 3: how often each group is drawn, groups in order (None: videos by class, then score)
+    group = np.lexsort((y_prob, y_true)).argsort() if groups is None else np.unique(groups, return_inverse=True)[1]
+    n = group.max() + 1
+    weights = np.random.default_rng(3).multinomial(n, np.full(n, 1 / n), size=200)[:, group]
+    both = [w[y_true == 0].any() and w[y_true == 1].any() for w in weights]
+    aucs = [roc_auc_score(y_true, y_prob, sample_weight=w) for w, b in zip(weights, both) if b]
+    accuracies = [accuracy_score(y_true, y_prob >= 0.5, sample_weight=w) for w in weights]
+    assert groups is None or sum(both) < 200  # some resamples of identities hold one class
+    ci = su.bootstrap_ci(y_true, y_prob, n_bootstrap=200, seed=3, groups=groups)
     assert ci["roc_auc"] == pytest.approx(np.percentile(aucs, [2.5, 97.5]).tolist(), abs=1e-12)
+    assert ci["accuracy"] == pytest.approx(np.percentile(accuracies, [2.5, 97.5]).tolist(), abs=1e-12)
+
+
+def test_bootstrap_of_one_group_is_the_estimate():
+    """One group holding every video: each resample is the whole set (weights all 1)."""
+    y, p = _overlapping(60)
+    ci = su.bootstrap_ci(y, p, n_bootstrap=50, groups=[3] * 60)
+    assert ci["roc_auc"] == pytest.approx([roc_auc_score(y, p)] * 2, abs=1e-12)
+    assert ci["accuracy"] == pytest.approx([np.mean((p >= 0.5) == y)] * 2, abs=1e-12)
+
+
+def test_each_video_its_own_group_is_close_to_the_stratified_bootstrap():
+    """On a large set, resampling videos without keeping each class's count gives about the interval the
+    earlier class-stratified bootstrap gave (its values for this set, 1000 resamples, seed 0)."""
+    y, p = _overlapping(2000, seed=5)
+    ci = su.compute_metrics(y, p)["ci95"]
+    assert ci["accuracy"] == pytest.approx([0.8175, 0.8500125], abs=0.002)  # width 0.033
+    assert ci["roc_auc"] == pytest.approx([0.9046055, 0.9272327], abs=0.002)  # width 0.023
+
+
+def _faces(n_faces: int = 20, per_face: int = 5, seed: int = 0) -> tuple[list[su.VideoItem], np.ndarray]:
+    """Videos of ``n_faces`` people, ``per_face`` each (reals and fakes), with scores that separate the
+    classes well for some people and badly for others: the errors go together by identity."""
+    rng = np.random.default_rng(seed)
+    items = [su.VideoItem(Path(f"{f}_{k}.mp4"), k % 2, "original" if k % 2 == 0 else "Deepfakes", f"{f}_{k}",
+                          people=(f"person{f}",)) for f in range(n_faces) for k in range(per_face)]
+    y = np.array([i.label for i in items])
+    separation = np.repeat(rng.normal(1.0, 1.5, n_faces), per_face)
+    return items, 1 / (1 + np.exp(-((2 * y - 1) * separation + rng.normal(0, 0.3, len(y)))))
+
+
+def test_identity_bootstrap_is_wider_where_identities_repeat():
+    items, p = _faces()
+    y, groups = np.array([i.label for i in items]), su.identity_groups(items)
+    assert len(set(groups)) == 20
+    videos, identities = su.compute_metrics(y, p), su.compute_metrics(y, p, groups=groups)
+    assert videos["bootstrap"]["resampled"] == "videos" and identities["bootstrap"]["resampled"] == "identities"
+    for key in ("accuracy", "roc_auc"):
+        (lo, hi), (id_lo, id_hi) = videos["ci95"][key], identities["ci95"][key]
+        assert id_lo < lo < videos[key] < hi < id_hi
+        assert id_hi - id_lo > 1.5 * (hi - lo)  # 20 people, not 100 independent videos (here about 2x)
+
+
+def test_identity_bootstrap_of_copies_is_the_video_bootstrap_of_one_each():
+    """Each identity's videos all alike (4 copies): resampling identities is resampling one video each."""
+    y, p = _overlapping(30)
+    one_each = su.bootstrap_ci(y, p, n_bootstrap=300, seed=2)
+    rank = np.lexsort((p, y)).argsort()  # the group order of one_each's draws
+    copies = su.bootstrap_ci(np.repeat(y, 4), np.repeat(p, 4), n_bootstrap=300, seed=2, groups=np.repeat(rank, 4))
+    assert copies == one_each  # the same draws; weights 4x, metrics unchanged
+    narrow = su.bootstrap_ci(np.repeat(y, 4), np.repeat(p, 4), n_bootstrap=300, seed=2)  # as 120 videos
+    assert np.diff(narrow["roc_auc"])[0] < 0.7 * np.diff(one_each["roc_auc"])[0]
 
 
 # -- reports and plots -----------------------------------------------------------------------------
@@ -397,6 +459,46 @@ def test_cross_method_metrics_intervals():
             lo, hi = row["ci95"][key]
             assert lo <= row[key] <= hi
     assert su.cross_method_metrics(items, scores, n_bootstrap=500, seed=1) == list(rows.values())
+
+
+def test_cross_method_pooled_row_leaves_out_the_trained_methods():
+    items, scores = _items(CROSS)
+    rows = {r["method"]: r for r in su.cross_method_metrics(items, scores, n_bootstrap=0, trained=("Deepfakes",))}
+    assert list(rows) == ["Deepfakes", "Face2Face", "FaceSwap", "MyMethod", "all untrained"]
+    assert rows["Deepfakes"]["roc_auc"] == 1.0  # a trained method keeps its own row
+    pooled = rows["all untrained"]  # Face2Face 2, FaceSwap 3, MyMethod 1 fakes against the 4 reals
+    assert (pooled["n_real"], pooled["n_fake"]) == (4, 6)
+    assert pooled["roc_auc"] == pytest.approx((3 + 0 + 2 + 4 + 2.5 + 4) / 24)
+    assert pooled["accuracy"] == pytest.approx(5 / 10) and pooled["recall_fake"] == pytest.approx(1 / 6)
+    other = su.cross_method_metrics(items, scores, 0, trained=("NeuralTextures",))  # a method not here
+    assert other[-1]["method"] == "all" and other[-1]["n_fake"] == 8  # nothing left out
+    every = ("Deepfakes", "Face2Face", "FaceSwap", "MyMethod")
+    assert [r["method"] for r in su.cross_method_metrics(items, scores, 0, trained=every)] == list(every)  # no pool
+
+
+def test_cross_method_all_untrained_of_one_method_is_that_method():
+    """Deepfakes and Face2Face fakes of the same people, trained on Deepfakes: the pooled row is Face2Face's."""
+    reals = [su.VideoItem(Path(f"original/{t:03d}.mp4"), 0, "original", f"{t:03d}") for t in range(12)]
+    fakes = [su.VideoItem(Path(f"{m}/{t:03d}_{t ^ 1:03d}.mp4"), 1, m, f"{t:03d}_{t ^ 1:03d}")
+             for m in ("Deepfakes", "Face2Face") for t in range(12)]
+    scores = np.random.default_rng(4).random(36)
+    rows = su.cross_method_metrics(reals + fakes, scores, n_bootstrap=200, trained=("Deepfakes",))
+    assert [r["method"] for r in rows] == ["Deepfakes", "Face2Face", "all untrained"]
+    assert (rows[2]["n_real"], rows[2]["n_fake"]) == (12, 12)
+    assert rows[2] == {**rows[1], "method": "all untrained"}
+    assert su.cross_method_metrics(reals + fakes, scores, n_bootstrap=200)[-1]["n_fake"] == 24  # "all"
+
+
+def test_cross_method_intervals_resample_identities():
+    items, p = _faces()
+    y = np.array([i.label for i in items])
+    rows = su.cross_method_metrics(items, p)
+    assert [r["method"] for r in rows] == ["Deepfakes", "all"]
+    assert rows[-1]["ci95"] == su.compute_metrics(y, p, groups=su.identity_groups(items))["ci95"]
+    videos = su.compute_metrics(y, p)["ci95"]["roc_auc"]
+    assert np.diff(rows[-1]["ci95"]["roc_auc"])[0] > 1.5 * np.diff(videos)[0]
+    order = np.random.default_rng(1).permutation(len(items))
+    assert su.cross_method_metrics([items[k] for k in order], p[order]) == rows  # any order of the videos
 
 
 def test_summary_row_of_each_kind_of_metrics():
