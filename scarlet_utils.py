@@ -1948,13 +1948,15 @@ def plot_score_histogram(y_true: Sequence[int], y_prob: Sequence[float], thresho
 
 
 def save_reports(y_true: Sequence[int], y_prob: Sequence[float], out_dir: str | Path, threshold: float = 0.5,
-                 extra: dict[str, Any] | None = None, name: str = "") -> dict[str, Any]:
-    """``metrics.json`` (the metrics and ``extra``, returned), the text report and 3 plots titled ``name``."""
+                 extra: dict[str, Any] | None = None, name: str = "",
+                 groups: Sequence[int] | None = None) -> dict[str, Any]:
+    """``metrics.json`` (the metrics, intervals resampling ``groups``, and ``extra``, returned), the text
+    report and 3 plots titled ``name``."""
     from matplotlib.figure import Figure
     from sklearn.metrics import ConfusionMatrixDisplay, classification_report
     out_dir, prefix = Path(out_dir), f"{name}: " if name else ""
     # 6 digits: a CPU's summation order must not make two evaluations of the same weights differ
-    metrics = json.loads(json.dumps(compute_metrics(y_true, y_prob, threshold)),
+    metrics = json.loads(json.dumps(compute_metrics(y_true, y_prob, threshold, groups=groups)),
                          parse_float=lambda s: round(float(s), 6))
     if clash := sorted(set(extra or {}) & set(metrics)):
         raise ValueError(f"extra keys {clash} would overwrite metrics of the same name")

@@ -321,6 +321,9 @@ def test_save_reports_writes_the_report_files(tmp_path):
     # extra is not rounded (1e-8 would become 0.0) and a path is written as its string
     assert on_disk["config"] == {"LR": 3e-5, "WEIGHT_DECAY": 1e-8, "DATA_ROOT": str(tmp_path)}
     assert on_disk["eer"] is not None and len(on_disk["ci95"]["roc_auc"]) == 2
+    assert on_disk["bootstrap"]["resampled"] == "videos"
+    pairs = su.save_reports(y, p, tmp_path / "pairs", groups=np.arange(300) // 2)  # two videos per identity
+    assert pairs["bootstrap"]["resampled"] == "identities" and pairs["ci95"] != on_disk["ci95"]
     for name, shape in (("roc_curve.png", (600, 600, 3)), ("score_histogram.png", (480, 720, 3))):
         image = cv2.imread(str(out / name))
         assert image is not None and image.shape == shape, name
