@@ -377,21 +377,36 @@ def test_sample_mode_on_real_ffpp_videos(kaggle_root: Path, tmp_path: Path) -> N
 
 
 def test_interrupted_training_resumes_to_the_same_weights(tmp_path: Path) -> None:
-    """Two epochs, 'the session dies' (the state kept), a rerun asking for three: it resumes after
-    epoch 2 and ends with the history and weights of an uninterrupted three-epoch run."""
+    """The generalise recipe (windows drawn at random, strong augmentation, paired batches, a cosine rate,
+    accumulation, drop-path): a 3-epoch run whose session dies after epoch 2 (the state kept), then a rerun,
+    which resumes after epoch 2 and ends with the history and weights of an uninterrupted run."""
     import torch
 
-    keep = {**SMALL, "SCARLET_KEEP_TRAINING_STATE": "1"}
+    keep = {**SMALL, "SCARLET_RECIPE": "generalise", "SCARLET_EPOCHS": "3", "SCARLET_KEEP_TRAINING_STATE": "1"}
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    run_notebook(tmp_path, {**keep, "SCARLET_EPOCHS": "3", "SCARLET_OUTPUT_DIR": str(straight)})
-    run_notebook(tmp_path, {**keep, "SCARLET_EPOCHS": "2", "SCARLET_OUTPUT_DIR": str(resumed)})
-    nb = run_notebook(tmp_path, {**keep, "SCARLET_EPOCHS": "3", "SCARLET_OUTPUT_DIR": str(resumed)})
+    run_notebook(tmp_path, {**keep, "SCARLET_OUTPUT_DIR": str(straight)})
+    cells = notebook_cells()
+    loop = next(i for i, c in enumerate(cells) if "train_one_epoch" in c.source)
+    dies = nbformat.from_dict(json.loads(json.dumps(cells[loop])))
+    dies.source = dies.source.replace('range(start, CONFIG["EPOCHS"] + 1)', "range(start, 3)")  # no epoch 3
+    assert dies.source != cells[loop].source
+    run_notebook(tmp_path, {**keep, "SCARLET_OUTPUT_DIR": str(resumed)}, cells=cells[:loop] + [dies])
+    assert len(json.loads((resumed / "history.json").read_text())) == 2
+    nb = run_notebook(tmp_path, {**keep, "SCARLET_OUTPUT_DIR": str(resumed)})
     assert "resuming after epoch 2" in stream_text(nb)
     history = [json.loads((d / "history.json").read_text()) for d in (straight, resumed)]
     assert len(history[0]) == 3 and history[0] == history[1]
-    weights = [torch.load(d / "training_state.pt", weights_only=True)["model"] for d in (straight, resumed)]
-    assert weights[0].keys() == weights[1].keys()
-    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    for name in ("training_state.pt", "Scarlet.last.pt"):
+        key = "model" if name == "training_state.pt" else "state_dict"
+        weights = [torch.load(d / name, weights_only=True)[key] for d in (straight, resumed)]
+        assert weights[0].keys() == weights[1].keys()
+        assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0]), name
+    info = su.checkpoint_info(straight / "Scarlet.pt")
+    assert info.extra["recipe"] == "generalise" and (info.preprocessing.sampling, info.preprocessing.stride) == ("window", 4)
+    assert su.checkpoint_info(straight / "Scarlet.last.pt").extra["epoch"] == 3
+    metrics = json.loads((straight / "metrics.json").read_text())  # evaluated at Scarlet.pt's validation EER threshold
+    assert metrics["threshold"] == pytest.approx(info.extra["val_eer_threshold"], abs=1e-6)
+    assert metrics["bootstrap"]["resampled"] == "identities"
 
 
 def test_fine_tuning_further_starts_from_a_checkpoint_and_knows_both_training_sets(demo_run, tmp_path: Path) -> None:
