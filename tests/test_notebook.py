@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pytest
 from nbclient import NotebookClient
 
@@ -293,7 +294,8 @@ def test_face_crop_checkpoint_and_a_rerun_training_cell(tmp_path: Path) -> None:
 
 
 def test_sample_mode_on_real_ffpp_videos(kaggle_root: Path, tmp_path: Path) -> None:
-    """The real sample (3 originals, 4 methods) through real extraction and every cell."""
+    """The real sample (3 originals, 4 methods) through real extraction and every cell, with the generalise
+    recipe (the mode keeps whole frames and its split; windows, strong augmentation, the EER threshold...)."""
     out = tmp_path / "sample_out"
     # Cross-dataset: a Celeb-DF v2 layout of symlinks (2 real clips, 2 fakes, 1 listed but missing),
     # and a root that is no dataset, which is reported while the other one is scored.
@@ -336,23 +338,35 @@ def test_sample_mode_on_real_ffpp_videos(kaggle_root: Path, tmp_path: Path) -> N
     cells = notebook_cells()
     at = next(i for i, c in enumerate(cells) if "cross_dataset_roc" in c.source) + 1
     nb = run_notebook(tmp_path, cells=cells[:at] + [shown] + cells[at:], env={"SCARLET_MODE": "sample", "SCARLET_DATA_ROOT": str(kaggle_root),
+                                 "SCARLET_RECIPE": "generalise",
                                  "SCARLET_OUTPUT_DIR": str(out), "SCARLET_VIDEO": str(mine),
                                  "SCARLET_EVAL_DATASETS": f"{celeb},{tmp_path / 'dfdc'},{tmp_path / 'dfdc_parts'},{broken},"
                                                           f"{tmp_path / 'not_a_dataset'}"})
-    for name in ARTEFACTS:
+    for name in ARTEFACTS + ("Scarlet.last.pt",):
         assert (out / name).is_file(), f"sample run did not write {name}"
+    text = stream_text(nb)
+    assert "RECIPE generalise" in text and "SCARLET_RECIPE" in text  # the changes table says who set what
+    info = su.checkpoint_info(out / "Scarlet.pt")
+    assert (info.preprocessing.sampling, info.preprocessing.stride, info.extra["recipe"]) == ("window", 4, "generalise")
+    train = su.Split.from_json(info.split, kaggle_root).train
+    cached = np.load(su.cache_path(train[0], tmp_path / "sample_output" / "frame_cache" / "f8_s64_full_c4_w4"))
+    assert cached.shape == (4, 8, 64, 64, 3)  # TRAIN_CLIPS windows per training video
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["threshold"] == pytest.approx(info.extra["val_eer_threshold"], abs=1e-6)
     split = json.loads((out / "split.json").read_text())
     assert len(split["train"]) + len(split["val"]) == 6  # the balanced pool: 3 real + 3 of the 4 fakes
     assert {i["label"] for i in split["train"] + split["val"]} == {0, 1}
     assert sum(i["label"] for i in split["train"] + split["val"]) == 3
-    metrics = json.loads((out / "metrics.json").read_text())
     # A random split of 3 people: whatever val shares a face with train is left out and counted.
     assert metrics["n"] + metrics["videos_sharing_a_training_face"] == len(split["val"])
-    text = stream_text(nb)
     assert "'Deepfakes', 'Face2Face', 'FaceSwap', 'NeuralTextures'" in text  # every method found
     assert "1 of the 7 videos (3 real, 4 fake) are left out, to draw as many fakes as reals" in text
     cross = json.loads((out / "cross_method.json").read_text())
-    assert {r["method"] for r in cross} <= {"Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures", "all"}
+    trained = set(info.extra["methods"])
+    pooled = {"all", "all untrained"}
+    assert {r["method"] for r in cross} <= {"Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures"} | pooled
+    rows = [r for r in cross if r["method"] in pooled]  # the methods it did not train on, pooled
+    assert rows == [] or rows[0]["n_fake"] == sum(r["n_fake"] for r in cross if r["method"] not in trained | pooled)
     assert "failed 0" in text
     cross = json.loads((out / "cross_dataset.json").read_text())
     dfdc = "DFDC labelled videos (not its test set), all 2 videos"  # two roots alike: each named by its folder
