@@ -214,7 +214,7 @@ def test_demo_mode_writes_every_artefact_outside_models_video(demo_run) -> None:
     train_ids = set().union(*(su.video_identities(i["video_id"]) for i in split["train"]))
     assert not any(su.video_identities(i["video_id"]) & train_ids for i in split["val"])  # leak-free
     cross = json.loads((out / "cross_method.json").read_text())
-    assert [r["method"] for r in cross] == ["Deepfakes", "all"]
+    assert [r["method"] for r in cross] == ["Deepfakes"]  # no pooled row: it trained on its only method
     assert [h["epoch"] for h in history] == list(range(1, len(history) + 1)) and len(history) >= 2
     # The saved checkpoint is the best validation epoch, and the evaluation reproduces its accuracy.
     assert metrics["accuracy"] == pytest.approx(max(h["val_accuracy"] for h in history))
@@ -250,7 +250,7 @@ def test_evaluation_only_in_a_new_session(demo_run, tmp_path: Path) -> None:
     text = stream_text(nb)
     assert "with TRAIN off the configuration's SEED 7 does not apply" in text
     assert "TRAIN is off: nothing is trained or downloaded" in text
-    assert "checkpoint: {'epoch':" in text and "could not be read" not in text
+    assert "checkpoint: {'recipe': 'original', 'epoch':" in text and "could not be read" not in text
     # With TRAIN off only the videos it scores are decoded: the 96 validation videos, not all 288.
     assert "TRAIN is off: nothing to extract for training" in text
     assert len(list((tmp_path / "cold_cache").glob("f8_s64_full/*/*.npy"))) == len(json.loads(split_before)["val"]) == 96
