@@ -1399,9 +1399,10 @@ def build_model(source: Any = DEFAULT_MODEL, num_labels: int = 2, *, sdpa: bool 
         enable = getattr(model, "activation_checkpointing_enable", model.gradient_checkpointing_enable)
         enable({"use_reentrant": False})
     if drop_path is not None:  # stochastic depth, 0 rising to drop_path over the layers; None: the config's
-        from transformers.models.timesformer.modeling_timesformer import TimesformerDropPath
+        from transformers.models.timesformer import modeling_timesformer as tm
+        drop = getattr(tm, "TimesformerDropPath", None) or tm.TimeSformerDropPath  # v5's name, v4's
         for i, layer in enumerate(model.timesformer.encoder.layer):  # not the config: v5 types it int
-            layer.drop_path = TimesformerDropPath(drop_path * i / max(1, model.config.num_hidden_layers - 1))
+            layer.drop_path = drop(drop_path * i / max(1, model.config.num_hidden_layers - 1))
     return use_sdpa_attention(model) if sdpa else model
 
 
