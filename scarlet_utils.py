@@ -137,14 +137,17 @@ class Config(dict):
 def _parse_env_value(name: str, text: str, default: Any) -> Any:
     """An environment string as the type of the knob's default (a list: comma-separated)."""
     text = text.strip()
-    if text.lower() in ("", "none", "null"):
-        return None
+    if name in CHOICES:  # its own words ("none" too); AUGMENT also as the cell writes it, True / False
+        return _BOOLEANS.get(text.lower(), text) if True in CHOICES[name] else text
+    if text.lower() in ("", "none", "null") or name == "THRESHOLD" and text == "val-eer":
+        return None if text != "val-eer" else text
     if isinstance(default, (list, tuple)):
         return [part.strip() for part in text.split(",") if part.strip()]
+    default = 0.5 if name == "THRESHOLD" else default  # a number, whatever the cell holds
     try:
         if isinstance(default, bool):
             return _BOOLEANS[text.lower()]
-        if isinstance(default, (int, float)) and not (name == "THRESHOLD" and text == "val-eer"):
+        if isinstance(default, (int, float)):
             return type(default)(text)
     except (KeyError, ValueError):
         raise ValueError(f"{ENV_PREFIX}{name}={text!r}: expected a {type(default).__name__}") from None
@@ -265,7 +268,8 @@ def resolve_config(defaults: dict[str, Any], environ: dict[str, str] | None = No
         if mode == "demo":  # a folder per size: the synthetic data follows N_TRAIN and N_VAL, never SEED
             n_per_class = ((env.get("N_TRAIN") or 192) + (env.get("N_VAL") or 96)) // 2
             mine.update(DATA_ROOT=f"demo_output/synthetic_{n_per_class}", METHODS=["Deepfakes"],
-                        SPLIT="identity", N_TRAIN=192, N_VAL=96, EPOCHS=20)
+                        N_TRAIN=192, N_VAL=96, EPOCHS=20)
+            mine |= {"SPLIT": "identity"} if RECIPES[recipe].get("SPLIT") == "official" else {}  # no FF++ ids
         elif cfg.get("DATA_ROOT") is None:
             raise ValueError(f"MODE=sample needs {ENV_PREFIX}DATA_ROOT, a small FF++ tree")
         else:  # a handful of videos cannot be split by identity at fixed sizes: random, like the original
@@ -273,20 +277,30 @@ def resolve_config(defaults: dict[str, Any], environ: dict[str, str] | None = No
             labels = [i.label for i in list_videos(cfg["DATA_ROOT"], methods)]
             n_train, n_val = sized_split(labels.count(0), labels.count(1))
             mine.update(METHODS=methods, N_TRAIN=n_train, N_VAL=n_val, EPOCHS=2, SPLIT="random")
-    presets = RECIPES[recipe] | mine
+    presets = {k: list(v) if isinstance(v, list) else v for k, v in RECIPES[recipe].items()} | mine
     by = {**dict.fromkeys(defaults, f"MODE {mode}"), **dict.fromkeys(RECIPES[recipe], f"RECIPE {recipe}"),
           **dict.fromkeys(mine, f"MODE {mode}")}
     cfg |= {k: v for k, v in presets.items() if k not in env and k in defaults}
+    wrong = [f"{k} must be >= 1, got {cfg[k]}" for k in ("FRAME_STRIDE", "TRAIN_CLIPS", "GRAD_ACCUM")
+             if cfg.get(k, 1) < 1]
+    if cfg.get("TRAIN_CLIPS", 1) > 1 and cfg.get("SAMPLING") != "window":  # spread clips: a segment each
+        wrong.append("TRAIN_CLIPS > 1 needs SAMPLING 'window' (spread clips each cover a part of the video)")
+    if cfg.get("PAIR_FAKES") and cfg["BATCH_SIZE"] % 2:
+        wrong.append(f"PAIR_FAKES needs an even BATCH_SIZE (a real and its own fake in one batch), got "
+                     f"{cfg['BATCH_SIZE']}")
+    if wrong:
+        raise ValueError("; ".join(wrong))
     return Config(cfg, [(k, defaults[k], cfg[k], f"{ENV_PREFIX}{k}" if k in env else by[k])
                         for k in defaults if cfg[k] != defaults[k]], notes)
 
 
-def frame_cache_bytes(config: dict[str, Any]) -> int:
-    """Bytes the frame cache will hold for this run: the split's clips (``TRAIN_CLIPS`` windows per training
-    video, 1 + ``NUM_CLIPS`` per video scored), ``uint8``; cross-dataset sets come on top."""
+def frame_cache_bytes(config: dict[str, Any], cached: Sequence[str | Path] = ()) -> int:
+    """Bytes this run's split adds to the frame cache (``TRAIN_CLIPS`` windows per training video, 1 +
+    ``NUM_CLIPS`` clips per video scored), less the clips already in the ``cached`` folders."""
     n_train, n_eval = (1440, 560) if config["SPLIT"] == "official" else (config["N_TRAIN"], config["N_VAL"])
     clips = n_train * config.get("TRAIN_CLIPS", 1) + n_eval * (1 + config.get("NUM_CLIPS", 1))
-    return clips * config["NUM_FRAMES"] * config["SIZE"] ** 2 * 3
+    have = sum(f.stat().st_size for folder in map(Path, cached) for f in folder.rglob("*.npy"))
+    return max(0, clips * config["NUM_FRAMES"] * config["SIZE"] ** 2 * 3 - have)
 
 
 def check_disk(folder: str | Path, need: int) -> str:
@@ -296,7 +310,8 @@ def check_disk(folder: str | Path, need: int) -> str:
     free = shutil.disk_usage(next(p for p in [folder, *folder.parents] if p.exists())).free
     if folder.is_relative_to(KAGGLE_WORKING):
         free = min(free, KAGGLE_OUTPUT_LIMIT)
-    said = f"frame cache: about {need / 1e9:.1f} GB in {folder}, {free / 1e9:.1f} GB free there"
+    said = (f"frame cache: about {need / 1e9:.1f} GB more in {folder}, {free / 1e9:.1f} GB free there (the "
+            "checkpoints and the cross-method and cross-dataset sets come on top)")
     if need > free:
         raise OSError(28, f"{said}: not enough to extract; fewer TRAIN_CLIPS, N_TRAIN or NUM_CLIPS, or SIZE")
     return said

@@ -332,6 +332,36 @@ def test_the_frame_cache_estimate_and_the_kaggle_working_limit(tmp_path: Path, m
     working = tmp_path / "working"
     monkeypatch.setattr(su, "KAGGLE_WORKING", working)
     line = su.check_disk(working / "frame_cache", 10**9)  # a folder not made yet: the disk it will be on
-    assert line.startswith(f"frame cache: about 1.0 GB in {working / 'frame_cache'}, ")
-    with pytest.raises(OSError, match=r"about 21\.0 GB in .*, 20\.0 GB free there: not enough to extract"):
+    assert line.startswith(f"frame cache: about 1.0 GB more in {working / 'frame_cache'}, ")
+    cache = tmp_path / "cache" / "f8_s224_full"  # clips already cached are not needed again
+    (cache / "original").mkdir(parents=True)
+    (cache / "original" / "000.npy").write_bytes(b"\0" * clip)
+    (cache / "original" / "000.faces.json").write_bytes(b"\0" * clip)  # not a clip
+    assert su.frame_cache_bytes(knobs, [cache, tmp_path / "missing"]) == (600 + 800 * 5 - 1) * clip
+    with pytest.raises(OSError, match=r"about 21\.0 GB more in .*, 20\.0 GB free there .*: not enough to extract"):
         su.check_disk(working / "frame_cache", 21e9)  # whatever the disk has free: Kaggle keeps 20 GB
+
+
+@pytest.mark.parametrize("env, match", [
+    ({"SCARLET_TRAIN_CLIPS": "4"}, r"TRAIN_CLIPS > 1 needs SAMPLING 'window'"),
+    ({"SCARLET_RECIPE": "generalise", "SCARLET_SAMPLING": "spread"}, r"TRAIN_CLIPS > 1 needs SAMPLING 'window'"),
+    ({"SCARLET_PAIR_FAKES": "1", "SCARLET_BATCH_SIZE": "3"}, r"PAIR_FAKES needs an even BATCH_SIZE .*got 3"),
+    ({"SCARLET_GRAD_ACCUM": "0", "SCARLET_FRAME_STRIDE": "0"}, r"FRAME_STRIDE must be >= 1, got 0; GRAD_ACCUM must be"),
+])
+def test_knobs_that_cannot_work_together_are_refused_before_anything_runs(env: dict[str, str], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        su.resolve_config({**DEFAULTS, **RECIPE_KNOBS}, environ={"SCARLET_MODE": "demo", **env})
+
+
+def test_choice_knobs_take_their_own_words_from_the_environment() -> None:
+    knobs = {**DEFAULTS, **RECIPE_KNOBS}
+    parse = lambda **env: su.resolve_config(knobs, {"SCARLET_MODE": "demo", **{f"SCARLET_{k}": v for k, v in env.items()}})  # noqa: E731
+    assert parse(AUGMENT="none")["AUGMENT"] == "none" and parse(AUGMENT="true")["AUGMENT"] is True
+    assert parse(AUGMENT="0")["AUGMENT"] is False and parse(SELECT_BY="auc")["SELECT_BY"] == "auc"
+    cell_eer = {**knobs, "THRESHOLD": "val-eer"}  # a number from the environment, whatever the cell holds
+    assert su.resolve_config(cell_eer, {"SCARLET_THRESHOLD": "0.3"})["THRESHOLD"] == 0.3
+    # The demo keeps the cell's split for the original recipe; only the official one (FF++ ids) is replaced.
+    assert su.resolve_config({**knobs, "SPLIT": "random"}, {"SCARLET_MODE": "demo"})["SPLIT"] == "random"
+    preset = su.resolve_config(knobs, {"SCARLET_DATA_ROOT": "/ffpp", "SCARLET_RECIPE": "generalise"})
+    preset["METHODS"].append("DeepFakeDetection")  # a kernel that changes its configuration leaves the preset alone
+    assert su.RECIPES["generalise"]["METHODS"] == ["Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures"]
