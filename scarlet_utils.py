@@ -343,9 +343,8 @@ def sample_frame_indices(total_frames: int, num_frames: int = 8) -> list[int]:
 
 def sample_clip_indices(total_frames: int, num_frames: int = 8, num_clips: int = 1,
                         stride: int | None = None) -> list[list[int]]:
-    """The indices of ``num_clips`` clips: the video cut into equal segments, each sampled first to last;
-    ``stride``: windows of frames ``stride`` apart, each in the middle of its segment (too short: the last
-    frame repeats)."""
+    """``num_clips`` clips of the video cut into equal segments: each sampled first to last, or (``stride``) a
+    window of frames ``stride`` apart in its segment's middle (the last frame repeats where too short)."""
     for name, value in (("total_frames", total_frames), ("num_frames", num_frames), ("num_clips", num_clips),
                         ("stride", 1 if stride is None else stride)):
         if value < 1:
@@ -1058,8 +1057,9 @@ def extracted_only(split: Split, train_cache: str | Path, cache: str | Path) -> 
         drop = set(rng.sample(other, min(len(other), abs(gone[1] - gone[0]))))
         return [i for i in ok if i not in drop]
     split = replace(split, **{part: kept(part) for part in SPLIT_PARTS})
-    if empty := [part for part in ("train", "val") if not {i.label for i in getattr(split, part)} == {0, 1}]:
-        raise ValueError(f"no real and fake videos left for {' and '.join(empty)}: see the failures above")
+    if empty := [part for part in ("train", "val") if {i.label for i in getattr(split, part)} != {0, 1}]:
+        raise ValueError(f"no real and fake videos left for {' and '.join(empty)} in {train_cache} and "
+                         f"{cache}: see the extraction's failures")
     return split
 
 
@@ -1254,7 +1254,7 @@ class PairedSampler(Sampler[int]):
 
     def __init__(self, items: Sequence[VideoItem], generator: torch.Generator | None = None) -> None:
         self.items, self.generator = list(items), generator
-        self.shows = [(v.dataset, v.people or re.sub(r"_\d+$", "", v.video_id)) for v in self.items]
+        self.shows = [(v.dataset, v.people or v.video_id.split("_")[0]) for v in self.items]  # FF++: T of T_S
 
     def __len__(self) -> int:
         return len(self.items)
@@ -1521,7 +1521,8 @@ def _is_scarlet(obj: Any) -> bool:  # v1 kept its preprocessing among the extras
 
 
 def load_checkpoint(path: str | Path, model: torch.nn.Module | None = None, source: Any = None, *,
-                    sdpa: bool = True, gradient_checkpointing: bool = False) -> torch.nn.Module:
+                    sdpa: bool = True, gradient_checkpointing: bool = False,
+                    drop_path: float | None = None) -> torch.nn.Module:
     """``Scarlet.pt`` into ``model`` or one rebuilt from its config; a plain state dict (the original run's)
     into ``model``, or one of ``source`` (a ``TimesformerConfig``), else of k400's ``TimesformerConfig()``."""
     from transformers import TimesformerConfig
@@ -1533,7 +1534,7 @@ def load_checkpoint(path: str | Path, model: torch.nn.Module | None = None, sour
                               f"{type(obj).__name__})")
     if model is None:
         model = build_model(config, config.num_labels if scarlet else 2, sdpa=sdpa,
-                            gradient_checkpointing=gradient_checkpointing)
+                            gradient_checkpointing=gradient_checkpointing, drop_path=drop_path)
     unwrap(model).load_state_dict({k.removeprefix("module."): v for k, v in obj.items()})  # DataParallel's
     return model
 
@@ -1654,10 +1655,11 @@ def train_one_epoch(model: torch.nn.Module, loader: Iterable[tuple[torch.Tensor,
     with _progress(iterable=loader, desc="train", unit="batch", leave=False) as bar:
         for i, (x, y) in enumerate(loader, 1):  # an iterator the bar held would pass to next epoch's workers
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            step = i % grad_accum == 0 or i == len(loader)
-            loss, logits = training_step(model, x, y, optimizer, scaler, dtype, step=step,
-                                         grad_accum=grad_accum, label_smoothing=label_smoothing)
-            if step and scheduler is not None:
+            last = len(loader) if grad_accum > 1 else i  # len only where accumulating: any iterable else
+            group = min(grad_accum, last - (i - 1) // grad_accum * grad_accum)  # batches in this step
+            loss, logits = training_step(model, x, y, optimizer, scaler, dtype, step=i % grad_accum == 0 or
+                                         i == last, grad_accum=group, label_smoothing=label_smoothing)
+            if (i % grad_accum == 0 or i == last) and scheduler is not None:
                 scheduler.step()
             total_loss, seen = total_loss + loss.item() * len(y), seen + len(y)
             correct += (logits.argmax(-1) == y).sum().item()
@@ -1837,14 +1839,19 @@ def evaluation_split(info: CheckpointInfo, split_path: str | Path, data_root: st
     return split, notes
 
 
-def resolve_threshold(knob: float | str, info: CheckpointInfo) -> float:
-    """THRESHOLD: a number as is, or "val-eer": the validation EER threshold ``info``'s checkpoint records."""
+def resolve_threshold(knob: float | str, info: CheckpointInfo) -> tuple[float, list[str]]:
+    """THRESHOLD as a number (``"val-eer"``: the validation EER threshold ``info``'s checkpoint records), and
+    a note where the checkpoint was trained with another THRESHOLD."""
     if isinstance(knob, str) and knob != "val-eer":
         raise ValueError(f"THRESHOLD must be a number or 'val-eer', got {knob!r}")
     if knob == "val-eer" and info.extra.get("val_eer_threshold") is None:
-        raise CheckpointError(f"{info.path} records no validation EER threshold (THRESHOLD 'val-eer'): train "
-                              "with this version of Scarlet, or set THRESHOLD to a number")
-    return float(info.extra["val_eer_threshold"] if knob == "val-eer" else knob)
+        raise CheckpointError(f"{info.path} records no validation EER threshold (THRESHOLD 'val-eer'): it "
+                              "was trained before Scarlet stored one, or its validation videos held one "
+                              "class; set THRESHOLD to a number")
+    value = float(info.extra["val_eer_threshold"] if knob == "val-eer" else knob)
+    trained = info.extra.get("threshold")  # the knob it was trained with: a note, as the knob decides here
+    return value, [f"{info.path.name} was trained with THRESHOLD {trained!r}; this run calls fake at P(fake) "
+                   f">= {value:.4g} (THRESHOLD {knob!r})"] if trained not in (None, knob) else []
 
 
 def unseen_items(items: Sequence[VideoItem], info: CheckpointInfo,
@@ -1913,8 +1920,9 @@ def compute_metrics(y_true: Sequence[int], y_prob: Sequence[float], threshold: f
         ranking = {"roc_auc": float(skm.roc_auc_score(y_true, y_prob)), "eer": float(np.interp(0, gap, fpr)),
                    "average_precision": float(skm.average_precision_score(y_true, y_prob)),
                    "eer_threshold": float(np.interp(0, gap, thresholds))}
-    boot = {"n_resamples": int(n_bootstrap), "seed": int(seed),
-            "resampled": "videos" if groups is None else "identities"} if n_bootstrap else None
+    units = {"resampled": "videos", "groups": len(y_true)} if groups is None else {
+        "resampled": "identities", "groups": len(set(groups))}  # few groups: wide intervals
+    boot = {"n_resamples": int(n_bootstrap), "seed": int(seed), **units} if n_bootstrap else None
     ci = boot and bootstrap_ci(y_true, y_prob, threshold, n_bootstrap, seed, groups)
     return {"n": len(y_true), "threshold": float(threshold), "accuracy": float(report["accuracy"]), **ranking,
             "ci95": ci, "bootstrap": boot,

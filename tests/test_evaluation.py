@@ -164,13 +164,14 @@ def test_fine_tuned_from_a_plain_state_dict_says_what_is_unknown(make_config, tm
 def test_threshold_val_eer_is_read_from_the_checkpoint(make_config, tmp_path: Path) -> None:
     model = su.build_model(make_config())
     info = su.checkpoint_info(su.save_checkpoint(model, tmp_path / "Scarlet.pt", su.Preprocessing(),
-                                                 val_eer_threshold=0.37))
-    assert su.resolve_threshold("val-eer", info) == 0.37
-    assert su.resolve_threshold(0.5, info) == 0.5  # a number as is
+                                                 val_eer_threshold=0.37, threshold="val-eer"))
+    assert su.resolve_threshold("val-eer", info) == (0.37, [])
+    assert su.resolve_threshold(0.5, info) == (0.5, [  # a number as is, and a word that it trained otherwise
+        "Scarlet.pt was trained with THRESHOLD 'val-eer'; this run calls fake at P(fake) >= 0.5 (THRESHOLD 0.5)"])
     older = su.checkpoint_info(su.save_checkpoint(model, tmp_path / "older.pt", su.Preprocessing(), epoch=3))
-    assert su.resolve_threshold(0.6, older) == 0.6
+    assert su.resolve_threshold(0.6, older) == (0.6, [])
     with pytest.raises(su.CheckpointError, match=re.escape(f"{tmp_path / 'older.pt'} records no validation EER "
-                                                           "threshold (THRESHOLD 'val-eer'): train with this")):
+                                                           "threshold (THRESHOLD 'val-eer'): it was trained before")):
         su.resolve_threshold("val-eer", older)
     with pytest.raises(ValueError, match=re.escape("THRESHOLD must be a number or 'val-eer', got 'eer'")):
         su.resolve_threshold("eer", info)

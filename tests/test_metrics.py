@@ -142,7 +142,7 @@ def test_ci_contains_the_estimate_and_is_plain_json():
         lo, hi = m["ci95"][key]
         assert isinstance(lo, float) and isinstance(hi, float)
         assert lo < m[key] < hi
-    assert m["bootstrap"] == {"n_resamples": 1000, "seed": 0, "resampled": "videos"}
+    assert m["bootstrap"] == {"n_resamples": 1000, "seed": 0, "resampled": "videos", "groups": m["n"]}
     json.dumps(m)
 
 
@@ -324,6 +324,7 @@ def test_save_reports_writes_the_report_files(tmp_path):
     assert on_disk["bootstrap"]["resampled"] == "videos"
     pairs = su.save_reports(y, p, tmp_path / "pairs", groups=np.arange(300) // 2)  # two videos per identity
     assert pairs["bootstrap"]["resampled"] == "identities" and pairs["ci95"] != on_disk["ci95"]
+    assert pairs["bootstrap"]["groups"] == 150  # how many units were resampled: few groups, wide intervals
     for name, shape in (("roc_curve.png", (600, 600, 3)), ("score_histogram.png", (480, 720, 3))):
         image = cv2.imread(str(out / name))
         assert image is not None and image.shape == shape, name

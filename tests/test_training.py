@@ -116,13 +116,15 @@ def test_train_one_epoch_averages_loss_and_accuracy_over_clips(tiny_model):
 def test_train_one_epoch_accumulates_gradients_over_grad_accum_batches(tiny_model):
     # SGD: 3 batches of 2 accumulated (each loss / 3) make one step on their mean, as one batch of 6 does
     x, y = _brightness_data(6, seed=3)
-    models = {name: copy.deepcopy(tiny_model) for name in ("accumulated", "one batch", "every batch")}
-    for name, batch, grad_accum in (("accumulated", 2, 3), ("one batch", 6, 1), ("every batch", 2, 1)):
+    models = {name: copy.deepcopy(tiny_model) for name in ("accumulated", "one batch", "every batch", "partial")}
+    for name, batch, grad_accum in (("accumulated", 2, 3), ("one batch", 6, 1), ("every batch", 2, 1),
+                                    ("partial", 2, 4)):  # the epoch ends 3 batches into a group of 4
         optimizer = torch.optim.SGD(models[name].parameters(), lr=1.0)
         loader = DataLoader(TensorDataset(x, y), batch_size=batch)
         su.train_one_epoch(models[name], loader, optimizer, "cpu", grad_accum=grad_accum)
     weights = {name: torch.cat([p.detach().flatten() for p in m.parameters()]) for name, m in models.items()}
     torch.testing.assert_close(weights["accumulated"], weights["one batch"], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(weights["partial"], weights["one batch"], atol=1e-5, rtol=1e-4)  # the mean of 3
     assert (weights["accumulated"] - weights["every batch"]).abs().max() > 1e-2  # the premise: 3 steps differ
     # 5 batches, grad_accum 2: steps after batches 2, 4 and the last (5), each followed by the scheduler's
     model = copy.deepcopy(tiny_model)
