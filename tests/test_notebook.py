@@ -349,9 +349,10 @@ def test_sample_mode_on_real_ffpp_videos(kaggle_root: Path, tmp_path: Path) -> N
     assert "RECIPE generalise" in text and "SCARLET_RECIPE" in text  # the changes table says who set what
     info = su.checkpoint_info(out / "Scarlet.pt")
     assert (info.preprocessing.sampling, info.preprocessing.stride, info.extra["recipe"]) == ("window", 4, "generalise")
-    train = su.Split.from_json(info.split, kaggle_root).train
-    cached = np.load(su.cache_path(train[0], tmp_path / "sample_output" / "frame_cache" / "f8_s64_full_c4_w4"))
-    assert cached.shape == (4, 8, 64, 64, 3)  # TRAIN_CLIPS windows per training video
+    windows, saved = tmp_path / "sample_output" / "frame_cache" / "f8_s64_full_c4_w4", su.Split.from_json(info.split, kaggle_root)
+    assert not any(su.cache_path(i, windows).exists() for i in saved.train)  # gone with the training state
+    scored = sorted(windows.rglob("*.npy"))  # what the evaluation scored there since: NUM_CLIPS windows each
+    assert scored and all(np.load(f).shape == (4, 8, 64, 64, 3) for f in scored)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["threshold"] == pytest.approx(info.extra["val_eer_threshold"], abs=1e-6)
     split = json.loads((out / "split.json").read_text())
@@ -419,6 +420,8 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path: Path) -> Non
     info = su.checkpoint_info(straight / "Scarlet.pt")
     assert info.extra["recipe"] == "generalise" and (info.preprocessing.sampling, info.preprocessing.stride) == ("window", 4)
     assert su.checkpoint_info(straight / "Scarlet.last.pt").extra["epoch"] == 3
+    train = su.Split.from_json(info.split, tmp_path / "demo_output" / "synthetic_12").train  # kept: KEEP_TRAINING_STATE
+    assert np.load(su.cache_path(train[0], tmp_path / "demo_output" / "frame_cache" / "f8_s64_full_c4_w4")).shape == (4, 8, 64, 64, 3)
     metrics = json.loads((straight / "metrics.json").read_text())  # evaluated at Scarlet.pt's validation EER threshold
     assert metrics["threshold"] == pytest.approx(info.extra["val_eer_threshold"], abs=1e-6)
     assert metrics["bootstrap"]["resampled"] == "identities"
