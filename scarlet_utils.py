@@ -263,7 +263,7 @@ def resolve_config(defaults: dict[str, Any], environ: dict[str, str] | None = No
             n_per_class = ((env.get("N_TRAIN") or 192) + (env.get("N_VAL") or 96)) // 2
             mine.update(DATA_ROOT=f"demo_output/synthetic_{n_per_class}", METHODS=["Deepfakes"],
                         N_TRAIN=192, N_VAL=96, EPOCHS=20)
-            mine |= {"SPLIT": "identity"} if RECIPES.get(recipe, {}).get("SPLIT") == "official" else {}  # FF++
+            mine |= {"SPLIT": "identity"} if RECIPES.get(recipe, {}).get("SPLIT") == "official" else {}
         elif cfg.get("DATA_ROOT") is None:
             raise ValueError(f"MODE=sample needs {ENV_PREFIX}DATA_ROOT, a small FF++ tree")
         else:  # a handful of videos cannot be split by identity at fixed sizes: random, like the original
