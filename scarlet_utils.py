@@ -1798,6 +1798,8 @@ def preprocessing_for_run(config: dict[str, Any], checkpoint: str | Path) -> tup
         stride = config.get("FRAME_STRIDE", 1) if sampling == "window" else None
         return Preprocessing(frames, size, config["FACE_CROP"], mean, std, sampling, frame_stride=stride), []
     info = checkpoint_info(config["INIT_FROM"] if config["TRAIN"] else checkpoint)
+    if config["TRAIN"] and config.get("TRAIN_CLIPS", 1) > 1 and info.preprocessing.stride is None:
+        raise ValueError(f"TRAIN_CLIPS > 1 needs windows: {info.path.name} (INIT_FROM) samples spread frames")
     return info.preprocessing, preprocessing_notes(info, config)
 
 

@@ -85,6 +85,11 @@ def test_evaluation_follows_the_checkpoints_preprocessing(checkpoint) -> None:
                      "the checkpoint"]
     # Fine-tuning it further (INIT_FROM) makes its inputs as it does too, whatever the knobs say.
     assert su.preprocessing_for_run({**config, "TRAIN": True, "INIT_FROM": str(path)}, "no/such/Scarlet.pt") == (prep, notes)
+    with pytest.raises(ValueError, match="TRAIN_CLIPS > 1 needs windows: Scarlet.pt .INIT_FROM. samples spread frames"):
+        su.preprocessing_for_run({**config, "TRAIN": True, "INIT_FROM": str(path), "TRAIN_CLIPS": 4}, "-")
+    trained, _ = su.preprocessing_for_run({**config, "TRAIN": True, "MODEL": "tiny", "SAMPLING": "window",
+                                           "FRAME_STRIDE": 3}, path)
+    assert (trained.sampling, trained.stride) == ("window", 3)  # the knobs, when training from scratch
     with pytest.raises(su.CheckpointError, match="no checkpoint here"):
         su.preprocessing_for_run(config, path.with_name("missing.pt"))
     trained, notes = su.preprocessing_for_run({**config, "TRAIN": True, "MODEL": "tiny"}, path)
