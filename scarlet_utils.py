@@ -113,6 +113,8 @@ _BOOLEANS = {**dict.fromkeys(("1", "true", "yes", "on"), True),
 CHOICES = {"RECIPE": ("original", "generalise"), "SAMPLING": ("spread", "window"),
            "AUGMENT": ("flip", "strong", "none", True, False), "SELECT_BY": ("accuracy", "auc"),
            "SCHEDULE": ("constant", "cosine")}
+RANGES = {"FRAME_STRIDE": (1, np.inf), "TRAIN_CLIPS": (1, np.inf), "GRAD_ACCUM": (1, np.inf),
+          "WARMUP_EPOCHS": (0, np.inf), "LABEL_SMOOTHING": (0, 1), "DROP_PATH": (0, 1)}  # [low, high)
 KAGGLE_OUTPUT_LIMIT = 20e9  # bytes /kaggle/working keeps
 FFPP_METHODS = ["Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures"]  # the four of the FF++ paper
 # "original": the original run. "generalise": what the video detectors that carry to unseen data share
@@ -278,8 +280,8 @@ def resolve_config(defaults: dict[str, Any], environ: dict[str, str] | None = No
     cfg |= {k: v for k, v in presets.items() if k not in env and k in defaults}
     wrong = [f"{k} must be one of {v}, got {cfg[k]!r}" for k, v in CHOICES.items()
              if cfg.get(k, v[0]) not in v]
-    wrong += [f"{k} must be >= 1, got {cfg[k]}" for k in ("FRAME_STRIDE", "TRAIN_CLIPS", "GRAD_ACCUM")
-              if cfg.get(k) is not None and cfg[k] < 1]
+    wrong += [f"{k} must be a number in [{low}, {high}), got {cfg[k]!r}" for k, (low, high) in RANGES.items()
+              if k in cfg and not (isinstance(cfg[k], (int, float)) and low <= cfg[k] < high)]
     if not isinstance(cfg.get("THRESHOLD", 0.5), (int, float)) and cfg["THRESHOLD"] != "val-eer":
         wrong.append(f"THRESHOLD must be a number or 'val-eer', got {cfg['THRESHOLD']!r}")
     if (cfg.get("TRAIN_CLIPS") or 1) > 1 and cfg.get("SAMPLING") != "window":  # spread clips: a segment each
@@ -297,7 +299,8 @@ def frame_cache_bytes(config: dict[str, Any], cached: Sequence[str | Path] = ())
     """Bytes this run's split adds to the frame cache (``TRAIN_CLIPS`` windows per training video, 1 +
     ``NUM_CLIPS`` clips per video scored), less the clips already in the ``cached`` folders."""
     n_train, n_eval = (1440, 560) if config["SPLIT"] == "official" else (config["N_TRAIN"], config["N_VAL"])
-    clips = n_train * config.get("TRAIN_CLIPS", 1) + n_eval * (1 + config.get("NUM_CLIPS", 1))
+    scored = 1 + (config.get("NUM_CLIPS", 1) if config.get("NUM_CLIPS", 1) > 1 else 0)  # 1 clip, NUM_CLIPS
+    clips = n_train * config.get("TRAIN_CLIPS", 1) + n_eval * scored
     have = sum(f.stat().st_size for folder in map(Path, cached) for f in folder.rglob("*.npy"))
     return max(0, clips * config["NUM_FRAMES"] * config["SIZE"] ** 2 * 3 - have)
 
@@ -307,12 +310,14 @@ def check_disk(folder: str | Path, need: int) -> str:
     Kaggle, /kaggle/working keeps 20 GB whatever the disk has free)."""
     folder = Path(folder).absolute()
     free = shutil.disk_usage(next(p for p in [folder, *folder.parents] if p.exists())).free
-    if folder.is_relative_to(KAGGLE_WORKING):
-        free = min(free, KAGGLE_OUTPUT_LIMIT)
+    if folder.is_relative_to(KAGGLE_WORKING):  # less what the outputs hold already
+        held = sum(f.stat().st_size for f in KAGGLE_WORKING.rglob("*") if f.is_file())
+        free = min(free, KAGGLE_OUTPUT_LIMIT - held)
     said = (f"frame cache: about {need / 1e9:.1f} GB more in {folder}, {free / 1e9:.1f} GB free there (the "
             "checkpoints and the cross-method and cross-dataset sets come on top)")
     if need > free:
-        raise OSError(28, f"{said}: not enough to extract; fewer TRAIN_CLIPS, N_TRAIN or NUM_CLIPS, or SIZE")
+        raise OSError(28, f"{said}: not enough to extract; set SCARLET_TRAIN_CLIPS, NUM_CLIPS or SIZE lower, "
+                          "or N_TRAIN (not with SPLIT official)")
     return said
 
 

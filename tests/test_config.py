@@ -327,6 +327,7 @@ def test_the_frame_cache_estimate_and_the_kaggle_working_limit(tmp_path: Path, m
     knobs = {**DEFAULTS, **RECIPE_KNOBS, "FACE_CROP": False}
     clip = 8 * 224 * 224 * 3
     assert su.frame_cache_bytes(knobs) == (600 * 1 + 800 * 5) * clip  # the original run: one clip per video
+    assert su.frame_cache_bytes({**knobs, "NUM_CLIPS": 1}) == (600 + 800) * clip  # one protocol, one clip
     preset = knobs | su.RECIPES["generalise"]  # 720 + 720 official training videos, 280 + 280 scored
     assert su.frame_cache_bytes(preset) == (1440 * 4 + 560 * 5) * clip < su.KAGGLE_OUTPUT_LIMIT
     working = tmp_path / "working"
@@ -340,13 +341,21 @@ def test_the_frame_cache_estimate_and_the_kaggle_working_limit(tmp_path: Path, m
     assert su.frame_cache_bytes(knobs, [cache, tmp_path / "missing"]) == (600 + 800 * 5 - 1) * clip
     with pytest.raises(OSError, match=r"about 21\.0 GB more in .*, 20\.0 GB free there .*: not enough to extract"):
         su.check_disk(working / "frame_cache", 21e9)  # whatever the disk has free: Kaggle keeps 20 GB
+    (working / "models").mkdir(parents=True)
+    with open(working / "models" / "Scarlet.pt", "wb") as fh:  # 5 GB of outputs already there (sparse)
+        fh.truncate(5 * 10**9)
+    with pytest.raises(OSError, match=r"about 16\.0 GB more in .*, 15\.0 GB free there"):
+        su.check_disk(working / "frame_cache", 16e9)
 
 
 @pytest.mark.parametrize("env, match", [
     ({"SCARLET_TRAIN_CLIPS": "4"}, r"TRAIN_CLIPS > 1 needs SAMPLING 'window'"),
     ({"SCARLET_RECIPE": "generalise", "SCARLET_SAMPLING": "spread"}, r"TRAIN_CLIPS > 1 needs SAMPLING 'window'"),
     ({"SCARLET_PAIR_FAKES": "1", "SCARLET_BATCH_SIZE": "3"}, r"PAIR_FAKES needs an even BATCH_SIZE .*got 3"),
-    ({"SCARLET_GRAD_ACCUM": "0", "SCARLET_FRAME_STRIDE": "0"}, r"FRAME_STRIDE must be >= 1, got 0; GRAD_ACCUM must be"),
+    ({"SCARLET_GRAD_ACCUM": "0", "SCARLET_FRAME_STRIDE": "0"}, r"FRAME_STRIDE must be a number in \[1, inf\), got 0; GRAD_ACCUM"),
+    ({"SCARLET_TRAIN_CLIPS": "none"}, r"TRAIN_CLIPS must be a number in \[1, inf\), got None"),
+    ({"SCARLET_LABEL_SMOOTHING": "1.0", "SCARLET_DROP_PATH": "-0.1"}, r"LABEL_SMOOTHING must be a number in \[0, 1\), got 1.0; DROP"),
+    ({"SCARLET_WARMUP_EPOCHS": "-1"}, r"WARMUP_EPOCHS must be a number in \[0, inf\), got -1"),
 ])
 def test_knobs_that_cannot_work_together_are_refused_before_anything_runs(env: dict[str, str], match: str) -> None:
     with pytest.raises(ValueError, match=match):

@@ -177,9 +177,10 @@ def test_every_documented_variable_is_a_knob() -> None:
         mentioned |= set(re.findall(r"SCARLET_([A-Z][A-Z0-9_]*[A-Z0-9])", text))
     assert mentioned, "the docs mention no SCARLET_ variable at all?"
     assert mentioned - knobs() == set()
-    defaults = {k: None for k in knobs()} | {k: v[0] for k, v in su.CHOICES.items()} | {"MODE": "demo", "THRESHOLD": 0.5}
+    defaults = {k: None for k in knobs()} | {k: v[0] for k, v in su.CHOICES.items()} | {
+        k: low for k, (low, _) in su.RANGES.items()} | {"MODE": "demo", "THRESHOLD": 0.5}
     for name in mentioned:  # and resolve_config takes each of them
-        value = "demo" if name == "MODE" else str(su.CHOICES.get(name, ["1"])[0])
+        value = "demo" if name == "MODE" else str(su.CHOICES.get(name, su.RANGES.get(name, ["1"]))[0])
         su.resolve_config(defaults, {"SCARLET_MODE": "demo", f"SCARLET_{name}": value})
 
 
