@@ -309,9 +309,17 @@ def test_the_generalise_recipe_presets_its_knobs_and_the_mode_and_variables_stil
     ({"SCARLET_AUGMENT": "heavy"}, r"AUGMENT must be one of .*got 'heavy'"),
     ({"SCARLET_SAMPLING": "dense", "SCARLET_SCHEDULE": "step"}, r"SAMPLING must be one of .*; SCHEDULE must be one"),
     ({"SCARLET_THRESHOLD": "val-auc"}, r"SCARLET_THRESHOLD='val-auc': expected a float"),
+    ({"SCARLET_TRAIN_CLIPS": "4"}, r"TRAIN_CLIPS > 1 needs SAMPLING 'window'"),
+    ({"SCARLET_RECIPE": "generalise", "SCARLET_SAMPLING": "spread"}, r"TRAIN_CLIPS > 1 needs SAMPLING 'window'"),
+    ({"SCARLET_PAIR_FAKES": "1", "SCARLET_BATCH_SIZE": "3"}, r"PAIR_FAKES needs an even BATCH_SIZE .*got 3"),
+    ({"SCARLET_GRAD_ACCUM": "0", "SCARLET_FRAME_STRIDE": "0"}, r"FRAME_STRIDE must be a number in \[1, inf\), got 0; GRAD_ACCUM"),
+    ({"SCARLET_TRAIN_CLIPS": "none"}, r"TRAIN_CLIPS must be a number in \[1, inf\), got None"),
+    ({"SCARLET_LABEL_SMOOTHING": "1.0", "SCARLET_DROP_PATH": "-0.1"}, r"LABEL_SMOOTHING must be a number in \[0, 1\), got 1.0; DROP"),
+    ({"SCARLET_WARMUP_EPOCHS": "-1"}, r"WARMUP_EPOCHS must be a number in \[0, inf\), got -1"),
 ])
-def test_a_recipe_knob_out_of_its_choices_is_named(env: dict[str, str], match: str) -> None:
-    with pytest.raises(ValueError, match=match):
+def test_a_recipe_knob_out_of_its_choices_or_range_or_that_cannot_work_with_another_is_named(
+        env: dict[str, str], match: str) -> None:
+    with pytest.raises(ValueError, match=match):  # before anything runs
         su.resolve_config({**DEFAULTS, **RECIPE_KNOBS}, environ={"SCARLET_MODE": "demo", **env})
 
 
@@ -346,20 +354,6 @@ def test_the_frame_cache_estimate_and_the_kaggle_working_limit(tmp_path: Path, m
         fh.truncate(5 * 10**9)
     with pytest.raises(OSError, match=r"about 16\.0 GB more in .*, 15\.0 GB free there"):
         su.check_disk(working / "frame_cache", 16e9)
-
-
-@pytest.mark.parametrize("env, match", [
-    ({"SCARLET_TRAIN_CLIPS": "4"}, r"TRAIN_CLIPS > 1 needs SAMPLING 'window'"),
-    ({"SCARLET_RECIPE": "generalise", "SCARLET_SAMPLING": "spread"}, r"TRAIN_CLIPS > 1 needs SAMPLING 'window'"),
-    ({"SCARLET_PAIR_FAKES": "1", "SCARLET_BATCH_SIZE": "3"}, r"PAIR_FAKES needs an even BATCH_SIZE .*got 3"),
-    ({"SCARLET_GRAD_ACCUM": "0", "SCARLET_FRAME_STRIDE": "0"}, r"FRAME_STRIDE must be a number in \[1, inf\), got 0; GRAD_ACCUM"),
-    ({"SCARLET_TRAIN_CLIPS": "none"}, r"TRAIN_CLIPS must be a number in \[1, inf\), got None"),
-    ({"SCARLET_LABEL_SMOOTHING": "1.0", "SCARLET_DROP_PATH": "-0.1"}, r"LABEL_SMOOTHING must be a number in \[0, 1\), got 1.0; DROP"),
-    ({"SCARLET_WARMUP_EPOCHS": "-1"}, r"WARMUP_EPOCHS must be a number in \[0, inf\), got -1"),
-])
-def test_knobs_that_cannot_work_together_are_refused_before_anything_runs(env: dict[str, str], match: str) -> None:
-    with pytest.raises(ValueError, match=match):
-        su.resolve_config({**DEFAULTS, **RECIPE_KNOBS}, environ={"SCARLET_MODE": "demo", **env})
 
 
 def test_choice_knobs_take_their_own_words_from_the_environment() -> None:
