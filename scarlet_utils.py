@@ -141,8 +141,10 @@ def _parse_env_value(name: str, text: str, default: Any) -> Any:
     text = text.strip()
     if name in CHOICES:  # its own words ("none" too); AUGMENT also as the cell writes it, True / False
         return _BOOLEANS.get(text.lower(), text) if True in CHOICES[name] else text
-    if text.lower() in ("", "none", "null") or name == "THRESHOLD" and text == "val-eer":
-        return None if text != "val-eer" else text
+    if name == "THRESHOLD" and text == "val-eer":
+        return text
+    if text.lower() in ("", "none", "null"):
+        return None
     if isinstance(default, (list, tuple)):
         return [part.strip() for part in text.split(",") if part.strip()]
     default = 0.5 if name == "THRESHOLD" else default  # a number, whatever the cell holds
@@ -298,7 +300,9 @@ def resolve_config(defaults: dict[str, Any], environ: dict[str, str] | None = No
 def frame_cache_bytes(config: dict[str, Any], cached: Sequence[str | Path] = ()) -> int:
     """Bytes this run's split adds to the frame cache (``TRAIN_CLIPS`` windows per training video, 1 +
     ``NUM_CLIPS`` clips per video scored), less the clips already in the ``cached`` folders."""
-    n_train, n_eval = (1440, 560) if config["SPLIT"] == "official" else (config["N_TRAIN"], config["N_VAL"])
+    ids = Counter(part for pair, part in _OFFICIAL.items() if len(pair) == 1)  # official: a real per id
+    n_train, n_eval = ((2 * ids["train"], 2 * (ids["val"] + ids["test"])) if config["SPLIT"] == "official"
+                       else (config["N_TRAIN"], config["N_VAL"]))
     scored = 1 + (config.get("NUM_CLIPS", 1) if config.get("NUM_CLIPS", 1) > 1 else 0)  # 1 clip, NUM_CLIPS
     clips = n_train * config.get("TRAIN_CLIPS", 1) + n_eval * scored
     have = sum(f.stat().st_size for folder in map(Path, cached) for f in folder.rglob("*.npy"))
@@ -1207,7 +1211,7 @@ class FrameClipDataset(Dataset):
     def __init__(self, items: Sequence[VideoItem], cache_dir: str | Path,
                  mean: Sequence[float] = KINETICS_MEAN, std: Sequence[float] = KINETICS_STD,
                  augment: str | bool | None = None) -> None:
-        if augment not in (None, False, True, "none", "flip", "strong"):
+        if augment is not None and augment not in CHOICES["AUGMENT"]:
             raise ValueError(f"augment {augment!r}: expected None, False or 'none', True or 'flip', 'strong'")
         self.items, self.mean, self.std, self.augment = list(items), mean, std, augment
         self.paths = [cache_path(i, cache_dir) for i in self.items]
@@ -1661,9 +1665,10 @@ def train_one_epoch(model: torch.nn.Module, loader: Iterable[tuple[torch.Tensor,
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             last = len(loader) if grad_accum > 1 else i  # len only where accumulating: any iterable else
             group = min(grad_accum, last - (i - 1) // grad_accum * grad_accum)  # batches in this step
-            loss, logits = training_step(model, x, y, optimizer, scaler, dtype, step=i % grad_accum == 0 or
-                                         i == last, grad_accum=group, label_smoothing=label_smoothing)
-            if (i % grad_accum == 0 or i == last) and scheduler is not None:
+            step = i % grad_accum == 0 or i == last
+            loss, logits = training_step(model, x, y, optimizer, scaler, dtype, step=step, grad_accum=group,
+                                         label_smoothing=label_smoothing)
+            if step and scheduler is not None:
                 scheduler.step()
             total_loss, seen = total_loss + loss.item() * len(y), seen + len(y)
             correct += (logits.argmax(-1) == y).sum().item()
